@@ -1,0 +1,1 @@
+"""The ``logstore`` command line (installed as the ``logstore_cli`` package)."""

@@ -1,0 +1,127 @@
+"""The exceptions logstore raises. Every one derives from :class:`LogstoreError`.
+
+::
+
+    LogstoreError
+    ├── StoreClosedError
+    ├── StoreLockedError
+    ├── InvalidConfigError        (also ValueError)
+    ├── InvalidTopicError         (also ValueError)
+    ├── InvalidRecordError        (also ValueError)
+    ├── TopicNotFoundError        (also KeyError)
+    ├── TopicExistsError
+    ├── PartitionNotFoundError    (also KeyError)
+    ├── OffsetOutOfRangeError     .offset .log_start_offset .log_end_offset
+    ├── RecordTooLargeError       .size .limit
+    ├── StorageError              .path   (an OSError while reading or writing a file)
+    ├── LogFailedError            (an earlier write or fsync failed; reopen the store)
+    └── CorruptionError           .path .position
+        ├── CorruptRecordError
+        └── CorruptIndexError     (indexes are rebuilt automatically on open)
+
+Messages read "what failed: why (what to do)" and name the values involved.
+No I/O happens here.
+"""
+
+from __future__ import annotations
+
+
+class LogstoreError(Exception):
+    """Root of every error logstore raises."""
+
+
+class StoreClosedError(LogstoreError):
+    """The store, log or segment was used after ``close()``."""
+
+
+class StoreLockedError(LogstoreError):
+    """Another ``Store`` (in this or another process) holds the data directory's lock."""
+
+
+class InvalidConfigError(LogstoreError, ValueError):
+    """A configuration value is out of range or of the wrong type."""
+
+
+class InvalidTopicError(LogstoreError, ValueError):
+    """A topic name breaks Kafka's naming rule."""
+
+
+class InvalidRecordError(LogstoreError, ValueError):
+    """A record or batch given to the API is malformed (not a corruption on disk)."""
+
+
+class TopicNotFoundError(LogstoreError, KeyError):
+    """The topic does not exist."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TopicExistsError(LogstoreError):
+    """The topic already exists (pass ``exist_ok=True`` to ignore)."""
+
+
+class PartitionNotFoundError(LogstoreError, KeyError):
+    """The topic has no such partition."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class OffsetOutOfRangeError(LogstoreError):
+    """An offset lies outside ``[log_start_offset, log_end_offset]``."""
+
+    def __init__(self, offset: int, log_start_offset: int, log_end_offset: int) -> None:
+        super().__init__(
+            f"offset {offset} is out of range: the log holds offsets "
+            f"[{log_start_offset}, {log_end_offset}) (seek to a valid offset, or reset "
+            f"to earliest/latest)"
+        )
+        self.offset = offset
+        self.log_start_offset = log_start_offset
+        self.log_end_offset = log_end_offset
+
+
+class RecordTooLargeError(LogstoreError):
+    """A record batch is larger than the topic's ``max_message_bytes``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"record batch of {size} bytes exceeds max_message_bytes={limit} "
+            f"(send smaller records or raise the topic's max_message_bytes)"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class StorageError(LogstoreError):
+    """An operating-system error while touching a file of the store."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class LogFailedError(LogstoreError):
+    """A write or fsync failed earlier; the log refuses further writes until reopened.
+
+    After a failed fsync the kernel may have dropped the dirty pages, so retrying and
+    acknowledging would risk losing data silently (PostgreSQL's "fsyncgate").
+    """
+
+
+class CorruptionError(LogstoreError):
+    """Bytes on disk are not what was written."""
+
+    def __init__(self, message: str, path: str | None = None, position: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.position = position
+
+
+class CorruptRecordError(CorruptionError):
+    """A record batch fails its size, magic or CRC-32C check."""
+
+
+class CorruptIndexError(CorruptionError):
+    """An offset or time index is inconsistent with its log (rebuilt on open)."""

@@ -1,0 +1,561 @@
+"""Kafka RecordBatch v2 (magic 2): encode, decode and scan, byte for byte.
+
+Spec: https://kafka.apache.org/documentation/#recordbatch and Kafka's
+``clients/src/main/java/org/apache/kafka/common/record/DefaultRecordBatch.java``.
+
+Batch header (big-endian, 61 bytes)::
+
+    offset  size  field
+         0     8  baseOffset            assigned by the log on append
+         8     4  batchLength           bytes after this field (batch size - 12)
+        12     4  partitionLeaderEpoch  -1 = none
+        16     1  magic                 2
+        17     4  crc                   CRC-32C of bytes [21, end of batch)
+        21     2  attributes            bits 0-2 codec, 3 timestamp type,
+                                        4 transactional, 5 control, 6 delete horizon
+        23     4  lastOffsetDelta
+        27     8  baseTimestamp
+        35     8  maxTimestamp
+        43     8  producerId            -1 = none
+        51     2  producerEpoch         -1 = none
+        53     4  baseSequence          -1 = none
+        57     4  recordsCount
+        61     .  records (compressed as one blob when the codec is not none)
+
+Record::
+
+    length varint | attributes int8 | timestampDelta varlong | offsetDelta varint |
+    keyLength varint | key | valueLength varint | value |
+    headersCount varint | [headerKeyLength varint | key | headerValueLength varint | value]
+
+Varints are zig-zag encoded, 7 bits a byte, low group first; -1 is a null length.
+
+The CRC does not cover baseOffset, batchLength, partitionLeaderEpoch or magic, so the log
+assigns offsets by rewriting baseOffset in place (:func:`set_base_offset`) with no CRC
+recomputation and no record decoding.
+
+Decoding tells an *incomplete* tail (fewer bytes than the batch declares: normal at the end
+of a file being written; :func:`scan` simply stops) from *corrupt* data (a declared size
+that cannot be, a wrong magic or CRC: :class:`~logstore.errors.CorruptRecordError`).
+
+No I/O and no clock here: timestamps are arguments.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import crc32c as _crc32c
+
+from logstore.errors import CorruptRecordError, InvalidRecordError
+from logstore.records.compression import compress, decompress
+from logstore.types import BatchHeader, Compression, Header, Record, TimestampType
+
+MAGIC = 2
+HEADER = struct.Struct(">qiibIhiqqqhii")
+"""The whole 61-byte batch header, in field order (see the module docstring)."""
+HEADER_SIZE = HEADER.size  # 61
+LOG_OVERHEAD = 12  # baseOffset + batchLength: bytes not counted in batchLength
+MIN_BATCH_LENGTH = HEADER_SIZE - LOG_OVERHEAD  # 49: a batch with zero records
+BASE_OFFSET = struct.Struct(">q")
+PARTITION_LEADER_EPOCH_OFFSET = 12
+MAGIC_OFFSET = 16
+CRC_OFFSET = 17
+ATTRIBUTES_OFFSET = 21  # the CRC covers [ATTRIBUTES_OFFSET, end of batch)
+MAX_TIMESTAMP_OFFSET = 35
+RECORDS_COUNT_OFFSET = 57
+_PREFIX = struct.Struct(">qiib")  # baseOffset, batchLength, partitionLeaderEpoch, magic
+_CRC = struct.Struct(">I")
+_INT16 = struct.Struct(">h")
+_INT64 = struct.Struct(">q")
+_INT32 = struct.Struct(">i")
+
+COMPRESSION_MASK = 0x07
+TIMESTAMP_TYPE_MASK = 0x08
+TRANSACTIONAL_MASK = 0x10
+CONTROL_MASK = 0x20
+DELETE_HORIZON_MASK = 0x40
+
+NO_PRODUCER_ID = -1
+NO_PRODUCER_EPOCH = -1
+NO_SEQUENCE = -1
+NO_PARTITION_LEADER_EPOCH = -1
+
+INT32_MAX = 2**31 - 1
+MAX_RECORD_OVERHEAD = 21
+
+
+# --------------------------------------------------------------------------- varints
+
+
+def _zigzag_varint(value: int) -> bytes:
+    """Zig-zag encode ``value`` (a signed 64-bit int) as a protobuf varint."""
+    z = ((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_TABLE_SIZE = 1 << 14
+_VARINT = [_zigzag_varint(n) for n in range(_TABLE_SIZE)]
+"""Encoded varints of 0 .. 16383: lengths, small deltas and offset deltas hit this table."""
+_NULL = b"\x01"  # zig-zag varint of -1, a null length
+
+
+def encode_varint(value: int) -> bytes:
+    """Zig-zag varint of ``value`` (works for 32- and 64-bit fields alike)."""
+    if 0 <= value < _TABLE_SIZE:
+        return _VARINT[value]
+    return _zigzag_varint(value)
+
+
+def decode_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
+    """Decode the zig-zag varint at ``buf[pos]``; return ``(value, next position)``.
+
+    Raises:
+        IndexError: the buffer ends inside the varint (callers turn this into
+            :class:`CorruptRecordError`).
+        ValueError: the varint is longer than 10 bytes.
+    """
+    result = 0
+    shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+# --------------------------------------------------------------------------- encode
+
+RecordInput = tuple[int, "bytes | None", "bytes | None", Sequence[Header]]
+"""What :func:`encode_batch` takes per record: ``(timestamp_ms, key, value, headers)``."""
+
+
+def _encode_headers(headers: Sequence[Header]) -> bytes:
+    parts = [encode_varint(len(headers))]
+    for hkey, hvalue in headers:
+        if not isinstance(hkey, str):
+            raise InvalidRecordError(f"header key {hkey!r} must be a str")
+        kb = hkey.encode("utf-8")
+        parts += (encode_varint(len(kb)), kb)
+        if hvalue is None:
+            parts.append(_NULL)
+        else:
+            parts += (encode_varint(len(hvalue)), hvalue)
+    return b"".join(parts)
+
+
+def _encode_records(records: Sequence[RecordInput], base_timestamp: int) -> list[bytes]:
+    """Encode records into a list of byte strings whose concatenation is the record set."""
+    table = _VARINT
+    enc = encode_varint
+    out: list[bytes] = []
+    for delta, (timestamp, record_key, record_value, headers) in enumerate(records):
+        ts_delta = timestamp - base_timestamp
+        tsb = table[ts_delta] if 0 <= ts_delta < _TABLE_SIZE else _zigzag_varint(ts_delta)
+        ob = table[delta] if delta < _TABLE_SIZE else _zigzag_varint(delta)
+        key = b"" if record_key is None else record_key
+        value = b"" if record_value is None else record_value
+        if record_key is None:
+            kb = _NULL
+        else:
+            klen = len(key)
+            kb = table[klen] if klen < _TABLE_SIZE else enc(klen)
+        if record_value is None:
+            vb = _NULL
+        else:
+            vlen = len(value)
+            vb = table[vlen] if vlen < _TABLE_SIZE else enc(vlen)
+        hb = _encode_headers(headers) if headers else b"\x00"
+        size = (
+            1 + len(tsb) + len(ob) + len(kb) + len(key) + len(vb) + len(value) + len(hb)
+        )
+        lb = table[size] if size < _TABLE_SIZE else enc(size)
+        out += (lb, b"\x00", tsb, ob, kb, key, vb, value, hb)
+    return out
+
+
+def encode_batch(
+    records: Sequence[RecordInput],
+    *,
+    base_offset: int = 0,
+    compression: Compression = Compression.NONE,
+    timestamp_type: TimestampType = TimestampType.CREATE_TIME,
+    log_append_time: int | None = None,
+    producer_id: int = NO_PRODUCER_ID,
+    producer_epoch: int = NO_PRODUCER_EPOCH,
+    base_sequence: int = NO_SEQUENCE,
+    partition_leader_epoch: int = NO_PARTITION_LEADER_EPOCH,
+    is_transactional: bool = False,
+    is_control: bool = False,
+) -> bytes:
+    """Encode ``records`` as one RecordBatch v2.
+
+    Args:
+        records: ``(timestamp_ms, key, value, headers)`` tuples, in offset order.
+        base_offset: offset of the first record (the log rewrites it on append).
+        compression: codec for the record set.
+        timestamp_type: CREATE_TIME keeps each record's timestamp; LOG_APPEND_TIME sets
+            ``maxTimestamp`` to ``log_append_time`` (required then).
+        producer_id, producer_epoch, base_sequence: idempotent-producer fields.
+
+    Returns:
+        The encoded batch.
+
+    Raises:
+        InvalidRecordError: no records, a key/value of the wrong type, or too many records.
+    """
+    if not records:
+        raise InvalidRecordError("a record batch needs at least one record")
+    if len(records) > INT32_MAX:
+        raise InvalidRecordError(f"{len(records)} records do not fit in one batch")
+    try:
+        timestamps = [r[0] for r in records]
+        base_timestamp = min(timestamps)
+        max_timestamp = max(timestamps)
+        body_parts = _encode_records(records, base_timestamp)
+    except TypeError as err:
+        raise InvalidRecordError(
+            f"cannot encode records: {err} (records are (timestamp:int, key:bytes|None, "
+            f"value:bytes|None, headers:[(str, bytes|None)]) tuples)"
+        ) from err
+    attributes = int(compression) | (TIMESTAMP_TYPE_MASK if timestamp_type else 0)
+    if timestamp_type == TimestampType.LOG_APPEND_TIME:
+        if log_append_time is None:
+            raise InvalidRecordError("LOG_APPEND_TIME batches need a log_append_time")
+        max_timestamp = log_append_time
+    if is_transactional:
+        attributes |= TRANSACTIONAL_MASK
+    if is_control:
+        attributes |= CONTROL_MASK
+    body = b"".join(body_parts)
+    if compression != Compression.NONE:
+        body = compress(compression, body)
+    header_tail = HEADER.pack(
+        base_offset,
+        MIN_BATCH_LENGTH + len(body),
+        partition_leader_epoch,
+        MAGIC,
+        0,
+        attributes,
+        len(records) - 1,
+        base_timestamp,
+        max_timestamp,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        len(records),
+    )
+    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header_tail)[ATTRIBUTES_OFFSET:]))
+    return b"".join(
+        (header_tail[:CRC_OFFSET], _CRC.pack(crc), header_tail[ATTRIBUTES_OFFSET:], body)
+    )
+
+
+# --------------------------------------------------------------------------- header / scan
+
+
+def batch_size(buf: bytes | bytearray | memoryview, pos: int = 0) -> int | None:
+    """Total size of the batch at ``pos`` as its header declares, or None if < 12 bytes remain.
+
+    Raises:
+        CorruptRecordError: the declared length is smaller than an empty batch.
+    """
+    if len(buf) - pos < LOG_OVERHEAD:
+        return None
+    length: int = _INT32.unpack_from(buf, pos + 8)[0]
+    if length < MIN_BATCH_LENGTH:
+        raise CorruptRecordError(
+            f"record batch at position {pos} declares length {length}, less than the "
+            f"{MIN_BATCH_LENGTH} bytes of an empty batch",
+            position=pos,
+        )
+    return length + LOG_OVERHEAD
+
+
+def decode_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeader | None:
+    """Parse the batch header at ``pos``; None if fewer than 61 bytes remain.
+
+    Checks the declared length and the magic byte, not the CRC.
+
+    Raises:
+        CorruptRecordError: impossible length or a magic other than 2.
+    """
+    if len(buf) - pos < HEADER_SIZE:
+        if len(buf) - pos >= LOG_OVERHEAD:
+            batch_size(buf, pos)  # a short tail may still show a corrupt length
+        return None
+    fields = HEADER.unpack_from(buf, pos)
+    header = BatchHeader(pos, *fields)
+    if header.batch_length < MIN_BATCH_LENGTH:
+        raise CorruptRecordError(
+            f"record batch at position {pos} declares length {header.batch_length}, less "
+            f"than the {MIN_BATCH_LENGTH} bytes of an empty batch",
+            position=pos,
+        )
+    if header.magic != MAGIC:
+        raise CorruptRecordError(
+            f"record batch at position {pos} has magic {header.magic}, expected {MAGIC} "
+            f"(only RecordBatch v2 is supported)",
+            position=pos,
+        )
+    return header
+
+
+def crc_valid(buf: bytes | bytearray | memoryview, header: BatchHeader) -> bool:
+    """Whether the CRC-32C of the batch described by ``header`` matches its bytes."""
+    view = memoryview(buf)[header.position + ATTRIBUTES_OFFSET : header.position + header.size]
+    return bool(_crc32c.crc32c(view) == header.crc)
+
+
+def check_batch(buf: bytes | bytearray | memoryview, header: BatchHeader) -> None:
+    """Validate what can be validated without decoding records: CRC, counts, offsets.
+
+    Raises:
+        CorruptRecordError: naming the position of the batch in ``buf``.
+    """
+    pos = header.position
+    if not crc_valid(buf, header):
+        raise CorruptRecordError(
+            f"record batch at position {pos} (offsets {header.base_offset}.."
+            f"{header.last_offset}) fails its CRC-32C check",
+            position=pos,
+        )
+    if header.last_offset_delta < 0 or header.records_count < 0:
+        raise CorruptRecordError(
+            f"record batch at position {pos} has lastOffsetDelta {header.last_offset_delta} "
+            f"and recordsCount {header.records_count}",
+            position=pos,
+        )
+    if header.attributes & COMPRESSION_MASK > Compression.ZSTD:
+        raise CorruptRecordError(
+            f"record batch at position {pos} uses unknown compression codec "
+            f"{header.attributes & COMPRESSION_MASK}",
+            position=pos,
+        )
+
+
+def scan(
+    buf: bytes | bytearray | memoryview, pos: int = 0, *, verify: bool = True
+) -> Iterator[BatchHeader]:
+    """Yield the header of every whole batch in ``buf`` from ``pos``.
+
+    Stops quietly at an incomplete tail; the caller learns where the whole batches end from
+    the last header (``h.position + h.size``).
+
+    Raises:
+        CorruptRecordError: at the first batch with an impossible length, a wrong magic or
+            (with ``verify``) a wrong CRC.
+    """
+    end = len(buf)
+    while pos < end:
+        header = decode_header(buf, pos)
+        if header is None or pos + header.size > end:
+            return
+        if verify:
+            check_batch(buf, header)
+        yield header
+        pos += header.size
+
+
+def set_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -> None:
+    """Rewrite the baseOffset of the batch at ``pos`` in place (the CRC does not cover it)."""
+    BASE_OFFSET.pack_into(buf, pos, base_offset)
+
+
+def set_log_append_time(buf: bytearray, pos: int, timestamp: int) -> None:
+    """Mark the batch at ``pos`` LOG_APPEND_TIME with ``timestamp``, recomputing its CRC."""
+    header = decode_header(buf, pos)
+    if header is None:
+        raise InvalidRecordError(f"no whole batch header at position {pos}")
+    attributes = header.attributes | TIMESTAMP_TYPE_MASK
+    _INT16.pack_into(buf, pos + ATTRIBUTES_OFFSET, attributes)
+    _INT64.pack_into(buf, pos + MAX_TIMESTAMP_OFFSET, timestamp)
+    view = memoryview(buf)[pos + ATTRIBUTES_OFFSET : pos + header.size]
+    _CRC.pack_into(buf, pos + CRC_OFFSET, _crc32c.crc32c(view))
+
+
+# --------------------------------------------------------------------------- decode
+
+
+_UNZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(128)]
+"""Values of the one-byte varints, by byte: the decoder's common case is a table lookup."""
+
+
+def _decode_record_set(
+    data: bytes, count: int, base_offset: int, base_timestamp: int, fixed_timestamp: int | None
+) -> list[Record]:
+    """Decode ``count`` records from ``data`` (an uncompressed record set).
+
+    The varint reads are inlined for the one- and two-byte cases (lengths under 8 KiB):
+    a function call per varint would halve decoding speed.
+    """
+    records: list[Record] = []
+    append = records.append
+    new = tuple.__new__  # skips NamedTuple's generated __new__: cheapest construction
+    cls = Record
+    zz = _UNZIGZAG
+    dv = decode_varint
+    pos = 0
+    end = len(data)
+    for _ in range(count):
+        b = data[pos]
+        if b < 0x80:
+            length = zz[b]
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            z = (b & 0x7F) | (data[pos + 1] << 7)
+            length = (z >> 1) ^ -(z & 1)
+            pos += 2
+        else:
+            length, pos = dv(data, pos)
+        record_end = pos + length
+        if length < 6 or record_end > end:
+            raise ValueError(f"record length {length} at {pos} overruns the record set")
+        pos += 1  # the attributes byte, unused
+        b = data[pos]
+        if b < 0x80:
+            ts_delta = zz[b]
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            z = (b & 0x7F) | (data[pos + 1] << 7)
+            ts_delta = (z >> 1) ^ -(z & 1)
+            pos += 2
+        else:
+            ts_delta, pos = dv(data, pos)
+        b = data[pos]
+        if b < 0x80:
+            offset_delta = zz[b]
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            z = (b & 0x7F) | (data[pos + 1] << 7)
+            offset_delta = (z >> 1) ^ -(z & 1)
+            pos += 2
+        else:
+            offset_delta, pos = dv(data, pos)
+        b = data[pos]
+        if b < 0x80:
+            klen = zz[b]
+            pos += 1
+        else:
+            klen, pos = dv(data, pos)
+        if klen < 0:
+            key = None
+        else:
+            key = data[pos : pos + klen]
+            pos += klen
+        b = data[pos]
+        if b < 0x80:
+            vlen = zz[b]
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            z = (b & 0x7F) | (data[pos + 1] << 7)
+            vlen = (z >> 1) ^ -(z & 1)
+            pos += 2
+        else:
+            vlen, pos = dv(data, pos)
+        if vlen < 0:
+            value = None
+        else:
+            value = data[pos : pos + vlen]
+            pos += vlen
+        if data[pos] == 0:
+            headers: Sequence[Header] = ()
+            pos += 1
+        else:
+            headers, pos = _decode_headers(data, pos, record_end)
+        if pos != record_end:
+            raise ValueError(f"record ending at {pos} does not use exactly its {length} bytes")
+        append(
+            new(
+                cls,
+                (
+                    base_offset + offset_delta,
+                    base_timestamp + ts_delta if fixed_timestamp is None else fixed_timestamp,
+                    key,
+                    value,
+                    headers,
+                ),
+            )
+        )
+    if pos != end:
+        raise ValueError(f"{end - pos} bytes left over after {count} records")
+    return records
+
+
+def _decode_headers(data: bytes, pos: int, end: int) -> tuple[Sequence[Header], int]:
+    count, pos = decode_varint(data, pos)
+    if count < 0 or count > end - pos:
+        raise ValueError(f"header count {count} is impossible here")
+    headers: list[Header] = []
+    for _ in range(count):
+        klen, pos = decode_varint(data, pos)
+        if klen < 0 or pos + klen > end:
+            raise ValueError(f"header key length {klen} is impossible here")
+        hkey = data[pos : pos + klen].decode("utf-8")
+        pos += klen
+        vlen, pos = decode_varint(data, pos)
+        if vlen < 0:
+            hvalue = None
+        else:
+            if pos + vlen > end:
+                raise ValueError(f"header value length {vlen} overruns the record")
+            hvalue = data[pos : pos + vlen]
+            pos += vlen
+        headers.append((hkey, hvalue))
+    return tuple(headers), pos
+
+
+def decode_batch_records(
+    buf: bytes | bytearray | memoryview, header: BatchHeader, *, verify: bool = True
+) -> list[Record]:
+    """Decode every record of the batch ``header`` describes (control batches included).
+
+    Raises:
+        CorruptRecordError: bad CRC (with ``verify``), bad compression or malformed records.
+    """
+    if verify:
+        check_batch(buf, header)
+    pos = header.position
+    data = bytes(memoryview(buf)[pos + HEADER_SIZE : pos + header.size])
+    codec_id = header.attributes & COMPRESSION_MASK
+    try:
+        if codec_id:
+            data = decompress(Compression(codec_id), data)
+        fixed = header.max_timestamp if header.attributes & TIMESTAMP_TYPE_MASK else None
+        return _decode_record_set(
+            data, header.records_count, header.base_offset, header.base_timestamp, fixed
+        )
+    except CorruptRecordError as err:
+        raise CorruptRecordError(f"record batch at position {pos}: {err}", position=pos) from err
+    except (IndexError, ValueError, UnicodeDecodeError) as err:
+        raise CorruptRecordError(
+            f"record batch at position {pos} (offsets {header.base_offset}.."
+            f"{header.last_offset}) holds malformed records: {err}",
+            position=pos,
+        ) from err
+
+
+def decode_batches(
+    buf: bytes | bytearray | memoryview, *, verify: bool = True, skip_control: bool = True
+) -> Iterator[Record]:
+    """Yield every record of every whole batch in ``buf`` (an incomplete tail is ignored)."""
+    for header in scan(buf, verify=verify):
+        if skip_control and header.attributes & CONTROL_MASK:
+            continue
+        yield from decode_batch_records(buf, header, verify=False)
+
+
+def records_to_inputs(records: Sequence[Any]) -> list[RecordInput]:
+    """Turn decoded :class:`Record`s back into encoder inputs (tests, tools)."""
+    return [(r.timestamp, r.key, r.value, tuple(r.headers)) for r in records]

@@ -1,0 +1,1 @@
+"""Storage layer: I/O seam, indexes, segments, partition logs, checkpoints."""

@@ -1,0 +1,337 @@
+"""The one I/O seam: every file operation logstore performs goes through :class:`FileSystem`.
+
+Tests swap in a subclass to record operations (crash-state exploration) or to inject faults
+(ENOSPC, EIO on fsync, short writes); ``tests/unit/test_io_seam.py`` fails if any other
+module touches files directly.
+
+Operations: open, read, write (append at the end), truncate, fsync, directory fsync, rename,
+unlink, mkdir, list, stat, remove-tree and lock. OS errors surface as
+:class:`~logstore.errors.StorageError` naming the path, raised ``from`` the ``OSError``.
+
+This module knows files and directories, nothing about logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import stat as _stat
+from typing import Self
+
+from logstore.errors import StorageError, StoreLockedError
+
+
+def _storage_error(action: str, path: str, err: OSError) -> StorageError:
+    hint = ""
+    if err.errno == errno.ENOSPC:
+        hint = " (the disk is full: free space, then retry)"
+    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = " (check permissions and that the file system is writable)"
+    return StorageError(f"cannot {action} {path}: {err.strerror or err}{hint}", path)
+
+
+class FileHandle:
+    """An open file: positional reads, appends at the tracked end, truncate and fsync.
+
+    The handle keeps the file's size itself (set at open, moved by appends and truncates),
+    so appends need no ``lseek`` and a failed partial write can be cut back.
+    """
+
+    def __init__(self, fs: FileSystem, path: str, fd: int, size: int) -> None:
+        self.fs = fs
+        self.path = path
+        self._fd = fd
+        self.size = size
+
+    def append(self, data: bytes | bytearray | memoryview) -> int:
+        """Write all of ``data`` at the end of the file; return the position it starts at.
+
+        A short or failed write is cut back, so the file never keeps half an append.
+        """
+        start = self.size
+        view = memoryview(data)
+        written = 0
+        try:
+            while written < len(view):
+                written += self.fs._pwrite(self, view[written:], start + written)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                self.fs._ftruncate(self, start)
+            raise _storage_error("write to", self.path, err) from err
+        self.size = start + written
+        return start
+
+    def pread(self, size: int, position: int) -> bytes:
+        """Read up to ``size`` bytes at ``position`` (fewer at the end of the file)."""
+        try:
+            return self.fs._pread(self, size, position)
+        except OSError as err:
+            raise _storage_error("read", self.path, err) from err
+
+    def read_all(self) -> bytes:
+        chunks = []
+        pos = 0
+        while pos < self.size:
+            chunk = self.pread(min(self.size - pos, 1 << 24), pos)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            pos += len(chunk)
+        return b"".join(chunks)
+
+    def truncate(self, size: int) -> None:
+        try:
+            self.fs._ftruncate(self, size)
+        except OSError as err:
+            raise _storage_error("truncate", self.path, err) from err
+        self.size = size
+
+    def fsync(self) -> None:
+        try:
+            self.fs._fsync(self)
+        except OSError as err:
+            raise _storage_error("fsync", self.path, err) from err
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                self.fs._close(self, fd)
+            except OSError as err:
+                raise _storage_error("close", self.path, err) from err
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LockHandle:
+    """An exclusive ``flock`` held on a lock file until :meth:`release`.
+
+    ``flock`` (not POSIX ``fcntl`` locks) because it conflicts even within one process and
+    is not dropped when some other descriptor of the same file is closed; the kernel frees
+    it when the holder dies, even by SIGKILL.
+    """
+
+    def __init__(self, fs: FileSystem, path: str, fd: int) -> None:
+        self.fs = fs
+        self.path = path
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            self.fs._unlock(self.path, fd)
+
+
+class FileSystem:
+    """The operating system's files, through one small interface.
+
+    Subclasses override the underscored primitives (``_pwrite``, ``_fsync``, ``_rename`` ...)
+    to record or fail operations; the public methods add error translation on top.
+    """
+
+    # ----------------------------------------------------------------- primitives
+
+    def _open(self, path: str, flags: int) -> int:
+        return os.open(path, flags | os.O_CLOEXEC, 0o644)
+
+    def _pwrite(self, handle: FileHandle, data: memoryview, position: int) -> int:
+        return os.pwrite(handle.fd, data, position)
+
+    def _pread(self, handle: FileHandle, size: int, position: int) -> bytes:
+        return os.pread(handle.fd, size, position)
+
+    def _ftruncate(self, handle: FileHandle, size: int) -> None:
+        os.ftruncate(handle.fd, size)
+
+    def _fsync(self, handle: FileHandle) -> None:
+        os.fsync(handle.fd)
+
+    def _close(self, handle: FileHandle, fd: int) -> None:
+        os.close(fd)
+
+    def _fsync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _rename(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def _unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def _mkdir(self, path: str) -> None:
+        os.mkdir(path, 0o755)
+
+    def _rmdir(self, path: str) -> None:
+        os.rmdir(path)
+
+    def _lock(self, path: str) -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    def _unlock(self, path: str, fd: int) -> None:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+    # ----------------------------------------------------------------- public
+
+    def open(self, path: str, *, create: bool = False, writable: bool = True) -> FileHandle:
+        """Open ``path`` for positional reads and, if ``writable``, appends.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist and ``create`` is False.
+            StorageError: any other OS error.
+        """
+        flags = os.O_RDWR if writable else os.O_RDONLY
+        if create:
+            flags |= os.O_CREAT
+        try:
+            fd = self._open(path, flags)
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise _storage_error("open", path, err) from err
+        try:
+            size = os.fstat(fd).st_size
+        except OSError as err:
+            os.close(fd)
+            raise _storage_error("stat", path, err) from err
+        return FileHandle(self, path, fd, size)
+
+    def read_file(self, path: str) -> bytes:
+        """The whole content of ``path`` (FileNotFoundError if it does not exist)."""
+        with self.open(path, writable=False) as handle:
+            return handle.read_all()
+
+    def write_file_atomic(self, path: str, data: bytes) -> None:
+        """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
+
+        Writes ``path.tmp``, fsyncs it, renames it over ``path`` and fsyncs the directory:
+        a rename alone can reach the disk before the data it names.
+        """
+        tmp = path + ".tmp"
+        with self.open(tmp, create=True) as handle:
+            handle.truncate(0)
+            handle.append(data)
+            handle.fsync()
+        self.rename(tmp, path)
+        self.fsync_dir(os.path.dirname(path) or ".")
+
+    def fsync_dir(self, path: str) -> None:
+        """Make creations, renames and unlinks inside directory ``path`` durable."""
+        try:
+            self._fsync_dir(path)
+        except OSError as err:
+            raise _storage_error("fsync directory", path, err) from err
+
+    def rename(self, src: str, dst: str) -> None:
+        try:
+            self._rename(src, dst)
+        except OSError as err:
+            raise _storage_error(f"rename {src} to", dst, err) from err
+
+    def unlink(self, path: str, *, missing_ok: bool = False) -> None:
+        try:
+            self._unlink(path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+        except OSError as err:
+            raise _storage_error("delete", path, err) from err
+
+    def mkdir(self, path: str, *, exist_ok: bool = False) -> None:
+        try:
+            self._mkdir(path)
+        except FileExistsError:
+            if not exist_ok or not self.is_dir(path):
+                raise
+        except OSError as err:
+            raise _storage_error("create directory", path, err) from err
+
+    def rmtree(self, path: str) -> None:
+        """Delete ``path`` and everything below it (no symlinks are followed)."""
+        try:
+            for name in self.listdir(path):
+                child = os.path.join(path, name)
+                if self.is_dir(child):
+                    self.rmtree(child)
+                else:
+                    self._unlink(child)
+            self._rmdir(path)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise _storage_error("delete directory", path, err) from err
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(path))
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise _storage_error("list directory", path, err) from err
+
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
+    def is_dir(self, path: str) -> bool:
+        try:
+            return _stat.S_ISDIR(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def size(self, path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise _storage_error("stat", path, err) from err
+
+    def mtime_ms(self, path: str) -> int:
+        try:
+            return os.stat(path).st_mtime_ns // 1_000_000
+        except OSError as err:
+            raise _storage_error("stat", path, err) from err
+
+    def lock(self, path: str) -> LockHandle:
+        """Take an exclusive lock on ``path`` (created if missing) without waiting.
+
+        Raises:
+            StoreLockedError: another holder has it.
+        """
+        try:
+            fd = self._lock(path)
+        except BlockingIOError as err:
+            raise StoreLockedError(
+                f"{os.path.dirname(path) or path} is in use by another Store (lock file "
+                f"{path} is held; close the other Store or wait for its process to exit)"
+            ) from err
+        except OSError as err:
+            raise _storage_error("lock", path, err) from err
+        return LockHandle(self, path, fd)
+
+
+DEFAULT_FS = FileSystem()
+"""The real file system. Stateless, so sharing one instance is safe."""

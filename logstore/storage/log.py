@@ -1,0 +1,599 @@
+"""A partition log: an ordered run of segments in one directory.
+
+Assigns offsets, rolls segments, applies retention, recovers after a crash and keeps the
+per-partition checkpoint. Knows a directory and a :class:`TopicConfig`, not its topic.
+
+Recovery on open:
+
+1. Leftover ``*.tmp``, ``*.deleted``, ``*.cleaned`` and ``*.swap`` files and index files
+   without a ``.log`` are removed.
+2. Segments wholly below the checkpointed log start offset are deleted (a crash in the
+   middle of retention).
+3. Clean shutdown (checkpoint ``clean 1``): only the last segment's index tail is read.
+   Otherwise every segment from the one holding the recovery point onwards is rescanned
+   with CRC checks, its indexes rebuilt, and the log cut at the first incomplete or corrupt
+   batch (a WARNING names file, position and bytes dropped); later segments are deleted, so
+   offsets stay contiguous.
+4. Segments before the recovery point are trusted; if reading one finds damage, that is a
+   :class:`~logstore.errors.CorruptRecordError` naming file and position, never a silent
+   truncation.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Self
+
+from logstore.config import TopicConfig
+from logstore.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    LogFailedError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+    StorageError,
+    StoreClosedError,
+)
+from logstore.records import RecordInput, decode_batch_records, encode_batch, scan, set_base_offset
+from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.segment import LOG_SUFFIX, Segment, parse_segment_name
+from logstore.types import (
+    AppendResult,
+    BatchHeader,
+    Clock,
+    Compression,
+    FetchResult,
+    Record,
+    SystemClock,
+)
+
+log = logging.getLogger(__name__)
+
+_LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+MAX_OPEN_SEALED_SEGMENTS = 16
+"""Sealed segments keep their files open after a read, up to this many per log (LRU)."""
+_INT32_MAX = 2**31 - 1
+
+
+class PartitionLog:
+    """The segments of one partition. Thread-safe: every public method holds one lock.
+
+    Args:
+        directory: the partition's directory (created if missing).
+        config: the topic's settings.
+        fs: the I/O seam (tests pass recording or failing file systems).
+        clock: the time source (tests pass a fake clock).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        config: TopicConfig | None = None,
+        *,
+        fs: FileSystem = DEFAULT_FS,
+        clock: Clock | None = None,
+    ) -> None:
+        self.directory = directory
+        self.config = config or TopicConfig()
+        self.fs = fs
+        self.clock: Clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._open_sealed: OrderedDict[int, Segment] = OrderedDict()
+        self._closed = False
+        self._failed: str | None = None
+        self._marked_dirty = False
+        self._last_flush_ms = 0
+        self.recovery_point = 0
+        self.log_start_offset = 0
+        self.recovered_bytes = 0
+        """Bytes dropped by crash recovery when this log was opened."""
+        self.was_clean = False
+        """Whether the previous close was clean (no recovery scan was needed)."""
+        self._load()
+
+    # ------------------------------------------------------------------ open / recover
+
+    def _load(self) -> None:
+        fs = self.fs
+        fs.mkdir(self.directory, exist_ok=True)
+        logs: list[int] = []
+        others: dict[int, list[str]] = {}
+        for name in fs.listdir(self.directory):
+            path = os.path.join(self.directory, name)
+            if name.endswith(_LEFTOVER_SUFFIXES):
+                log.info("removing leftover file %s", path)
+                fs.unlink(path, missing_ok=True)
+                continue
+            parsed = parse_segment_name(name)
+            if parsed is None:
+                continue
+            base, suffix = parsed
+            if suffix == LOG_SUFFIX:
+                logs.append(base)
+            else:
+                others.setdefault(base, []).append(path)
+        logs.sort()
+        for base, paths in others.items():
+            if base not in logs:
+                for path in paths:
+                    log.info("removing index without a log: %s", path)
+                    fs.unlink(path, missing_ok=True)
+        cp = read_checkpoint(fs, self.directory)
+        self.was_clean = cp is not None and cp.clean
+        self.log_start_offset = cp.log_start_offset if cp else (logs[0] if logs else 0)
+        self.recovery_point = cp.recovery_point if cp else 0
+        segments = [Segment(fs, self.directory, base, self.config) for base in logs]
+        for seg, nxt in itertools.pairwise(segments):
+            seg.next_offset = nxt.base_offset
+        # A crash during retention can leave segments wholly below the log start offset.
+        while len(segments) > 1 and segments[1].base_offset <= self.log_start_offset:
+            segments.pop(0).delete()
+        if not segments:
+            base = self.log_start_offset
+            segments.append(Segment.create(fs, self.directory, base, self.config, self._now()))
+            fs.fsync_dir(self.directory)
+            self.recovery_point = base
+            self.was_clean = True
+        elif self.was_clean:
+            segments[-1].load_active()
+        else:
+            segments = self._recover(segments)
+        self._set_segments(segments)
+        self.log_start_offset = max(self.log_start_offset, segments[0].base_offset)
+        self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
+        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        self._last_flush_ms = self._now()
+
+    def _recover(self, segments: list[Segment]) -> list[Segment]:
+        bases = [s.base_offset for s in segments]
+        first = max(0, bisect.bisect_right(bases, self.recovery_point) - 1)
+        for i in range(first, len(segments)):
+            seg = segments[i]
+            dropped = seg.recover()
+            self.recovered_bytes += dropped
+            is_last = i == len(segments) - 1
+            if not is_last and (dropped or seg.next_offset != segments[i + 1].base_offset):
+                for later in segments[i + 1 :]:
+                    log.warning(
+                        "deleting %s: it follows data lost in %s", later.log_path, seg.log_path
+                    )
+                    later.delete()
+                del segments[i + 1 :]
+                self.fs.fsync_dir(self.directory)
+                break
+        for seg in segments[:-1]:
+            seg.close_files()  # reopened lazily, like every sealed segment
+        return segments
+
+    def _set_segments(self, segments: list[Segment]) -> None:
+        self._segments = segments
+        self._bases = [s.base_offset for s in segments]
+
+    def _now(self) -> int:
+        return self.clock.now_ms()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next appended record will get."""
+        return self._segments[-1].next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        """What readers may see: everything appended (there are no replicas to wait for)."""
+        return self._segments[-1].next_offset
+
+    @property
+    def active_segment(self) -> Segment:
+        return self._segments[-1]
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        return tuple(self._segments)
+
+    @property
+    def size_bytes(self) -> int:
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"partition log {self.directory} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._failed is not None:
+            raise LogFailedError(
+                f"partition log {self.directory} refuses writes after an earlier failure "
+                f"({self._failed}); close and reopen the store to recover"
+            )
+
+    # ------------------------------------------------------------------ append
+
+    def append_records(
+        self,
+        records: Sequence[RecordInput],
+        *,
+        compression: Compression = Compression.NONE,
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+        base_sequence: int = -1,
+    ) -> AppendResult:
+        """Encode ``records`` (``(timestamp_ms, key, value, headers)`` tuples) as one batch
+        and append it.
+
+        Raises:
+            InvalidRecordError, RecordTooLargeError, LogFailedError, StoreClosedError.
+        """
+        data = bytearray(
+            encode_batch(
+                records,
+                base_offset=0,
+                compression=compression,
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+                base_sequence=base_sequence,
+            )
+        )
+        timestamps = [r[0] for r in records]
+        header = BatchHeader(
+            0, 0, len(data) - 12, -1, 2, 0, int(compression), len(records) - 1,
+            min(timestamps), max(timestamps), producer_id, producer_epoch, base_sequence,
+            len(records),
+        )
+        return self._append(data, [header])
+
+    def append_batches(self, data: bytes | bytearray | memoryview) -> AppendResult:
+        """Append already-encoded record batches, assigning offsets by rewriting each
+        batch's ``baseOffset`` in place (no record decoding, no CRC recomputation).
+
+        Raises:
+            CorruptRecordError: a batch fails its CRC or has a wrong magic.
+            InvalidRecordError: no batch, trailing bytes, or inconsistent record counts.
+            RecordTooLargeError: a batch is larger than ``max_message_bytes``.
+        """
+        buf = bytearray(data)
+        headers = list(scan(buf, verify=True))
+        end = headers[-1].position + headers[-1].size if headers else 0
+        if not headers or end != len(buf):
+            raise InvalidRecordError(
+                f"append needs whole record batches: {len(buf) - end} of {len(buf)} bytes "
+                f"are not a whole batch"
+            )
+        for h in headers:
+            if h.records_count < 1 or h.last_offset_delta != h.records_count - 1:
+                raise InvalidRecordError(
+                    f"record batch at position {h.position} has {h.records_count} records "
+                    f"but lastOffsetDelta {h.last_offset_delta} (expected records - 1)"
+                )
+        return self._append(buf, headers)
+
+    def _append(self, buf: bytearray, headers: list[BatchHeader]) -> AppendResult:
+        limit = self.config.max_message_bytes
+        for h in headers:
+            if h.size > limit:
+                raise RecordTooLargeError(h.size, limit)
+        with self._lock:
+            self._check_writable()
+            now = self._now()
+            base = offset = self.log_end_offset
+            placed: list[BatchHeader] = []
+            for h in headers:
+                set_base_offset(buf, h.position, offset)
+                placed.append(h._replace(base_offset=offset))
+                offset += h.last_offset_delta + 1
+            try:
+                self._mark_dirty()
+                self._maybe_roll(len(buf), placed, now)
+                self.active_segment.append(buf, placed)
+                self._flush_per_policy(now)
+            except StorageError as err:
+                self._failed = str(err)
+                raise
+            return AppendResult(base, offset - 1, now, offset - base)
+
+    def _mark_dirty(self) -> None:
+        """Before the first write after an open, record that the log is not clean."""
+        if not self._marked_dirty:
+            self._write_checkpoint(clean=False)
+            self._marked_dirty = True
+
+    def _write_checkpoint(self, *, clean: bool) -> None:
+        write_checkpoint(
+            self.fs,
+            self.directory,
+            Checkpoint(self.recovery_point, self.log_start_offset, clean),
+        )
+
+    def _maybe_roll(self, size: int, placed: list[BatchHeader], now: int) -> None:
+        seg = self.active_segment
+        if seg.size == 0:
+            return
+        cfg = self.config
+        max_ts = max(h.max_timestamp for h in placed)
+        if seg.first_batch_timestamp is not None and seg.first_batch_timestamp >= 0:
+            waited = max_ts - seg.first_batch_timestamp
+        else:
+            waited = now - (seg.created_ms if seg.created_ms is not None else now)
+        if (
+            seg.size + size > cfg.segment_bytes
+            or waited >= cfg.segment_ms
+            or seg.index_full
+            or placed[-1].last_offset - seg.base_offset > _INT32_MAX
+        ):
+            self._roll(now)
+
+    def _roll(self, now: int) -> None:
+        old = self.active_segment
+        old.seal()
+        new = Segment.create(self.fs, self.directory, self.log_end_offset, self.config, now)
+        new.next_offset = new.base_offset
+        self.fs.fsync_dir(self.directory)
+        self._segments.append(new)
+        self._bases.append(new.base_offset)
+        self._track_sealed(old)
+        self.recovery_point = new.base_offset
+        self._last_flush_ms = now
+        self._write_checkpoint(clean=False)
+
+    def roll(self) -> None:
+        """Start a new segment now (no-op if the active segment is empty)."""
+        with self._lock:
+            self._check_writable()
+            if self.active_segment.size:
+                try:
+                    self._mark_dirty()
+                    self._roll(self._now())
+                except StorageError as err:
+                    self._failed = str(err)
+                    raise
+
+    def _flush_per_policy(self, now: int) -> None:
+        policy = self.config.flush
+        if policy == "always" or (
+            policy == "interval" and now - self._last_flush_ms >= self.config.flush_ms
+        ):
+            self.active_segment.log_file.fsync()
+            self._last_flush_ms = now
+
+    def flush(self) -> None:
+        """fsync everything appended so far and advance the recovery point."""
+        with self._lock:
+            self._check_writable()
+            try:
+                self.active_segment.fsync()
+                self.recovery_point = self.log_end_offset
+                if self._marked_dirty:
+                    self._write_checkpoint(clean=False)
+            except StorageError as err:
+                self._failed = str(err)
+                raise
+            self._last_flush_ms = self._now()
+
+    # ------------------------------------------------------------------ read
+
+    def _track_sealed(self, seg: Segment) -> None:
+        if seg is self._segments[-1]:
+            return
+        self._open_sealed[seg.base_offset] = seg
+        self._open_sealed.move_to_end(seg.base_offset)
+        while len(self._open_sealed) > MAX_OPEN_SEALED_SEGMENTS:
+            _, oldest = self._open_sealed.popitem(last=False)
+            oldest.close_files()
+
+    def _check_offset(self, offset: int) -> None:
+        if not self.log_start_offset <= offset <= self.log_end_offset:
+            raise OffsetOutOfRangeError(offset, self.log_start_offset, self.log_end_offset)
+
+    def _locate(self, offset: int) -> tuple[Segment, BatchHeader] | None:
+        """The segment and batch holding the first offset >= ``offset``, if any."""
+        i = max(0, bisect.bisect_right(self._bases, offset) - 1)
+        while i < len(self._segments):
+            seg = self._segments[i]
+            self._track_sealed(seg)
+            header = seg.find_batch(offset)
+            if header is not None:
+                return seg, header
+            i += 1
+        return None
+
+    def read(self, offset: int, max_bytes: int = 1 << 20) -> FetchResult:
+        """Whole batches from the one holding ``offset``: at most ``max_bytes`` unless the
+        first batch alone is larger (then that batch). Reading at ``log_end_offset`` returns
+        no bytes.
+
+        Raises:
+            OffsetOutOfRangeError: ``offset`` is below the log start or past the end.
+        """
+        with self._lock:
+            self._check_open()
+            self._check_offset(offset)
+            found = self._locate(offset)
+            data = b""
+            if found is not None:
+                seg, header = found
+                data = seg.read_from(header.position, max_bytes)
+            return FetchResult(data, self.high_watermark, self.log_start_offset)
+
+    def read_records(
+        self, offset: int, max_records: int | None = None, max_bytes: int = 1 << 20
+    ) -> list[Record]:
+        """Decode records from ``offset`` on (CRC-checked; control records skipped).
+
+        Raises:
+            OffsetOutOfRangeError: as :meth:`read`.
+            CorruptRecordError: a batch fails its checks; names the file and position.
+        """
+        with self._lock:
+            self._check_open()
+            self._check_offset(offset)
+            found = self._locate(offset)
+            if found is None:
+                return []
+            seg, first = found
+            data = seg.read_from(first.position, max_bytes)
+        out: list[Record] = []
+        try:
+            for header in scan(data, verify=True):
+                if header.is_control or header.last_offset < offset:
+                    continue
+                for record in decode_batch_records(data, header, verify=False):
+                    if record.offset >= offset:
+                        out.append(record)
+                if max_records is not None and len(out) >= max_records:
+                    return out[:max_records]
+        except CorruptRecordError as err:
+            position = first.position + (err.position or 0)
+            raise CorruptRecordError(
+                f"{seg.log_path}: corrupt record batch at position {position}: {err}",
+                seg.log_path,
+                position,
+            ) from err
+        return out
+
+    def offset_for_timestamp(self, timestamp: int) -> int | None:
+        """The first offset whose record timestamp is >= ``timestamp``; None if none is."""
+        with self._lock:
+            self._check_open()
+            for seg in self._segments:
+                if seg.next_offset <= self.log_start_offset:
+                    continue
+                self._track_sealed(seg)
+                if seg.largest_timestamp() < timestamp:
+                    continue
+                found = seg.find_offset_by_timestamp(timestamp, self.log_start_offset)
+                if found is not None:
+                    return found
+            return None
+
+    # ------------------------------------------------------------------ retention
+
+    def _largest_timestamp(self, seg: Segment) -> int:
+        largest = seg.largest_timestamp()
+        if largest >= 0:
+            return largest
+        return self.fs.mtime_ms(seg.log_path)
+
+    def apply_retention(self) -> int:
+        """Delete whole old segments past ``retention_ms`` or ``retention_bytes``, oldest
+        first, stopping at the first one to keep. Returns how many were deleted."""
+        with self._lock:
+            self._check_writable()
+            now = self._now()
+            cfg = self.config
+            count = 0
+            total = sum(s.size for s in self._segments)
+            for seg in self._segments:
+                if seg.size == 0:
+                    break
+                by_time = cfg.retention_ms >= 0 and now - self._largest_timestamp(seg) > (
+                    cfg.retention_ms
+                )
+                by_size = cfg.retention_bytes >= 0 and total - seg.size >= cfg.retention_bytes
+                if not (by_time or by_size):
+                    break
+                total -= seg.size
+                count += 1
+            if count:
+                self._delete_oldest(count)
+            return count
+
+    def delete_records(self, before_offset: int) -> int:
+        """Move the log start offset to ``before_offset`` (records below it become
+        unreadable) and delete the segments wholly below it. Returns the new log start.
+
+        Raises:
+            OffsetOutOfRangeError: ``before_offset`` is past the log end.
+        """
+        with self._lock:
+            self._check_writable()
+            if before_offset > self.log_end_offset or before_offset < 0:
+                raise OffsetOutOfRangeError(
+                    before_offset, self.log_start_offset, self.log_end_offset
+                )
+            if before_offset <= self.log_start_offset:
+                return self.log_start_offset
+            self.log_start_offset = before_offset
+            count = sum(1 for s in self._segments if s.next_offset <= before_offset)
+            if count:
+                self._delete_oldest(count)
+            else:
+                self._mark_dirty()
+                self._write_checkpoint(clean=False)
+            return self.log_start_offset
+
+    def _delete_oldest(self, count: int) -> None:
+        try:
+            self._mark_dirty()
+            if count >= len(self._segments):
+                if self.active_segment.size == 0:
+                    count = len(self._segments) - 1
+                else:
+                    self._roll(self._now())
+            doomed = self._segments[:count]
+            new_start = max(self.log_start_offset, self._segments[count].base_offset)
+            self.log_start_offset = new_start
+            # The new log start is durable before any file goes: a crash in between leaves
+            # segments below it, which the next open deletes.
+            self._write_checkpoint(clean=False)
+            for seg in doomed:
+                self._open_sealed.pop(seg.base_offset, None)
+                seg.delete()
+            self.fs.fsync_dir(self.directory)
+        except StorageError as err:
+            self._failed = str(err)
+            raise
+        self._set_segments(self._segments[count:])
+
+    def reconfigure(self, config: TopicConfig) -> None:
+        """Use ``config`` from now on (rolls, retention and flushes follow it)."""
+        with self._lock:
+            self.config = config
+            for seg in self._segments:
+                seg.config = config
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """fsync everything, write a clean checkpoint and close the files. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._failed is None and (self._marked_dirty or not self.was_clean):
+                    first = max(0, bisect.bisect_right(self._bases, self.recovery_point) - 1)
+                    for seg in self._segments[first:]:
+                        seg.fsync()
+                    self.recovery_point = self.log_end_offset
+                    self._write_checkpoint(clean=True)
+            finally:
+                for seg in self._segments:
+                    seg.close_files()
+                self._open_sealed.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.directory!r}, log_start_offset={self.log_start_offset}, "
+            f"log_end_offset={self.log_end_offset}, segments={len(self._segments)})"
+        )

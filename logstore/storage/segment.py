@@ -1,0 +1,399 @@
+"""One segment: a ``.log`` of whole record batches plus its ``.index`` and ``.timeindex``.
+
+Files are named by the segment's base offset, zero-padded to 20 digits
+(``00000000000000000000.log``), as Kafka names them. A segment knows byte positions and
+offsets, not topics. Its files are opened lazily, so a partition of a thousand sealed
+segments opens without touching them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from logstore.config import TopicConfig
+from logstore.errors import CorruptIndexError, CorruptRecordError, StoreClosedError
+from logstore.records import HEADER_SIZE, decode_batch_records, decode_header, scan
+from logstore.storage.files import FileHandle, FileSystem
+from logstore.storage.index import OffsetIndex, TimeIndex
+from logstore.types import BatchHeader
+
+log = logging.getLogger(__name__)
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+_NAME_DIGITS = 20
+_SCAN_CHUNK = 64 * 1024
+
+
+def segment_path(directory: str, base_offset: int, suffix: str) -> str:
+    """The path of a segment file: ``<dir>/<base offset, 20 digits><suffix>``."""
+    return os.path.join(directory, f"{base_offset:0{_NAME_DIGITS}d}{suffix}")
+
+
+def parse_segment_name(name: str) -> tuple[int, str] | None:
+    """``(base_offset, suffix)`` for a segment file name, None for any other name."""
+    stem, dot, ext = name.partition(".")
+    suffix = dot + ext
+    if suffix not in SUFFIXES or len(stem) != _NAME_DIGITS or not stem.isdigit():
+        return None
+    return int(stem), suffix
+
+
+class Segment:
+    """A ``.log`` file with its two sparse indexes.
+
+    ``next_offset`` (one past the last offset stored), ``max_timestamp`` and the byte
+    counters are kept by :meth:`load`, :meth:`recover` and :meth:`append`.
+    """
+
+    def __init__(self, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig):
+        self.fs = fs
+        self.directory = directory
+        self.base_offset = base_offset
+        self.config = config
+        self.log_path = segment_path(directory, base_offset, LOG_SUFFIX)
+        self.index_path = segment_path(directory, base_offset, INDEX_SUFFIX)
+        self.time_index_path = segment_path(directory, base_offset, TIME_INDEX_SUFFIX)
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.first_batch_timestamp: int | None = None
+        self.created_ms: int | None = None
+        self._bytes_since_index_entry = 0
+        self._log: FileHandle | None = None
+        self._index: OffsetIndex | None = None
+        self._time_index: TimeIndex | None = None
+        self._size: int | None = None
+        self._deleted = False
+
+    # ------------------------------------------------------------------ files
+
+    def _open_files(self, create: bool = False) -> None:
+        if self._deleted:
+            raise StoreClosedError(f"segment {self.log_path} was deleted")
+        if self._log is None:
+            self._log = self.fs.open(self.log_path, create=create)
+            self._size = self._log.size
+        if self._index is None:
+            self._index = OffsetIndex(
+                self.fs, self.index_path, self.base_offset, self.config.max_index_entries
+            )
+        if self._time_index is None:
+            self._time_index = TimeIndex(
+                self.fs, self.time_index_path, self.base_offset, self.config.max_time_index_entries
+            )
+
+    @property
+    def is_open(self) -> bool:
+        return self._log is not None
+
+    @property
+    def log_file(self) -> FileHandle:
+        if self._log is None:
+            self._open_files()
+        assert self._log is not None  # for mypy: _open_files sets it
+        return self._log
+
+    @property
+    def index(self) -> OffsetIndex:
+        if self._index is None:
+            self.load_sealed()
+        assert self._index is not None
+        return self._index
+
+    @property
+    def time_index(self) -> TimeIndex:
+        if self._time_index is None:
+            self.load_sealed()
+        assert self._time_index is not None
+        return self._time_index
+
+    @property
+    def size(self) -> int:
+        if self._log is not None:
+            return self._log.size
+        if self._size is None:
+            self._size = self.fs.size(self.log_path)
+        return self._size
+
+    def close_files(self) -> None:
+        """Close the open files; they reopen on the next use."""
+        for handle in (self._log, self._index, self._time_index):
+            if handle is not None:
+                handle.close()
+        self._log = self._index = self._time_index = None
+
+    # ------------------------------------------------------------------ load / recover
+
+    @classmethod
+    def create(
+        cls, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig, now_ms: int
+    ) -> Segment:
+        """A new, empty segment (its files exist once this returns; the caller fsyncs the dir)."""
+        segment = cls(fs, directory, base_offset, config)
+        segment._open_files(create=True)
+        segment.index.reset()
+        segment.time_index.reset()
+        segment.created_ms = now_ms
+        return segment
+
+    def load_sealed(self) -> None:
+        """Open a segment whose ``next_offset`` is known, loading and checking its indexes.
+
+        An index that fails its checks is rebuilt from the log (indexes are derived data).
+        """
+        self._open_files()
+        assert self._index is not None and self._time_index is not None
+        try:
+            self._index.load(self.size)
+            self._time_index.load(self.next_offset)
+            last = self._index.last_offset
+            if last is not None and last >= self.next_offset:
+                raise CorruptIndexError(
+                    f"index {self.index_path} names offset {last}, past the segment's end "
+                    f"{self.next_offset}",
+                    self.index_path,
+                )
+        except CorruptIndexError as err:
+            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
+            self._rebuild_indexes(truncate=False)
+            return
+        entry = self._time_index.last_entry
+        if entry is not None:
+            self.max_timestamp, self.offset_of_max_timestamp = entry
+
+    def load_active(self) -> None:
+        """Open the last segment after a clean shutdown: read indexes, then scan the short
+        tail past the last index entry to find ``next_offset`` and ``max_timestamp``.
+
+        Raises:
+            CorruptRecordError: the tail is not whole batches (the log was closed cleanly,
+                so damage here is corruption, not a torn write).
+        """
+        self._open_files()
+        assert self._index is not None and self._time_index is not None
+        try:
+            self._index.load(self.size)
+            _, position = self._index.lookup(2**62)
+            self._scan_tail(position)
+            self._time_index.load(self.next_offset)
+        except CorruptIndexError as err:
+            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
+            self._rebuild_indexes(truncate=False)
+            return
+        entry = self._time_index.last_entry
+        if entry is not None and entry[0] > self.max_timestamp:
+            self.max_timestamp, self.offset_of_max_timestamp = entry
+
+    def _scan_tail(self, position: int) -> None:
+        """Walk batch headers from ``position`` to the end, updating the tail state."""
+        size = self.size
+        self._bytes_since_index_entry = 0
+        while position < size:
+            header = self._read_header(position)
+            if header is None or position + header.size > size:
+                raise CorruptRecordError(
+                    f"{self.log_path}: incomplete record batch at position {position} of a "
+                    f"cleanly closed log ({size - position} bytes)",
+                    self.log_path,
+                    position,
+                )
+            self._note_batch(header)
+            position += header.size
+
+    def _note_batch(self, header: BatchHeader) -> None:
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = header.max_timestamp
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.offset_of_max_timestamp = header.last_offset
+        self.next_offset = max(self.next_offset, header.next_offset)
+        self._bytes_since_index_entry += header.size
+
+    def recover(self) -> int:
+        """Rescan the whole log with CRC checks, rebuild both indexes and cut the log at the
+        first incomplete or corrupt batch. Returns the number of bytes dropped."""
+        self._open_files()
+        return self._rebuild_indexes(truncate=True)
+
+    def _rebuild_indexes(self, *, truncate: bool) -> int:
+        assert self._index is not None and self._time_index is not None
+        self._index.reset()
+        self._time_index.reset()
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.first_batch_timestamp = None
+        self._bytes_since_index_entry = 0
+        size = self.size
+        position = 0
+        problem = ""
+        while position < size:
+            chunk = self.log_file.pread(max(_SCAN_CHUNK, HEADER_SIZE), position)
+            try:
+                header = decode_header(chunk, 0)
+            except CorruptRecordError as err:
+                problem = str(err)
+                break
+            if header is None or position + header.size > size:
+                problem = "incomplete record batch"
+                break
+            if header.size > len(chunk):
+                chunk = self.log_file.pread(header.size, position)
+            consumed = 0
+            try:
+                for h in scan(chunk, verify=True):
+                    self._index_batch(h, position + h.position)
+                    consumed = h.position + h.size
+            except CorruptRecordError as err:
+                problem = str(err)
+            if problem or consumed == 0:
+                position += consumed
+                problem = problem or "incomplete record batch"
+                break
+            position += consumed
+        dropped = size - position
+        if dropped:
+            if not truncate:
+                raise CorruptRecordError(
+                    f"{self.log_path}: {problem} at position {position} "
+                    f"(the segment lies before the recovery point, so it is not repaired "
+                    f"automatically; run `logstore verify` and restore from a copy)",
+                    self.log_path,
+                    position,
+                )
+            log.warning(
+                "truncating %s at position %d, dropping %d bytes: %s",
+                self.log_path,
+                position,
+                dropped,
+                problem,
+            )
+            self.log_file.truncate(position)
+        return dropped
+
+    def _index_batch(self, header: BatchHeader, position: int) -> None:
+        assert self._index is not None and self._time_index is not None
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.offset_of_max_timestamp = header.last_offset
+        if self._bytes_since_index_entry > self.config.index_interval_bytes:
+            self._index.append(header.last_offset, position)
+            self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index_entry = 0
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = header.max_timestamp
+        self.next_offset = max(self.next_offset, header.next_offset)
+        self._bytes_since_index_entry += header.size
+
+    # ------------------------------------------------------------------ append / read
+
+    def append(self, data: bytes | bytearray, headers: list[BatchHeader]) -> int:
+        """Append ``data`` (whole batches, described by ``headers`` with positions relative
+        to ``data``); return the position it starts at."""
+        self._open_files()
+        start = self.log_file.append(data)
+        for header in headers:
+            self._index_batch(header, start + header.position)
+        return start
+
+    def largest_timestamp(self) -> int:
+        """The largest record timestamp in the segment (-1 if none), loading it if needed."""
+        if self._index is None:
+            self.load_sealed()
+        return self.max_timestamp
+
+    @property
+    def index_full(self) -> bool:
+        return self.index.is_full or self.time_index.is_full
+
+    def _read_header(self, position: int) -> BatchHeader | None:
+        data = self.log_file.pread(HEADER_SIZE, position)
+        try:
+            header = decode_header(data, 0)
+        except CorruptRecordError as err:
+            raise CorruptRecordError(
+                f"{self.log_path}: {err}", self.log_path, position
+            ) from err
+        if header is None:
+            return None
+        return header._replace(position=position)
+
+    def find_batch(self, offset: int) -> BatchHeader | None:
+        """Header (with its file position) of the first batch holding an offset >= ``offset``."""
+        _, position = self.index.lookup(offset)
+        size = self.size
+        while position < size:
+            header = self._read_header(position)
+            if header is None or position + header.size > size:
+                return None
+            if header.last_offset >= offset:
+                return header
+            position += header.size
+        return None
+
+    def read_from(self, position: int, max_bytes: int, max_position: int | None = None) -> bytes:
+        """Whole batches from ``position``: at most ``max_bytes``, but at least one batch."""
+        end = self.size if max_position is None else min(self.size, max_position)
+        if position >= end:
+            return b""
+        data = self.log_file.pread(min(max(max_bytes, HEADER_SIZE), end - position), position)
+        first = decode_header(data, 0)
+        if first is None or first.size > len(data):
+            header = self._read_header(position)
+            if header is None:
+                return b""
+            return self.log_file.pread(min(header.size, end - position), position)
+        cut = 0
+        for header in scan(data, verify=False):
+            cut = header.position + header.size
+        return data[:cut]
+
+    def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> int | None:
+        """Offset of the first record at or after ``start_offset`` with timestamp >=
+        ``timestamp``, or None if this segment has none."""
+        if self.max_timestamp < timestamp and self.next_offset > self.base_offset:
+            return None
+        offset = max(self.time_index.lookup(timestamp), start_offset)
+        header = self.find_batch(offset)
+        while header is not None:
+            if header.max_timestamp >= timestamp:
+                data = self.log_file.pread(header.size, header.position)
+                for record in decode_batch_records(data, header._replace(position=0)):
+                    if record.offset >= start_offset and record.timestamp >= timestamp:
+                        return record.offset
+            position = header.position + header.size
+            header = self._read_header(position) if position < self.size else None
+        return None
+
+    # ------------------------------------------------------------------ roll / delete
+
+    def seal(self) -> None:
+        """Called when a newer segment takes over: write the final time-index entry
+        (Kafka's ``onBecomeInactiveSegment``) and fsync all three files."""
+        if self.max_timestamp >= 0:
+            self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
+        self.fsync()
+
+    def fsync(self) -> None:
+        if self._log is not None:
+            self._log.fsync()
+        if self._index is not None:
+            self._index.fsync()
+        if self._time_index is not None:
+            self._time_index.fsync()
+
+    def delete(self) -> None:
+        """Remove the segment's files, the ``.log`` first so a crash never leaves a log
+        without the rest deleted being mistaken for data (orphan indexes are removed on
+        open). The caller fsyncs the directory."""
+        self.close_files()
+        self._deleted = True
+        for path in (self.log_path, self.index_path, self.time_index_path):
+            self.fs.unlink(path, missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Segment(base_offset={self.base_offset}, next_offset={self.next_offset})"

@@ -1,0 +1,382 @@
+"""The store: one data directory holding topics, their partitions and the topic registry.
+
+On disk::
+
+    <root>/.lock                    flock held by the open Store
+    <root>/store.json               format version
+    <root>/__topics/<topic>.json    one file per topic: its config (the commit point of
+                                    create, alter and add-partitions)
+    <root>/<topic>-<partition>/     a partition log (segments, checkpoint)
+
+Creating a topic makes its partition directories first and writes its registry file last;
+deleting one removes the registry file first. A crash in between leaves partition
+directories no registered topic owns, and the next open removes them. Nothing is written
+outside ``root``: topic names are checked against Kafka's rule before any path is built.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any, Self
+
+from logstore.config import TopicConfig
+from logstore.errors import (
+    InvalidConfigError,
+    StorageError,
+    StoreClosedError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
+from logstore.storage.files import DEFAULT_FS, FileSystem, LockHandle
+from logstore.storage.log import PartitionLog
+from logstore.topic import (
+    HeadersArg,
+    Topic,
+    TopicDescription,
+    partition_dir,
+    validate_topic_name,
+)
+from logstore.types import Clock, Compression, Record, RecordMetadata, SystemClock
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "logstore"
+FORMAT_VERSION = 1
+STORE_FILE = "store.json"
+LOCK_FILE = ".lock"
+TOPICS_DIR = "__topics"
+_PARTITION_DIR = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)")
+_IMMUTABLE = ("partitions", "partitioner")
+
+
+class _State(enum.Enum):
+    OPEN = "open"  # usable
+    CLOSED = "closed"  # close() ran; every method raises StoreClosedError
+
+
+class Store:
+    """An open data directory. Use :func:`logstore.open`; close it (or use ``with``).
+
+    Thread-safe. One ``Store`` per directory at a time: a second one, in this process or
+    another, gets :class:`~logstore.errors.StoreLockedError`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        fs: FileSystem = DEFAULT_FS,
+        clock: Clock | None = None,
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self._fs = fs
+        self._clock: Clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._topics: dict[str, Topic] = {}
+        if not fs.is_dir(self.path):
+            if not create:
+                raise StorageError(
+                    f"no store at {self.path} (pass create=True to make one)", self.path
+                )
+            parent = os.path.dirname(self.path)
+            fs.mkdir(self.path, exist_ok=True)
+            fs.fsync_dir(parent)
+        self._lock_handle: LockHandle = fs.lock(os.path.join(self.path, LOCK_FILE))
+        try:
+            self._check_format()
+            self._load_topics()
+        except BaseException:
+            self._lock_handle.release()
+            raise
+        self._state = _State.OPEN
+
+    # ------------------------------------------------------------------ open
+
+    def _check_format(self) -> None:
+        path = os.path.join(self.path, STORE_FILE)
+        try:
+            meta = json.loads(self._fs.read_file(path))
+        except FileNotFoundError:
+            self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
+            self._fs.write_file_atomic(
+                path, json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()
+            )
+            return
+        except ValueError as err:
+            raise StorageError(f"{path} is not valid JSON: {err}", path) from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise StorageError(f"{self.path} is not a logstore data directory ({path})", path)
+        version = meta.get("version")
+        if version != FORMAT_VERSION:
+            raise StorageError(
+                f"{self.path} has store format version {version!r}; this logstore reads "
+                f"version {FORMAT_VERSION} (upgrade logstore)",
+                path,
+            )
+        self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
+
+    def _topic_file(self, name: str) -> str:
+        return os.path.join(self.path, TOPICS_DIR, name + ".json")
+
+    def _load_topics(self) -> None:
+        topics_dir = os.path.join(self.path, TOPICS_DIR)
+        for entry in self._fs.listdir(topics_dir):
+            path = os.path.join(topics_dir, entry)
+            if entry.endswith(".tmp"):
+                self._fs.unlink(path, missing_ok=True)
+                continue
+            if not entry.endswith(".json"):
+                continue
+            try:
+                meta = json.loads(self._fs.read_file(path))
+                name = validate_topic_name(meta["name"])
+                config = TopicConfig.from_dict(meta["config"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise StorageError(
+                    f"topic registry file {path} is damaged: {err} (restore it from a copy, "
+                    f"or delete it to drop the topic)",
+                    path,
+                ) from err
+            self._topics[name] = Topic(self.path, name, config, fs=self._fs, clock=self._clock)
+        self._remove_orphan_partitions()
+
+    def _remove_orphan_partitions(self) -> None:
+        for entry in self._fs.listdir(self.path):
+            full = os.path.join(self.path, entry)
+            if entry.endswith("-delete") and self._fs.is_dir(full):
+                self._fs.rmtree(full)
+                continue
+            match = _PARTITION_DIR.fullmatch(entry)
+            if match is None or not self._fs.is_dir(full):
+                continue
+            topic = self._topics.get(match["topic"])
+            if topic is None or int(match["partition"]) >= topic.num_partitions:
+                log.warning("removing %s: no registered topic owns it", full)
+                self._fs.rmtree(full)
+
+    # ------------------------------------------------------------------ state
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            raise StoreClosedError(f"store {self.path} is closed (open it again)")
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    def close(self) -> None:
+        """Flush and close every partition, then release the lock. Idempotent."""
+        with self._lock:
+            if getattr(self, "_state", _State.CLOSED) is _State.CLOSED:
+                return
+            self._state = _State.CLOSED
+            try:
+                errors: list[BaseException] = []
+                for topic in self._topics.values():
+                    try:
+                        topic.close()
+                    except Exception as err:
+                        errors.append(err)
+                if errors:
+                    raise errors[0]
+            finally:
+                self._lock_handle.release()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r}, topics={len(self._topics)}, {self._state.value})"
+
+    # ------------------------------------------------------------------ topics
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int | None = None,
+        *,
+        exist_ok: bool = False,
+        **config: Any,
+    ) -> Topic:
+        """Create a topic with ``partitions`` partitions and the given config overrides.
+
+        Raises:
+            InvalidTopicError: bad name. InvalidConfigError: bad config.
+            TopicExistsError: the topic exists and ``exist_ok`` is False.
+        """
+        validate_topic_name(name)
+        if partitions is not None:
+            config["partitions"] = partitions
+        cfg = TopicConfig().replace(**config)
+        with self._lock:
+            self._check_open()
+            existing = self._topics.get(name)
+            if existing is not None:
+                if exist_ok:
+                    return existing
+                raise TopicExistsError(
+                    f"topic {name!r} already exists (pass exist_ok=True to reuse it)"
+                )
+            topic = Topic(self.path, name, cfg, fs=self._fs, clock=self._clock)
+            for p in range(cfg.partitions):
+                PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
+            self._fs.fsync_dir(self.path)
+            self._write_topic(name, cfg)
+            self._topics[name] = topic
+            return topic
+
+    def _write_topic(self, name: str, cfg: TopicConfig) -> None:
+        data = json.dumps({"name": name, "config": cfg.to_dict()}, indent=1, sort_keys=True)
+        self._fs.write_file_atomic(self._topic_file(name), data.encode())
+
+    def topic(self, name: str) -> Topic:
+        """The topic called ``name``.
+
+        Raises:
+            TopicNotFoundError: there is none.
+        """
+        with self._lock:
+            self._check_open()
+            topic = self._topics.get(name)
+            if topic is None:
+                raise TopicNotFoundError(
+                    f"unknown topic {name!r} (create it first; existing topics: "
+                    f"{', '.join(sorted(self._topics)) or 'none'})"
+                )
+            return topic
+
+    def list_topics(self) -> list[str]:
+        with self._lock:
+            self._check_open()
+            return sorted(self._topics)
+
+    def has_topic(self, name: str) -> bool:
+        with self._lock:
+            self._check_open()
+            return name in self._topics
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        return self.topic(name).describe()
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and all its data."""
+        with self._lock:
+            topic = self.topic(name)
+            topic.close()
+            self._fs.unlink(self._topic_file(name))
+            self._fs.fsync_dir(os.path.join(self.path, TOPICS_DIR))
+            del self._topics[name]
+            for p in range(topic.num_partitions):
+                directory = partition_dir(self.path, name, p)
+                doomed = directory + "-delete"
+                if self._fs.exists(directory):
+                    self._fs.rename(directory, doomed)
+                    self._fs.rmtree(doomed)
+            self._fs.fsync_dir(self.path)
+
+    def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
+        """Change a topic's config (not ``partitions``: see :meth:`add_partitions`)."""
+        for key in _IMMUTABLE:
+            if key in changes:
+                raise InvalidConfigError(
+                    f"cannot alter {key} of topic {name!r} this way"
+                    + (" (use add_partitions)" if key == "partitions" else
+                       " (keys would move between partitions)")
+                )
+        with self._lock:
+            topic = self.topic(name)
+            cfg = topic.config.replace(**changes)
+            self._write_topic(name, cfg)
+            topic.reconfigure(cfg)
+            return cfg
+
+    def add_partitions(self, name: str, total: int) -> TopicConfig:
+        """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions)."""
+        with self._lock:
+            topic = self.topic(name)
+            current = topic.num_partitions
+            if isinstance(total, bool) or not isinstance(total, int) or total <= current:
+                raise InvalidConfigError(
+                    f"topic {name!r} has {current} partitions; add_partitions needs a larger "
+                    f"total, got {total!r} (partitions can only be added)"
+                )
+            cfg = topic.config.replace(partitions=total)
+            for p in range(current, total):
+                PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
+            self._fs.fsync_dir(self.path)
+            self._write_topic(name, cfg)
+            topic.reconfigure(cfg)
+            return cfg
+
+    def partition(self, topic: str, partition: int) -> PartitionLog:
+        """The low-level log of one partition."""
+        return self.topic(topic).partition(partition)
+
+    # ------------------------------------------------------------------ records
+
+    def append(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: HeadersArg = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordMetadata:
+        """Append one record and return where it landed.
+
+        The partition is ``partition`` if given, else the topic's partitioner applied to
+        ``key`` (null keys round-robin). ``timestamp`` defaults to now (ms). Durability
+        follows the topic's ``flush`` policy.
+        """
+        return self.topic(topic).append(value, key, headers, partition, timestamp)
+
+    def append_many(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | None, bytes | None, HeadersArg, int | None, int | None]],
+        *,
+        compression: Compression | str = Compression.NONE,
+    ) -> list[RecordMetadata]:
+        """Append ``(value, key, headers, partition, timestamp)`` tuples, one batch per
+        partition; returns the metadata of each in input order."""
+        return self.topic(topic).append_many(records, compression=Compression.parse(compression))
+
+    def read(
+        self, topic: str, partition: int, offset: int, max_records: int | None = None
+    ) -> list[Record]:
+        """Records of one partition from ``offset`` on (one fetch's worth, up to 1 MiB)."""
+        return self.partition(topic, partition).read_records(offset, max_records)
+
+    def apply_retention(self) -> int:
+        """Apply every topic's retention now; returns how many segments were deleted."""
+        with self._lock:
+            self._check_open()
+            topics = list(self._topics.values())
+        return sum(
+            topic.partition(p).apply_retention()
+            for topic in topics
+            for p in range(topic.num_partitions)
+        )
+
+
+def open(
+    path: str | os.PathLike[str] = "data",
+    *,
+    create: bool = True,
+    fs: FileSystem = DEFAULT_FS,
+    clock: Clock | None = None,
+) -> Store:
+    """Open (creating if needed) the store in directory ``path``."""
+    return Store(path, create=create, fs=fs, clock=clock)

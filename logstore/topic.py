@@ -1,0 +1,228 @@
+"""A topic: its name, config, partitioner and one :class:`PartitionLog` per partition.
+
+Partition logs open lazily, on first use, so a store with many topics opens fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+from logstore.config import TopicConfig
+from logstore.errors import InvalidRecordError, InvalidTopicError, PartitionNotFoundError
+from logstore.partitioner import KeyHashPartitioner
+from logstore.records import RecordInput
+from logstore.storage.files import FileSystem
+from logstore.storage.log import PartitionLog
+from logstore.types import Clock, Compression, Header, RecordMetadata
+
+TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+"""Kafka's rule for topic names; ``.`` and ``..`` are refused too."""
+INTERNAL_PREFIX = "__"
+
+HeadersArg = Mapping[str, "bytes | None"] | Sequence[Header] | None
+
+
+def validate_topic_name(name: object) -> str:
+    """Return ``name`` if it is a legal topic name.
+
+    Raises:
+        InvalidTopicError: naming the value and the rule.
+    """
+    if not isinstance(name, str) or not TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise InvalidTopicError(
+            f"invalid topic name {name!r}: use 1 to 249 characters from [a-zA-Z0-9._-], "
+            f"not '.' or '..'"
+        )
+    if name.startswith(INTERNAL_PREFIX):
+        raise InvalidTopicError(
+            f"invalid topic name {name!r}: names starting with '__' are reserved for "
+            f"logstore's internal topics"
+        )
+    return name
+
+
+def partition_dir(root: str, topic: str, partition: int) -> str:
+    """``<root>/<topic>-<partition>``, Kafka's partition directory name."""
+    return os.path.join(root, f"{topic}-{partition}")
+
+
+def normalize_headers(headers: HeadersArg) -> tuple[Header, ...]:
+    """Headers as a tuple of ``(str, bytes | None)`` pairs, from a mapping or pairs."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: list[Header] = []
+    for item in items:
+        try:
+            hkey, hvalue = item
+        except (TypeError, ValueError) as err:
+            raise InvalidRecordError(
+                f"header {item!r} is not a (key, value) pair"
+            ) from err
+        if not isinstance(hkey, str):
+            raise InvalidRecordError(f"header key {hkey!r} must be a str")
+        if hvalue is not None and not isinstance(hvalue, bytes | bytearray | memoryview):
+            raise InvalidRecordError(
+                f"header {hkey!r} value {hvalue!r} must be bytes or None (encode text first)"
+            )
+        out.append((hkey, None if hvalue is None else bytes(hvalue)))
+    return tuple(out)
+
+
+def _check_bytes(what: str, data: object) -> bytes | None:
+    if data is None:
+        return None
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    raise InvalidRecordError(
+        f"record {what} {data!r:.60} must be bytes or None (encode text, e.g. "
+        f"value.encode())"
+    )
+
+
+class PartitionInfo(NamedTuple):
+    """One partition as ``describe_topic`` reports it."""
+
+    partition: int
+    log_start_offset: int
+    log_end_offset: int
+    size_bytes: int
+    segments: int
+
+
+class TopicDescription(NamedTuple):
+    name: str
+    config: TopicConfig
+    partitions: tuple[PartitionInfo, ...]
+
+
+class Topic:
+    """The partitions of one topic. Thread-safe."""
+
+    def __init__(
+        self, root: str, name: str, config: TopicConfig, *, fs: FileSystem, clock: Clock
+    ) -> None:
+        self.root = root
+        self.name = name
+        self.config = config
+        self._fs = fs
+        self._clock = clock
+        self._logs: dict[int, PartitionLog] = {}
+        self._lock = threading.Lock()
+        self._partitioner = KeyHashPartitioner(config.partitioner)
+
+    @property
+    def num_partitions(self) -> int:
+        return self.config.partitions
+
+    def partition(self, partition: int) -> PartitionLog:
+        """The log of ``partition`` (opened, and recovered if needed, on first use)."""
+        if (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not 0 <= partition < self.config.partitions
+        ):
+            raise PartitionNotFoundError(
+                f"topic {self.name!r} has no partition {partition!r} (it has partitions "
+                f"0..{self.config.partitions - 1})"
+            )
+        with self._lock:
+            plog = self._logs.get(partition)
+            if plog is None:
+                plog = PartitionLog(
+                    partition_dir(self.root, self.name, partition),
+                    self.config,
+                    fs=self._fs,
+                    clock=self._clock,
+                )
+                self._logs[partition] = plog
+            return plog
+
+    def choose_partition(self, key: bytes | None) -> int:
+        return self._partitioner.partition(key, self.config.partitions)
+
+    def append(
+        self,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: HeadersArg = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordMetadata:
+        """Append one record; see :meth:`Store.append`."""
+        return self.append_many([(value, key, headers, partition, timestamp)])[0]
+
+    def append_many(
+        self,
+        records: Iterable[
+            tuple[bytes | None, bytes | None, HeadersArg, int | None, int | None]
+        ],
+        *,
+        compression: Compression = Compression.NONE,
+    ) -> list[RecordMetadata]:
+        """Append ``(value, key, headers, partition, timestamp)`` tuples, one batch per
+        partition, and return each record's metadata in input order."""
+        now = self._clock.now_ms()
+        by_partition: dict[int, list[tuple[int, RecordInput]]] = {}
+        for i, (value, key, headers, partition, timestamp) in enumerate(records):
+            kb = _check_bytes("key", key)
+            vb = _check_bytes("value", value)
+            if timestamp is not None and (
+                isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
+            ):
+                raise InvalidRecordError(
+                    f"record timestamp {timestamp!r} must be milliseconds since the epoch "
+                    f"(an int >= 0) or None for now"
+                )
+            p = self.choose_partition(kb) if partition is None else partition
+            self.partition(p)  # validates the partition number
+            ts = now if timestamp is None else timestamp
+            by_partition.setdefault(p, []).append((i, (ts, kb, vb, normalize_headers(headers))))
+        out: list[RecordMetadata | None] = [None] * sum(len(v) for v in by_partition.values())
+        for p, items in by_partition.items():
+            result = self.partition(p).append_records(
+                [r for _, r in items], compression=compression
+            )
+            for j, (i, rec) in enumerate(items):
+                out[i] = RecordMetadata(self.name, p, result.base_offset + j, rec[0])
+        return [m for m in out if m is not None]
+
+    def describe(self) -> TopicDescription:
+        infos = []
+        for p in range(self.config.partitions):
+            plog = self.partition(p)
+            infos.append(
+                PartitionInfo(
+                    p,
+                    plog.log_start_offset,
+                    plog.log_end_offset,
+                    plog.size_bytes,
+                    len(plog.segments),
+                )
+            )
+        return TopicDescription(self.name, self.config, tuple(infos))
+
+    def reconfigure(self, config: TopicConfig) -> None:
+        """Apply a new config to the open partition logs (partitions may only grow)."""
+        with self._lock:
+            self.config = config
+            for plog in self._logs.values():
+                plog.reconfigure(config)
+
+    def close(self) -> None:
+        with self._lock:
+            logs, self._logs = list(self._logs.values()), {}
+        errors: list[BaseException] = []
+        for plog in logs:
+            try:
+                plog.close()
+            except Exception as err:  # close every partition, then report the first
+                errors.append(err)
+        if errors:
+            raise errors[0]
