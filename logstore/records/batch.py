@@ -71,6 +71,8 @@ _CRC = struct.Struct(">I")
 _INT16 = struct.Struct(">h")
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 
 COMPRESSION_MASK = 0x07
 TIMESTAMP_TYPE_MASK = 0x08
@@ -221,10 +223,19 @@ def encode_batch(
         raise InvalidRecordError(f"{len(records)} records do not fit in one batch")
     try:
         timestamps = [r[0] for r in records]
-        base_timestamp = min(timestamps)
+        # Kafka's baseTimestamp is the first record's (deltas may be negative).
+        base_timestamp = timestamps[0]
         max_timestamp = max(timestamps)
-        body_parts = _encode_records(records, base_timestamp)
-    except TypeError as err:
+        low, high = min(timestamps) - base_timestamp, max_timestamp - base_timestamp
+        if low < _INT64_MIN or high > _INT64_MAX or base_timestamp < _INT64_MIN:
+            raise InvalidRecordError(
+                f"record timestamps {min(timestamps)}..{max_timestamp} do not fit one batch "
+                f"(timestamps and their deltas are signed 64-bit milliseconds)"
+            )
+        body = b"".join(_encode_records(records, base_timestamp))
+    except (TypeError, ValueError, IndexError) as err:
+        if isinstance(err, InvalidRecordError):
+            raise
         raise InvalidRecordError(
             f"cannot encode records: {err} (records are (timestamp:int, key:bytes|None, "
             f"value:bytes|None, headers:[(str, bytes|None)]) tuples)"
@@ -238,24 +249,31 @@ def encode_batch(
         attributes |= TRANSACTIONAL_MASK
     if is_control:
         attributes |= CONTROL_MASK
-    body = b"".join(body_parts)
     if compression != Compression.NONE:
         body = compress(compression, body)
-    header_tail = HEADER.pack(
-        base_offset,
-        MIN_BATCH_LENGTH + len(body),
-        partition_leader_epoch,
-        MAGIC,
-        0,
-        attributes,
-        len(records) - 1,
-        base_timestamp,
-        max_timestamp,
-        producer_id,
-        producer_epoch,
-        base_sequence,
-        len(records),
-    )
+    try:
+        header_tail = HEADER.pack(
+            base_offset,
+            MIN_BATCH_LENGTH + len(body),
+            partition_leader_epoch,
+            MAGIC,
+            0,
+            attributes,
+            len(records) - 1,
+            base_timestamp,
+            max_timestamp,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            len(records),
+        )
+    except struct.error as err:
+        raise InvalidRecordError(
+            f"record batch field out of range: {err} (base_offset={base_offset}, "
+            f"producer_id={producer_id}, producer_epoch={producer_epoch}, "
+            f"base_sequence={base_sequence}, partition_leader_epoch={partition_leader_epoch}, "
+            f"timestamps {base_timestamp}..{max_timestamp})"
+        ) from err
     crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header_tail)[ATTRIBUTES_OFFSET:]))
     return b"".join(
         (header_tail[:CRC_OFFSET], _CRC.pack(crc), header_tail[ATTRIBUTES_OFFSET:], body)
@@ -554,6 +572,18 @@ def decode_batches(
         if skip_control and header.attributes & CONTROL_MASK:
             continue
         yield from decode_batch_records(buf, header, verify=False)
+
+
+def decode_records(
+    buf: bytes | bytearray | memoryview, *, verify: bool = True, skip_control: bool = True
+) -> list[Record]:
+    """Every record of every whole batch in ``buf``, as one list (faster than iterating
+    :func:`decode_batches` when all records are wanted)."""
+    out: list[Record] = []
+    for header in scan(buf, verify=verify):
+        if not (skip_control and header.attributes & CONTROL_MASK):
+            out += decode_batch_records(buf, header, verify=False)
+    return out
 
 
 def records_to_inputs(records: Sequence[Any]) -> list[RecordInput]:

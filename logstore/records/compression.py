@@ -81,9 +81,21 @@ def _snappy_compress(data: bytes) -> bytes:
     return b"".join(parts)
 
 
+MAX_DECOMPRESSED_BYTES = 1 << 30
+"""A decompressed record set larger than this is refused as corrupt: snappy's declared
+length would otherwise make the codec reserve up to 4 GiB before looking at the data."""
+
+
+def _snappy_raw(data: bytes | memoryview) -> bytes:
+    declared = int(cramjam.snappy.decompress_raw_len(data))
+    if declared > MAX_DECOMPRESSED_BYTES:
+        raise ValueError(f"snappy block declares {declared} bytes, over the limit")
+    return bytes(cramjam.snappy.decompress_raw(data))
+
+
 def _snappy_decompress(data: bytes) -> bytes:
     if not data.startswith(_SNAPPY_MAGIC):
-        return bytes(cramjam.snappy.decompress_raw(data))
+        return _snappy_raw(data)
     parts = []
     pos = len(_SNAPPY_HEADER)
     while pos < len(data):
@@ -93,7 +105,7 @@ def _snappy_decompress(data: bytes) -> bytes:
         pos += 4
         if length < 0 or pos + length > len(data):
             raise ValueError(f"xerial snappy block of {length} bytes overruns the payload")
-        parts.append(bytes(cramjam.snappy.decompress_raw(data[pos : pos + length])))
+        parts.append(_snappy_raw(data[pos : pos + length]))
         pos += length
     return b"".join(parts)
 

@@ -252,7 +252,7 @@ class PartitionLog:
         timestamps = [r[0] for r in records]
         header = BatchHeader(
             0, 0, len(data) - 12, -1, 2, 0, int(compression), len(records) - 1,
-            min(timestamps), max(timestamps), producer_id, producer_epoch, base_sequence,
+            timestamps[0], max(timestamps), producer_id, producer_epoch, base_sequence,
             len(records),
         )
         return self._append(data, [header])
@@ -451,9 +451,10 @@ class PartitionLog:
             for header in scan(data, verify=True):
                 if header.is_control or header.last_offset < offset:
                     continue
-                for record in decode_batch_records(data, header, verify=False):
-                    if record.offset >= offset:
-                        out.append(record)
+                records = decode_batch_records(data, header, verify=False)
+                if header.base_offset < offset:
+                    records = [r for r in records if r.offset >= offset]
+                out += records
                 if max_records is not None and len(out) >= max_records:
                     return out[:max_records]
         except CorruptRecordError as err:

@@ -179,6 +179,9 @@ class Segment:
             self._index.load(self.size)
             _, position = self._index.lookup(2**62)
             self._scan_tail(position)
+            if position > 0:  # the roll-by-time rule needs the segment's first batch
+                first = self._read_header(0)
+                self.first_batch_timestamp = None if first is None else first.max_timestamp
             self._time_index.load(self.next_offset)
         except CorruptIndexError as err:
             log.warning("rebuilding indexes of %s: %s", self.log_path, err)
@@ -255,6 +258,10 @@ class Segment:
                 problem = problem or "incomplete record batch"
                 break
             position += consumed
+        if self.max_timestamp >= 0:
+            # Kafka's recover() ends the same way: the largest timestamp is always indexed,
+            # so a lazily opened sealed segment knows it without a scan.
+            self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
         dropped = size - position
         if dropped:
             if not truncate:
