@@ -4,14 +4,17 @@ On disk::
 
     <root>/.lock                    flock held by the open Store
     <root>/store.json               format version
-    <root>/__topics/<topic>.json    one file per topic: its config (the commit point of
-                                    create, alter and add-partitions)
+    <root>/__topics/<topic>         one JSON file per topic: its config (the commit point
+                                    of create, alter and add-partitions)
     <root>/<topic>-<partition>/     a partition log (segments, checkpoint)
 
 Creating a topic makes its partition directories first and writes its registry file last;
-deleting one removes the registry file first. A crash in between leaves partition
-directories no registered topic owns, and the next open removes them. Nothing is written
-outside ``root``: topic names are checked against Kafka's rule before any path is built.
+deleting one removes the registry file first, then renames the partition directories to
+``~deleted-<random>`` and removes them. A crash in between leaves directories no registered
+topic owns, and the next open removes them (only if they hold nothing but logstore's own
+files). Temporary names start with ``~``, which no topic name may contain, so a 249-character
+topic name still fits the file system's 255-byte limit. Nothing is written outside ``root``:
+topic names are checked against Kafka's rule before any path is built.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import threading
 from collections.abc import Iterable
 from typing import Any, Self
@@ -33,8 +37,10 @@ from logstore.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
+from logstore.storage.checkpoint import CHECKPOINT_NAME
 from logstore.storage.files import DEFAULT_FS, FileSystem, LockHandle
 from logstore.storage.log import PartitionLog
+from logstore.storage.segment import parse_segment_name
 from logstore.topic import (
     HeadersArg,
     Topic,
@@ -53,6 +59,9 @@ LOCK_FILE = ".lock"
 TOPICS_DIR = "__topics"
 _PARTITION_DIR = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)")
 _IMMUTABLE = ("partitions", "partitioner")
+_TEMP_PREFIX = "~"  # no topic name contains "~", so temporary names never collide
+_DELETED_PREFIX = "~deleted-"
+_PARTITION_FILES = frozenset({CHECKPOINT_NAME})
 
 
 class _State(enum.Enum):
@@ -123,20 +132,20 @@ class Store:
         self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
 
     def _topic_file(self, name: str) -> str:
-        return os.path.join(self.path, TOPICS_DIR, name + ".json")
+        return os.path.join(self.path, TOPICS_DIR, name)
 
     def _load_topics(self) -> None:
         topics_dir = os.path.join(self.path, TOPICS_DIR)
         for entry in self._fs.listdir(topics_dir):
             path = os.path.join(topics_dir, entry)
-            if entry.endswith(".tmp"):
+            if entry.startswith(_TEMP_PREFIX):
                 self._fs.unlink(path, missing_ok=True)
-                continue
-            if not entry.endswith(".json"):
                 continue
             try:
                 meta = json.loads(self._fs.read_file(path))
                 name = validate_topic_name(meta["name"])
+                if name != entry:
+                    raise ValueError(f"it names topic {name!r}")
                 config = TopicConfig.from_dict(meta["config"])
             except (ValueError, KeyError, TypeError) as err:
                 raise StorageError(
@@ -150,16 +159,28 @@ class Store:
     def _remove_orphan_partitions(self) -> None:
         for entry in self._fs.listdir(self.path):
             full = os.path.join(self.path, entry)
-            if entry.endswith("-delete") and self._fs.is_dir(full):
+            if entry.startswith(_DELETED_PREFIX) and self._fs.is_dir(full):
                 self._fs.rmtree(full)
                 continue
             match = _PARTITION_DIR.fullmatch(entry)
             if match is None or not self._fs.is_dir(full):
                 continue
             topic = self._topics.get(match["topic"])
-            if topic is None or int(match["partition"]) >= topic.num_partitions:
+            if topic is not None and int(match["partition"]) < topic.num_partitions:
+                continue
+            if self._holds_only_partition_files(full):
                 log.warning("removing %s: no registered topic owns it", full)
                 self._fs.rmtree(full)
+            else:
+                log.warning("leaving %s alone: no topic owns it, but it holds other files", full)
+
+    def _holds_only_partition_files(self, directory: str) -> bool:
+        return all(
+            name in _PARTITION_FILES
+            or name.endswith(".tmp")
+            or parse_segment_name(name) is not None
+            for name in self._fs.listdir(directory)
+        )
 
     # ------------------------------------------------------------------ state
 
@@ -237,7 +258,8 @@ class Store:
 
     def _write_topic(self, name: str, cfg: TopicConfig) -> None:
         data = json.dumps({"name": name, "config": cfg.to_dict()}, indent=1, sort_keys=True)
-        self._fs.write_file_atomic(self._topic_file(name), data.encode())
+        tmp = os.path.join(self.path, TOPICS_DIR, _TEMP_PREFIX + name)
+        self._fs.write_file_atomic(self._topic_file(name), data.encode(), tmp=tmp)
 
     def topic(self, name: str) -> Topic:
         """The topic called ``name``.
@@ -272,14 +294,14 @@ class Store:
         """Delete a topic and all its data."""
         with self._lock:
             topic = self.topic(name)
-            topic.close()
+            topic.close(f"topic {name!r} was deleted")
             self._fs.unlink(self._topic_file(name))
             self._fs.fsync_dir(os.path.join(self.path, TOPICS_DIR))
             del self._topics[name]
             for p in range(topic.num_partitions):
                 directory = partition_dir(self.path, name, p)
-                doomed = directory + "-delete"
                 if self._fs.exists(directory):
+                    doomed = os.path.join(self.path, _DELETED_PREFIX + secrets.token_hex(8))
                     self._fs.rename(directory, doomed)
                     self._fs.rmtree(doomed)
             self._fs.fsync_dir(self.path)

@@ -12,7 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from logstore.config import TopicConfig
-from logstore.errors import InvalidRecordError, InvalidTopicError, PartitionNotFoundError
+from logstore.errors import (
+    InvalidRecordError,
+    InvalidTopicError,
+    PartitionNotFoundError,
+    StoreClosedError,
+)
 from logstore.partitioner import KeyHashPartitioner
 from logstore.records import RecordInput
 from logstore.storage.files import FileSystem
@@ -116,6 +121,7 @@ class Topic:
         self._logs: dict[int, PartitionLog] = {}
         self._lock = threading.Lock()
         self._partitioner = KeyHashPartitioner(config.partitioner)
+        self._closed_because: str | None = None
 
     @property
     def num_partitions(self) -> int:
@@ -133,6 +139,10 @@ class Topic:
                 f"0..{self.config.partitions - 1})"
             )
         with self._lock:
+            if self._closed_because is not None:
+                raise StoreClosedError(
+                    f"topic {self.name!r} cannot be used: {self._closed_because}"
+                )
             plog = self._logs.get(partition)
             if plog is None:
                 plog = PartitionLog(
@@ -215,8 +225,10 @@ class Topic:
             for plog in self._logs.values():
                 plog.reconfigure(config)
 
-    def close(self) -> None:
+    def close(self, reason: str = "its store is closed (open the store again)") -> None:
+        """Close every open partition; later use raises StoreClosedError with ``reason``."""
         with self._lock:
+            self._closed_because = reason
             logs, self._logs = list(self._logs.values()), {}
         errors: list[BaseException] = []
         for plog in logs:

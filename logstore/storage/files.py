@@ -224,13 +224,14 @@ class FileSystem:
         with self.open(path, writable=False) as handle:
             return handle.read_all()
 
-    def write_file_atomic(self, path: str, data: bytes) -> None:
+    def write_file_atomic(self, path: str, data: bytes, *, tmp: str | None = None) -> None:
         """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
 
-        Writes ``path.tmp``, fsyncs it, renames it over ``path`` and fsyncs the directory:
-        a rename alone can reach the disk before the data it names.
+        Writes ``tmp`` (default ``path.tmp``, in the same directory), fsyncs it, renames it
+        over ``path`` and fsyncs the directory: a rename alone can reach the disk before
+        the data it names.
         """
-        tmp = path + ".tmp"
+        tmp = tmp or path + ".tmp"
         with self.open(tmp, create=True) as handle:
             handle.truncate(0)
             handle.append(data)
@@ -263,9 +264,15 @@ class FileSystem:
     def mkdir(self, path: str, *, exist_ok: bool = False) -> None:
         try:
             self._mkdir(path)
-        except FileExistsError:
-            if not exist_ok or not self.is_dir(path):
-                raise
+        except FileExistsError as err:
+            if not self.is_dir(path):
+                raise StorageError(
+                    f"cannot create directory {path}: a file of that name exists (move it "
+                    f"away or choose another path)",
+                    path,
+                ) from err
+            if not exist_ok:
+                raise StorageError(f"cannot create directory {path}: it exists", path) from err
         except OSError as err:
             raise _storage_error("create directory", path, err) from err
 

@@ -159,7 +159,7 @@ class TimeIndex:
             a > b for a, b in itertools.pairwise(offsets)
         ):
             raise CorruptIndexError(f"time index {self.path} is not increasing", self.path)
-        if offsets and (offsets[0] < 0 or self.base_offset + offsets[-1] >= max(next_offset, 1)):
+        if offsets and (offsets[0] < 0 or self.base_offset + offsets[-1] >= next_offset):
             raise CorruptIndexError(
                 f"time index {self.path} names offset {self.base_offset + offsets[-1]}, past "
                 f"the segment's end {next_offset}",

@@ -147,6 +147,9 @@ class PartitionLog:
             segments[-1].load_active()
         else:
             segments = self._recover(segments)
+        if segments[-1].created_ms is None:
+            # Kafka measures segment_ms from the load time when records carry no timestamp.
+            segments[-1].created_ms = self._now()
         self._set_segments(segments)
         self.log_start_offset = max(self.log_start_offset, segments[0].base_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)

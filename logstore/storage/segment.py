@@ -37,7 +37,11 @@ def parse_segment_name(name: str) -> tuple[int, str] | None:
     """``(base_offset, suffix)`` for a segment file name, None for any other name."""
     stem, dot, ext = name.partition(".")
     suffix = dot + ext
-    if suffix not in SUFFIXES or len(stem) != _NAME_DIGITS or not stem.isdigit():
+    if (
+        suffix not in SUFFIXES
+        or len(stem) != _NAME_DIGITS
+        or not (stem.isascii() and stem.isdigit())
+    ):
         return None
     return int(stem), suffix
 
@@ -121,6 +125,8 @@ class Segment:
 
     def close_files(self) -> None:
         """Close the open files; they reopen on the next use."""
+        if self._log is not None:
+            self._size = self._log.size
         for handle in (self._log, self._index, self._time_index):
             if handle is not None:
                 handle.close()
@@ -287,7 +293,11 @@ class Segment:
         if header.max_timestamp > self.max_timestamp:
             self.max_timestamp = header.max_timestamp
             self.offset_of_max_timestamp = header.last_offset
-        if self._bytes_since_index_entry > self.config.index_interval_bytes:
+        if self._bytes_since_index_entry > self.config.index_interval_bytes and not (
+            self._index.is_full or self._time_index.is_full
+        ):
+            # A full index takes no more entries (the next append rolls); the index is
+            # sparse, so a missing entry only lengthens a lookup's scan.
             self._index.append(header.last_offset, position)
             self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
             self._bytes_since_index_entry = 0

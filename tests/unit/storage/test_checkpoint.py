@@ -1,0 +1,143 @@
+"""The per-partition checkpoint file (logstore.storage.checkpoint).
+
+CRCs are recomputed with kafka-python's pure-Python CRC-32C, not the ``crc32c`` package
+the module uses.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from logstore.storage.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from logstore.storage.files import FileHandle, FileSystem
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka.record._crc32c import crc as kafka_python_crc32c
+
+FS = FileSystem()
+MAGIC = "logstore-partition-checkpoint 1"
+
+
+def _text(recovery_point: int, log_start_offset: int, clean: str, crc: str | None = None) -> str:
+    body = (
+        f"{MAGIC}\nrecovery_point {recovery_point}\nlog_start_offset {log_start_offset}\n"
+        f"clean {clean}\n"
+    )
+    if crc is None:
+        crc = f"{kafka_python_crc32c(body.encode()):08x}"
+    return f"{body}crc32c {crc}\n"
+
+
+@pytest.mark.parametrize(
+    "cp",
+    [
+        Checkpoint(0, 0, False),
+        Checkpoint(1200, 0, True),
+        Checkpoint(2**63 - 1, 2**62, True),
+    ],
+)
+def test_checkpoint_round_trips(tmp_path: Path, cp: Checkpoint) -> None:
+    write_checkpoint(FS, str(tmp_path), cp)
+    assert read_checkpoint(FS, str(tmp_path)) == cp
+
+
+def test_checkpoint_file_has_documented_text_format(tmp_path: Path) -> None:
+    write_checkpoint(FS, str(tmp_path), Checkpoint(1200, 7, True))
+    assert (tmp_path / CHECKPOINT_NAME).read_text() == _text(1200, 7, "1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no .tmp left
+
+
+def test_read_checkpoint_accepts_hand_written_file_with_valid_crc(tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT_NAME).write_text(_text(55, 3, "0"))
+    assert read_checkpoint(FS, str(tmp_path)) == Checkpoint(55, 3, False)
+
+
+def test_read_checkpoint_returns_none_when_missing(tmp_path: Path) -> None:
+    assert read_checkpoint(FS, str(tmp_path)) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\x00" * 64,
+        b"\xff\xfe garbage \x80",
+        b"hello world\n",
+        _text(10, 0, "1", crc="00000000").encode(),
+        _text(10, 0, "1").encode()[:-1],  # last newline cut
+        _text(10, 0, "1").encode()[:40],  # torn write
+        _text(10, 0, "1").replace("recovery_point 10", "recovery_point 11").encode(),
+        _text(10, 0, "1").replace(MAGIC, "logstore-partition-checkpoint 2").encode(),
+        (_text(10, 0, "1") + "extra 1\n").encode(),
+        _text(-1, 0, "1").encode(),  # valid CRC, negative offset
+        _text(10, -5, "1").encode(),
+        _text(10, 0, "yes").encode(),
+        _text(10, 0, "1").replace("recovery_point 10", "recovery_point ten").encode(),
+    ],
+    ids=[
+        "empty",
+        "zeros",
+        "not-ascii",
+        "garbage",
+        "wrong-crc",
+        "no-final-newline",
+        "torn",
+        "changed-value",
+        "wrong-magic",
+        "extra-line",
+        "negative-recovery-point",
+        "negative-log-start",
+        "bad-clean-flag",
+        "not-a-number",
+    ],
+)
+def test_read_checkpoint_returns_none_when_damaged(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / CHECKPOINT_NAME).write_bytes(content)
+    assert read_checkpoint(FS, str(tmp_path)) is None
+
+
+class _RecordingFS(FileSystem):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def _pwrite(self, handle: FileHandle, data: memoryview, position: int) -> int:
+        self.events.append(("write", handle.path))
+        return super()._pwrite(handle, data, position)
+
+    def _fsync(self, handle: FileHandle) -> None:
+        self.events.append(("fsync", handle.path))
+        super()._fsync(handle)
+
+    def _rename(self, src: str, dst: str) -> None:
+        self.events.append(("rename", f"{src} -> {dst}"))
+        super()._rename(src, dst)
+
+    def _fsync_dir(self, path: str) -> None:
+        self.events.append(("fsync_dir", path))
+        super()._fsync_dir(path)
+
+
+def test_write_checkpoint_replaces_file_atomically(tmp_path: Path) -> None:
+    fs = _RecordingFS()
+    path = str(tmp_path / CHECKPOINT_NAME)
+    write_checkpoint(fs, str(tmp_path), Checkpoint(1, 0, False))
+    fs.events.clear()
+
+    write_checkpoint(fs, str(tmp_path), Checkpoint(2, 0, True))
+
+    assert fs.events == [
+        ("write", path + ".tmp"),
+        ("fsync", path + ".tmp"),
+        ("rename", f"{path}.tmp -> {path}"),
+        ("fsync_dir", str(tmp_path)),
+    ]
+    assert read_checkpoint(FS, str(tmp_path)) == Checkpoint(2, 0, True)
