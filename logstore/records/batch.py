@@ -410,22 +410,60 @@ _UNZIGZAG = [(b >> 1) ^ -(b & 1) for b in range(128)]
 """Values of the one-byte varints, by byte: the decoder's common case is a table lookup."""
 
 
-def _decode_record_set(
-    data: bytes, count: int, base_offset: int, base_timestamp: int, fixed_timestamp: int | None
+def _skip_records(data: bytes, pos: int, end: int, skip: int) -> int:
+    """Position of record number ``skip`` of the record set at ``data[pos:end]``, walking
+    only the length prefixes."""
+    zz = _UNZIGZAG
+    for _ in range(skip):
+        b = data[pos]
+        if b < 0x80:
+            length = zz[b]
+            pos += 1
+        elif data[pos + 1] < 0x80:
+            z = (b & 0x7F) | (data[pos + 1] << 7)
+            length = (z >> 1) ^ -(z & 1)
+            pos += 2
+        else:
+            length, pos = decode_varint(data, pos)
+        if length < 6 or pos + length > end:
+            raise ValueError(f"record length {length} at {pos} overruns the record set")
+        pos += length
+    return pos
+
+
+def _decode_record_set(  # noqa: PLR0917 - one call per batch on the hot path
+    data: bytes,
+    pos: int,
+    end: int,
+    count: int,
+    base_offset: int,
+    base_timestamp: int,
+    fixed_timestamp: int | None,
+    start_offset: int = -1,
+    limit: int | None = None,
 ) -> list[Record]:
-    """Decode ``count`` records from ``data`` (an uncompressed record set).
+    """Decode the ``count`` records of the uncompressed record set ``data[pos:end]``.
+
+    Records below ``start_offset`` are skipped without being decoded, which is only right
+    when the offset deltas are 0, 1, 2, ... (the caller checks), and at most ``limit``
+    records are returned.
 
     The varint reads are inlined for the one- and two-byte cases (lengths under 8 KiB):
     a function call per varint would halve decoding speed.
     """
+    skip = min(start_offset - base_offset, count)
+    whole = limit is None or limit >= count - max(skip, 0)
+    if skip > 0:
+        pos = _skip_records(data, pos, end, skip)
+        count -= skip
+    if not whole:
+        count = min(count, limit or 0)
     records: list[Record] = []
     append = records.append
     new = tuple.__new__  # skips NamedTuple's generated __new__: cheapest construction
     cls = Record
     zz = _UNZIGZAG
     dv = decode_varint
-    pos = 0
-    end = len(data)
     for _ in range(count):
         b = data[pos]
         if b < 0x80:
@@ -440,17 +478,16 @@ def _decode_record_set(
         record_end = pos + length
         if length < 6 or record_end > end:
             raise ValueError(f"record length {length} at {pos} overruns the record set")
-        pos += 1  # the attributes byte, unused
-        b = data[pos]
+        b = data[pos + 1]  # data[pos] is the attributes byte, unused
         if b < 0x80:
             ts_delta = zz[b]
-            pos += 1
-        elif data[pos + 1] < 0x80:
-            z = (b & 0x7F) | (data[pos + 1] << 7)
-            ts_delta = (z >> 1) ^ -(z & 1)
             pos += 2
+        elif data[pos + 2] < 0x80:
+            z = (b & 0x7F) | (data[pos + 2] << 7)
+            ts_delta = (z >> 1) ^ -(z & 1)
+            pos += 3
         else:
-            ts_delta, pos = dv(data, pos)
+            ts_delta, pos = dv(data, pos + 1)
         b = data[pos]
         if b < 0x80:
             offset_delta = zz[b]
@@ -497,17 +534,13 @@ def _decode_record_set(
         append(
             new(
                 cls,
-                (
-                    base_offset + offset_delta,
-                    base_timestamp + ts_delta if fixed_timestamp is None else fixed_timestamp,
-                    key,
-                    value,
-                    headers,
-                ),
+                (base_offset + offset_delta, base_timestamp + ts_delta, key, value, headers),
             )
         )
-    if pos != end:
+    if whole and pos != end:
         raise ValueError(f"{end - pos} bytes left over after {count} records")
+    if fixed_timestamp is not None:  # LOG_APPEND_TIME: every record has the batch's time
+        records = [r._replace(timestamp=fixed_timestamp) for r in records]
     return records
 
 
@@ -535,9 +568,15 @@ def _decode_headers(data: bytes, pos: int, end: int) -> tuple[Sequence[Header], 
 
 
 def decode_batch_records(
-    buf: bytes | bytearray | memoryview, header: BatchHeader, *, verify: bool = True
+    buf: bytes | bytearray | memoryview,
+    header: BatchHeader,
+    *,
+    verify: bool = True,
+    start_offset: int = -1,
+    limit: int | None = None,
 ) -> list[Record]:
-    """Decode every record of the batch ``header`` describes (control batches included).
+    """Decode the records of the batch ``header`` describes (control batches included):
+    those at or after ``start_offset``, at most ``limit`` of them.
 
     Raises:
         CorruptRecordError: bad CRC (with ``verify``), bad compression or malformed records.
@@ -545,14 +584,35 @@ def decode_batch_records(
     if verify:
         check_batch(buf, header)
     pos = header.position
-    data = bytes(memoryview(buf)[pos + HEADER_SIZE : pos + header.size])
+    start, end = pos + HEADER_SIZE, pos + header.size
     codec_id = header.attributes & COMPRESSION_MASK
     try:
         if codec_id:
-            data = decompress(Compression(codec_id), data)
+            data = decompress(Compression(codec_id), bytes(memoryview(buf)[start:end]))
+            start, end = 0, len(data)
+        elif isinstance(buf, bytes):
+            data = buf  # decode in place: keys and values are sliced out of it
+        else:
+            data = bytes(memoryview(buf)[start:end])
+            start, end = 0, len(data)
         fixed = header.max_timestamp if header.attributes & TIMESTAMP_TYPE_MASK else None
+        if header.last_offset_delta != header.records_count - 1 and start_offset > 0:
+            # offset deltas with gaps (compacted): decode everything, then filter
+            every = _decode_record_set(
+                data, start, end, header.records_count, header.base_offset,
+                header.base_timestamp, fixed,
+            )
+            return [r for r in every if r.offset >= start_offset][:limit]
         return _decode_record_set(
-            data, header.records_count, header.base_offset, header.base_timestamp, fixed
+            data,
+            start,
+            end,
+            header.records_count,
+            header.base_offset,
+            header.base_timestamp,
+            fixed,
+            start_offset,
+            limit,
         )
     except CorruptRecordError as err:
         raise CorruptRecordError(f"record batch at position {pos}: {err}", position=pos) from err

@@ -25,6 +25,7 @@ import bisect
 import itertools
 import logging
 import os
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from logstore.errors import (
     StorageError,
     StoreClosedError,
 )
-from logstore.records import RecordInput, decode_batch_records, encode_batch, scan, set_base_offset
+from logstore.records import RecordInput, decode_batch_records, encode_batch, scan
 from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.segment import LOG_SUFFIX, Segment, parse_segment_name
@@ -60,6 +61,7 @@ _LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
 MAX_OPEN_SEALED_SEGMENTS = 16
 """Sealed segments keep their files open after a read, up to this many per log (LRU)."""
 _INT32_MAX = 2**31 - 1
+_BASE_OFFSET = struct.Struct(">q")
 
 
 class PartitionLog:
@@ -108,8 +110,8 @@ class PartitionLog:
         logs: list[int] = []
         others: dict[int, list[str]] = {}
         for name in fs.listdir(self.directory):
-            path = os.path.join(self.directory, name)
             if name.endswith(_LEFTOVER_SUFFIXES):
+                path = os.path.join(self.directory, name)
                 log.info("removing leftover file %s", path)
                 fs.unlink(path, missing_ok=True)
                 continue
@@ -120,11 +122,13 @@ class PartitionLog:
             if suffix == LOG_SUFFIX:
                 logs.append(base)
             else:
-                others.setdefault(base, []).append(path)
+                others.setdefault(base, []).append(name)
         logs.sort()
-        for base, paths in others.items():
-            if base not in logs:
-                for path in paths:
+        have_log = set(logs)
+        for base, names in others.items():
+            if base not in have_log:
+                for name in names:
+                    path = os.path.join(self.directory, name)
                     log.info("removing index without a log: %s", path)
                     fs.unlink(path, missing_ok=True)
         cp = read_checkpoint(fs, self.directory)
@@ -242,15 +246,13 @@ class PartitionLog:
         Raises:
             InvalidRecordError, RecordTooLargeError, LogFailedError, StoreClosedError.
         """
-        data = bytearray(
-            encode_batch(
-                records,
-                base_offset=0,
-                compression=compression,
-                producer_id=producer_id,
-                producer_epoch=producer_epoch,
-                base_sequence=base_sequence,
-            )
+        data = encode_batch(
+            records,
+            base_offset=0,
+            compression=compression,
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            base_sequence=base_sequence,
         )
         timestamps = [r[0] for r in records]
         header = BatchHeader(
@@ -261,15 +263,16 @@ class PartitionLog:
         return self._append(data, [header])
 
     def append_batches(self, data: bytes | bytearray | memoryview) -> AppendResult:
-        """Append already-encoded record batches, assigning offsets by rewriting each
-        batch's ``baseOffset`` in place (no record decoding, no CRC recomputation).
+        """Append already-encoded record batches, assigning offsets by replacing each
+        batch's 8-byte ``baseOffset`` as it is written (no record decoding, no CRC
+        recomputation, no copy of ``data``).
 
         Raises:
             CorruptRecordError: a batch fails its CRC or has a wrong magic.
             InvalidRecordError: no batch, trailing bytes, or inconsistent record counts.
             RecordTooLargeError: a batch is larger than ``max_message_bytes``.
         """
-        buf = bytearray(data)
+        buf = memoryview(data)
         headers = list(scan(buf, verify=True))
         end = headers[-1].position + headers[-1].size if headers else 0
         if not headers or end != len(buf):
@@ -285,7 +288,7 @@ class PartitionLog:
                 )
         return self._append(buf, headers)
 
-    def _append(self, buf: bytearray, headers: list[BatchHeader]) -> AppendResult:
+    def _append(self, buf: bytes | memoryview, headers: list[BatchHeader]) -> AppendResult:
         limit = self.config.max_message_bytes
         for h in headers:
             if h.size > limit:
@@ -295,14 +298,16 @@ class PartitionLog:
             now = self._now()
             base = offset = self.log_end_offset
             placed: list[BatchHeader] = []
+            parts: list[bytes | memoryview] = []
+            view = memoryview(buf)
             for h in headers:
-                set_base_offset(buf, h.position, offset)
+                parts += (_BASE_OFFSET.pack(offset), view[h.position + 8 : h.position + h.size])
                 placed.append(h._replace(base_offset=offset))
                 offset += h.last_offset_delta + 1
             try:
                 self._mark_dirty()
                 self._maybe_roll(len(buf), placed, now)
-                self.active_segment.append(buf, placed)
+                self.active_segment.append(parts, placed)
                 self._flush_per_policy(now)
             except StorageError as err:
                 self._failed = str(err)
@@ -341,17 +346,23 @@ class PartitionLog:
             self._roll(now)
 
     def _roll(self, now: int) -> None:
+        # With flush "never" a roll syncs nothing (Kafka flushes rolled segments in the
+        # background): the recovery point stays, so a crash rescans from it. Otherwise the
+        # old segment and the new file's directory entry are made durable, and the
+        # recovery point moves to the new segment.
+        durable = self.config.flush != "never"
         old = self.active_segment
-        old.seal()
+        old.seal(fsync=durable)
         new = Segment.create(self.fs, self.directory, self.log_end_offset, self.config, now)
         new.next_offset = new.base_offset
-        self.fs.fsync_dir(self.directory)
         self._segments.append(new)
         self._bases.append(new.base_offset)
         self._track_sealed(old)
-        self.recovery_point = new.base_offset
-        self._last_flush_ms = now
-        self._write_checkpoint(clean=False)
+        if durable:
+            self.fs.fsync_dir(self.directory)
+            self.recovery_point = new.base_offset
+            self._last_flush_ms = now
+            self._write_checkpoint(clean=False)
 
     def roll(self) -> None:
         """Start a new segment now (no-op if the active segment is empty)."""
@@ -378,14 +389,23 @@ class PartitionLog:
         with self._lock:
             self._check_writable()
             try:
-                self.active_segment.fsync()
-                self.recovery_point = self.log_end_offset
+                self._sync_all()
                 if self._marked_dirty:
                     self._write_checkpoint(clean=False)
             except StorageError as err:
                 self._failed = str(err)
                 raise
             self._last_flush_ms = self._now()
+
+    def _sync_all(self) -> None:
+        """fsync every segment from the one holding the recovery point on (older ones
+        were synced when they rolled) and the directory; move the recovery point to the
+        log end."""
+        first = max(0, bisect.bisect_right(self._bases, self.recovery_point) - 1)
+        for seg in self._segments[first:]:
+            seg.fsync()
+        self.fs.fsync_dir(self.directory)
+        self.recovery_point = self.log_end_offset
 
     # ------------------------------------------------------------------ read
 
@@ -448,18 +468,22 @@ class PartitionLog:
             if found is None:
                 return []
             seg, first = found
+            if max_records is not None and first.last_offset - offset + 1 >= max_records:
+                max_bytes = 1  # the first batch holds all that is wanted: read only it
             data = seg.read_from(first.position, max_bytes)
         out: list[Record] = []
+        limit = max_records
         try:
             for header in scan(data, verify=True):
                 if header.is_control or header.last_offset < offset:
                     continue
-                records = decode_batch_records(data, header, verify=False)
-                if header.base_offset < offset:
-                    records = [r for r in records if r.offset >= offset]
-                out += records
-                if max_records is not None and len(out) >= max_records:
-                    return out[:max_records]
+                out += decode_batch_records(
+                    data, header, verify=False, start_offset=offset, limit=limit
+                )
+                if max_records is not None:
+                    limit = max_records - len(out)
+                    if limit <= 0:
+                        break
         except CorruptRecordError as err:
             position = first.position + (err.position or 0)
             raise CorruptRecordError(
@@ -580,10 +604,7 @@ class PartitionLog:
             self._closed = True
             try:
                 if self._failed is None and (self._marked_dirty or not self.was_clean):
-                    first = max(0, bisect.bisect_right(self._bases, self.recovery_point) - 1)
-                    for seg in self._segments[first:]:
-                        seg.fsync()
-                    self.recovery_point = self.log_end_offset
+                    self._sync_all()
                     self._write_checkpoint(clean=True)
             finally:
                 for seg in self._segments:

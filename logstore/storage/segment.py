@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 from logstore.config import TopicConfig
 from logstore.errors import CorruptIndexError, CorruptRecordError, StoreClosedError
 from logstore.records import HEADER_SIZE, decode_batch_records, decode_header, scan
-from logstore.storage.files import FileHandle, FileSystem
+from logstore.storage.files import Buffer, FileHandle, FileSystem
 from logstore.storage.index import OffsetIndex, TimeIndex
 from logstore.types import BatchHeader
 
@@ -58,9 +59,10 @@ class Segment:
         self.directory = directory
         self.base_offset = base_offset
         self.config = config
-        self.log_path = segment_path(directory, base_offset, LOG_SUFFIX)
-        self.index_path = segment_path(directory, base_offset, INDEX_SUFFIX)
-        self.time_index_path = segment_path(directory, base_offset, TIME_INDEX_SUFFIX)
+        prefix = segment_path(directory, base_offset, "")
+        self.log_path = prefix + LOG_SUFFIX
+        self.index_path = prefix + INDEX_SUFFIX
+        self.time_index_path = prefix + TIME_INDEX_SUFFIX
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
@@ -154,8 +156,8 @@ class Segment:
         self._open_files()
         assert self._index is not None and self._time_index is not None
         try:
-            self._index.load(self.size)
-            self._time_index.load(self.next_offset)
+            self._index.check_tail(self.size)
+            self._time_index.check_tail(self.next_offset)
             last = self._index.last_offset
             if last is not None and last >= self.next_offset:
                 raise CorruptIndexError(
@@ -182,13 +184,13 @@ class Segment:
         self._open_files()
         assert self._index is not None and self._time_index is not None
         try:
-            self._index.load(self.size)
-            _, position = self._index.lookup(2**62)
+            self._index.check_tail(self.size)
+            position = self._index.last_position
             self._scan_tail(position)
             if position > 0:  # the roll-by-time rule needs the segment's first batch
                 first = self._read_header(0)
                 self.first_batch_timestamp = None if first is None else first.max_timestamp
-            self._time_index.load(self.next_offset)
+            self._time_index.check_tail(self.next_offset)
         except CorruptIndexError as err:
             log.warning("rebuilding indexes of %s: %s", self.log_path, err)
             self._rebuild_indexes(truncate=False)
@@ -308,11 +310,14 @@ class Segment:
 
     # ------------------------------------------------------------------ append / read
 
-    def append(self, data: bytes | bytearray, headers: list[BatchHeader]) -> int:
-        """Append ``data`` (whole batches, described by ``headers`` with positions relative
-        to ``data``); return the position it starts at."""
+    def append(self, parts: Buffer | Sequence[Buffer], headers: list[BatchHeader]) -> int:
+        """Append ``parts`` (bytes, or buffers to concatenate: whole batches, described by
+        ``headers`` with positions relative to the concatenation); return the position it
+        starts at."""
+        if isinstance(parts, bytes | bytearray | memoryview):
+            parts = (parts,)
         self._open_files()
-        start = self.log_file.append(data)
+        start = self.log_file.append_parts(parts)
         for header in headers:
             self._index_batch(header, start + header.position)
         return start
@@ -339,9 +344,27 @@ class Segment:
             return None
         return header._replace(position=position)
 
+    def _index_lookup(self, offset: int) -> int:
+        """Byte position to scan from for ``offset``; an index found damaged while loading
+        is rebuilt from the log first."""
+        try:
+            return self.index.lookup(offset)[1]
+        except CorruptIndexError as err:
+            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
+            self._rebuild_indexes(truncate=False)
+            return self.index.lookup(offset)[1]
+
+    def _time_index_lookup(self, timestamp: int) -> int:
+        try:
+            return self.time_index.lookup(timestamp)
+        except CorruptIndexError as err:
+            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
+            self._rebuild_indexes(truncate=False)
+            return self.time_index.lookup(timestamp)
+
     def find_batch(self, offset: int) -> BatchHeader | None:
         """Header (with its file position) of the first batch holding an offset >= ``offset``."""
-        _, position = self.index.lookup(offset)
+        position = self._index_lookup(offset)
         size = self.size
         while position < size:
             header = self._read_header(position)
@@ -374,7 +397,7 @@ class Segment:
         ``timestamp``, or None if this segment has none."""
         if self.max_timestamp < timestamp and self.next_offset > self.base_offset:
             return None
-        offset = max(self.time_index.lookup(timestamp), start_offset)
+        offset = max(self._time_index_lookup(timestamp), start_offset)
         header = self.find_batch(offset)
         while header is not None:
             if header.max_timestamp >= timestamp:
@@ -388,16 +411,23 @@ class Segment:
 
     # ------------------------------------------------------------------ roll / delete
 
-    def seal(self) -> None:
+    def seal(self, *, fsync: bool = True) -> None:
         """Called when a newer segment takes over: write the final time-index entry
-        (Kafka's ``onBecomeInactiveSegment``) and fsync all three files."""
+        (Kafka's ``onBecomeInactiveSegment``) and, with ``fsync``, sync all three files."""
         if self.max_timestamp >= 0:
             self.time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
-        self.fsync()
+        if fsync:
+            self.fsync()
 
     def fsync(self) -> None:
-        if self._log is not None:
-            self._log.fsync()
+        """Make all three files durable (opening them briefly if they are closed: a sealed
+        segment's pages may still be dirty when its files were closed by the LRU)."""
+        if self._log is None:
+            for path in (self.log_path, self.index_path, self.time_index_path):
+                with self.fs.open(path) as handle:
+                    handle.fsync()
+            return
+        self._log.fsync()
         if self._index is not None:
             self._index.fsync()
         if self._time_index is not None:

@@ -333,3 +333,31 @@ def test_encode_batch_is_byte_identical_to_golden_uncompressed_batch() -> None:
         base_sequence=batch["base_sequence"],
     )
     assert ours.hex() == buf.hex()
+
+
+# --------------------------------------------------------------------------- partial decode
+
+
+def _sparse_batch(offsets: list[int]) -> bytes:
+    """A batch whose offset deltas have gaps (as compaction leaves them), built by
+    kafka-python, which lets the caller choose each record's offset."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+        producer_epoch=-1, base_sequence=-1, batch_size=1 << 30,
+    )
+    for offset in offsets:
+        assert builder.append(offset, T0 + offset, b"k", b"v%d" % offset, []) is not None
+    return bytes(builder.build())
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize(("start", "limit"), [(-1, None), (0, 1), (3, 2), (5, None), (9, 5)])
+def test_decode_batch_records_skips_below_start_and_stops_at_limit(
+    sparse: bool, start: int, limit: int | None
+) -> None:
+    offsets = [0, 2, 3, 5, 8, 9] if sparse else list(range(10))
+    buf = _sparse_batch(offsets)
+    header = next(scan(buf))
+    got = [r.offset for r in decode_batch_records(buf, header, start_offset=start, limit=limit)]
+    expected = [o for o in offsets if o >= start][:limit]
+    assert got == expected

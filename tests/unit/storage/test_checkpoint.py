@@ -7,6 +7,7 @@ the module uses.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from logstore.storage.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from logstore.storage.files import FileHandle, FileSystem
+from logstore.storage.files import Buffer, FileHandle, FileSystem
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -109,9 +110,9 @@ class _RecordingFS(FileSystem):
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 
-    def _pwrite(self, handle: FileHandle, data: memoryview, position: int) -> int:
+    def _pwritev(self, handle: FileHandle, parts: Sequence[Buffer], position: int) -> int:
         self.events.append(("write", handle.path))
-        return super()._pwrite(handle, data, position)
+        return super()._pwritev(handle, parts, position)
 
     def _fsync(self, handle: FileHandle) -> None:
         self.events.append(("fsync", handle.path))

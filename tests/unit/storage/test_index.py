@@ -306,7 +306,7 @@ def test_offset_index_load_round_trips_appended_entries(tmp_path: Path) -> None:
     index.close()
 
     loaded = _offset_index(path, base=7)
-    loaded.load(log_size=800)
+    loaded.load(800)
     assert list(loaded.offsets) == [1, 5, 13]
     assert list(loaded.positions) == [0, 300, 700]
     assert loaded.lookup(15) == (12, 300)
@@ -321,7 +321,7 @@ def test_time_index_load_round_trips_appended_entries(tmp_path: Path) -> None:
     index.close()
 
     loaded = _time_index(path, base=7)
-    loaded.load(next_offset=13)
+    loaded.load(13)
     assert loaded.last_entry == (200, 12)
     assert loaded.lookup(150) == 8
     loaded.close()
@@ -397,13 +397,17 @@ def test_offset_index_load_raises_corrupt_index_when_first_entry_negative(
         _load_offset_index(tmp_path / "i.index", _entries(SPEC_OFFSET_ENTRY, (1, -8)), 1000)
 
 
-def test_offset_index_load_keeps_previous_entries_when_file_corrupt(tmp_path: Path) -> None:
+def test_offset_index_stays_unusable_until_reset_when_file_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "i.index"
     path.write_bytes(b"\x00" * 9)
     index = _offset_index(path)
     with pytest.raises(CorruptIndexError):
         index.load(1000)
+    with pytest.raises(CorruptIndexError):  # stays unusable until rebuilt
+        index.lookup(5)
+    index.reset()
     assert len(index) == 0
+    assert index.lookup(5) == (0, 0)
     index.close()
 
 

@@ -12,7 +12,7 @@ import os
 import struct
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ from logstore.errors import (
 )
 from logstore.records.batch import decode_batches, encode_batch, scan
 from logstore.storage.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint
-from logstore.storage.files import FileHandle, FileSystem
+from logstore.storage.files import Buffer, FileHandle, FileSystem
 from logstore.storage.log import PartitionLog
 from logstore.storage.segment import segment_path
 
@@ -83,9 +83,9 @@ class RecordingFS(FileSystem):
         self.preads.append((handle.path, position, len(data)))
         return data
 
-    def _pwrite(self, handle: FileHandle, data: memoryview, position: int) -> int:
+    def _pwritev(self, handle: FileHandle, parts: Sequence[Buffer], position: int) -> int:
         self.events.append(("write", handle.path))
-        return super()._pwrite(handle, data, position)
+        return super()._pwritev(handle, parts, position)
 
     def _fsync(self, handle: FileHandle) -> None:
         self.events.append(("fsync", handle.path))
@@ -499,7 +499,7 @@ def test_partition_log_roll_fsyncs_sealed_segment_and_indexes_its_max_timestamp(
     tmp_path: Path,
 ) -> None:
     fs = RecordingFS()
-    log = _log(tmp_path / "p", fs=fs)
+    log = _log(tmp_path / "p", fs=fs, flush="interval")
     _fill(log, [T0 + 5, T0 + 9, T0 + 1])
     fs.events.clear()
 
@@ -508,9 +508,28 @@ def test_partition_log_roll_fsyncs_sealed_segment_and_indexes_its_max_timestamp(
     first = str(tmp_path / "p" / "00000000000000000000")
     assert ("fsync", first + ".log") in fs.events
     assert ("fsync", first + ".timeindex") in fs.events
+    assert log.recovery_point == 3
     log.close()
     data = (tmp_path / "p" / "00000000000000000000.timeindex").read_bytes()
     assert struct.unpack(">qi", data[-12:]) == (T0 + 9, 1)
+
+
+def test_partition_log_roll_syncs_nothing_until_flush_when_flush_never(tmp_path: Path) -> None:
+    fs = RecordingFS()
+    log = _log(tmp_path / "p", fs=fs, flush="never")
+    _fill(log, [T0 + 5, T0 + 9, T0 + 1])
+    fs.events.clear()
+
+    log.roll()
+    _fill(log, [T0 + 10])
+
+    first = str(tmp_path / "p" / "00000000000000000000")
+    assert not [e for e in fs.events if e[0] in ("fsync", "fsync_dir")]
+    assert log.recovery_point == 0
+    log.flush()
+    assert ("fsync", first + ".log") in fs.events
+    assert log.recovery_point == 4
+    log.close()
 
 
 # ---------------------------------------------------------------------------- retention
@@ -958,12 +977,13 @@ class FullDiskFS(RecordingFS):
         super().__init__()
         self.full = False
 
-    def _pwrite(self, handle: FileHandle, data: memoryview, position: int) -> int:
+    def _pwritev(self, handle: FileHandle, parts: Sequence[Buffer], position: int) -> int:
         if self.full and handle.path.endswith(".log"):
+            data = b"".join(parts)
             if len(data) > 10:
-                return super()._pwrite(handle, data[: len(data) // 2], position)
+                return super()._pwritev(handle, (data[: len(data) // 2],), position)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return super()._pwrite(handle, data, position)
+        return super()._pwritev(handle, parts, position)
 
 
 def test_partition_log_write_failure_cuts_partial_write_and_fails_log(tmp_path: Path) -> None:
@@ -1016,7 +1036,7 @@ def test_partition_log_checkpoint_is_replaced_atomically(tmp_path: Path) -> None
     fs = RecordingFS()
     directory = tmp_path / "p"
     log = _log(directory, fs=fs, segment_bytes=2 * S)
-    _fill(log, [T0] * 5)  # dirty mark plus two rolls
+    _fill(log, [T0] * 5)  # dirty mark (rolls write none with flush "never")
     log.delete_records(3)
     log.close()
 
@@ -1024,7 +1044,7 @@ def test_partition_log_checkpoint_is_replaced_atomically(tmp_path: Path) -> None
     assert ("write", checkpoint) not in fs.events  # never written in place
     assert ("open", checkpoint + ".tmp") in fs.events
     renames = [i for i, e in enumerate(fs.events) if e == ("rename", checkpoint)]
-    assert len(renames) >= 4
+    assert len(renames) >= 3  # dirty mark, delete_records, clean close
     for i in renames:
         assert ("fsync", checkpoint + ".tmp") in fs.events[i - 2 : i]
         assert fs.events[i + 1] == ("fsync_dir", str(directory))
