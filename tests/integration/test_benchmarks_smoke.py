@@ -1,0 +1,30 @@
+"""The benchmarks still run (a benchmark nobody runs goes stale): one quick pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmarks_quick_run_completes_and_checks_its_data(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--runs",
+            "1",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("append", "read", "append_1mib", "open", "random_read"):
+        assert f"| {name} |" in proc.stdout, name
