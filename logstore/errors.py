@@ -25,6 +25,8 @@ No I/O happens here.
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class LogstoreError(Exception):
     """Root of every error logstore raises."""
@@ -117,6 +119,11 @@ class CorruptionError(LogstoreError):
         super().__init__(message)
         self.path = path
         self.position = position
+
+    def _with_position(self, position: int) -> Self:
+        """A copy of this error at ``position`` (errors from a buffer name positions in
+        it; the storage layer moves them to file positions)."""
+        return type(self)(str(self), self.path, position)
 
 
 class CorruptRecordError(CorruptionError):

@@ -431,7 +431,7 @@ def _skip_records(data: bytes, pos: int, end: int, skip: int) -> int:
     return pos
 
 
-def _decode_record_set(  # noqa: PLR0917 - one call per batch on the hot path
+def _decode_record_set(
     data: bytes,
     pos: int,
     end: int,
@@ -439,7 +439,7 @@ def _decode_record_set(  # noqa: PLR0917 - one call per batch on the hot path
     base_offset: int,
     base_timestamp: int,
     fixed_timestamp: int | None,
-    start_offset: int = -1,
+    start_offset: int | None = None,
     limit: int | None = None,
 ) -> list[Record]:
     """Decode the ``count`` records of the uncompressed record set ``data[pos:end]``.
@@ -451,7 +451,7 @@ def _decode_record_set(  # noqa: PLR0917 - one call per batch on the hot path
     The varint reads are inlined for the one- and two-byte cases (lengths under 8 KiB):
     a function call per varint would halve decoding speed.
     """
-    skip = min(start_offset - base_offset, count)
+    skip = 0 if start_offset is None else min(start_offset - base_offset, count)
     whole = limit is None or limit >= count - max(skip, 0)
     if skip > 0:
         pos = _skip_records(data, pos, end, skip)
@@ -572,7 +572,7 @@ def decode_batch_records(
     header: BatchHeader,
     *,
     verify: bool = True,
-    start_offset: int = -1,
+    start_offset: int | None = None,
     limit: int | None = None,
 ) -> list[Record]:
     """Decode the records of the batch ``header`` describes (control batches included):
@@ -596,7 +596,7 @@ def decode_batch_records(
             data = bytes(memoryview(buf)[start:end])
             start, end = 0, len(data)
         fixed = header.max_timestamp if header.attributes & TIMESTAMP_TYPE_MASK else None
-        if header.last_offset_delta != header.records_count - 1 and start_offset > 0:
+        if header.last_offset_delta != header.records_count - 1 and start_offset is not None:
             # offset deltas with gaps (compacted): decode everything, then filter
             every = _decode_record_set(
                 data, start, end, header.records_count, header.base_offset,

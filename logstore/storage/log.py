@@ -144,9 +144,9 @@ class PartitionLog:
         if not segments:
             base = self.log_start_offset
             segments.append(Segment.create(fs, self.directory, base, self.config, self._now()))
-            fs.fsync_dir(self.directory)
             self.recovery_point = base
             self.was_clean = True
+            write_checkpoint(fs, self.directory, Checkpoint(base, base, clean=True))
         elif self.was_clean:
             segments[-1].load_active()
         else:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from logstore.config import TopicConfig
 from logstore.errors import CorruptIndexError, CorruptRecordError, StoreClosedError
-from logstore.records import HEADER_SIZE, decode_batch_records, decode_header, scan
+from logstore.records import HEADER_SIZE, crc_valid, decode_batch_records, decode_header, scan
 from logstore.storage.files import Buffer, FileHandle, FileSystem
 from logstore.storage.index import OffsetIndex, TimeIndex
 from logstore.types import BatchHeader
@@ -74,6 +74,7 @@ class Segment:
         self._time_index: TimeIndex | None = None
         self._size: int | None = None
         self._deleted = False
+        self._indexes_missing = False
 
     # ------------------------------------------------------------------ files
 
@@ -84,6 +85,9 @@ class Segment:
             self._log = self.fs.open(self.log_path, create=create)
             self._size = self._log.size
         if self._index is None:
+            self._indexes_missing = not (
+                self.fs.exists(self.index_path) and self.fs.exists(self.time_index_path)
+            )
             self._index = OffsetIndex(
                 self.fs, self.index_path, self.base_offset, self.config.max_index_entries
             )
@@ -156,6 +160,19 @@ class Segment:
         self._open_files()
         assert self._index is not None and self._time_index is not None
         try:
+            self._check_present()
+            if self.size and not len(self._time_index):
+                # sealing always indexes the largest timestamp: an empty time index was lost
+                raise CorruptIndexError(
+                    f"time index {self.time_index_path} is empty", self.time_index_path
+                )
+            if len(self._index) < len(self._time_index) - 1:
+                # both gain an entry at the same appends; only sealing adds a time entry alone
+                raise CorruptIndexError(
+                    f"index {self.index_path} has {len(self._index)} entries, its time index "
+                    f"{len(self._time_index)}",
+                    self.index_path,
+                )
             self._index.check_tail(self.size)
             self._time_index.check_tail(self.next_offset)
             last = self._index.last_offset
@@ -184,6 +201,7 @@ class Segment:
         self._open_files()
         assert self._index is not None and self._time_index is not None
         try:
+            self._check_present()
             self._index.check_tail(self.size)
             position = self._index.last_position
             self._scan_tail(position)
@@ -198,6 +216,10 @@ class Segment:
         entry = self._time_index.last_entry
         if entry is not None and entry[0] > self.max_timestamp:
             self.max_timestamp, self.offset_of_max_timestamp = entry
+
+    def _check_present(self) -> None:
+        if self._indexes_missing and self.size:
+            raise CorruptIndexError(f"index files of {self.log_path} are missing", self.log_path)
 
     def _scan_tail(self, position: int) -> None:
         """Walk batch headers from ``position`` to the end, updating the tail state."""
@@ -257,6 +279,7 @@ class Segment:
             consumed = 0
             try:
                 for h in scan(chunk, verify=True):
+                    self._check_contiguous(h, self.next_offset, position + h.position)
                     self._index_batch(h, position + h.position)
                     consumed = h.position + h.size
             except CorruptRecordError as err:
@@ -344,15 +367,61 @@ class Segment:
             return None
         return header._replace(position=position)
 
-    def _index_lookup(self, offset: int) -> int:
-        """Byte position to scan from for ``offset``; an index found damaged while loading
-        is rebuilt from the log first."""
+    def _index_lookup(self, offset: int) -> tuple[int, int]:
+        """``(indexed offset, byte position)`` to scan from for ``offset``; an index found
+        damaged while loading is rebuilt from the log first."""
         try:
-            return self.index.lookup(offset)[1]
+            return self.index.lookup(offset)
         except CorruptIndexError as err:
             log.warning("rebuilding indexes of %s: %s", self.log_path, err)
             self._rebuild_indexes(truncate=False)
-            return self.index.lookup(offset)[1]
+            return self.index.lookup(offset)
+
+    def _check_contiguous(self, header: BatchHeader, expected: int, position: int) -> None:
+        """Offsets run on without gaps: ``baseOffset`` lies outside the CRC, so this is
+        what catches a damaged one before it serves records under wrong offsets."""
+        if header.base_offset != expected:
+            raise CorruptRecordError(
+                f"{self.log_path}: record batch at position {position} has base offset "
+                f"{header.base_offset}, expected {expected} (the offsets do not follow on)",
+                self.log_path,
+                position,
+            )
+
+    def _blame(
+        self, err: CorruptRecordError, previous: BatchHeader | None, data: bytes | None = None
+    ) -> CorruptRecordError:
+        """The error to raise for damage found while walking from batch ``previous`` (its
+        header's ``position`` is in the file; ``data`` holds its bytes if already read).
+
+        A damaged ``batchLength`` or ``lastOffsetDelta`` of the previous batch shows up
+        only at the next batch (a header at the wrong place, offsets that do not follow
+        on); the previous batch's CRC then fails, and it is the one to name."""
+        if previous is not None:
+            raw = data if data is not None else self.log_file.pread(
+                previous.size, previous.position
+            )
+            if not crc_valid(raw, previous._replace(position=0)):
+                return CorruptRecordError(
+                    f"{self.log_path}: record batch at position {previous.position} fails "
+                    f"its CRC-32C check",
+                    self.log_path,
+                    previous.position,
+                )
+        if err.path is None:
+            return CorruptRecordError(f"{self.log_path}: {err}", self.log_path, err.position)
+        return err
+
+    def _overrun(self, position: int, header: BatchHeader | None, end: int) -> CorruptRecordError:
+        """The error for a batch at ``position`` that does not fit before ``end``: the log
+        only ever holds whole batches (a failed append is cut back), so this is damage."""
+        what = "a batch header" if header is None else f"a batch of {header.size} bytes"
+        return CorruptRecordError(
+            f"{self.log_path}: {what} at position {position} runs past the end of the data "
+            f"({end} bytes)",
+            self.log_path,
+            position,
+        )
 
     def _time_index_lookup(self, timestamp: int) -> int:
         try:
@@ -363,33 +432,73 @@ class Segment:
             return self.time_index.lookup(timestamp)
 
     def find_batch(self, offset: int) -> BatchHeader | None:
-        """Header (with its file position) of the first batch holding an offset >= ``offset``."""
-        position = self._index_lookup(offset)
+        """Header (with its file position) of the first batch holding an offset >= ``offset``.
+
+        Raises:
+            CorruptRecordError: a batch that is cut short, or offsets that do not follow on.
+        """
+        indexed, position = self._index_lookup(offset)
         size = self.size
+        expected: int | None = self.base_offset if position == 0 else None
+        previous: BatchHeader | None = None
         while position < size:
-            header = self._read_header(position)
-            if header is None or position + header.size > size:
-                return None
+            try:
+                header = self._read_header(position)
+                if header is None or position + header.size > size:
+                    raise self._overrun(position, header, size)
+                if expected is None:  # the batch an index entry names ends at that offset
+                    expected = indexed - header.last_offset_delta
+                self._check_contiguous(header, expected, position)
+            except CorruptRecordError as err:
+                raise self._blame(err, previous) from err
             if header.last_offset >= offset:
                 return header
+            expected = header.next_offset
+            previous = header
             position += header.size
         return None
 
     def read_from(self, position: int, max_bytes: int, max_position: int | None = None) -> bytes:
-        """Whole batches from ``position``: at most ``max_bytes``, but at least one batch."""
+        """Whole batches from ``position``: at most ``max_bytes``, but at least one batch.
+
+        Raises:
+            CorruptRecordError: (naming this file and the absolute position) a batch cut
+                short, an impossible header, or offsets that do not follow on.
+        """
         end = self.size if max_position is None else min(self.size, max_position)
         if position >= end:
             return b""
         data = self.log_file.pread(min(max(max_bytes, HEADER_SIZE), end - position), position)
-        first = decode_header(data, 0)
-        if first is None or first.size > len(data):
-            header = self._read_header(position)
-            if header is None:
-                return b""
-            return self.log_file.pread(min(header.size, end - position), position)
+        try:
+            first = decode_header(data, 0)
+            if first is None or first.size > len(data):
+                if first is None or position + first.size > end:
+                    raise self._overrun(position, first, end)
+                return self.log_file.pread(first.size, position)
+        except CorruptRecordError as err:
+            raise self._blame(err._with_position(position), None) from err
         cut = 0
-        for header in scan(data, verify=False):
-            cut = header.position + header.size
+        expected = first.base_offset
+        previous: BatchHeader | None = None
+        try:
+            for header in scan(data, verify=False):
+                self._check_contiguous(header, expected, position + header.position)
+                expected = header.next_offset
+                previous = header
+                cut = header.position + header.size
+            if cut < len(data) and position + len(data) == end:
+                # the read reached the end of the data, so a partial batch there is damage
+                raise self._overrun(position + cut, decode_header(data, cut), end)
+        except CorruptRecordError as err:
+            if err.path is None:  # from scan: the position is relative to ``data``
+                err = err._with_position(position + (err.position or 0))
+            prev = None if previous is None else previous._replace(
+                position=position + previous.position
+            )
+            raw = None if previous is None else data[
+                previous.position : previous.position + previous.size
+            ]
+            raise self._blame(err, prev, raw) from err
         return data[:cut]
 
     def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> int | None:
