@@ -346,10 +346,10 @@ class PartitionLog:
             self._roll(now)
 
     def _roll(self, now: int) -> None:
-        # With flush "never" a roll syncs nothing (Kafka flushes rolled segments in the
-        # background): the recovery point stays, so a crash rescans from it. Otherwise the
-        # old segment and the new file's directory entry are made durable, and the
-        # recovery point moves to the new segment.
+        # The new file's directory entry is always made durable. The old segment's data is
+        # fsynced too, unless flush is "never" (Kafka flushes rolled segments in the
+        # background instead): then the recovery point stays where it was, and a crash
+        # rescans from it.
         durable = self.config.flush != "never"
         old = self.active_segment
         old.seal(fsync=durable)
@@ -358,8 +358,8 @@ class PartitionLog:
         self._segments.append(new)
         self._bases.append(new.base_offset)
         self._track_sealed(old)
+        self.fs.fsync_dir(self.directory)
         if durable:
-            self.fs.fsync_dir(self.directory)
             self.recovery_point = new.base_offset
             self._last_flush_ms = now
             self._write_checkpoint(clean=False)
