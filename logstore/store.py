@@ -39,6 +39,7 @@ from logstore.errors import (
 )
 from logstore.storage.checkpoint import CHECKPOINT_NAME
 from logstore.storage.files import DEFAULT_FS, FileSystem, LockHandle
+from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
 from logstore.storage.log import PartitionLog
 from logstore.storage.segment import parse_segment_name
 from logstore.topic import (
@@ -61,7 +62,7 @@ _PARTITION_DIR = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)")
 _IMMUTABLE = ("partitions", "partitioner")
 _TEMP_PREFIX = "~"  # no topic name contains "~", so temporary names never collide
 _DELETED_PREFIX = "~deleted-"
-_PARTITION_FILES = frozenset({CHECKPOINT_NAME})
+_PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME})
 
 
 class _State(enum.Enum):

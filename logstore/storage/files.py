@@ -74,6 +74,26 @@ class FileHandle:
         self.size = start + written
         return start
 
+    def write_at(self, data: Buffer, position: int) -> None:
+        """Overwrite bytes at ``position`` (for small fixed-size records rewritten in
+        place); the file grows if needed."""
+        written = 0
+        view = memoryview(data)
+        try:
+            while written < len(view):
+                written += self.fs._pwritev(self, (view[written:],), position + written)
+        except OSError as err:
+            raise _storage_error("write to", self.path, err) from err
+        self.size = max(self.size, position + len(view))
+
+    def refresh_size(self) -> int:
+        """Re-read the file's size from the OS (another process may have written)."""
+        try:
+            self.size = os.fstat(self._fd).st_size
+        except OSError as err:
+            raise _storage_error("stat", self.path, err) from err
+        return self.size
+
     def pread(self, size: int, position: int) -> bytes:
         """Read up to ``size`` bytes at ``position`` (fewer at the end of the file)."""
         try:
@@ -147,6 +167,41 @@ class LockHandle:
             self.fs._unlock(self.path, fd)
 
 
+class LockFile:
+    """A lock file held open, whose ``flock`` is taken and dropped many times: shared or
+    exclusive, waiting or not. Used for the locks processes share a partition with."""
+
+    def __init__(self, fs: FileSystem, path: str, fd: int) -> None:
+        self.fs = fs
+        self.path = path
+        self._fd = fd
+
+    def acquire(self, *, shared: bool = False, blocking: bool = True) -> bool:
+        """Take (or convert to) the lock; False if ``blocking`` is off and it is held."""
+        op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        if not blocking:
+            op |= fcntl.LOCK_NB
+        try:
+            self.fs._flock(self._fd, op)
+        except BlockingIOError:
+            return False
+        except OSError as err:
+            raise _storage_error("lock", self.path, err) from err
+        return True
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            try:
+                self.fs._flock(self._fd, fcntl.LOCK_UN)
+            except OSError as err:
+                raise _storage_error("unlock", self.path, err) from err
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            self.fs._unlock(self.path, fd)
+
+
 class FileSystem:
     """The operating system's files, through one small interface.
 
@@ -208,6 +263,12 @@ class FileSystem:
 
     def _unlock(self, path: str, fd: int) -> None:
         os.close(fd)  # closing the only descriptor releases the flock
+
+    def _open_lock(self, path: str) -> int:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    def _flock(self, fd: int, operation: int) -> None:
+        fcntl.flock(fd, operation)
 
     # ----------------------------------------------------------------- public
 
@@ -353,6 +414,14 @@ class FileSystem:
         except OSError as err:
             raise _storage_error("lock", path, err) from err
         return LockHandle(self, path, fd)
+
+
+    def lock_file(self, path: str) -> LockFile:
+        """Open (creating if missing) a lock file to take shared or exclusive locks on."""
+        try:
+            return LockFile(self, path, self._open_lock(path))
+        except OSError as err:
+            raise _storage_error("open lock file", path, err) from err
 
 
 DEFAULT_FS = FileSystem()

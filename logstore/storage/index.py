@@ -147,6 +147,35 @@ class _Index(abc.ABC):
             self._count = keep
             self._last = (self._keys[-1], self._values[-1]) if keep else None
 
+    def cut_to(self, count: int) -> None:
+        """Drop entries past the first ``count`` that the file holds (another process's
+        unfinished append)."""
+        self._handle.refresh_size()
+        if self._handle.size > count * self.entry.size:
+            self._handle.truncate(count * self.entry.size)
+
+    def adopt(self, count: int) -> None:
+        """Take the first ``count`` entries of the file as this index (another process
+        appended or cut entries)."""
+        if count == self._count and self._handle.size >= count * self.entry.size:
+            return
+        self._handle.size = max(self._handle.size, count * self.entry.size)
+        if self._loaded:
+            have = len(self._keys)
+            if count < have:
+                del self._keys[count:]
+                del self._values[count:]
+            elif count > have:
+                size = self.entry.size
+                keys, values = self._parse(self._handle.pread((count - have) * size, have * size))
+                self._keys += keys
+                self._values += values
+        self._count = count
+        self._last = None
+        if count:
+            raw = self._handle.pread(self.entry.size, (count - 1) * self.entry.size)
+            self._last = self.entry.unpack(raw)
+
     def reset(self) -> None:
         """Drop every entry (before a rebuild)."""
         self._handle.truncate(0)

@@ -22,13 +22,14 @@ Recovery on open:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import logging
 import os
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Self
 
 from logstore.config import TopicConfig
@@ -44,6 +45,15 @@ from logstore.errors import (
 from logstore.records import RecordInput, decode_batch_records, encode_batch, scan
 from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.head import (
+    HEAD_NAME,
+    HEAD_SIZE,
+    OPEN_LOCK_NAME,
+    WRITER_LOCK_NAME,
+    Head,
+    pack_head,
+    unpack_head,
+)
 from logstore.storage.segment import LOG_SUFFIX, Segment, parse_segment_name
 from logstore.types import (
     AppendResult,
@@ -100,13 +110,182 @@ class PartitionLog:
         """Bytes dropped by crash recovery when this log was opened."""
         self.was_clean = False
         """Whether the previous close was clean (no recovery scan was needed)."""
-        self._load()
+        fs.mkdir(directory, exist_ok=True)
+        self._writer = fs.lock_file(os.path.join(directory, WRITER_LOCK_NAME))
+        self._presence = fs.lock_file(os.path.join(directory, OPEN_LOCK_NAME))
+        self._head_file = fs.open(os.path.join(directory, HEAD_NAME), create=True)
+        self._head_seen: Head | None = None
+        self._generation = 0
+        try:
+            self._open_shared()
+        except BaseException:
+            self._release_files()
+            raise
+
+    # ------------------------------------------------------------------ processes
+
+    def _open_shared(self) -> None:
+        """Open alone (then recover from the segments and the checkpoint, as after any
+        restart) or join processes that already have the partition open (then take the
+        state from their head)."""
+        self._writer.acquire()
+        try:
+            if self._presence.acquire(blocking=False):  # nobody else has it open
+                previous = self._read_head()
+                self._load()
+                self._generation = (previous.generation if previous else 0) + 1
+                self._write_head()
+                self._presence.acquire(shared=True)
+            else:
+                self._presence.acquire(shared=True)
+                head = self._read_head()
+                if head is None:
+                    raise StorageError(
+                        f"partition {self.directory} is open in another process but has no "
+                        f"readable head file (is another logstore version using it?)",
+                        self.directory,
+                    )
+                self.was_clean = True
+                self._apply_head(head, writer=True)
+                self._last_flush_ms = self._now()
+        finally:
+            self._writer.release()
+
+    def _read_head(self) -> Head | None:
+        for _ in range(100):  # a reader racing an in-place rewrite reads again
+            self._head_file.refresh_size()
+            if self._head_file.size < HEAD_SIZE:
+                return None
+            head = unpack_head(self._head_file.pread(HEAD_SIZE, 0))
+            if head is not None:
+                return head
+        return None
+
+    def _write_head(self) -> None:
+        seg = self.active_segment
+        head = Head(
+            self._generation,
+            seg.base_offset,
+            seg.next_offset,
+            seg.size,
+            seg.max_timestamp,
+            seg.offset_of_max_timestamp,
+            -1 if seg.first_batch_timestamp is None else seg.first_batch_timestamp,
+            -1 if seg.created_ms is None else seg.created_ms,
+            self.log_start_offset,
+            self.recovery_point,
+            *seg.tail_counters(),
+        )
+        self._head_file.write_at(pack_head(head), 0)
+        self._head_seen = head
+
+    def _apply_head(self, head: Head, *, writer: bool) -> None:
+        """Make this process's view match ``head``. A ``writer`` (holding the writer
+        lock) also cuts off what a writer killed mid-append left past the head."""
+        seen = self._head_seen
+        if head == seen:
+            return
+        if (
+            seen is None
+            or head.generation != seen.generation
+            or head.active_base_offset != self.active_segment.base_offset
+        ):
+            self._relist(head)
+        seg = self.active_segment
+        if writer:
+            dropped = seg.cut_to(head.active_size, head.index_entries, head.time_index_entries)
+            if dropped:
+                log.warning(
+                    "%s: dropping %d bytes a writer left past the committed end (it died "
+                    "in the middle of an append)",
+                    seg.log_path,
+                    dropped,
+                )
+        seg.adopt_tail(
+            size=head.active_size,
+            next_offset=head.log_end_offset,
+            max_timestamp=head.max_timestamp,
+            offset_of_max_timestamp=head.offset_of_max_timestamp,
+            first_batch_timestamp=(
+                None if head.first_batch_timestamp < 0 else head.first_batch_timestamp
+            ),
+            created_ms=None if head.created_ms < 0 else head.created_ms,
+            bytes_since_index_entry=head.bytes_since_index_entry,
+            index_entries=head.index_entries,
+            time_index_entries=head.time_index_entries,
+        )
+        self.log_start_offset = head.log_start_offset
+        self.recovery_point = head.recovery_point
+        self._generation = head.generation
+        self._head_seen = head
+
+    def _relist(self, head: Head) -> None:
+        """Rebuild the segment list from the directory after another process rolled,
+        deleted or truncated segments."""
+        known = {s.base_offset: s for s in self._segments}
+        bases = sorted(
+            parsed[0]
+            for name in self.fs.listdir(self.directory)
+            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
+        )
+        bases = [b for b in bases if b <= head.active_base_offset]
+        segments: list[Segment] = []
+        for base in bases:
+            seg = known.pop(base, None) or Segment(self.fs, self.directory, base, self.config)
+            segments.append(seg)
+        for gone in known.values():
+            gone.close_files()
+            self._open_sealed.pop(gone.base_offset, None)
+        for seg, nxt in itertools.pairwise(segments):
+            seg.next_offset = nxt.base_offset
+        # segments wholly below the log start are on their way out
+        while len(segments) > 1 and segments[1].base_offset <= head.log_start_offset:
+            segments.pop(0).close_files()
+        if not segments or segments[-1].base_offset != head.active_base_offset:
+            raise StorageError(
+                f"partition {self.directory}: the head names active segment "
+                f"{head.active_base_offset}, which is not in the directory",
+                self.directory,
+            )
+        self._set_segments(segments)
+
+    def refresh(self) -> None:
+        """Catch up with appends, rolls and deletions made by other processes."""
+        with self._lock:
+            self._check_open()
+            head = self._read_head()
+            if head is not None and head != self._head_seen:
+                self._apply_head(head, writer=False)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the writer lock (this process's threads and other processes), with this
+        process's view brought up to date first and the head rewritten after."""
+        with self._lock:
+            self._check_writable()
+            self._writer.acquire()
+            try:
+                head = self._read_head()
+                if head is not None:
+                    self._apply_head(head, writer=True)
+                yield
+                if not self._closed:
+                    self._write_head()
+            except StorageError as err:
+                self._failed = str(err)
+                raise
+            finally:
+                self._writer.release()
+
+    def _release_files(self) -> None:
+        for closer in (self._head_file.close, self._presence.close, self._writer.close):
+            with contextlib.suppress(StorageError):
+                closer()
 
     # ------------------------------------------------------------------ open / recover
 
     def _load(self) -> None:
         fs = self.fs
-        fs.mkdir(self.directory, exist_ok=True)
         logs: list[int] = []
         others: dict[int, list[str]] = {}
         for name in fs.listdir(self.directory):
@@ -293,8 +472,7 @@ class PartitionLog:
         for h in headers:
             if h.size > limit:
                 raise RecordTooLargeError(h.size, limit)
-        with self._lock:
-            self._check_writable()
+        with self._exclusive():
             now = self._now()
             base = offset = self.log_end_offset
             placed: list[BatchHeader] = []
@@ -304,15 +482,11 @@ class PartitionLog:
                 parts += (_BASE_OFFSET.pack(offset), view[h.position + 8 : h.position + h.size])
                 placed.append(h._replace(base_offset=offset))
                 offset += h.last_offset_delta + 1
-            try:
-                self._mark_dirty()
-                self._maybe_roll(len(buf), placed, now)
-                self.active_segment.append(parts, placed)
-                self._flush_per_policy(now)
-            except StorageError as err:
-                self._failed = str(err)
-                raise
-            return AppendResult(base, offset - 1, now, offset - base)
+            self._mark_dirty()
+            self._maybe_roll(len(buf), placed, now)
+            self.active_segment.append(parts, placed)
+            self._flush_per_policy(now)
+        return AppendResult(base, offset - 1, now, offset - base)
 
     def _mark_dirty(self) -> None:
         """Before the first write after an open, record that the log is not clean."""
@@ -357,6 +531,7 @@ class PartitionLog:
         new.next_offset = new.base_offset
         self._segments.append(new)
         self._bases.append(new.base_offset)
+        self._generation += 1
         self._track_sealed(old)
         self.fs.fsync_dir(self.directory)
         if durable:
@@ -366,15 +541,10 @@ class PartitionLog:
 
     def roll(self) -> None:
         """Start a new segment now (no-op if the active segment is empty)."""
-        with self._lock:
-            self._check_writable()
+        with self._exclusive():
             if self.active_segment.size:
-                try:
-                    self._mark_dirty()
-                    self._roll(self._now())
-                except StorageError as err:
-                    self._failed = str(err)
-                    raise
+                self._mark_dirty()
+                self._roll(self._now())
 
     def _flush_per_policy(self, now: int) -> None:
         policy = self.config.flush
@@ -386,15 +556,10 @@ class PartitionLog:
 
     def flush(self) -> None:
         """fsync everything appended so far and advance the recovery point."""
-        with self._lock:
-            self._check_writable()
-            try:
-                self._sync_all()
-                if self._marked_dirty:
-                    self._write_checkpoint(clean=False)
-            except StorageError as err:
-                self._failed = str(err)
-                raise
+        with self._exclusive():
+            self._sync_all()
+            if self._marked_dirty:
+                self._write_checkpoint(clean=False)
             self._last_flush_ms = self._now()
 
     def _sync_all(self) -> None:
@@ -519,8 +684,7 @@ class PartitionLog:
     def apply_retention(self) -> int:
         """Delete whole old segments past ``retention_ms`` or ``retention_bytes``, oldest
         first, stopping at the first one to keep. Returns how many were deleted."""
-        with self._lock:
-            self._check_writable()
+        with self._exclusive():
             now = self._now()
             cfg = self.config
             count = 0
@@ -547,8 +711,7 @@ class PartitionLog:
         Raises:
             OffsetOutOfRangeError: ``before_offset`` is past the log end.
         """
-        with self._lock:
-            self._check_writable()
+        with self._exclusive():
             if before_offset > self.log_end_offset or before_offset < 0:
                 raise OffsetOutOfRangeError(
                     before_offset, self.log_start_offset, self.log_end_offset
@@ -565,26 +728,24 @@ class PartitionLog:
             return self.log_start_offset
 
     def _delete_oldest(self, count: int) -> None:
-        try:
-            self._mark_dirty()
-            if count >= len(self._segments):
-                if self.active_segment.size == 0:
-                    count = len(self._segments) - 1
-                else:
-                    self._roll(self._now())
-            doomed = self._segments[:count]
-            new_start = max(self.log_start_offset, self._segments[count].base_offset)
-            self.log_start_offset = new_start
-            # The new log start is durable before any file goes: a crash in between leaves
-            # segments below it, which the next open deletes.
-            self._write_checkpoint(clean=False)
-            for seg in doomed:
-                self._open_sealed.pop(seg.base_offset, None)
-                seg.delete()
-            self.fs.fsync_dir(self.directory)
-        except StorageError as err:
-            self._failed = str(err)
-            raise
+        self._mark_dirty()
+        if count >= len(self._segments):
+            if self.active_segment.size == 0:
+                count = len(self._segments) - 1
+            else:
+                self._roll(self._now())
+        doomed = self._segments[:count]
+        new_start = max(self.log_start_offset, self._segments[count].base_offset)
+        self.log_start_offset = new_start
+        # The new log start is durable before any file goes: a crash in between leaves
+        # segments below it, which the next open deletes.
+        self._write_checkpoint(clean=False)
+        self._generation += 1
+        self._write_head()  # other processes stop reading these segments before they go
+        for seg in doomed:
+            self._open_sealed.pop(seg.base_offset, None)
+            seg.delete()
+        self.fs.fsync_dir(self.directory)
         self._set_segments(self._segments[count:])
 
     def reconfigure(self, config: TopicConfig) -> None:
@@ -603,13 +764,35 @@ class PartitionLog:
                 return
             self._closed = True
             try:
-                if self._failed is None and (self._marked_dirty or not self.was_clean):
-                    self._sync_all()
-                    self._write_checkpoint(clean=True)
+                self._writer.acquire()
+                try:
+                    # Only the last process to close marks the partition clean: the
+                    # others may still be writing.
+                    if self._failed is None and self._presence.acquire(blocking=False):
+                        head = self._read_head()
+                        if head is not None:
+                            self._apply_head(head, writer=True)
+                        cp = read_checkpoint(self.fs, self.directory)
+                        if cp is None or not cp.clean:
+                            self._sync_all()
+                            self._write_checkpoint(clean=True)
+                            self._write_head()
+                finally:
+                    self._writer.release()
             finally:
                 for seg in self._segments:
                     seg.close_files()
                 self._open_sealed.clear()
+                self._release_files()
+
+    def _abandon(self) -> None:
+        """Drop this log as a killed process would: its descriptors (and so its locks) go,
+        and nothing is flushed or marked clean. For crash tests."""
+        with self._lock:
+            self._closed = True
+            for seg in self._segments:
+                seg.close_files()
+            self._release_files()
 
     def __enter__(self) -> Self:
         return self

@@ -345,6 +345,57 @@ class Segment:
             self._index_batch(header, start + header.position)
         return start
 
+    # ------------------------------------------------------------------ processes
+
+    def tail_counters(self) -> tuple[int, int, int]:
+        """``(bytes since the last index entry, index entries, time-index entries)``: the
+        state of the active segment's indexing, for the partition head."""
+        self._open_files()
+        assert self._index is not None and self._time_index is not None
+        return self._bytes_since_index_entry, len(self._index), len(self._time_index)
+
+    def cut_to(self, size: int, index_entries: int, time_index_entries: int) -> int:
+        """Cut the files back to the committed state (what a writer killed mid-append left
+        past it goes); return the bytes cut from the log."""
+        self._open_files()
+        assert self._log is not None and self._index is not None
+        assert self._time_index is not None
+        actual = self._log.refresh_size()
+        if actual > size:
+            self._log.truncate(size)
+        self._index.cut_to(index_entries)
+        self._time_index.cut_to(time_index_entries)
+        return max(0, actual - size)
+
+    def adopt_tail(
+        self,
+        *,
+        size: int,
+        next_offset: int,
+        max_timestamp: int,
+        offset_of_max_timestamp: int,
+        first_batch_timestamp: int | None,
+        created_ms: int | None,
+        bytes_since_index_entry: int,
+        index_entries: int,
+        time_index_entries: int,
+    ) -> None:
+        """Take the active segment's state from the partition head (written by whichever
+        process appended last)."""
+        self._open_files()
+        assert self._log is not None and self._index is not None
+        assert self._time_index is not None
+        self._log.size = size
+        self._size = size
+        self.next_offset = next_offset
+        self.max_timestamp = max_timestamp
+        self.offset_of_max_timestamp = offset_of_max_timestamp
+        self.first_batch_timestamp = first_batch_timestamp
+        self.created_ms = created_ms
+        self._bytes_since_index_entry = bytes_since_index_entry
+        self._index.adopt(index_entries)
+        self._time_index.adopt(time_index_entries)
+
     def largest_timestamp(self) -> int:
         """The largest record timestamp in the segment (-1 if none), loading it if needed."""
         if self._index is None:

@@ -395,6 +395,12 @@ class RecordingFS(FileSystem):
         super()._unlock(path, fd)
         self.ops.append(("unlock", path))
 
+    def _open_lock(self, path: str) -> int:
+        fd = super()._open_lock(path)
+        self.ops.append(("lock", path))
+        self.shadow.setdefault(path, bytearray())
+        return fd
+
     def ops_named(self, op: str) -> list[str]:
         return [path for name, path in self.ops if name == op]
 

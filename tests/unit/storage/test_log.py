@@ -779,7 +779,7 @@ def test_partition_log_delete_records_survives_crash(tmp_path: Path) -> None:
     log = _log(tmp_path / "p", segment_bytes=2 * S)
     _fill(log, [T0] * 5)
     log.delete_records(3)
-    # no close(): the process "dies" here
+    log._abandon()  # no close(): the process "dies" here
 
     again = _log(tmp_path / "p", segment_bytes=2 * S)
     assert not again.was_clean
@@ -851,6 +851,7 @@ def test_partition_log_reopen_after_clean_close_reads_only_tail_of_active_segmen
     read_clean = sum(n for path, _, n in clean_fs.preads if path.endswith(".log"))
     assert read_clean < size // 4
     again.append_records([_rec()])  # marks the log dirty; no close: a crash
+    again._abandon()
 
     crash_fs = RecordingFS()
     recovered = _log(tmp_path / "p", fs=crash_fs, index_interval_bytes=2 * S)
@@ -864,6 +865,7 @@ def test_partition_log_reopen_after_clean_close_reads_only_tail_of_active_segmen
 def test_partition_log_reopen_after_crash_truncates_torn_tail(tmp_path: Path) -> None:
     log = _log(tmp_path / "p")
     _fill(log, [T0] * 3)
+    log._abandon()
     # crash in the middle of the next write: half a batch reaches the file
     with open(segment_path(str(tmp_path / "p"), 0, ".log"), "ab") as f:
         f.write(encode_batch([_rec()], base_offset=3)[:50])
@@ -1066,10 +1068,13 @@ def test_partition_log_open_removes_leftover_temporary_files(tmp_path: Path) -> 
     again = _log(tmp_path / "p")
 
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        ".open.lock",
+        ".writer.lock",
         "00000000000000000000.index",
         "00000000000000000000.log",
         "00000000000000000000.timeindex",
         CHECKPOINT_NAME,
+        "head",
         "notes.txt",
     ]
     assert again.was_clean
