@@ -19,6 +19,7 @@ topic names are checked against Kafka's rule before any path is built.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -26,19 +27,21 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
 from logstore.config import TopicConfig
 from logstore.errors import (
     InvalidConfigError,
+    InvalidTopicError,
     StorageError,
     StoreClosedError,
+    StoreLockedError,
     TopicExistsError,
     TopicNotFoundError,
 )
 from logstore.storage.checkpoint import CHECKPOINT_NAME
-from logstore.storage.files import DEFAULT_FS, FileSystem, LockHandle
+from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
 from logstore.storage.log import PartitionLog
 from logstore.storage.segment import parse_segment_name
@@ -73,8 +76,11 @@ class _State(enum.Enum):
 class Store:
     """An open data directory. Use :func:`logstore.open`; close it (or use ``with``).
 
-    Thread-safe. One ``Store`` per directory at a time: a second one, in this process or
-    another, gets :class:`~logstore.errors.StoreLockedError`.
+    Thread-safe, and any number of processes may have the same directory open at once
+    (each partition's writers take turns through a file lock). ``exclusive=True`` asks
+    to be the only one: another ``Store`` on the directory, in this process or another,
+    then gets :class:`~logstore.errors.StoreLockedError`, and so does this one if others
+    are open.
     """
 
     def __init__(
@@ -82,6 +88,7 @@ class Store:
         path: str | os.PathLike[str],
         *,
         create: bool = True,
+        exclusive: bool = False,
         fs: FileSystem = DEFAULT_FS,
         clock: Clock | None = None,
     ) -> None:
@@ -98,14 +105,42 @@ class Store:
             parent = os.path.dirname(self.path)
             fs.mkdir(self.path, exist_ok=True)
             fs.fsync_dir(parent)
-        self._lock_handle: LockHandle = fs.lock(os.path.join(self.path, LOCK_FILE))
+        self._store_lock = fs.lock_file(os.path.join(self.path, LOCK_FILE))
         try:
+            alone = self._store_lock.acquire(blocking=False)
+            shared_ok = not alone and not exclusive
+            if not alone and not (
+                shared_ok and self._store_lock.acquire(shared=True, blocking=False)
+            ):
+                raise StoreLockedError(
+                    f"{self.path} is in use by another Store"
+                    + (" (opened exclusive=True; close it first)" if not exclusive else
+                       " (close the other Stores, or open without exclusive=True)")
+                )
+            self._state = _State.OPEN
             self._check_format()
-            self._load_topics()
+            self._registry_lock = fs.lock_file(os.path.join(self.path, TOPICS_DIR, LOCK_FILE))
+            with self._registry():
+                self._load_topics()
+                if alone:  # no other process is half-way through creating a topic
+                    self._remove_orphan_partitions()
+            if alone and not exclusive:
+                self._store_lock.acquire(shared=True)
         except BaseException:
-            self._lock_handle.release()
+            self._state = _State.CLOSED
+            self._store_lock.close()
             raise
-        self._state = _State.OPEN
+
+    @contextlib.contextmanager
+    def _registry(self) -> Iterator[None]:
+        """Hold the topic registry's lock (other processes' creates and deletes wait)."""
+        with self._lock:
+            self._check_open()
+            self._registry_lock.acquire()
+            try:
+                yield
+            finally:
+                self._registry_lock.release()
 
     # ------------------------------------------------------------------ open
 
@@ -138,24 +173,33 @@ class Store:
     def _load_topics(self) -> None:
         topics_dir = os.path.join(self.path, TOPICS_DIR)
         for entry in self._fs.listdir(topics_dir):
-            path = os.path.join(topics_dir, entry)
-            if entry.startswith(_TEMP_PREFIX):
-                self._fs.unlink(path, missing_ok=True)
+            if entry.startswith((_TEMP_PREFIX, ".")):
                 continue
-            try:
-                meta = json.loads(self._fs.read_file(path))
-                name = validate_topic_name(meta["name"])
-                if name != entry:
-                    raise ValueError(f"it names topic {name!r}")
-                config = TopicConfig.from_dict(meta["config"])
-            except (ValueError, KeyError, TypeError) as err:
-                raise StorageError(
-                    f"topic registry file {path} is damaged: {err} (restore it from a copy, "
-                    f"or delete it to drop the topic)",
-                    path,
-                ) from err
-            self._topics[name] = Topic(self.path, name, config, fs=self._fs, clock=self._clock)
-        self._remove_orphan_partitions()
+            self._load_topic(entry)
+
+    def _load_topic(self, name: str) -> Topic | None:
+        """Read topic ``name``'s registry file (written by this or another process)."""
+        path = self._topic_file(name)
+        try:
+            meta = json.loads(self._fs.read_file(path))
+            if validate_topic_name(meta["name"]) != name:
+                raise ValueError(f"it names topic {meta['name']!r}")
+            config = TopicConfig.from_dict(meta["config"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as err:
+            raise StorageError(
+                f"topic registry file {path} is damaged: {err} (restore it from a copy, "
+                f"or delete it to drop the topic)",
+                path,
+            ) from err
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = Topic(self.path, name, config, fs=self._fs, clock=self._clock)
+            self._topics[name] = topic
+        elif topic.config != config:
+            topic.reconfigure(config)
+        return topic
 
     def _remove_orphan_partitions(self) -> None:
         for entry in self._fs.listdir(self.path):
@@ -199,6 +243,7 @@ class Store:
             if getattr(self, "_state", _State.CLOSED) is _State.CLOSED:
                 return
             self._state = _State.CLOSED
+            self._registry_lock.close()
             try:
                 errors: list[BaseException] = []
                 for topic in self._topics.values():
@@ -209,7 +254,7 @@ class Store:
                 if errors:
                     raise errors[0]
             finally:
-                self._lock_handle.release()
+                self._store_lock.close()
 
     def __enter__(self) -> Self:
         return self
@@ -240,9 +285,9 @@ class Store:
         if partitions is not None:
             config["partitions"] = partitions
         cfg = TopicConfig().replace(**config)
-        with self._lock:
-            self._check_open()
-            existing = self._topics.get(name)
+        self._check_open()
+        with self._registry():
+            existing = self._load_topic(name)  # another process may have made it
             if existing is not None:
                 if exist_ok:
                     return existing
@@ -271,6 +316,8 @@ class Store:
         with self._lock:
             self._check_open()
             topic = self._topics.get(name)
+            if topic is None and validate_name_quietly(name):
+                topic = self._load_topic(name)  # created by another process since
             if topic is None:
                 raise TopicNotFoundError(
                     f"unknown topic {name!r} (create it first; existing topics: "
@@ -279,21 +326,31 @@ class Store:
             return topic
 
     def list_topics(self) -> list[str]:
+        """Every topic, including those other processes created since this store opened."""
         with self._lock:
             self._check_open()
-            return sorted(self._topics)
+            on_disk = {
+                entry
+                for entry in self._fs.listdir(os.path.join(self.path, TOPICS_DIR))
+                if not entry.startswith((_TEMP_PREFIX, "."))
+            }
+            for name in on_disk - set(self._topics):
+                self._load_topic(name)
+            return sorted(on_disk)
 
     def has_topic(self, name: str) -> bool:
         with self._lock:
             self._check_open()
-            return name in self._topics
+            return name in self._topics or (
+                validate_name_quietly(name) and self._load_topic(name) is not None
+            )
 
     def describe_topic(self, name: str) -> TopicDescription:
         return self.topic(name).describe()
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its data."""
-        with self._lock:
+        with self._registry():
             topic = self.topic(name)
             topic.close(f"topic {name!r} was deleted")
             self._fs.unlink(self._topic_file(name))
@@ -316,8 +373,9 @@ class Store:
                     + (" (use add_partitions)" if key == "partitions" else
                        " (keys would move between partitions)")
                 )
-        with self._lock:
+        with self._registry():
             topic = self.topic(name)
+            self._load_topic(name)  # start from the newest config on disk
             cfg = topic.config.replace(**changes)
             self._write_topic(name, cfg)
             topic.reconfigure(cfg)
@@ -325,8 +383,9 @@ class Store:
 
     def add_partitions(self, name: str, total: int) -> TopicConfig:
         """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions)."""
-        with self._lock:
+        with self._registry():
             topic = self.topic(name)
+            self._load_topic(name)
             current = topic.num_partitions
             if isinstance(total, bool) or not isinstance(total, int) or total <= current:
                 raise InvalidConfigError(
@@ -394,12 +453,23 @@ class Store:
         )
 
 
-def open(
+def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     path: str | os.PathLike[str] = "data",
     *,
     create: bool = True,
+    exclusive: bool = False,
     fs: FileSystem = DEFAULT_FS,
     clock: Clock | None = None,
 ) -> Store:
-    """Open (creating if needed) the store in directory ``path``."""
-    return Store(path, create=create, fs=fs, clock=clock)
+    """Open (creating if needed) the store in directory ``path``. Other processes (and
+    other ``Store``s) may open it too, unless ``exclusive``."""
+    return Store(path, create=create, exclusive=exclusive, fs=fs, clock=clock)
+
+
+def validate_name_quietly(name: str) -> bool:
+    """Whether ``name`` is a legal topic name (no exception)."""
+    try:
+        validate_topic_name(name)
+    except InvalidTopicError:
+        return False
+    return True

@@ -153,10 +153,10 @@ class PartitionLog:
 
     def _read_head(self) -> Head | None:
         for _ in range(100):  # a reader racing an in-place rewrite reads again
-            self._head_file.refresh_size()
-            if self._head_file.size < HEAD_SIZE:
+            data = self._head_file.pread(HEAD_SIZE, 0)
+            if len(data) < HEAD_SIZE:
                 return None
-            head = unpack_head(self._head_file.pread(HEAD_SIZE, 0))
+            head = unpack_head(data)
             if head is not None:
                 return head
         return None
@@ -250,12 +250,16 @@ class PartitionLog:
         self._set_segments(segments)
 
     def refresh(self) -> None:
-        """Catch up with appends, rolls and deletions made by other processes."""
+        """Catch up with appends, rolls and deletions made by other processes (reads do
+        this by themselves)."""
         with self._lock:
             self._check_open()
-            head = self._read_head()
-            if head is not None and head != self._head_seen:
-                self._apply_head(head, writer=False)
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        head = self._read_head()
+        if head is not None and head != self._head_seen:
+            self._apply_head(head, writer=False)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -609,6 +613,7 @@ class PartitionLog:
         """
         with self._lock:
             self._check_open()
+            self._refresh_locked()
             self._check_offset(offset)
             found = self._locate(offset)
             data = b""
@@ -628,6 +633,7 @@ class PartitionLog:
         """
         with self._lock:
             self._check_open()
+            self._refresh_locked()
             self._check_offset(offset)
             found = self._locate(offset)
             if found is None:
@@ -662,6 +668,7 @@ class PartitionLog:
         """The first offset whose record timestamp is >= ``timestamp``; None if none is."""
         with self._lock:
             self._check_open()
+            self._refresh_locked()
             for seg in self._segments:
                 if seg.next_offset <= self.log_start_offset:
                     continue

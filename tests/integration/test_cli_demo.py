@@ -38,7 +38,7 @@ def test_demo_reads_data_dir_from_environment(tmp_path: Path) -> None:
 
 def test_demo_reports_a_locked_store_in_one_line(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with logstore.open(data):
+    with logstore.open(data, exclusive=True):
         result = CliRunner().invoke(cli, ["--data-dir", str(data), "demo", "--records", "1"])
     assert result.exit_code != 0
     assert "in use by another Store" in result.output

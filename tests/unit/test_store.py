@@ -77,8 +77,8 @@ def test_store_open_creates_store_json_lock_and_topic_registry(tmp_path: Path) -
         assert store.list_topics() == []
 
 
-def test_store_open_raises_store_locked_when_open_in_same_process(tmp_path: Path) -> None:
-    first = _open(tmp_path / "data")
+def test_store_open_raises_store_locked_when_exclusive_store_open(tmp_path: Path) -> None:
+    first = logstore.open(tmp_path / "data", exclusive=True)
     with pytest.raises(StoreLockedError) as info:
         _open(tmp_path / "data")
     assert str(tmp_path / "data") in str(info.value)
@@ -87,7 +87,18 @@ def test_store_open_raises_store_locked_when_open_in_same_process(tmp_path: Path
 
     second = _open(tmp_path / "data")
     assert not second.closed
+    with pytest.raises(StoreLockedError, match="without exclusive"):
+        logstore.open(tmp_path / "data", exclusive=True)
     second.close()
+
+
+def test_store_open_shares_directory_between_stores(tmp_path: Path) -> None:
+    with _open(tmp_path / "data") as first, _open(tmp_path / "data") as second:
+        first.create_topic("t", 1)
+        first.append("t", b"one")
+        assert second.list_topics() == ["t"]  # made by the other store
+        second.append("t", b"two")
+        assert [r.value for r in first.read("t", 0, 0)] == [b"one", b"two"]
 
 
 def test_store_open_raises_storage_error_when_missing_and_create_false(tmp_path: Path) -> None:
@@ -279,7 +290,7 @@ def test_store_delete_topic_removes_its_directories_and_registry_file(tmp_path: 
             "kept-0",
             "store.json",
         ]
-        assert os.listdir(tmp_path / "data" / "__topics") == ["kept"]
+        assert [n for n in os.listdir(tmp_path / "data" / "__topics") if n[0] != "."] == ["kept"]
         with pytest.raises(TopicNotFoundError):
             store.topic("gone")
         again = store.create_topic("gone", 3)  # the name is free again, and empty
