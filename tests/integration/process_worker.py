@@ -1,0 +1,81 @@
+"""A worker process for the multi-process tests: appends or tails, reporting on stdout.
+
+    python process_worker.py append DIR TOPIC WORKER_ID COUNT [BATCH]
+        appends COUNT records (value b"<worker>:<seq>", key b"k<seq % 7>") in batches of
+        BATCH, printing "ack <partition> <offset> <value>" per record once acknowledged
+    python process_worker.py tail DIR TOPIC PARTITION COUNT
+        reads until COUNT records were seen, printing "rec <offset> <value> <latency_us>"
+        (latency from the timestamp the writer put in the record to when it was read)
+
+Run as a separate program (not multiprocessing) so each worker is a real, independent
+process: separate descriptors, locks and page-cache views of the store.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import logstore
+
+
+def append(directory: str, topic: str, worker: str, count: int, batch: int) -> None:
+    out = sys.stdout
+    with logstore.open(directory) as store:
+        out.write("ready\n")
+        out.flush()
+        seq = 0
+        while seq < count:
+            n = min(batch, count - seq)
+            records = [
+                (f"{worker}:{seq + i}".encode(), f"k{(seq + i) % 7}".encode(), None, None, None)
+                for i in range(n)
+            ]
+            metas = store.append_many(topic, records)
+            out.write(
+                "".join(
+                    f"ack {m.partition} {m.offset} {r[0].decode()}\n"
+                    for m, r in zip(metas, records, strict=True)
+                )
+            )
+            out.flush()
+            seq += n
+
+
+def tail(directory: str, topic: str, partition: int, count: int) -> None:
+    out = sys.stdout
+    with logstore.open(directory) as store:
+        log = store.partition(topic, partition)
+        out.write("ready\n")
+        out.flush()
+        offset = 0
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < count and time.monotonic() < deadline:
+            records = log.read_records(offset) if offset < log.log_end_offset else []
+            if not records:
+                log.refresh()
+                if offset >= log.log_end_offset:
+                    time.sleep(0.0002)
+                continue
+            now_us = time.time_ns() // 1000
+            for r in records:
+                latency = now_us - r.timestamp * 1000
+                out.write(f"rec {r.offset} {(r.value or b'').decode()} {latency}\n")
+            out.flush()
+            seen += len(records)
+            offset = records[-1].offset + 1
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "append":
+        batch = int(argv[5]) if len(argv) > 5 else 1
+        append(argv[1], argv[2], argv[3], int(argv[4]), batch)
+    elif argv[0] == "tail":
+        tail(argv[1], argv[2], int(argv[3]), int(argv[4]))
+    else:
+        raise SystemExit(f"unknown command {argv[0]!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
