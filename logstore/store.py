@@ -30,6 +30,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
+from logstore.client.consumer import Consumer
+from logstore.client.producer import Producer
 from logstore.config import TopicConfig
 from logstore.errors import (
     InvalidConfigError,
@@ -40,6 +42,7 @@ from logstore.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
+from logstore.metadata import OffsetStore
 from logstore.storage.checkpoint import CHECKPOINT_NAME
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
@@ -97,6 +100,7 @@ class Store:
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
+        self._offset_store: OffsetStore | None = None
         if not fs.is_dir(self.path):
             if not create:
                 raise StorageError(
@@ -208,8 +212,8 @@ class Store:
                 self._fs.rmtree(full)
                 continue
             match = _PARTITION_DIR.fullmatch(entry)
-            if match is None or not self._fs.is_dir(full):
-                continue
+            if match is None or entry.startswith("__") or not self._fs.is_dir(full):
+                continue  # "__" names are logstore's own (offsets log, groups)
             topic = self._topics.get(match["topic"])
             if topic is not None and int(match["partition"]) < topic.num_partitions:
                 continue
@@ -246,6 +250,11 @@ class Store:
             self._registry_lock.close()
             try:
                 errors: list[BaseException] = []
+                if self._offset_store is not None:
+                    try:
+                        self._offset_store.close()
+                    except Exception as err:
+                        errors.append(err)
                 for topic in self._topics.values():
                     try:
                         topic.close()
@@ -399,6 +408,37 @@ class Store:
             self._write_topic(name, cfg)
             topic.reconfigure(cfg)
             return cfg
+
+    @property
+    def clock(self) -> Clock:
+        """The store's time source."""
+        return self._clock
+
+    @property
+    def fs(self) -> FileSystem:
+        """The store's I/O seam."""
+        return self._fs
+
+    @property
+    def offsets(self) -> OffsetStore:
+        """Committed consumer-group offsets (opened on first use)."""
+        with self._lock:
+            self._check_open()
+            if self._offset_store is None:
+                self._offset_store = OffsetStore(self.path, fs=self._fs, clock=self._clock)
+            return self._offset_store
+
+    def producer(self, **options: Any) -> Producer:
+        """A :class:`~logstore.client.producer.Producer` on this store (options: linger_ms,
+        batch_bytes, compression, idempotent)."""
+        self._check_open()
+        return Producer(self, **options)
+
+    def consumer(self, topics: Iterable[str] | None = None, **options: Any) -> Consumer:
+        """A :class:`~logstore.client.consumer.Consumer` on this store: subscribed to
+        ``topics`` with a ``group_id``, or assigned partitions later."""
+        self._check_open()
+        return Consumer(self, topics, **options)
 
     def partition(self, topic: str, partition: int) -> PartitionLog:
         """The low-level log of one partition."""

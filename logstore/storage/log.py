@@ -71,6 +71,8 @@ _LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
 MAX_OPEN_SEALED_SEGMENTS = 16
 """Sealed segments keep their files open after a read, up to this many per log (LRU)."""
 _INT32_MAX = 2**31 - 1
+MAX_PRODUCERS = 1024
+"""Idempotent producers remembered per partition log (least recently used forgotten)."""
 _BASE_OFFSET = struct.Struct(">q")
 
 
@@ -100,6 +102,8 @@ class PartitionLog:
         self._segments: list[Segment] = []
         self._bases: list[int] = []
         self._open_sealed: OrderedDict[int, Segment] = OrderedDict()
+        # producer id -> (base sequence, base offset, last offset) of its last batch here
+        self._producers: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
         self._closed = False
         self._failed: str | None = None
         self._marked_dirty = False
@@ -476,8 +480,16 @@ class PartitionLog:
         for h in headers:
             if h.size > limit:
                 raise RecordTooLargeError(h.size, limit)
+        first = headers[0]
+        pid, sequence = first.producer_id, first.base_sequence
+        idempotent = pid >= 0 and sequence >= 0 and len(headers) == 1
         with self._exclusive():
             now = self._now()
+            if idempotent:
+                prior = self._producers.get(pid)
+                if prior is not None and prior[0] == sequence:
+                    # the same producer's same batch again (a retry): written already
+                    return AppendResult(prior[1], prior[2], now, prior[2] - prior[1] + 1)
             base = offset = self.log_end_offset
             placed: list[BatchHeader] = []
             parts: list[bytes | memoryview] = []
@@ -490,6 +502,11 @@ class PartitionLog:
             self._maybe_roll(len(buf), placed, now)
             self.active_segment.append(parts, placed)
             self._flush_per_policy(now)
+            if idempotent:
+                self._producers[pid] = (sequence, base, offset - 1)
+                self._producers.move_to_end(pid)
+                if len(self._producers) > MAX_PRODUCERS:
+                    self._producers.popitem(last=False)
         return AppendResult(base, offset - 1, now, offset - base)
 
     def _mark_dirty(self) -> None:

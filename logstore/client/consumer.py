@@ -1,0 +1,490 @@
+"""The consumer: reads partitions from a position, alone or as a member of a group.
+
+* ``assign([...])`` reads the given partitions, with no group coordination.
+* ``subscribe([...])`` (with a ``group_id``) joins the group: its live members divide
+  the topics' partitions (see :mod:`logstore.client.group`), every group gets every record
+  (pub-sub across groups, a work queue within one).
+
+Positions start from the group's committed offset, else ``auto_offset_reset``
+("earliest" or "latest"). ``commit()`` stores positions in the store's offsets log; with
+``enable_auto_commit`` the positions of records already returned are committed every
+``auto_commit_interval_ms`` and on close, which gives at-least-once delivery.
+
+Delivery recipes:
+
+* at-most-once: ``commit()`` right after ``poll()``, then process.
+* at-least-once: process, then ``commit()`` (a crash re-delivers what was not committed).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Self
+
+from logstore.client.group import GroupFiles, Ownership
+from logstore.errors import (
+    InvalidConfigError,
+    LogstoreError,
+    OffsetOutOfRangeError,
+    StoreClosedError,
+)
+from logstore.storage.files import LockFile
+from logstore.types import Header, TopicPartition
+
+if TYPE_CHECKING:
+    from logstore.metadata import OffsetStore
+    from logstore.store import Store
+
+OFFSET_RESETS = ("earliest", "latest", "none")
+
+
+class CommitFailedError(LogstoreError):
+    """A commit for partitions this consumer does not own (any longer): after a rebalance
+    another member reads them, and only it may commit their offsets."""
+
+
+class NoOffsetError(LogstoreError):
+    """No committed offset and ``auto_offset_reset="none"``: seek first."""
+
+
+class ConsumerRecord(NamedTuple):
+    """A record as a consumer receives it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[Header]
+
+
+class OffsetAndTimestamp(NamedTuple):
+    offset: int
+    timestamp: int
+
+
+Callback = Callable[[list[TopicPartition]], object]
+
+
+class Consumer:
+    """Reads records. Not thread-safe (like Kafka's consumer): use one per thread.
+
+    Args:
+        store: the open store.
+        topics: topics to subscribe to (needs ``group_id``), or None to ``assign`` later.
+        group_id: the consumer group; committed offsets are kept per group.
+        auto_offset_reset: where to start without a committed offset: "earliest",
+            "latest" (Kafka's default) or "none" (raise :class:`NoOffsetError`).
+        enable_auto_commit: commit returned positions every ``auto_commit_interval_ms``.
+        max_poll_records: the most records one ``poll()`` returns.
+        fetch_max_bytes: bytes read from one partition per fetch.
+        session_timeout_ms: a dead member's partitions move within this time.
+        heartbeat_interval_ms: how often membership is checked (default a third of the
+            session timeout).
+        assignor: "range", "roundrobin" or "sticky".
+        on_assign, on_revoke: called with the partitions gained or about to be lost in a
+            rebalance (commit in ``on_revoke`` to hand over exactly where you are).
+        consumer_timeout_ms: iteration stops after this long without records (None:
+            iterate until closed).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        topics: Iterable[str] | None = None,
+        *,
+        group_id: str | None = None,
+        auto_offset_reset: str = "latest",
+        enable_auto_commit: bool = True,
+        auto_commit_interval_ms: int = 5000,
+        max_poll_records: int = 500,
+        fetch_max_bytes: int = 1 << 20,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int | None = None,
+        assignor: str = "range",
+        on_assign: Callback | None = None,
+        on_revoke: Callback | None = None,
+        consumer_timeout_ms: int | None = None,
+        member_id: str | None = None,
+    ) -> None:
+        if auto_offset_reset not in OFFSET_RESETS:
+            raise InvalidConfigError(
+                f"auto_offset_reset={auto_offset_reset!r} is not one of {OFFSET_RESETS}"
+            )
+        if max_poll_records < 1 or fetch_max_bytes < 1 or session_timeout_ms < 1:
+            raise InvalidConfigError(
+                f"max_poll_records={max_poll_records}, fetch_max_bytes={fetch_max_bytes} and "
+                f"session_timeout_ms={session_timeout_ms} must be positive"
+            )
+        self._store = store
+        self.group_id = group_id
+        self.auto_offset_reset = auto_offset_reset
+        self.enable_auto_commit = enable_auto_commit and group_id is not None
+        self.auto_commit_interval_ms = auto_commit_interval_ms
+        self.max_poll_records = max_poll_records
+        self.fetch_max_bytes = fetch_max_bytes
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms or max(1, session_timeout_ms // 3)
+        self.assignor = assignor
+        self.on_assign = on_assign
+        self.on_revoke = on_revoke
+        self.consumer_timeout_ms = consumer_timeout_ms
+        self.member_id = member_id or f"member-{secrets.token_hex(8)}"
+        self._positions: dict[TopicPartition, int] = {}
+        self._assigned: list[TopicPartition] = []
+        self._subscription: list[str] = []
+        self._paused: set[TopicPartition] = set()
+        self._closed = False
+        self._next_partition = 0
+        self._last_commit = time.monotonic()
+        self._offsets: OffsetStore | None = store.offsets if group_id is not None else None
+        self._files: GroupFiles | None = None
+        self._ownership: Ownership | None = None
+        self._member_lock: LockFile | None = None
+        self._generation = -1
+        self._state_version = -1
+        self._last_heartbeat = 0.0
+        self._wanted: list[TopicPartition] = []
+        self._lock = threading.RLock()
+        if topics is not None:
+            self.subscribe(topics)
+
+    # ------------------------------------------------------------------ assignment
+
+    def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Read exactly these partitions (no group membership)."""
+        self._check_open()
+        if self._subscription:
+            raise InvalidConfigError("this consumer subscribed to topics; it cannot also assign")
+        tps = [TopicPartition(*tp) for tp in partitions]
+        for tp in tps:
+            self._store.topic(tp.topic).partition(tp.partition)  # validates
+        self._assigned = tps
+        self._positions = {tp: p for tp, p in self._positions.items() if tp in tps}
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Join the group and share the partitions of ``topics`` with its other members."""
+        self._check_open()
+        if self.group_id is None:
+            raise InvalidConfigError("subscribe needs a group_id (or use assign())")
+        names = sorted(set(topics))
+        for name in names:
+            self._store.topic(name)  # validates
+        self._subscription = names
+        if self._files is None:
+            self._files = GroupFiles(self._store.path, self.group_id, self._store.fs)
+            self._ownership = Ownership(self._files)
+            member_lock = self._store.fs.lock_file(self._files.member_lock_path(self.member_id))
+            member_lock.acquire()
+            self._member_lock = member_lock
+        self._rejoin(add=True)
+
+    def _partition_counts(self) -> dict[str, int]:
+        return {t: self._store.topic(t).num_partitions for t in self._subscription}
+
+    def _rejoin(self, *, add: bool) -> None:
+        assert self._files is not None
+        state = self._files.change(
+            add=(self.member_id, self._subscription) if add else None,
+            assignor=self.assignor,
+            partitions=self._partition_counts(),
+        )
+        self._state_version = self._files.state_version()
+        self._last_heartbeat = time.monotonic()
+        self._apply_state(state.generation, state.assignment.get(self.member_id, []))
+
+    def _apply_state(self, generation: int, wanted: list[TopicPartition]) -> None:
+        """Give up partitions no longer ours, then take the new ones once free."""
+        assert self._ownership is not None
+        self._generation = generation
+        self._wanted = sorted(wanted)
+        revoked = sorted(self._ownership.owned - set(wanted))
+        if revoked:
+            if self.on_revoke is not None:
+                self.on_revoke(revoked)
+            if self.enable_auto_commit:
+                self._commit_positions(revoked)
+            for tp in revoked:
+                self._ownership.give_up(tp)
+                self._positions.pop(tp, None)
+        self._take_free_partitions()
+
+    def _take_free_partitions(self) -> None:
+        assert self._ownership is not None
+        gained = [
+            tp for tp in self._wanted if tp not in self._ownership and self._ownership.try_take(tp)
+        ]
+        if gained:
+            self._assigned = [tp for tp in self._wanted if tp in self._ownership]
+            if self.on_assign is not None:
+                self.on_assign(gained)
+        else:
+            self._assigned = [tp for tp in self._wanted if tp in self._ownership]
+
+    def _heartbeat(self) -> None:
+        """Notice membership changes (cheap: a stat), and every heartbeat interval look
+        for dead members; take partitions whose previous owner has let go."""
+        if self._files is None:
+            return
+        now = time.monotonic()
+        version = self._files.state_version()
+        if now - self._last_heartbeat >= self.heartbeat_interval_ms / 1000:
+            self._rejoin(add=self.member_id not in self._files.read_state().members)
+            return
+        if version != self._state_version:
+            self._state_version = version
+            state = self._files.read_state()
+            if self.member_id not in state.members:  # removed as dead by mistake: rejoin
+                self._rejoin(add=True)
+                return
+            self._apply_state(state.generation, state.assignment.get(self.member_id, []))
+        elif len(self._assigned) < len(self._wanted):
+            self._take_free_partitions()
+
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this consumer reads now."""
+        return list(self._assigned)
+
+    # ------------------------------------------------------------------ positions
+
+    def _committed_or_reset(self, tp: TopicPartition) -> int:
+        plog = self._store.topic(tp.topic).partition(tp.partition)
+        if self._offsets is not None and self.group_id is not None:
+            committed = self._offsets.committed(self.group_id, tp)
+            if committed is not None:
+                return max(committed.offset, plog.log_start_offset)
+        return self._reset(tp)
+
+    def _reset(self, tp: TopicPartition) -> int:
+        plog = self._store.topic(tp.topic).partition(tp.partition)
+        plog.refresh()
+        if self.auto_offset_reset == "earliest":
+            return plog.log_start_offset
+        if self.auto_offset_reset == "latest":
+            return plog.log_end_offset
+        raise NoOffsetError(
+            f"{tp.topic}-{tp.partition} has no committed offset for group {self.group_id!r} "
+            f"and auto_offset_reset is 'none' (seek() first)"
+        )
+
+    def position(self, tp: TopicPartition | tuple[str, int]) -> int:
+        """The offset of the next record ``poll()`` returns from ``tp``."""
+        tp = TopicPartition(*tp)
+        self._check_assigned(tp)
+        if tp not in self._positions:
+            self._positions[tp] = self._committed_or_reset(tp)
+        return self._positions[tp]
+
+    def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
+        """Read ``tp`` from ``offset`` next (replay or skip)."""
+        tp = TopicPartition(*tp)
+        self._check_assigned(tp)
+        if offset < 0:
+            raise OffsetOutOfRangeError(offset, 0, 0)
+        self._positions[tp] = offset
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps or tuple(self._assigned):
+            plog = self._store.topic(tp.topic).partition(tp.partition)
+            plog.refresh()
+            self.seek(tp, plog.log_start_offset)
+
+    def seek_to_end(self, *tps: TopicPartition) -> None:
+        for tp in tps or tuple(self._assigned):
+            plog = self._store.topic(tp.topic).partition(tp.partition)
+            plog.refresh()
+            self.seek(tp, plog.log_end_offset)
+
+    def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """For each partition, the first offset with a timestamp >= the given one (Kafka's
+        ListOffsets), or None if there is none."""
+        out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
+        for given, ts in timestamps.items():
+            tp = TopicPartition(*given)
+            plog = self._store.topic(tp.topic).partition(tp.partition)
+            offset = plog.offset_for_timestamp(ts)
+            if offset is None:
+                out[tp] = None
+            else:
+                record = plog.read_records(offset, max_records=1)[0]
+                out[tp] = OffsetAndTimestamp(offset, record.timestamp)
+        return out
+
+    def seek_to_timestamp(self, timestamp: int, *tps: TopicPartition) -> None:
+        """Replay from ``timestamp`` (ms): every partition (or ``tps``) continues at its
+        first record with a timestamp >= it, or at its end if there is none."""
+        targets = list(tps or self._assigned)
+        found = self.offsets_for_times({tp: timestamp for tp in targets})
+        for tp in targets:
+            hit = found[tp]
+            if hit is None:
+                self.seek_to_end(tp)
+            else:
+                self.seek(tp, hit.offset)
+
+    def _check_assigned(self, tp: TopicPartition) -> None:
+        if tp not in self._assigned:
+            raise InvalidConfigError(
+                f"{tp.topic}-{tp.partition} is not assigned to this consumer (assigned: "
+                f"{', '.join(f'{t}-{p}' for t, p in self._assigned) or 'none'})"
+            )
+
+    # ------------------------------------------------------------------ polling
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> list[ConsumerRecord]:
+        """Records from the assigned partitions, waiting up to ``timeout_ms`` for some."""
+        self._check_open()
+        limit = max_records or self.max_poll_records
+        deadline = time.monotonic() + timeout_ms / 1000
+        pause = 0.0001
+        while True:
+            self._heartbeat()
+            self._maybe_auto_commit()
+            records = self._fetch(limit)
+            if records or time.monotonic() >= deadline:
+                return records
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+
+    def _fetch(self, limit: int) -> list[ConsumerRecord]:
+        out: list[ConsumerRecord] = []
+        tps = [tp for tp in self._assigned if tp not in self._paused]
+        n = len(tps)
+        for i in range(n):
+            if len(out) >= limit:
+                break
+            tp = tps[(self._next_partition + i) % n]
+            plog = self._store.topic(tp.topic).partition(tp.partition)
+            position = self.position(tp)
+            try:
+                records = plog.read_records(position, limit - len(out), self.fetch_max_bytes)
+            except OffsetOutOfRangeError:
+                self._positions[tp] = self._reset(tp)
+                continue
+            if records:
+                topic, partition = tp
+                out += [
+                    ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value,
+                                   r.headers)
+                    for r in records
+                ]
+                self._positions[tp] = records[-1].offset + 1
+        if n:
+            self._next_partition = (self._next_partition + 1) % n
+        return out
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        idle_since = time.monotonic()
+        while not self._closed:
+            records = self.poll(timeout_ms=100)
+            if records:
+                idle_since = time.monotonic()
+                yield from records
+            elif (
+                self.consumer_timeout_ms is not None
+                and (time.monotonic() - idle_since) * 1000 >= self.consumer_timeout_ms
+            ):
+                return
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self._paused.update(TopicPartition(*tp) for tp in tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self._paused.difference_update(TopicPartition(*tp) for tp in tps)
+
+    # ------------------------------------------------------------------ commits
+
+    def commit(
+        self,
+        offsets: Mapping[TopicPartition, int | tuple[int, str]] | None = None,
+        metadata: str = "",
+    ) -> None:
+        """Commit ``offsets`` (the next offsets to read), or every current position.
+
+        Raises:
+            CommitFailedError: a partition is not (any longer) this member's.
+        """
+        self._check_open()
+        if self._offsets is None or self.group_id is None:
+            raise InvalidConfigError("commit needs a group_id")
+        if offsets is None:
+            chosen = {tp: (p, metadata) for tp, p in self._positions.items()}
+        else:
+            chosen = {
+                TopicPartition(*tp): (v if isinstance(v, tuple) else (v, metadata))
+                for tp, v in offsets.items()
+            }
+        if self._ownership is not None:
+            foreign = [tp for tp in chosen if tp not in self._ownership]
+            if foreign:
+                raise CommitFailedError(
+                    f"cannot commit {', '.join(f'{t}-{p}' for t, p in foreign)} for group "
+                    f"{self.group_id!r}: this member does not own them in generation "
+                    f"{self._generation} (they were reassigned in a rebalance)"
+                )
+        self._offsets.commit(self.group_id, chosen)
+        self._last_commit = time.monotonic()
+
+    def _commit_positions(self, tps: Iterable[TopicPartition]) -> None:
+        if self._offsets is None or self.group_id is None:
+            return
+        chosen = {tp: (self._positions[tp], "") for tp in tps if tp in self._positions}
+        if chosen:
+            self._offsets.commit(self.group_id, chosen)
+
+    def _maybe_auto_commit(self) -> None:
+        if (
+            self.enable_auto_commit
+            and (time.monotonic() - self._last_commit) * 1000 >= self.auto_commit_interval_ms
+        ):
+            self._commit_positions(list(self._assigned))
+            self._last_commit = time.monotonic()
+
+    def committed(self, tp: TopicPartition | tuple[str, int]) -> int | None:
+        """The group's committed offset for ``tp`` (None if none)."""
+        if self._offsets is None or self.group_id is None:
+            return None
+        found = self._offsets.committed(self.group_id, TopicPartition(*tp))
+        return None if found is None else found.offset
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("consumer is closed")
+
+    def close(self) -> None:
+        """Commit (with auto-commit), leave the group and release partitions. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._files is not None and self._ownership is not None:
+                owned = sorted(self._ownership.owned)
+                if owned and self.on_revoke is not None:
+                    self.on_revoke(owned)
+                if self.enable_auto_commit:
+                    self._commit_positions(owned)
+                self._ownership.give_up_all()
+                self._files.change(
+                    remove=self.member_id,
+                    assignor=self.assignor,
+                    partitions=self._partition_counts(),
+                )
+        finally:
+            self._closed = True
+            if self._member_lock is not None:
+                self._member_lock.close()
+            if self._files is not None:
+                self._files.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

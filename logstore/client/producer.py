@@ -1,0 +1,328 @@
+"""The producer: batches records per partition and appends them, idempotently.
+
+``send()`` returns at once with a :class:`RecordFuture`; records wait in a per-partition
+batch until it holds ``batch_bytes``, until ``linger_ms`` passes (a background thread
+flushes it), or until ``flush()``/``close()``. Each batch is one RecordBatch v2 append,
+so the topic's ``flush`` policy (fsync) is paid once per batch, not per record.
+
+Idempotence: every producer has a random 63-bit producer id; each partition's batches
+carry consecutive base sequences. A batch retried after an error that may or may not have
+written it is recognised by the partition log and not written twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Self
+
+from logstore.errors import InvalidRecordError, LogstoreError, StoreClosedError
+from logstore.topic import HeadersArg, _check_bytes, normalize_headers
+from logstore.types import Compression, RecordMetadata
+
+if TYPE_CHECKING:
+    from logstore.store import Store
+    from logstore.topic import Topic
+
+Callback = Callable[[RecordMetadata | None, BaseException | None], Any]
+DEFAULT_LINGER_MS = 5
+DEFAULT_BATCH_BYTES = 256 * 1024
+_RECORD_OVERHEAD = 24  # rough per-record bytes beyond key and value, for batch sizing
+
+
+class RecordFuture:
+    """The outcome of one ``send()``: its :class:`RecordMetadata`, once written."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self._batch = batch
+        self._index = index
+
+    def done(self) -> bool:
+        return self._batch.event.is_set()
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        """Wait (flushing the batch if nobody else will soon) and return the metadata.
+
+        Raises:
+            LogstoreError: the append failed (the error it raised).
+            TimeoutError: not written within ``timeout`` seconds.
+        """
+        batch = self._batch
+        if not batch.event.is_set():
+            batch.producer._flush_batch_of(batch)
+            if not batch.event.wait(timeout):
+                raise TimeoutError(f"record not written within {timeout} s")
+        if batch.error is not None:
+            raise batch.error
+        assert batch.base_offset is not None  # set with event when no error
+        ts = batch.timestamps[self._index]
+        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + self._index, ts)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            self.result(timeout)
+        except LogstoreError as err:
+            return err
+        return None
+
+    def add_callback(self, fn: Callback) -> None:
+        """Call ``fn(metadata, error)`` once the record is written (now, if it is)."""
+        self._batch.callbacks.append((self._index, fn))
+        if self._batch.event.is_set():
+            self._batch.run_callbacks()
+
+
+class _Batch:
+    __slots__ = (
+        "base_offset",
+        "callbacks",
+        "created",
+        "error",
+        "event",
+        "partition",
+        "producer",
+        "records",
+        "size",
+        "timestamps",
+        "topic",
+    )
+
+    def __init__(self, producer: Producer, topic: str, partition: int) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.partition = partition
+        self.records: list[tuple[int, bytes | None, bytes | None, Any]] = []
+        self.timestamps: list[int] = []
+        self.size = 0
+        self.created = time.monotonic()
+        self.event = threading.Event()
+        self.error: BaseException | None = None
+        self.base_offset: int | None = None
+        self.callbacks: list[tuple[int, Callable[..., Any]]] = []
+
+    def run_callbacks(self) -> None:
+        callbacks, self.callbacks = self.callbacks, []
+        for index, fn in callbacks:
+            if self.error is not None:
+                fn(None, self.error)
+            else:
+                assert self.base_offset is not None
+                fn(
+                    RecordMetadata(
+                        self.topic, self.partition, self.base_offset + index, self.timestamps[index]
+                    ),
+                    None,
+                )
+
+
+class Producer:
+    """Sends records to a store's topics. Thread-safe; use as a context manager.
+
+    Args:
+        store: the open store.
+        linger_ms: how long a record may wait for more to share its batch (Kafka's
+            ``linger.ms``); 0 writes each ``send()`` at once.
+        batch_bytes: a batch is written once its records reach about this size.
+        compression: codec for every batch ("none", "gzip", "snappy", "lz4", "zstd").
+        idempotent: tag batches with a producer id and sequences so a retried batch is
+            never written twice.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        linger_ms: int = DEFAULT_LINGER_MS,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        compression: Compression | str = Compression.NONE,
+        idempotent: bool = True,
+    ) -> None:
+        if linger_ms < 0 or batch_bytes < 1:
+            raise ValueError(
+                f"linger_ms={linger_ms} and batch_bytes={batch_bytes} must be >= 0 and >= 1"
+            )
+        self._store = store
+        self.linger_ms = linger_ms
+        self.batch_bytes = batch_bytes
+        self.compression = Compression.parse(compression)
+        self.producer_id = secrets.randbits(63) if idempotent else -1
+        self._sequences: dict[tuple[str, int], int] = {}
+        self._topics: dict[str, Topic] = {}
+        self._batches: dict[tuple[str, int], _Batch] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._closed = False
+        self._lingerer: threading.Thread | None = None
+        self._clock_ms = store.clock.now_ms
+
+    # ------------------------------------------------------------------ sending
+
+    def _topic(self, name: str) -> Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = self._store.topic(name)
+        return topic
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: HeadersArg = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+    ) -> RecordFuture:
+        """Queue one record; returns a future that resolves to its metadata.
+
+        Raises:
+            InvalidRecordError: key, value, headers or timestamp of the wrong type.
+            TopicNotFoundError, PartitionNotFoundError, StoreClosedError.
+        """
+        t = self._topic(topic)
+        if key is not None and type(key) is not bytes:
+            key = _check_bytes("key", key)
+        if value is not None and type(value) is not bytes:
+            value = _check_bytes("value", value)
+        if partition is None:
+            partition = t.choose_partition(key)
+        elif not 0 <= partition < t.num_partitions or type(partition) is not int:
+            t.partition(partition)  # raises PartitionNotFoundError with the details
+        if timestamp is None:
+            timestamp = self._clock_ms()
+        elif type(timestamp) is not int or timestamp < 0:
+            raise_bad_timestamp(timestamp)
+        hdrs = normalize_headers(headers) if headers else ()
+        size = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError("producer is closed")
+            tp = (topic, partition)
+            batch = self._batches.get(tp)
+            if batch is None:
+                batch = self._batches[tp] = _Batch(self, topic, partition)
+                if self.linger_ms:
+                    self._ensure_lingerer()
+            index = len(batch.records)
+            batch.records.append((timestamp, key, value, hdrs))
+            batch.timestamps.append(timestamp)
+            batch.size += size
+            full = batch.size >= self.batch_bytes or not self.linger_ms
+            if full:
+                del self._batches[tp]
+        future = RecordFuture(batch, index)
+        if full:
+            self._write(batch)
+        return future
+
+    def send_many(
+        self,
+        topic: str,
+        records: Iterable[tuple[bytes | None, bytes | None]] | Iterable[bytes | None],
+        *,
+        partition: int | None = None,
+    ) -> list[RecordFuture]:
+        """Queue many records for bulk loads: ``(value, key)`` pairs or bare values."""
+        out = []
+        for item in records:
+            if isinstance(item, tuple):
+                value, key = item
+            else:
+                value, key = item, None
+            out.append(self.send(topic, value, key=key, partition=partition))
+        return out
+
+    def _write(self, batch: _Batch) -> None:
+        """Append one batch (called with no producer lock held)."""
+        tp = (batch.topic, batch.partition)
+        try:
+            plog = self._topic(batch.topic).partition(batch.partition)
+            with self._lock:
+                sequence = self._sequences.get(tp, 0)
+                self._sequences[tp] = (sequence + len(batch.records)) % (2**31)
+            result = plog.append_records(
+                batch.records,
+                compression=self.compression,
+                producer_id=self.producer_id,
+                producer_epoch=0 if self.producer_id >= 0 else -1,
+                base_sequence=sequence if self.producer_id >= 0 else -1,
+            )
+            batch.base_offset = result.base_offset
+        except LogstoreError as err:
+            batch.error = err
+        finally:
+            batch.event.set()
+            if batch.callbacks:
+                batch.run_callbacks()
+
+    def _flush_batch_of(self, batch: _Batch) -> None:
+        with self._lock:
+            tp = (batch.topic, batch.partition)
+            if self._batches.get(tp) is not batch:
+                return  # already being written by someone else
+            del self._batches[tp]
+        self._write(batch)
+
+    def flush(self) -> None:
+        """Write every queued record now."""
+        with self._lock:
+            batches, self._batches = list(self._batches.values()), {}
+        for batch in batches:
+            self._write(batch)
+
+    # ------------------------------------------------------------------ linger
+
+    def _ensure_lingerer(self) -> None:
+        if self._lingerer is None:
+            self._lingerer = threading.Thread(
+                target=self._linger_loop, name="logstore-producer-linger", daemon=True
+            )
+            self._lingerer.start()
+        self._wake.notify()
+
+    def _linger_loop(self) -> None:
+        linger = self.linger_ms / 1000
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                due = [b for b in self._batches.values() if now - b.created >= linger]
+                for b in due:
+                    del self._batches[(b.topic, b.partition)]
+                if not due:
+                    oldest = min((b.created for b in self._batches.values()), default=None)
+                    wait = None if oldest is None else max(0.0, oldest + linger - now)
+                    self._wake.wait(wait)
+                    continue
+            for b in due:
+                self._write(b)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Write what is queued and stop. Idempotent."""
+        if self._closed:
+            return
+        self.flush()
+        with self._lock:
+            self._closed = True
+            self._wake.notify_all()
+        if self._lingerer is not None:
+            self._lingerer.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def raise_bad_timestamp(timestamp: object) -> None:
+    raise InvalidRecordError(
+        f"record timestamp {timestamp!r} must be milliseconds since the epoch (an int >= 0) "
+        f"or None for now"
+    )

@@ -1,0 +1,267 @@
+"""Committed consumer-group offsets, kept in an internal log plus a snapshot.
+
+Every commit appends records to the internal partition log ``__consumer_offsets-0`` in
+Kafka's own ``__consumer_offsets`` schema (so the bytes read like Kafka's):
+
+* key, version 1: ``int16 version, string group, string topic, int32 partition``
+* value, version 3: ``int16 version, int64 offset, int32 leader_epoch (-1),
+  string metadata, int64 commit_timestamp``; a null value (tombstone) deletes the offset.
+
+(``string`` is an int16 length and UTF-8 bytes.) Opening replays only what follows the
+latest snapshot: ``__consumer_offsets-0/offsets.snapshot`` holds every live offset and the
+log offset it covers, written atomically every ``SNAPSHOT_EVERY`` commit records and when
+a store closes; the log below it is then deleted. So opening costs time in proportion to
+the live offsets plus a bounded tail, not to the whole commit history.
+
+Several processes share the log like any partition; each keeps its own in-memory view and
+catches up by reading the records other processes appended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from typing import NamedTuple
+
+from logstore.config import TopicConfig
+from logstore.errors import CorruptionError, InvalidRecordError, OffsetOutOfRangeError
+from logstore.records import RecordInput
+from logstore.storage.files import FileSystem
+from logstore.storage.log import PartitionLog
+from logstore.types import Clock, TopicPartition
+
+OFFSETS_TOPIC = "__consumer_offsets"
+SNAPSHOT_NAME = "offsets.snapshot"
+SNAPSHOT_EVERY = 10_000
+MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes
+_KEY_VERSION = 1
+_VALUE_VERSION = 3
+_I16 = struct.Struct(">h")
+_I32 = struct.Struct(">i")
+_VALUE_HEAD = struct.Struct(">hqi")  # version, offset, leader epoch
+_I64 = struct.Struct(">q")
+
+
+class CommittedOffset(NamedTuple):
+    offset: int
+    metadata: str
+    commit_timestamp: int
+
+
+OffsetKey = tuple[str, str, int]  # group, topic, partition
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    if len(raw) > 32767:
+        raise InvalidRecordError(f"string of {len(raw)} bytes is too long for an int16 length")
+    return _I16.pack(len(raw)) + raw
+
+
+def _read_string(data: bytes, pos: int) -> tuple[str, int]:
+    (length,) = _I16.unpack_from(data, pos)
+    pos += 2
+    if length < 0 or pos + length > len(data):
+        raise ValueError(f"string length {length} overruns the record")
+    return data[pos : pos + length].decode("utf-8"), pos + length
+
+
+def encode_key(group: str, topic: str, partition: int) -> bytes:
+    return _I16.pack(_KEY_VERSION) + _string(group) + _string(topic) + _I32.pack(partition)
+
+
+def decode_key(data: bytes) -> OffsetKey:
+    (version,) = _I16.unpack_from(data, 0)
+    if version not in (0, 1):
+        raise ValueError(f"offset key version {version} is not an offset commit key")
+    group, pos = _read_string(data, 2)
+    topic, pos = _read_string(data, pos)
+    (partition,) = _I32.unpack_from(data, pos)
+    if pos + 4 != len(data):
+        raise ValueError("trailing bytes after an offset key")
+    return group, topic, partition
+
+
+def encode_value(offset: int, metadata: str, commit_timestamp: int) -> bytes:
+    return (
+        _VALUE_HEAD.pack(_VALUE_VERSION, offset, -1)
+        + _string(metadata)
+        + _I64.pack(commit_timestamp)
+    )
+
+
+def decode_value(data: bytes) -> CommittedOffset:
+    version, offset, _ = _VALUE_HEAD.unpack_from(data, 0)
+    if version != _VALUE_VERSION:
+        raise ValueError(f"offset value version {version} is not supported")
+    metadata, pos = _read_string(data, _VALUE_HEAD.size)
+    (timestamp,) = _I64.unpack_from(data, pos)
+    return CommittedOffset(offset, metadata, timestamp)
+
+
+class OffsetStore:
+    """Committed offsets of every group, shared by the processes using one store."""
+
+    def __init__(self, root: str, *, fs: FileSystem, clock: Clock) -> None:
+        self._fs = fs
+        self._clock = clock
+        self._directory = os.path.join(root, f"{OFFSETS_TOPIC}-0")
+        self._log = PartitionLog(
+            self._directory, TopicConfig(segment_bytes=16 * 1024 * 1024, flush="always"),
+            fs=fs, clock=clock,
+        )
+        self._lock = threading.Lock()
+        self._snapshot_lock = fs.lock_file(os.path.join(self._directory, ".snapshot.lock"))
+        self._offsets: dict[OffsetKey, CommittedOffset] = {}
+        self._applied = 0  # the next log offset to apply
+        self._since_snapshot = 0
+        self._load_snapshot()
+
+    # ------------------------------------------------------------------ snapshot
+
+    def _snapshot_path(self) -> str:
+        return os.path.join(self._directory, SNAPSHOT_NAME)
+
+    def _load_snapshot(self) -> None:
+        try:
+            data = json.loads(self._fs.read_file(self._snapshot_path()))
+            applied = int(data["next_offset"])
+            offsets = {
+                (g, t, int(p)): CommittedOffset(int(o), str(m), int(ts))
+                for g, t, p, o, m, ts in data["offsets"]
+            }
+        except FileNotFoundError:
+            applied, offsets = self._log.log_start_offset, {}
+        except (ValueError, KeyError, TypeError) as err:
+            raise CorruptionError(
+                f"offsets snapshot {self._snapshot_path()} is damaged: {err} (delete it to "
+                f"rebuild committed offsets from the log, if the log still holds them all)",
+                self._snapshot_path(),
+            ) from err
+        self._offsets, self._applied = offsets, applied
+
+    def snapshot(self) -> None:
+        """Write every live offset to the snapshot and drop the log it replaces."""
+        with self._lock:
+            self._snapshot_lock.acquire()  # one process at a time, never backwards
+            try:
+                self._catch_up()
+                try:
+                    current = json.loads(self._fs.read_file(self._snapshot_path()))
+                    if int(current["next_offset"]) >= self._applied:
+                        self._since_snapshot = 0
+                        return
+                except (FileNotFoundError, ValueError, KeyError, TypeError):
+                    pass
+                rows = [
+                    [g, t, p, c.offset, c.metadata, c.commit_timestamp]
+                    for (g, t, p), c in sorted(self._offsets.items())
+                ]
+                data = json.dumps({"version": 1, "next_offset": self._applied, "offsets": rows})
+                self._fs.write_file_atomic(self._snapshot_path(), data.encode())
+                self._log.delete_records(min(self._applied, self._log.log_end_offset))
+                self._since_snapshot = 0
+            finally:
+                self._snapshot_lock.release()
+
+    # ------------------------------------------------------------------ reading
+
+    def _catch_up(self) -> None:
+        """Apply the commit records appended (by any process) since the last call."""
+        reloaded = False
+        while True:
+            try:
+                records = self._log.read_records(self._applied)
+            except OffsetOutOfRangeError as err:
+                if reloaded:
+                    raise CorruptionError(
+                        f"committed offsets: the snapshot covers the log up to {self._applied} "
+                        f"but the log starts at {err.log_start_offset}",
+                        self._directory,
+                    ) from err
+                # another process snapshotted and dropped what we had not applied yet
+                self._load_snapshot()
+                reloaded = True
+                continue
+            if not records:
+                return
+            for record in records:
+                if record.key is None:
+                    continue
+                try:
+                    key = decode_key(record.key)
+                except (ValueError, struct.error, UnicodeDecodeError):
+                    continue  # a group-metadata record or a newer version: not ours
+                if record.value is None:
+                    self._offsets.pop(key, None)
+                else:
+                    try:
+                        self._offsets[key] = decode_value(record.value)
+                    except (ValueError, struct.error, UnicodeDecodeError):
+                        continue
+            self._applied = records[-1].offset + 1
+            self._since_snapshot += len(records)
+
+    def committed(self, group: str, tp: TopicPartition) -> CommittedOffset | None:
+        with self._lock:
+            self._catch_up()
+            return self._offsets.get((group, tp.topic, tp.partition))
+
+    def group_offsets(self, group: str) -> dict[TopicPartition, CommittedOffset]:
+        with self._lock:
+            self._catch_up()
+            return {
+                TopicPartition(t, p): c for (g, t, p), c in self._offsets.items() if g == group
+            }
+
+    def groups(self) -> list[str]:
+        with self._lock:
+            self._catch_up()
+            return sorted({g for g, _, _ in self._offsets})
+
+    # ------------------------------------------------------------------ writing
+
+    def commit(self, group: str, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
+        """Commit ``{tp: (offset, metadata)}`` for ``group``, durably, in one batch."""
+        now = self._clock.now_ms()
+        records: list[RecordInput] = []
+        for tp, (offset, metadata) in offsets.items():
+            if len(metadata.encode("utf-8")) > MAX_METADATA_BYTES:
+                raise InvalidRecordError(
+                    f"commit metadata of {len(metadata)} characters is over "
+                    f"{MAX_METADATA_BYTES} bytes (Kafka's offset.metadata.max.bytes)"
+                )
+            if offset < 0:
+                raise InvalidRecordError(f"cannot commit offset {offset} for {tp}: it is < 0")
+            key = encode_key(group, tp.topic, tp.partition)
+            records.append((now, key, encode_value(offset, metadata, now), ()))
+        if records:
+            self._append(records)
+
+    def delete(self, group: str, tps: list[TopicPartition]) -> None:
+        """Forget ``group``'s committed offsets for ``tps`` (tombstones)."""
+        now = self._clock.now_ms()
+        records: list[RecordInput] = [
+            (now, encode_key(group, tp.topic, tp.partition), None, ()) for tp in tps
+        ]
+        if records:
+            self._append(records)
+
+    def _append(self, records: list[RecordInput]) -> None:
+        self._log.append_records(records)
+        with self._lock:
+            self._catch_up()
+            due = self._since_snapshot >= SNAPSHOT_EVERY
+        if due:
+            self.snapshot()
+
+    def close(self) -> None:
+        with self._lock:
+            self._catch_up()
+            due = self._since_snapshot > 0
+        if due and not self._log.closed:
+            self.snapshot()
+        self._log.close()
+        self._snapshot_lock.close()
