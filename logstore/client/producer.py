@@ -12,6 +12,7 @@ written it is recognised by the partition log and not written twice.
 
 from __future__ import annotations
 
+import collections
 import secrets
 import threading
 import time
@@ -153,6 +154,11 @@ class Producer:
         self._sequences: dict[tuple[str, int], int] = {}
         self._topics: dict[str, Topic] = {}
         self._batches: dict[tuple[str, int], _Batch] = {}
+        # batches taken out of _batches wait here, per partition, in the order they were
+        # sealed; whoever writes drains a partition's queue under its lock, so a
+        # producer's batches reach each partition in send order
+        self._sealed: dict[tuple[str, int], collections.deque[_Batch]] = {}
+        self._write_locks: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._closed = False
@@ -212,10 +218,10 @@ class Producer:
             batch.size += size
             full = batch.size >= self.batch_bytes or not self.linger_ms
             if full:
-                del self._batches[tp]
+                self._seal(batch)
         future = RecordFuture(batch, index)
         if full:
-            self._write(batch)
+            self._drain(tp)
         return future
 
     def send_many(
@@ -235,8 +241,29 @@ class Producer:
             out.append(self.send(topic, value, key=key, partition=partition))
         return out
 
+    def _seal(self, batch: _Batch) -> None:
+        """Move ``batch`` from filling to waiting (the producer lock is held)."""
+        tp = (batch.topic, batch.partition)
+        del self._batches[tp]
+        queue = self._sealed.get(tp)
+        if queue is None:
+            queue = self._sealed[tp] = collections.deque()
+            self._write_locks[tp] = threading.Lock()
+        queue.append(batch)
+
+    def _drain(self, tp: tuple[str, int]) -> None:
+        """Write the partition's sealed batches, oldest first (no producer lock held)."""
+        with self._write_locks[tp]:
+            queue = self._sealed[tp]
+            while True:
+                with self._lock:
+                    if not queue:
+                        return
+                    batch = queue.popleft()
+                self._write(batch)
+
     def _write(self, batch: _Batch) -> None:
-        """Append one batch (called with no producer lock held)."""
+        """Append one batch (its partition's write lock is held)."""
         tp = (batch.topic, batch.partition)
         try:
             plog = self._topic(batch.topic).partition(batch.partition)
@@ -259,19 +286,20 @@ class Producer:
                 batch.run_callbacks()
 
     def _flush_batch_of(self, batch: _Batch) -> None:
+        tp = (batch.topic, batch.partition)
         with self._lock:
-            tp = (batch.topic, batch.partition)
-            if self._batches.get(tp) is not batch:
-                return  # already being written by someone else
-            del self._batches[tp]
-        self._write(batch)
+            if self._batches.get(tp) is batch:
+                self._seal(batch)
+        self._drain(tp)
 
     def flush(self) -> None:
         """Write every queued record now."""
         with self._lock:
-            batches, self._batches = list(self._batches.values()), {}
-        for batch in batches:
-            self._write(batch)
+            for batch in list(self._batches.values()):
+                self._seal(batch)
+            partitions = list(self._sealed)
+        for tp in partitions:
+            self._drain(tp)
 
     # ------------------------------------------------------------------ linger
 
@@ -292,14 +320,14 @@ class Producer:
                 now = time.monotonic()
                 due = [b for b in self._batches.values() if now - b.created >= linger]
                 for b in due:
-                    del self._batches[(b.topic, b.partition)]
+                    self._seal(b)
                 if not due:
                     oldest = min((b.created for b in self._batches.values()), default=None)
                     wait = None if oldest is None else max(0.0, oldest + linger - now)
                     self._wake.wait(wait)
                     continue
             for b in due:
-                self._write(b)
+                self._drain((b.topic, b.partition))
 
     # ------------------------------------------------------------------ lifecycle
 

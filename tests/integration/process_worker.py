@@ -3,6 +3,13 @@
     python process_worker.py append DIR TOPIC WORKER_ID COUNT [BATCH]
         appends COUNT records (value b"<worker>:<seq>", key b"k<seq % 7>") in batches of
         BATCH, printing "ack <partition> <offset> <value>" per record once acknowledged
+    python process_worker.py produce DIR TOPIC WORKER_ID COUNT
+        sends COUNT records through a Producer (key b"k<seq % 13>"), then flushes;
+        prints "ack <partition> <offset> <value>" for each
+    python process_worker.py consume DIR TOPIC GROUP IDLE_MS [SESSION_MS] [COMMIT_EVERY]
+        a group member: prints "rec <partition> <offset> <value>" for each record, commits
+        every COMMIT_EVERY records (printing "commit"), and stops after IDLE_MS without
+        records
     python process_worker.py tail DIR TOPIC PARTITION COUNT
         reads until COUNT records were seen, printing "rec <offset> <value> <latency_us>"
         (latency from the timestamp the writer put in the record to when it was read)
@@ -67,10 +74,61 @@ def tail(directory: str, topic: str, partition: int, count: int) -> None:
             offset = records[-1].offset + 1
 
 
+def produce(directory: str, topic: str, worker: str, count: int) -> None:
+    out = sys.stdout
+    with logstore.open(directory) as store, store.producer(linger_ms=2) as producer:
+        out.write("ready\n")
+        out.flush()
+        futures = []
+        for seq in range(count):
+            value = f"{worker}:{seq}".encode()
+            futures.append((value, producer.send(topic, value, key=f"k{seq % 13}".encode())))
+        producer.flush()
+        for value, future in futures:
+            meta = future.result()
+            out.write(f"ack {meta.partition} {meta.offset} {value.decode()}\n")
+        out.flush()
+
+
+def consume(
+    directory: str, topic: str, group: str, idle_ms: int, session_ms: int, commit_every: int
+) -> None:
+    out = sys.stdout
+    with logstore.open(directory) as store, store.consumer(
+        [topic],
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=session_ms,
+        consumer_timeout_ms=idle_ms,
+    ) as consumer:
+        out.write("ready\n")
+        out.flush()
+        since_commit = 0
+        for record in consumer:
+            out.write(f"rec {record.partition} {record.offset} {(record.value or b'').decode()}\n")
+            since_commit += 1
+            if since_commit >= commit_every:
+                out.flush()
+                consumer.commit()
+                out.write("commit\n")
+                since_commit = 0
+            out.flush()
+        consumer.commit()
+        out.write("commit\n")
+        out.flush()
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "append":
         batch = int(argv[5]) if len(argv) > 5 else 1
         append(argv[1], argv[2], argv[3], int(argv[4]), batch)
+    elif argv[0] == "produce":
+        produce(argv[1], argv[2], argv[3], int(argv[4]))
+    elif argv[0] == "consume":
+        session = int(argv[5]) if len(argv) > 5 else 3000
+        every = int(argv[6]) if len(argv) > 6 else 50
+        consume(argv[1], argv[2], argv[3], int(argv[4]), session, every)
     elif argv[0] == "tail":
         tail(argv[1], argv[2], int(argv[3]), int(argv[4]))
     else:
