@@ -7,6 +7,16 @@
         records = store.read("events", meta.partition, meta.offset)
 """
 
+from logstore.client.admin import GroupDescription, GroupNotEmptyError, PartitionLag
+from logstore.client.aio import AsyncConsumer, AsyncProducer
+from logstore.client.consumer import (
+    CommitFailedError,
+    Consumer,
+    ConsumerRecord,
+    NoOffsetError,
+    OffsetAndTimestamp,
+)
+from logstore.client.producer import Producer, RecordFuture
 from logstore.config import TopicConfig
 from logstore.errors import (
     CorruptIndexError,
@@ -37,28 +47,41 @@ from logstore.types import (
     Record,
     RecordMetadata,
     TimestampType,
+    TopicPartition,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AppendResult",
+    "AsyncConsumer",
+    "AsyncProducer",
+    "CommitFailedError",
     "Compression",
+    "Consumer",
+    "ConsumerRecord",
     "CorruptIndexError",
     "CorruptRecordError",
     "CorruptionError",
     "FetchResult",
     "FileSystem",
+    "GroupDescription",
+    "GroupNotEmptyError",
     "InvalidConfigError",
     "InvalidRecordError",
     "InvalidTopicError",
     "LogFailedError",
     "LogstoreError",
+    "NoOffsetError",
+    "OffsetAndTimestamp",
     "OffsetOutOfRangeError",
     "PartitionInfo",
+    "PartitionLag",
     "PartitionLog",
     "PartitionNotFoundError",
+    "Producer",
     "Record",
+    "RecordFuture",
     "RecordMetadata",
     "RecordTooLargeError",
     "StorageError",
@@ -71,6 +94,7 @@ __all__ = [
     "TopicDescription",
     "TopicExistsError",
     "TopicNotFoundError",
+    "TopicPartition",
     "__version__",
     "open",
 ]

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
+from logstore.client import admin
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
 from logstore.config import TopicConfig
@@ -55,7 +56,14 @@ from logstore.topic import (
     partition_dir,
     validate_topic_name,
 )
-from logstore.types import Clock, Compression, Record, RecordMetadata, SystemClock
+from logstore.types import (
+    Clock,
+    Compression,
+    Record,
+    RecordMetadata,
+    SystemClock,
+    TopicPartition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +447,25 @@ class Store:
         ``topics`` with a ``group_id``, or assigned partitions later."""
         self._check_open()
         return Consumer(self, topics, **options)
+
+    # ------------------------------------------------------------------ groups
+
+    def list_groups(self) -> list[str]:
+        """Consumer groups with committed offsets or members."""
+        return admin.list_groups(self)
+
+    def describe_group(self, group: str) -> admin.GroupDescription:
+        """Live members, assignment, committed offset, log end and lag per partition."""
+        return admin.describe_group(self, group)
+
+    def reset_offsets(self, group: str, **options: Any) -> dict[TopicPartition, int]:
+        """New offsets for an inactive group (``to_earliest``, ``to_latest``,
+        ``to_datetime``, ``to_offset`` or ``shift_by``); a dry run unless ``execute``."""
+        return admin.reset_offsets(self, group, **options)
+
+    def delete_group(self, group: str) -> None:
+        """Forget an inactive group's offsets and membership."""
+        admin.delete_group(self, group)
 
     def partition(self, topic: str, partition: int) -> PartitionLog:
         """The low-level log of one partition."""
