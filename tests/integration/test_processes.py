@@ -157,3 +157,25 @@ def test_bytes_a_dead_writer_left_are_invisible_and_cut_by_the_next_writer(
     assert again.was_clean
     assert [r.value for r in again.read_records(0)] == [b"v0", b"v1", b"v2", b"after"]
     again.close()
+
+
+def test_producer_process_killed_mid_batch_leaves_store_usable(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with logstore.open(data) as store:
+        store.create_topic("t", 2, flush="interval")
+    other = _start("produce", data, "t", "other", 3000)
+    for i in range(5):
+        victim = _start("produce", data, "t", f"victim{i}", 200_000)
+        time.sleep(0.05 + 0.02 * i)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=60)
+    out, err = other.communicate(timeout=120)
+    assert other.returncode == 0, err  # the other producer went on
+    acks = _acks(out)
+    assert len(acks) == 3000
+    stored = _all_records(data, "t")  # the store opens; every partition reads cleanly
+    values = {(p, r.offset): (r.value or b"").decode() for p, rs in stored.items() for r in rs}
+    for partition, records in stored.items():
+        assert [r.offset for r in records] == list(range(len(records))), partition
+    for partition, offset, value in acks:
+        assert values[(partition, offset)] == value
