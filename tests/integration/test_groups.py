@@ -3,47 +3,26 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import logstore
 from logstore.types import TopicPartition
-
-WORKER = str(Path(__file__).with_name("process_worker.py"))
-
-
-def _start(*args: object) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, WORKER, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line == "ready\n", (line, proc.stderr.read() if proc.stderr else "")
-    return proc
+from tests.integration.workers import rows, start
 
 
-def _records(output: str) -> list[tuple[int, int, str]]:
-    rows = []
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[0] in ("rec", "ack"):
-            rows.append((int(parts[1]), int(parts[2]), parts[3]))
-    return rows
+def _rows(output: str) -> list[tuple[int, int, str]]:
+    return rows(output, "rec", "ack")
 
 
 def _produce(data: Path, topic: str, producers: int, count: int) -> list[tuple[int, int, str]]:
-    procs = [_start("produce", data, topic, f"p{i}", count) for i in range(producers)]
+    procs = [start("produce", data, topic, f"p{i}", count) for i in range(producers)]
     acks = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
-        acks += _records(out)
+        acks += _rows(out)
     return acks
 
 
@@ -71,15 +50,15 @@ def test_group_of_three_processes_consumes_every_record_exactly_once(tmp_path: P
     data = tmp_path / "data"
     with logstore.open(data) as store:
         store.create_topic("t", 4, flush="interval")
-    consumers = [_start("consume", data, "t", "g", 3000) for _ in range(3)]
+    consumers = [start("consume", data, "t", "g", 3000) for _ in range(3)]
     acks = _produce(data, "t", producers=3, count=800)
     outputs = [c.communicate(timeout=120)[0] for c in consumers]
-    rows = [r for out in outputs for r in _records(out)]
+    rows = [r for out in outputs for r in _rows(out)]
     assert Counter((p, o) for p, o, _ in rows) == Counter((p, o) for p, o, _ in acks)
     assert len(rows) == 2400  # exactly once: no loss, no duplicate
     for out in outputs:
-        _check_key_order(_records(out))
-    assert sum(1 for out in outputs if _records(out)) >= 2  # the work was shared
+        _check_key_order(_rows(out))
+    assert sum(1 for out in outputs if _rows(out)) >= 2  # the work was shared
 
 
 def test_two_groups_each_receive_everything(tmp_path: Path) -> None:
@@ -87,10 +66,10 @@ def test_two_groups_each_receive_everything(tmp_path: Path) -> None:
     with logstore.open(data) as store:
         store.create_topic("t", 4, flush="never")
     acks = _produce(data, "t", producers=1, count=500)
-    a = _start("consume", data, "t", "group-a", 800)
-    b = _start("consume", data, "t", "group-b", 800)
-    got_a = _records(a.communicate(timeout=120)[0])
-    got_b = _records(b.communicate(timeout=120)[0])
+    a = start("consume", data, "t", "group-a", 800)
+    b = start("consume", data, "t", "group-b", 800)
+    got_a = _rows(a.communicate(timeout=120)[0])
+    got_b = _rows(b.communicate(timeout=120)[0])
     expected = sorted((p, o) for p, o, _ in acks)
     assert sorted((p, o) for p, o, _ in got_a) == expected
     assert sorted((p, o) for p, o, _ in got_b) == expected
@@ -102,8 +81,8 @@ def test_killed_member_partitions_move_and_nothing_is_lost(tmp_path: Path) -> No
         store.create_topic("t", 4, flush="never")
     acks = _produce(data, "t", producers=2, count=1500)
     session_ms = 1500
-    survivor = _start("consume", data, "t", "g", 4000, session_ms, 20)
-    victim = _start("consume", data, "t", "g", 4000, session_ms, 20)
+    survivor = start("consume", data, "t", "g", 4000, session_ms, 20)
+    victim = start("consume", data, "t", "g", 4000, session_ms, 20)
     time.sleep(0.3)
     victim.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -111,8 +90,8 @@ def test_killed_member_partitions_move_and_nothing_is_lost(tmp_path: Path) -> No
     out, err = survivor.communicate(timeout=120)
     assert survivor.returncode == 0, err
 
-    victim_rows = _records(victim_out)
-    survivor_rows = _records(out)
+    victim_rows = _rows(victim_out)
+    survivor_rows = _rows(out)
     seen = Counter((p, o) for p, o, _ in victim_rows + survivor_rows)
     assert set(seen) == {(p, o) for p, o, _ in acks}  # at-least-once: nothing lost
     # duplicates only past the victim's last commit, in partitions it owned
@@ -138,7 +117,7 @@ def test_late_joiner_gets_partitions_while_the_first_keeps_reading(tmp_path: Pat
             ["t"], group_id="g", auto_offset_reset="earliest", session_timeout_ms=3000
         )
         assert len(first.assignment()) == 4
-        second = _start("consume", data, "t", "g", 1500)
+        second = start("consume", data, "t", "g", 1500)
         deadline = time.monotonic() + 10
         while len(first.assignment()) == 4 and time.monotonic() < deadline:
             first.poll(timeout_ms=50)

@@ -6,37 +6,16 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import logstore
-
-WORKER = str(Path(__file__).with_name("process_worker.py"))
-
-
-def _start(*args: object) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, WORKER, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line == "ready\n", (line, proc.stderr.read() if proc.stderr else "")
-    return proc
+from tests.integration.workers import rows, start
 
 
-def _acks(output: str) -> list[tuple[int, int, str]]:
-    acks = []
-    for line in output.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[0] == "ack":
-            acks.append((int(parts[1]), int(parts[2]), parts[3]))
-    return acks
+def _rows_acks(output: str) -> list[tuple[int, int, str]]:
+    return rows(output, "ack")
 
 
 def _all_records(data: Path, topic: str) -> dict[int, list[logstore.Record]]:
@@ -57,11 +36,11 @@ def test_processes_append_concurrently_without_losing_or_duplicating(tmp_path: P
     data = tmp_path / "data"
     with logstore.open(data) as store:
         store.create_topic("t", 4, flush="never", segment_bytes=4096)
-    workers = [_start("append", data, "t", f"w{i}", 600, 7) for i in range(3)]
+    workers = [start("append", data, "t", f"w{i}", 600, 7) for i in range(3)]
     outputs = [w.communicate(timeout=120)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers)
 
-    acks = [a for out in outputs for a in _acks(out)]
+    acks = [a for out in outputs for a in _rows_acks(out)]
     assert len(acks) == 1800
     stored = _all_records(data, "t")
     for partition, records in stored.items():
@@ -86,8 +65,8 @@ def test_reader_process_sees_appends_of_writer_process(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with logstore.open(data) as store:
         store.create_topic("t", 1, flush="never")
-    reader = _start("tail", data, "t", 0, 500)
-    writer = _start("append", data, "t", "w", 500, 1)
+    reader = start("tail", data, "t", 0, 500)
+    writer = start("append", data, "t", "w", 500, 1)
     writer.communicate(timeout=120)
     out, err = reader.communicate(timeout=120)
     assert reader.returncode == 0, err
@@ -104,21 +83,21 @@ def test_writer_killed_mid_append_leaves_no_torn_record_and_blocks_no_one(
         store.create_topic("t", 1, flush="never", segment_bytes=8192)
     rng = random.Random(1234)
     acked: list[tuple[int, int, str]] = []
-    survivor = _start("append", data, "t", "steady", 400, 3)  # keeps the partition open
+    survivor = start("append", data, "t", "steady", 400, 3)  # keeps the partition open
     for round_ in range(12):
-        victim = _start("append", data, "t", f"v{round_}", 100_000, rng.choice([1, 5, 50]))
+        victim = start("append", data, "t", f"v{round_}", 100_000, rng.choice([1, 5, 50]))
         time.sleep(rng.uniform(0.005, 0.08))
         victim.send_signal(signal.SIGKILL)
         out, _ = victim.communicate(timeout=60)
-        acked += _acks(out)
+        acked += _rows_acks(out)
     out, err = survivor.communicate(timeout=120)
     assert survivor.returncode == 0, err
-    acked += _acks(out)
+    acked += _rows_acks(out)
 
     # a new process appends after all that, and everything acknowledged is intact
-    after = _start("append", data, "t", "after", 10, 1)
+    after = start("append", data, "t", "after", 10, 1)
     out, _ = after.communicate(timeout=60)
-    acked += _acks(out)
+    acked += _rows_acks(out)
     records = _all_records(data, "t")[0]
     assert [r.offset for r in records] == list(range(len(records)))
     values = {r.offset: (r.value or b"").decode() for r in records}
@@ -163,15 +142,15 @@ def test_producer_process_killed_mid_batch_leaves_store_usable(tmp_path: Path) -
     data = tmp_path / "data"
     with logstore.open(data) as store:
         store.create_topic("t", 2, flush="interval")
-    other = _start("produce", data, "t", "other", 3000)
+    other = start("produce", data, "t", "other", 3000)
     for i in range(5):
-        victim = _start("produce", data, "t", f"victim{i}", 200_000)
+        victim = start("produce", data, "t", f"victim{i}", 200_000)
         time.sleep(0.05 + 0.02 * i)
         victim.send_signal(signal.SIGKILL)
         victim.communicate(timeout=60)
     out, err = other.communicate(timeout=120)
     assert other.returncode == 0, err  # the other producer went on
-    acks = _acks(out)
+    acks = _rows_acks(out)
     assert len(acks) == 3000
     stored = _all_records(data, "t")  # the store opens; every partition reads cleanly
     values = {(p, r.offset): (r.value or b"").decode() for p, rs in stored.items() for r in rs}
