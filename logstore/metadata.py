@@ -117,7 +117,12 @@ class OffsetStore:
         self._offsets: dict[OffsetKey, CommittedOffset] = {}
         self._applied = 0  # the next log offset to apply
         self._since_snapshot = 0
-        self._load_snapshot()
+        try:
+            self._load_snapshot()
+        except BaseException:
+            self._log.close()
+            self._snapshot_lock.close()
+            raise
 
     # ------------------------------------------------------------------ snapshot
 

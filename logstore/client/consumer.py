@@ -256,7 +256,10 @@ class Consumer:
         if self._offsets is not None and self.group_id is not None:
             committed = self._offsets.committed(self.group_id, tp)
             if committed is not None:
-                return max(committed.offset, plog.log_start_offset)
+                plog.refresh()
+                if plog.log_start_offset <= committed.offset <= plog.log_end_offset:
+                    return committed.offset
+                # Kafka: a committed offset out of range resets per auto_offset_reset
         return self._reset(tp)
 
     def _reset(self, tp: TopicPartition) -> int:
@@ -464,6 +467,8 @@ class Consumer:
         if self._closed:
             return
         try:
+            if self._files is None and self.enable_auto_commit:
+                self._commit_positions(list(self._assigned))  # assign(): no group files
             if self._files is not None and self._ownership is not None:
                 owned = sorted(self._ownership.owned)
                 if owned and self.on_revoke is not None:

@@ -13,6 +13,7 @@ written it is recognised by the partition log and not written twice.
 from __future__ import annotations
 
 import collections
+import logging
 import secrets
 import threading
 import time
@@ -26,6 +27,8 @@ from logstore.types import Compression, RecordMetadata
 if TYPE_CHECKING:
     from logstore.store import Store
     from logstore.topic import Topic
+
+log = logging.getLogger(__name__)
 
 Callback = Callable[[RecordMetadata | None, BaseException | None], Any]
 DEFAULT_LINGER_MS = 5
@@ -71,8 +74,10 @@ class RecordFuture:
         return None
 
     def add_callback(self, fn: Callback) -> None:
-        """Call ``fn(metadata, error)`` once the record is written (now, if it is)."""
-        self._batch.callbacks.append((self._index, fn))
+        """Call ``fn(metadata, error)`` once the record is written (now, if it is). An
+        exception from ``fn`` is logged, not raised (as Kafka's producer does)."""
+        with self._batch.producer._lock:
+            self._batch.callbacks.append((self._index, fn))
         if self._batch.event.is_set():
             self._batch.run_callbacks()
 
@@ -106,18 +111,18 @@ class _Batch:
         self.callbacks: list[tuple[int, Callable[..., Any]]] = []
 
     def run_callbacks(self) -> None:
-        callbacks, self.callbacks = self.callbacks, []
+        with self.producer._lock:
+            callbacks, self.callbacks = self.callbacks, []
         for index, fn in callbacks:
-            if self.error is not None:
-                fn(None, self.error)
-            else:
-                assert self.base_offset is not None
-                fn(
-                    RecordMetadata(
-                        self.topic, self.partition, self.base_offset + index, self.timestamps[index]
-                    ),
-                    None,
-                )
+            try:
+                if self.error is not None:
+                    fn(None, self.error)
+                else:
+                    assert self.base_offset is not None
+                    offset, ts = self.base_offset + index, self.timestamps[index]
+                    fn(RecordMetadata(self.topic, self.partition, offset, ts), None)
+            except Exception:
+                log.exception("a producer callback for %s-%d raised", self.topic, self.partition)
 
 
 class Producer:
@@ -195,7 +200,7 @@ class Producer:
             value = _check_bytes("value", value)
         if partition is None:
             partition = t.choose_partition(key)
-        elif not 0 <= partition < t.num_partitions or type(partition) is not int:
+        elif type(partition) is not int or not 0 <= partition < t.num_partitions:
             t.partition(partition)  # raises PartitionNotFoundError with the details
         if timestamp is None:
             timestamp = self._clock_ms()
@@ -333,12 +338,12 @@ class Producer:
 
     def close(self) -> None:
         """Write what is queued and stop. Idempotent."""
-        if self._closed:
-            return
-        self.flush()
         with self._lock:
-            self._closed = True
+            if self._closed:
+                return
+            self._closed = True  # from here on send() refuses; flush() writes the rest
             self._wake.notify_all()
+        self.flush()
         if self._lingerer is not None:
             self._lingerer.join()
 

@@ -1,0 +1,427 @@
+"""The producer (logstore.client.producer): futures, batching by linger and size, flush and
+close, validation, partition choice, ordering across threads, idempotent sequences,
+callbacks and compression."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import logstore
+from logstore.client.producer import Producer
+from logstore.errors import (
+    InvalidRecordError,
+    PartitionNotFoundError,
+    RecordTooLargeError,
+    StoreClosedError,
+    TopicNotFoundError,
+)
+from logstore.records import scan
+from logstore.types import BatchHeader, Compression, RecordMetadata
+from tests.conftest import FakeClock
+
+FOREVER_MS = 600_000  # a linger no test waits out: batches go only when forced
+
+
+def _batches(store: logstore.Store, topic: str, partition: int) -> list[BatchHeader]:
+    return list(scan(store.partition(topic, partition).read(0).records))
+
+
+def _values(store: logstore.Store, topic: str, partition: int) -> list[bytes | None]:
+    return [r.value for r in store.read(topic, partition, 0)]
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.001)
+    return condition()
+
+
+@pytest.fixture
+def topic(store: logstore.Store) -> str:
+    store.create_topic("events", 3)
+    return "events"
+
+
+# ---------------------------------------------------------------------- futures
+
+
+def test_send_returns_futures_resolving_to_contiguous_offsets(
+    store: logstore.Store, topic: str, clock: FakeClock
+) -> None:
+    with store.producer(linger_ms=0) as producer:
+        futures = [producer.send(topic, b"v%d" % i, partition=1) for i in range(5)]
+        metas = [f.result(timeout=5) for f in futures]
+    assert metas == [RecordMetadata(topic, 1, i, clock.now) for i in range(5)]
+    assert _values(store, topic, 1) == [b"v%d" % i for i in range(5)]
+
+
+def test_send_uses_given_timestamp_and_headers(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=0) as producer:
+        meta = producer.send(
+            topic, b"v", key=b"k", headers={"h": b"1"}, partition=0, timestamp=1234
+        ).result()
+    assert meta.timestamp == 1234
+    [record] = store.read(topic, 0, 0)
+    assert (record.timestamp, record.key, record.value, list(record.headers)) == (
+        1234,
+        b"k",
+        b"v",
+        [("h", b"1")],
+    )
+
+
+def test_send_with_linger_zero_writes_at_once(store: logstore.Store, topic: str) -> None:
+    producer = store.producer(linger_ms=0)
+    future = producer.send(topic, b"now", partition=2)
+    assert future.done()
+    assert _values(store, topic, 2) == [b"now"]
+    producer.close()
+
+
+def test_send_with_linger_waits_then_background_thread_writes(
+    store: logstore.Store, topic: str
+) -> None:
+    with store.producer(linger_ms=300) as producer:
+        future = producer.send(topic, b"later", partition=0)
+        assert not future.done()
+        assert _values(store, topic, 0) == []
+        assert _wait_until(future.done)  # nobody flushes: the linger thread does
+        assert _values(store, topic, 0) == [b"later"]
+
+
+def test_records_sent_within_linger_share_one_batch(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=FOREVER_MS) as producer:
+        futures = [producer.send(topic, b"%d" % i, partition=0) for i in range(4)]
+    assert all(f.done() for f in futures)
+    [batch] = _batches(store, topic, 0)
+    assert batch.records_count == 4
+
+
+def test_result_forces_flush_when_lingering(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=FOREVER_MS) as producer:
+        first = producer.send(topic, b"a", partition=0)
+        second = producer.send(topic, b"b", partition=0)
+        other = producer.send(topic, b"c", partition=1)
+        started = time.monotonic()
+        assert second.result(timeout=5).offset == 1
+        assert time.monotonic() - started < 5
+        assert first.done()  # the whole batch went
+        assert not other.done()  # another partition's batch did not
+
+
+def test_batch_bytes_reached_writes_batch_without_waiting(
+    store: logstore.Store, topic: str
+) -> None:
+    with store.producer(linger_ms=FOREVER_MS, batch_bytes=100) as producer:
+        first = producer.send(topic, b"x" * 50, partition=0)
+        assert not first.done()
+        second = producer.send(topic, b"x" * 50, partition=0)
+        assert first.done() and second.done()
+        third = producer.send(topic, b"x" * 10, partition=0)
+        assert not third.done()
+        assert [b.records_count for b in _batches(store, topic, 0)] == [2]
+
+
+def test_flush_writes_every_queued_record(store: logstore.Store, topic: str) -> None:
+    producer = store.producer(linger_ms=FOREVER_MS)
+    futures = [producer.send(topic, b"%d" % i, partition=i % 3) for i in range(9)]
+    assert not any(f.done() for f in futures)
+    producer.flush()
+    assert all(f.done() for f in futures)
+    assert [len(_values(store, topic, p)) for p in range(3)] == [3, 3, 3]
+    producer.close()
+
+
+def test_close_writes_every_queued_record(store: logstore.Store, topic: str) -> None:
+    producer = store.producer(linger_ms=FOREVER_MS)
+    futures = producer.send_many(topic, [b"a", (b"b", b"key"), None], partition=2)
+    producer.close()
+    assert [f.result(timeout=0).offset for f in futures] == [0, 1, 2]
+    assert [(r.key, r.value) for r in store.read(topic, 2, 0)] == [
+        (None, b"a"),
+        (b"key", b"b"),
+        (None, None),
+    ]
+
+
+def test_close_is_idempotent(store: logstore.Store, topic: str) -> None:
+    producer = store.producer()
+    producer.close()
+    producer.close()
+
+
+def test_send_after_close_raises_store_closed(store: logstore.Store, topic: str) -> None:
+    producer = store.producer()
+    producer.close()
+    with pytest.raises(StoreClosedError):
+        producer.send(topic, b"v")
+
+
+def test_result_raises_append_error_when_batch_too_large(store: logstore.Store) -> None:
+    store.create_topic("small", 1, max_message_bytes=200)
+    with store.producer(linger_ms=0) as producer:
+        future = producer.send("small", b"x" * 500)
+        with pytest.raises(RecordTooLargeError):
+            future.result()
+        assert isinstance(future.exception(), RecordTooLargeError)
+        assert producer.send("small", b"ok").result().offset == 0
+
+
+def test_store_producer_rejects_bad_options(store: logstore.Store) -> None:
+    with pytest.raises(ValueError):
+        store.producer(linger_ms=-1)
+    with pytest.raises(ValueError):
+        store.producer(batch_bytes=0)
+    with pytest.raises(ValueError):
+        store.producer(compression="brotli")
+
+
+# ---------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [("value", "text"), ("value", 5), ("key", "text"), ("key", 1.5), ("key", [b"a"])],
+)
+def test_send_rejects_key_or_value_that_is_not_bytes(
+    store: logstore.Store, topic: str, field: str, bad: object
+) -> None:
+    with store.producer(linger_ms=0) as producer:
+        kwargs: dict[str, object] = {"value": b"v", "key": None, field: bad}
+        with pytest.raises(InvalidRecordError, match=field):
+            producer.send(topic, **kwargs)  # type: ignore[arg-type]
+    assert all(_values(store, topic, p) == [] for p in range(3))
+
+
+def test_send_accepts_bytearray_and_memoryview(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=0) as producer:
+        producer.send(topic, memoryview(b"val"), key=bytearray(b"key"), partition=0)
+    [record] = store.read(topic, 0, 0)
+    assert (record.key, record.value) == (b"key", b"val")
+
+
+@pytest.mark.parametrize("timestamp", [-1, 1.5, "1", True])
+def test_send_rejects_bad_timestamp(store: logstore.Store, topic: str, timestamp: object) -> None:
+    with store.producer(linger_ms=0) as producer, pytest.raises(InvalidRecordError):
+        producer.send(topic, b"v", timestamp=timestamp)  # type: ignore[arg-type]
+
+
+def test_send_rejects_bad_headers(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=0) as producer, pytest.raises(InvalidRecordError):
+        producer.send(topic, b"v", headers={"h": "not bytes"})  # type: ignore[dict-item]
+
+
+def test_send_to_unknown_topic_raises_topic_not_found(store: logstore.Store) -> None:
+    with store.producer() as producer, pytest.raises(TopicNotFoundError):
+        producer.send("missing", b"v")
+
+
+# ---------------------------------------------------------------------- partitions
+
+
+def test_send_explicit_partition_wins_over_key(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=0) as producer:
+        keyed = producer.send(topic, b"v", key=b"user-1").result()
+        other = (keyed.partition + 1) % 3
+        forced = producer.send(topic, b"v", key=b"user-1", partition=other).result()
+    assert forced.partition == other
+
+
+def test_send_same_key_goes_to_same_partition(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=0) as producer:
+        parts = {producer.send(topic, b"%d" % i, key=b"k").result().partition for i in range(5)}
+    assert parts == {store.topic(topic).choose_partition(b"k")}
+
+
+@pytest.mark.parametrize("partition", [3, -1, 100, True, 1.0])
+def test_send_bad_partition_raises_partition_not_found(
+    store: logstore.Store, topic: str, partition: object
+) -> None:
+    with store.producer(linger_ms=0) as producer, pytest.raises(PartitionNotFoundError):
+        producer.send(topic, b"v", partition=partition)  # type: ignore[arg-type]
+
+
+def test_send_str_partition_raises_partition_not_found(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=0) as producer, pytest.raises(PartitionNotFoundError):
+        producer.send(topic, b"v", partition="0")  # type: ignore[arg-type]
+
+
+def test_concurrent_sends_keep_each_threads_order_per_partition(
+    store: logstore.Store, topic: str
+) -> None:
+    threads_n, per_thread = 6, 300
+    producer = store.producer(linger_ms=1, batch_bytes=2_000)
+    start = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def run(t: int) -> None:
+        try:
+            start.wait()
+            for i in range(per_thread):
+                producer.send(topic, b"%d:%d" % (t, i), partition=i % 2)
+        except BaseException as err:
+            errors.append(err)
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in range(threads_n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    producer.close()
+    assert errors == []
+    for partition in (0, 1):
+        records = store.read(topic, partition, 0)
+        assert [r.offset for r in records] == list(range(threads_n * per_thread // 2))
+        seen: dict[int, list[int]] = {}
+        for record in records:
+            assert record.value is not None
+            t, i = map(int, record.value.split(b":"))
+            seen.setdefault(t, []).append(i)
+        for t in range(threads_n):
+            assert seen[t] == list(range(partition, per_thread, 2)), (partition, t)
+
+
+# ---------------------------------------------------------------------- idempotence
+
+
+def test_append_records_twice_with_same_producer_sequence_writes_once(
+    store: logstore.Store, topic: str
+) -> None:
+    plog = store.partition(topic, 0)
+    plog.append_records([(1, None, b"before", ())])
+    batch = [(2, b"k", b"a", ()), (3, b"k", b"b", ())]
+    first = plog.append_records(batch, producer_id=77, producer_epoch=0, base_sequence=0)
+    retry = plog.append_records(batch, producer_id=77, producer_epoch=0, base_sequence=0)
+    assert (
+        (retry.base_offset, retry.last_offset) == (first.base_offset, first.last_offset) == (1, 2)
+    )
+    assert plog.log_end_offset == 3
+    assert _values(store, topic, 0) == [b"before", b"a", b"b"]
+    following = plog.append_records(
+        [(4, None, b"c", ())], producer_id=77, producer_epoch=0, base_sequence=2
+    )
+    assert following.base_offset == 3
+
+
+def test_append_records_same_sequence_of_other_producer_is_written(
+    store: logstore.Store, topic: str
+) -> None:
+    plog = store.partition(topic, 0)
+    plog.append_records([(1, None, b"a", ())], producer_id=1, producer_epoch=0, base_sequence=0)
+    plog.append_records([(1, None, b"a", ())], producer_id=2, producer_epoch=0, base_sequence=0)
+    plog.append_records([(1, None, b"a", ())])  # not idempotent: never deduplicated
+    plog.append_records([(1, None, b"a", ())])
+    assert plog.log_end_offset == 4
+
+
+def test_producer_batches_carry_producer_id_and_consecutive_sequences(
+    store: logstore.Store, topic: str
+) -> None:
+    with store.producer(linger_ms=FOREVER_MS) as producer:
+        for i in range(3):
+            producer.send(topic, b"%d" % i, partition=0)
+        producer.flush()
+        producer.send(topic, b"3", partition=0)
+        producer.send(topic, b"x", partition=1)
+        producer.flush()
+        pid = producer.producer_id
+    assert pid >= 0
+    p0 = _batches(store, topic, 0)
+    assert [(b.producer_id, b.producer_epoch, b.base_sequence) for b in p0] == [
+        (pid, 0, 0),
+        (pid, 0, 3),
+    ]
+    [p1] = _batches(store, topic, 1)
+    assert (p1.producer_id, p1.base_sequence) == (pid, 0)
+
+
+def test_non_idempotent_producer_writes_no_producer_id(store: logstore.Store, topic: str) -> None:
+    with store.producer(linger_ms=0, idempotent=False) as producer:
+        producer.send(topic, b"v", partition=0)
+        producer.send(topic, b"v", partition=0)
+    assert [(b.producer_id, b.base_sequence) for b in _batches(store, topic, 0)] == [
+        (-1, -1),
+        (-1, -1),
+    ]
+
+
+# ---------------------------------------------------------------------- callbacks
+
+
+def test_add_callback_fires_with_metadata_when_written(
+    store: logstore.Store, topic: str, clock: FakeClock
+) -> None:
+    calls: list[tuple[RecordMetadata | None, BaseException | None]] = []
+    with store.producer(linger_ms=FOREVER_MS) as producer:
+        futures = [producer.send(topic, b"%d" % i, partition=2) for i in range(3)]
+        for f in futures:
+            f.add_callback(lambda meta, err: calls.append((meta, err)))
+        assert calls == []
+        producer.flush()
+    assert calls == [(RecordMetadata(topic, 2, i, clock.now), None) for i in range(3)]
+
+
+def test_add_callback_fires_at_once_when_already_written(store: logstore.Store, topic: str) -> None:
+    calls: list[RecordMetadata | None] = []
+    with store.producer(linger_ms=0) as producer:
+        future = producer.send(topic, b"v", partition=0)
+        future.add_callback(lambda meta, err: calls.append(meta))
+    assert [m.offset for m in calls if m is not None] == [0]
+
+
+def test_add_callback_receives_error_when_append_fails(store: logstore.Store) -> None:
+    store.create_topic("small", 1, max_message_bytes=200)
+    calls: list[tuple[RecordMetadata | None, BaseException | None]] = []
+    with store.producer(linger_ms=FOREVER_MS) as producer:
+        producer.send("small", b"x" * 500).add_callback(lambda m, e: calls.append((m, e)))
+    [(meta, err)] = calls
+    assert meta is None
+    assert isinstance(err, RecordTooLargeError)
+
+
+def test_raising_callback_does_not_stop_other_callbacks_or_flush(
+    store: logstore.Store, topic: str
+) -> None:
+    calls: list[int] = []
+
+    def boom(meta: RecordMetadata | None, err: BaseException | None) -> None:
+        raise RuntimeError("user callback failed")
+
+    with store.producer(linger_ms=FOREVER_MS) as producer:
+        first = producer.send(topic, b"a", partition=0)
+        second = producer.send(topic, b"b", partition=0)
+        first.add_callback(boom)
+        second.add_callback(lambda meta, err: calls.append(meta.offset if meta else -1))
+        producer.flush()  # raises RuntimeError today
+    assert calls == [1]
+
+
+# ---------------------------------------------------------------------- compression
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compression_option_writes_compressed_batches(
+    store: logstore.Store, topic: str, codec: str
+) -> None:
+    values = [b"record %d " % i * 20 for i in range(50)]
+    with store.producer(linger_ms=FOREVER_MS, compression=codec) as producer:
+        for v in values:
+            producer.send(topic, v, partition=0)
+    batches = _batches(store, topic, 0)
+    assert [b.compression for b in batches] == [Compression.parse(codec)]
+    assert batches[0].size < sum(map(len, values))
+    assert _values(store, topic, 0) == values
+
+
+def test_producer_default_writes_uncompressed_batches(store: logstore.Store, topic: str) -> None:
+    producer = Producer(store, linger_ms=0)
+    producer.send(topic, b"v", partition=0)
+    producer.close()
+    assert [b.compression for b in _batches(store, topic, 0)] == [Compression.NONE]
