@@ -382,17 +382,19 @@ class Consumer:
         return out
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
+        limit = self.consumer_timeout_ms
         idle_since = time.monotonic()
         while not self._closed:
-            records = self.poll(timeout_ms=100)
+            wait_ms = 100
+            if limit is not None:
+                left = limit - (time.monotonic() - idle_since) * 1000
+                if left <= 0:
+                    return
+                wait_ms = min(wait_ms, max(1, int(left)))
+            records = self.poll(timeout_ms=wait_ms)
             if records:
-                idle_since = time.monotonic()
                 yield from records
-            elif (
-                self.consumer_timeout_ms is not None
-                and (time.monotonic() - idle_since) * 1000 >= self.consumer_timeout_ms
-            ):
-                return
+                idle_since = time.monotonic()  # idle time counts from the last hand-out
 
     def pause(self, *tps: TopicPartition) -> None:
         self._paused.update(TopicPartition(*tp) for tp in tps)

@@ -492,15 +492,25 @@ class Segment:
         size = self.size
         expected: int | None = self.base_offset if position == 0 else None
         previous: BatchHeader | None = None
+        # One read covers the stretch after the index entry (about index_interval_bytes)
+        # and usually the batch sought, instead of one read per batch header.
+        chunk_size = max(self.config.index_interval_bytes * 2, 64 * 1024)
+        chunk, chunk_start = b"", position
         while position < size:
             try:
-                header = self._read_header(position)
+                if position - chunk_start + HEADER_SIZE > len(chunk):
+                    chunk_start = position
+                    chunk = self.log_file.pread(min(chunk_size, size - position), position)
+                header = decode_header(chunk, position - chunk_start)
                 if header is None or position + header.size > size:
                     raise self._overrun(position, header, size)
+                header = header._replace(position=position)
                 if expected is None:  # the batch an index entry names ends at that offset
                     expected = indexed - header.last_offset_delta
                 self._check_contiguous(header, expected, position)
             except CorruptRecordError as err:
+                if err.path is None:
+                    err = CorruptRecordError(f"{self.log_path}: {err}", self.log_path, position)
                 raise self._blame(err, previous) from err
             if header.last_offset >= offset:
                 return header
