@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from logstore.store import Store
 
 OFFSET_RESETS = ("earliest", "latest", "none")
-_new_tuple = tuple.__new__
 
 
 class CommitFailedError(LogstoreError):
@@ -367,15 +366,18 @@ class Consumer:
             plog = self._store.topic(tp.topic).partition(tp.partition)
             position = self.position(tp)
             try:
-                records = plog.read_records(position, limit - len(out), self.fetch_max_bytes)
+                records = plog.read_records(
+                    position,
+                    limit - len(out),
+                    self.fetch_max_bytes,
+                    record_type=ConsumerRecord,
+                    topic_partition=tp,
+                )
             except OffsetOutOfRangeError:
                 self._positions[tp] = self._reset(tp)
                 continue
             if records:
-                # (topic, partition) + Record's five fields, built by tuple.__new__: a
-                # fraction of the cost of calling the NamedTuple's __new__ per record
-                prefix = (tp.topic, tp.partition)
-                out += [_new_tuple(ConsumerRecord, prefix + r) for r in records]
+                out += records
                 self._positions[tp] = records[-1].offset + 1
         if n:
             self._next_partition = (self._next_partition + 1) % n

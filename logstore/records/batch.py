@@ -441,8 +441,14 @@ def _decode_record_set(
     fixed_timestamp: int | None,
     start_offset: int | None = None,
     limit: int | None = None,
-) -> list[Record]:
+    record_type: type[Any] = Record,
+    topic_partition: tuple[str, int] | None = None,
+) -> list[Any]:
     """Decode the ``count`` records of the uncompressed record set ``data[pos:end]``.
+
+    Records are ``record_type`` tuples: ``(offset, timestamp, key, value, headers)``, or,
+    with ``topic_partition``, ``(topic, partition, offset, ...)`` (a consumer's records,
+    built directly rather than re-wrapped: one allocation less per record).
 
     Records below ``start_offset`` are skipped without being decoded, which is only right
     when the offset deltas are 0, 1, 2, ... (the caller checks), and at most ``limit``
@@ -458,10 +464,12 @@ def _decode_record_set(
         count -= skip
     if not whole:
         count = min(count, limit or 0)
-    records: list[Record] = []
+    records: list[Any] = []
     append = records.append
     new = tuple.__new__  # skips NamedTuple's generated __new__: cheapest construction
-    cls = Record
+    cls = record_type
+    topic, partition = topic_partition or ("", -1)
+    prefixed = topic_partition is not None
     zz = _UNZIGZAG
     dv = decode_varint
     for _ in range(count):
@@ -531,12 +539,28 @@ def _decode_record_set(
             headers, pos = _decode_headers(data, pos, record_end)
         if pos != record_end:
             raise ValueError(f"record ending at {pos} does not use exactly its {length} bytes")
-        append(
-            new(
-                cls,
-                (base_offset + offset_delta, base_timestamp + ts_delta, key, value, headers),
+        if prefixed:
+            append(
+                new(
+                    cls,
+                    (
+                        topic,
+                        partition,
+                        base_offset + offset_delta,
+                        base_timestamp + ts_delta,
+                        key,
+                        value,
+                        headers,
+                    ),
+                )
             )
-        )
+        else:
+            append(
+                new(
+                    cls,
+                    (base_offset + offset_delta, base_timestamp + ts_delta, key, value, headers),
+                )
+            )
     if whole and pos != end:
         raise ValueError(f"{end - pos} bytes left over after {count} records")
     if fixed_timestamp is not None:  # LOG_APPEND_TIME: every record has the batch's time
@@ -574,9 +598,12 @@ def decode_batch_records(
     verify: bool = True,
     start_offset: int | None = None,
     limit: int | None = None,
-) -> list[Record]:
+    record_type: type[Any] = Record,
+    topic_partition: tuple[str, int] | None = None,
+) -> list[Any]:
     """Decode the records of the batch ``header`` describes (control batches included):
-    those at or after ``start_offset``, at most ``limit`` of them.
+    those at or after ``start_offset``, at most ``limit`` of them (``record_type`` and
+    ``topic_partition``: see :func:`_decode_record_set`).
 
     Raises:
         CorruptRecordError: bad CRC (with ``verify``), bad compression or malformed records.
@@ -600,7 +627,7 @@ def decode_batch_records(
             # offset deltas with gaps (compacted): decode everything, then filter
             every = _decode_record_set(
                 data, start, end, header.records_count, header.base_offset,
-                header.base_timestamp, fixed,
+                header.base_timestamp, fixed, None, None, record_type, topic_partition,
             )
             return [r for r in every if r.offset >= start_offset][:limit]
         return _decode_record_set(
@@ -613,6 +640,8 @@ def decode_batch_records(
             fixed,
             start_offset,
             limit,
+            record_type,
+            topic_partition,
         )
     except CorruptRecordError as err:
         raise CorruptRecordError(f"record batch at position {pos}: {err}", position=pos) from err

@@ -30,7 +30,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import Self
+from typing import Any, Self
 
 from logstore.config import TopicConfig
 from logstore.errors import (
@@ -640,9 +640,18 @@ class PartitionLog:
             return FetchResult(data, self.high_watermark, self.log_start_offset)
 
     def read_records(
-        self, offset: int, max_records: int | None = None, max_bytes: int = 1 << 20
-    ) -> list[Record]:
+        self,
+        offset: int,
+        max_records: int | None = None,
+        max_bytes: int = 1 << 20,
+        *,
+        record_type: type[Any] = Record,
+        topic_partition: tuple[str, int] | None = None,
+    ) -> list[Any]:
         """Decode records from ``offset`` on (CRC-checked; control records skipped).
+
+        Records are :class:`Record`s, or ``record_type`` built from ``topic_partition`` +
+        a record's fields (how a consumer gets its records without re-wrapping them).
 
         Raises:
             OffsetOutOfRangeError: as :meth:`read`.
@@ -659,14 +668,20 @@ class PartitionLog:
             if max_records is not None and first.last_offset - offset + 1 >= max_records:
                 max_bytes = 1  # the first batch holds all that is wanted: read only it
             data = seg.read_from(first.position, max_bytes)
-        out: list[Record] = []
+        out: list[Any] = []
         limit = max_records
         try:
             for header in scan(data, verify=True):
                 if header.is_control or header.last_offset < offset:
                     continue
                 out += decode_batch_records(
-                    data, header, verify=False, start_offset=offset, limit=limit
+                    data,
+                    header,
+                    verify=False,
+                    start_offset=offset,
+                    limit=limit,
+                    record_type=record_type,
+                    topic_partition=topic_partition,
                 )
                 if max_records is not None:
                     limit = max_records - len(out)

@@ -574,7 +574,8 @@ class Segment:
                 data = self.log_file.pread(header.size, header.position)
                 for record in decode_batch_records(data, header._replace(position=0)):
                     if record.offset >= start_offset and record.timestamp >= timestamp:
-                        return record.offset
+                        found: int = record.offset
+                        return found
             position = header.position + header.size
             header = self._read_header(position) if position < self.size else None
         return None
