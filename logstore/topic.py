@@ -5,6 +5,7 @@ Partition logs open lazily, on first use, so a store with many topics opens fast
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -23,6 +24,8 @@ from logstore.records import RecordInput
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
 from logstore.types import Clock, Compression, Header, RecordMetadata
+
+log = logging.getLogger(__name__)
 
 TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 """Kafka's rule for topic names; ``.`` and ``..`` are refused too."""
@@ -144,6 +147,12 @@ class Topic:
                     f"topic {self.name!r} cannot be used: {self._closed_because}"
                 )
             plog = self._logs.get(partition)
+            if plog is not None and plog.failed:
+                # A failed write or fsync fails the log object; a new one recovers the
+                # partition (cutting off the failed append) and takes writes again.
+                log.warning("reopening %s after a failed write", plog.directory)
+                plog.close()
+                plog = None
             if plog is None:
                 plog = PartitionLog(
                     partition_dir(self.root, self.name, partition),

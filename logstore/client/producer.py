@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-from logstore.errors import InvalidRecordError, LogstoreError, StoreClosedError
+from logstore.errors import (
+    InvalidRecordError,
+    LogFailedError,
+    LogstoreError,
+    StorageError,
+    StoreClosedError,
+)
 from logstore.topic import HeadersArg, _check_bytes, normalize_headers
 from logstore.types import Compression, RecordMetadata
 
@@ -136,6 +142,11 @@ class Producer:
         compression: codec for every batch ("none", "gzip", "snappy", "lz4", "zstd").
         idempotent: tag batches with a producer id and sequences so a retried batch is
             never written twice.
+        retries: how often a batch whose write failed (a failed write or fsync, e.g. a
+            full disk) is tried again, with the same sequence, before its records fail.
+            A failed append is never committed (the next writer cuts it off), so a retry
+            writes the batch exactly once.
+        retry_backoff_ms: the wait before each retry.
     """
 
     def __init__(
@@ -146,6 +157,8 @@ class Producer:
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         compression: Compression | str = Compression.NONE,
         idempotent: bool = True,
+        retries: int = 3,
+        retry_backoff_ms: int = 20,
     ) -> None:
         if linger_ms < 0 or batch_bytes < 1:
             raise ValueError(
@@ -156,6 +169,8 @@ class Producer:
         self.batch_bytes = batch_bytes
         self.compression = Compression.parse(compression)
         self.producer_id = secrets.randbits(63) if idempotent else -1
+        self.retries = retries
+        self.retry_backoff_ms = retry_backoff_ms
         self._sequences: dict[tuple[str, int], int] = {}
         self._topics: dict[str, Topic] = {}
         self._batches: dict[tuple[str, int], _Batch] = {}
@@ -275,13 +290,25 @@ class Producer:
             with self._lock:
                 sequence = self._sequences.get(tp, 0)
                 self._sequences[tp] = (sequence + len(batch.records)) % (2**31)
-            result = plog.append_records(
-                batch.records,
-                compression=self.compression,
-                producer_id=self.producer_id,
-                producer_epoch=0 if self.producer_id >= 0 else -1,
-                base_sequence=sequence if self.producer_id >= 0 else -1,
-            )
+            for attempt in range(self.retries + 1):
+                try:
+                    result = plog.append_records(
+                        batch.records,
+                        compression=self.compression,
+                        producer_id=self.producer_id,
+                        producer_epoch=0 if self.producer_id >= 0 else -1,
+                        base_sequence=sequence if self.producer_id >= 0 else -1,
+                    )
+                    break
+                except (StorageError, LogFailedError):
+                    if attempt == self.retries:
+                        raise
+                    log.warning(
+                        "retrying a batch of %d records to %s-%d after a failed write",
+                        len(batch.records), batch.topic, batch.partition,
+                    )
+                    time.sleep(self.retry_backoff_ms / 1000)
+                    plog = self._topic(batch.topic).partition(batch.partition)  # reopened
             batch.base_offset = result.base_offset
         except LogstoreError as err:
             batch.error = err

@@ -354,6 +354,9 @@ class PartitionLog:
             seg = segments[i]
             dropped = seg.recover()
             self.recovered_bytes += dropped
+            # a producer retrying a batch that reached the log before a crash or failed
+            # fsync must find it, not write it twice
+            self._producers.update(seg.producer_batches)
             is_last = i == len(segments) - 1
             if not is_last and (dropped or seg.next_offset != segments[i + 1].base_offset):
                 for later in segments[i + 1 :]:
@@ -403,6 +406,12 @@ class PartitionLog:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def failed(self) -> bool:
+        """Whether a write or fsync failed: the log refuses writes until reopened (what
+        the failed append left past the committed end is cut off by the next writer)."""
+        return self._failed is not None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -488,7 +497,11 @@ class PartitionLog:
             if idempotent:
                 prior = self._producers.get(pid)
                 if prior is not None and prior[0] == sequence:
-                    # the same producer's same batch again (a retry): written already
+                    # The same producer's same batch again (a retry): written already.
+                    # Its first append may have failed in fsync, so sync before acking.
+                    if self.config.flush == "always":
+                        i = max(0, bisect.bisect_right(self._bases, prior[1]) - 1)
+                        self._segments[i].fsync()
                     return AppendResult(prior[1], prior[2], now, prior[2] - prior[1] + 1)
             base = offset = self.log_end_offset
             placed: list[BatchHeader] = []

@@ -75,6 +75,9 @@ class Segment:
         self._size: int | None = None
         self._deleted = False
         self._indexes_missing = False
+        self.producer_batches: dict[int, tuple[int, int, int]] = {}
+        """Idempotent producers' last batch seen by a recovery scan: producer id ->
+        (base sequence, base offset, last offset)."""
 
     # ------------------------------------------------------------------ files
 
@@ -281,6 +284,12 @@ class Segment:
                 for h in scan(chunk, verify=True):
                     self._check_contiguous(h, self.next_offset, position + h.position)
                     self._index_batch(h, position + h.position)
+                    if h.producer_id >= 0 and h.base_sequence >= 0:
+                        self.producer_batches[h.producer_id] = (
+                            h.base_sequence,
+                            h.base_offset,
+                            h.last_offset,
+                        )
                     consumed = h.position + h.size
             except CorruptRecordError as err:
                 problem = str(err)

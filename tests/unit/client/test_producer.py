@@ -4,9 +4,12 @@ callbacks and compression."""
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,7 @@ from logstore.errors import (
     TopicNotFoundError,
 )
 from logstore.records import scan
+from logstore.storage.files import FileHandle, FileSystem
 from logstore.types import BatchHeader, Compression, RecordMetadata
 from tests.conftest import FakeClock
 
@@ -425,3 +429,31 @@ def test_producer_default_writes_uncompressed_batches(store: logstore.Store, top
     producer.send(topic, b"v", partition=0)
     producer.close()
     assert [b.compression for b in _batches(store, topic, 0)] == [Compression.NONE]
+
+
+class _FsyncFailsOnce(FileSystem):
+    """The first fsync of a ``.log`` file fails with EIO (the write itself succeeded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def _fsync(self, handle: FileHandle) -> None:
+        if not self.failed and handle.path.endswith(".log"):
+            self.failed = True
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        super()._fsync(handle)
+
+
+def test_producer_retries_a_failed_fsync_and_writes_the_batch_exactly_once(
+    tmp_path: Path,
+) -> None:
+    fs = _FsyncFailsOnce()
+    with logstore.open(tmp_path / "data", fs=fs) as store:
+        store.create_topic("t", 1, flush="always")
+        with store.producer(linger_ms=0, retry_backoff_ms=1) as producer:
+            meta = producer.send("t", b"once").result()
+            second = producer.send("t", b"twice").result()
+        assert fs.failed
+        assert (meta.offset, second.offset) == (0, 1)
+        assert [r.value for r in store.read("t", 0, 0)] == [b"once", b"twice"]
