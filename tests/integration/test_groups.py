@@ -154,3 +154,27 @@ def test_replay_from_timestamp_returns_exactly_records_at_or_after_it(tmp_path: 
         assert all(r.timestamp >= cutoff for r in got)
         assert len(got) == 300 - 124  # timestamps 1_000_000 + 10 * i >= cutoff for i >= 124
         consumer.close()
+
+
+def test_dead_member_partitions_move_within_the_session_timeout(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    session_ms = 1200
+    with logstore.open(data) as store:
+        store.create_topic("t", 4, flush="never")
+        survivor = store.consumer(
+            ["t"], group_id="g", auto_offset_reset="earliest", session_timeout_ms=session_ms
+        )
+        victim = start("consume", data, "t", "g", 60_000, session_ms)
+        deadline = time.monotonic() + 10
+        while len(survivor.assignment()) != 2 and time.monotonic() < deadline:
+            survivor.poll(timeout_ms=20)
+        assert len(survivor.assignment()) == 2  # the victim holds the other two
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=30)
+        killed = time.monotonic()
+        while len(survivor.assignment()) < 4 and time.monotonic() - killed < 10:
+            survivor.poll(timeout_ms=20)
+        moved_after = time.monotonic() - killed
+        assert len(survivor.assignment()) == 4
+        assert moved_after <= session_ms / 1000 + 0.5, moved_after
+        survivor.close()
