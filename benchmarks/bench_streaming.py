@@ -27,15 +27,11 @@ benchmarks/README.md, section "Streaming API (issue 3)".
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import datetime
-import gc
-import io
 import itertools
 import json
 import os
-import pstats
 import random
 import resource
 import shutil
@@ -49,20 +45,31 @@ import time
 from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from common import (
+    Ctx,
+    Metric,
+    clock,
+    git_commit,
+    parse_args,
+    percentile,
+    print_profile,
+    progress,
+    quiesced,
+    report,
+    run_benchmarks,
+)
 
 import logstore
 from logstore.records import scan
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_WORKDIR = HERE / ".scratch"
 KEY_SIZE = 16
 VALUE_SIZE = 100
 POOL = 10_000  # distinct (value, key) pairs, made before any timer starts
 TOPIC = "t"
-clock = time.perf_counter
 _SEND_TIME = struct.Struct(">q")  # the first 8 bytes of a latency record's value
 
 
@@ -94,104 +101,6 @@ QUICK = Sizes(
 )
 
 
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class Metric:
-    """One row of the table: a value per run, summarised by its median. ``target_op`` is
-    ">=" (higher is better) or "<=" (lower is better); None: no target (diagnostic)."""
-
-    bench: str
-    case: str
-    unit: str
-    values: list[float] = field(default_factory=list)
-    target: float | None = None
-    target_op: str = ">="
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def meets(self) -> bool | None:
-        if self.target is None or not self.values:
-            return None
-        if self.target_op == ">=":
-            return self.median >= self.target
-        return self.median <= self.target
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "bench": self.bench,
-            "case": self.case,
-            "unit": self.unit,
-            "values": self.values,
-            "median": self.median if self.values else None,
-            "min": min(self.values) if self.values else None,
-            "max": max(self.values) if self.values else None,
-            "target": None if self.target is None else f"{self.target_op} {self.target}",
-            "meets_target": self.meets,
-        }
-
-
-@dataclass
-class Ctx:
-    runs: int
-    sizes: Sizes
-    workdir: Path
-    profile: bool
-    notes: list[str] = field(default_factory=list)
-
-    def dir(self, name: str) -> Path:
-        path = self.workdir / name
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
-
-
-def progress(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def fmt(value: float) -> str:
-    if value == 0:
-        return "0"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
-
-
-def percentile(sorted_values: Any, p: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    k = max(0, min(len(sorted_values) - 1, round(p / 100 * len(sorted_values)) - 1))
-    return float(sorted_values[k])
-
-
-def render(metrics: list[Metric], runs: int) -> str:
-    lines = [
-        f"| benchmark | case | median of {runs} | min | max | unit | target | "
-        "median / target | meets |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |",
-    ]
-    for m in metrics:
-        if m.target is None:
-            target = ratio = meets = ""
-        else:
-            target = f"{m.target_op} {fmt(m.target)}"
-            ratio = f"{m.median / m.target:.2f}"
-            meets = "yes" if m.meets else "**NO**"
-        lines.append(
-            f"| {m.bench} | {m.case} | {fmt(m.median)} | {fmt(min(m.values))} | "
-            f"{fmt(max(m.values))} | {m.unit} | {target} | {ratio} | {meets} |"
-        )
-    return "\n".join(lines)
-
-
 def make_pool(seed: int) -> list[tuple[bytes, bytes]]:
     """``POOL`` distinct ``(value, key)`` pairs of random bytes."""
     rng = random.Random(seed)
@@ -209,14 +118,6 @@ def count_batches(plog: logstore.PartitionLog) -> int:
 
 
 @contextmanager
-def quiesced() -> Iterator[None]:
-    """Start a timed region from a clean state: no dirty pages, no pending garbage."""
-    os.sync()
-    gc.collect()
-    yield
-
-
-@contextmanager
 def maybe_profiled(ctx: Ctx, name: str) -> Iterator[None]:
     if not ctx.profile:
         yield
@@ -228,12 +129,6 @@ def maybe_profiled(ctx: Ctx, name: str) -> Iterator[None]:
     finally:
         prof.disable()
         print_profile(prof, name)
-
-
-def print_profile(prof: cProfile.Profile | str, name: str, top: int = 18) -> None:
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
-    print(f"--- profile of {name} (tottime) ---\n{out.getvalue()}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- 1. producer
@@ -681,18 +576,10 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Metric]]] = {
 LOGSTORE_DIR = Path(logstore.__file__).resolve().parent
 
 
-def git_commit() -> str:
+def logstore_commit() -> str:
     """The commit of the imported logstore's work tree ("-dirty" if logstore/ has
     uncommitted changes), or "unknown" (e.g. logstore imported from an export)."""
-    repo = LOGSTORE_DIR.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "logstore"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
+    return git_commit(LOGSTORE_DIR.parent)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -703,77 +590,29 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_worker"]:
         return _worker(argv[1:])
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="runs per benchmark (default 3)")
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", default="", metavar="NAME",
-                        help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON here")
-    parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
-                        help="scratch directory (default benchmarks/.scratch)")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile each benchmark (inflates timings) and print the top")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        parser.error(f"unknown benchmark {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
+    args, names = parse_args(__doc__, BENCHMARKS, argv)
     signal.signal(signal.SIGTERM, _terminate)
 
-    commit = git_commit()  # at the start: the code the timed regions run
+    commit = logstore_commit()  # at the start: the code the timed regions run
     workdir = Path(args.workdir).resolve() / f"streaming-{os.getpid()}"
     sizes = QUICK if args.quick else FULL
-    ctx = Ctx(args.runs, sizes, workdir, args.profile)
+    ctx = Ctx(args.runs, sizes, workdir, profile=args.profile)
     started = datetime.datetime.now().astimezone()
     command = " ".join([".venv/bin/python benchmarks/bench_streaming.py", *argv])
-    progress(f"{command}: {', '.join(names)}; {args.runs} run(s); data in {workdir}")
-    metrics: list[Metric] = []
-    t_all = clock()
-    try:
-        for name in names:
-            t = clock()
-            metrics += BENCHMARKS[name](ctx)
-            progress(f"{name} done in {clock() - t:.1f} s")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    elapsed = clock() - t_all
+    metrics, elapsed = run_benchmarks(ctx, names, BENCHMARKS, command)
 
     info = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "commit": commit,
             "logstore": logstore.__version__, "logstore_path": str(LOGSTORE_DIR)}
-    if git_commit() != commit:
+    if logstore_commit() != commit:
         ctx.notes.append(
             f"WARNING: logstore changed during the run (commit {commit} at the start, "
-            f"{git_commit()} at the end): worker processes started later may have run "
+            f"{logstore_commit()} at the end): worker processes started later may have run "
             "other code than the parent; run again on a quiet tree"
         )
-    print(f"## logstore streaming benchmarks, {started:%Y-%m-%d %H:%M %Z}\n")
     where = (f"at commit {commit}" if commit != "unknown" else
              f"with logstore from {LOGSTORE_DIR} (not a git work tree)")
-    print(f"`{command}` {where}: {args.runs} run(s) each"
-          f"{' (QUICK sizes)' if args.quick else ''}, {elapsed:.0f} s in all; "
-          f"Python {info['python']}, {info['cpus']} CPUs.\n")
-    print(render(metrics, args.runs))
-    if ctx.notes:
-        print()
-        for note in ctx.notes:
-            print(f"- {note}")
-    if args.profile:
-        print("\n(profiled run: timings are inflated by cProfile)")
-    if args.json:
-        doc = {
-            "date": started.isoformat(timespec="seconds"),
-            "command": command,
-            "runs": args.runs,
-            "quick": args.quick,
-            "seconds": round(elapsed, 1),
-            "machine": info,
-            "notes": ctx.notes,
-            "results": [m.to_json() for m in metrics],
-        }
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    report("logstore streaming benchmarks", where, metrics, ctx, args, command, started,
+           elapsed, info)
     return 0
 
 

@@ -21,38 +21,41 @@ results on the reference machine: benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
-import cProfile
 import datetime
 import gc
-import io
-import json
 import os
 import platform
-import pstats
 import random
 import shutil
 import statistics
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from common import (
+    Ctx,
+    clock,
+    git_commit,
+    parse_args,
+    percentile,
+    progress,
+    quiesced,
+    report,
+    run_benchmarks,
+)
+from common import Metric as CommonMetric
 
 import logstore
 from logstore import PartitionLog, TopicConfig
 from logstore.records import RecordInput, decode_batches, encode_batch
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_WORKDIR = HERE / ".scratch"
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 T0_MS = 1_700_000_000_000
-clock = time.perf_counter
 
 
 # --------------------------------------------------------------------------- sizes
@@ -101,79 +104,13 @@ QUICK = Sizes(
 # --------------------------------------------------------------------------- results
 
 
-@dataclass
-class Metric:
-    """One row of the table: a value per run, summarised by its median."""
+class Metric(CommonMetric):
+    """A row of run.py's table. ``target_op`` is ">=" (higher is better, the default) or
+    "<" (lower is better: set it also for rows without a target); the JSON gives the target
+    as a number with "target_is" "min" or "max"."""
 
-    bench: str
-    case: str
-    unit: str
-    values: list[float] = field(default_factory=list)
-    target: float | None = None
-    higher_is_better: bool = True
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def meets(self) -> bool | None:
-        if self.target is None or not self.values:
-            return None
-        if self.higher_is_better:
-            return self.median >= self.target
-        return self.median < self.target
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "bench": self.bench,
-            "case": self.case,
-            "unit": self.unit,
-            "values": self.values,
-            "median": self.median if self.values else None,
-            "min": min(self.values) if self.values else None,
-            "max": max(self.values) if self.values else None,
-            "target": self.target,
-            "target_is": "min" if self.higher_is_better else "max",
-            "meets_target": self.meets,
-        }
-
-
-@dataclass
-class Ctx:
-    runs: int
-    quick: bool
-    sizes: Sizes
-    workdir: Path
-    notes: list[str] = field(default_factory=list)
-
-    def dir(self, name: str) -> Path:
-        path = self.workdir / name
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-        return path
-
-
-def progress(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def fmt(value: float) -> str:
-    if value == 0:
-        return "0"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
-
-
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    k = max(0, min(len(sorted_values) - 1, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
+    def target_json(self) -> dict[str, Any]:
+        return {"target": self.target, "target_is": "min" if self.target_op == ">=" else "max"}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -233,14 +170,6 @@ def warm_page_cache(directory: Path) -> int:
                 while chunk := f.read(8 * MiB):
                     total += len(chunk)
     return total
-
-
-@contextmanager
-def quiesced() -> Iterator[None]:
-    """Start a timed region from a clean state: no dirty pages, no pending garbage."""
-    os.sync()
-    gc.collect()
-    yield
 
 
 def partition_bytes(directory: Path) -> int:
@@ -537,7 +466,7 @@ def bench_open(ctx: Ctx) -> list[Metric]:
     cases.append((f"{n} segments, {size / 1e6:,.0f} MB (all in the active segment)", path, n))
     ways = ("PartitionLog(dir, config)", "logstore.open(path) + store.partition(t, 0)")
     metrics = {
-        (case, way): Metric("open", f"{way}: {case}", "ms", higher_is_better=False)
+        (case, way): Metric("open", f"{way}: {case}", "ms", target_op="<")
         for case, _, _ in cases
         for way in ways
     }
@@ -617,15 +546,15 @@ def bench_random_read(ctx: Ctx) -> list[Metric]:
     for cache in ("warm", "cold"):
         m[f"median {cache}"] = Metric(
             "random_read", f"read_records(o, max_records=1) median, {cache} cache", "ms",
-            target=1.0, higher_is_better=False,
+            target=1.0, target_op="<",
         )
         m[f"p99 {cache}"] = Metric(
             "random_read", f"read_records(o, max_records=1) p99, {cache} cache", "ms",
         )
     m["fetch median"] = Metric("random_read", "read(o, 1 MiB) only (no decode) median, warm "
-                               "cache", "ms", higher_is_better=False)
+                               "cache", "ms", target_op="<")
     m["reopen"] = Metric("random_read", f"reopen of the {size / 1e9:.1f} GB partition "
-                         "(PartitionLog, cold cache)", "ms", higher_is_better=False)
+                         "(PartitionLog, cold cache)", "ms", target_op="<")
 
     def random_reads(plog: PartitionLog, seed: int) -> list[float]:
         rnd = random.Random(seed)
@@ -701,47 +630,13 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Metric]]] = {
 }
 
 
-def render(metrics: list[Metric], runs: int) -> str:
-    lines = [
-        f"| benchmark | case | median of {runs} | min | max | unit | target | "
-        "median / target | meets |",
-        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |",
-    ]
-    for m in metrics:
-        if m.target is None:
-            target = ratio = meets = ""
-        else:
-            op = ">=" if m.higher_is_better else "<"
-            target = f"{op} {fmt(m.target)}"
-            ratio = f"{m.median / m.target:.2f}"
-            meets = "yes" if m.meets else "**NO**"
-        lines.append(
-            f"| {m.bench} | {m.case} | {fmt(m.median)} | {fmt(min(m.values))} | "
-            f"{fmt(max(m.values))} | {m.unit} | {target} | {ratio} | {meets} |"
-        )
-    return "\n".join(lines)
-
-
-def git_commit() -> str:
-    """The work tree's commit, with "-dirty" if logstore/ has uncommitted changes."""
-    repo = HERE.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "logstore"], cwd=repo,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
-
-
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "logstore": logstore.__version__,
-        "commit": git_commit(),
+        "commit": git_commit(HERE.parent),
     }
     try:
         with open("/proc/cpuinfo") as f:
@@ -757,75 +652,17 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="runs per benchmark (default 3)")
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", default="", metavar="NAME",
-                        help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--json", metavar="PATH", help="write the results as JSON here")
-    parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR),
-                        help="scratch directory (default benchmarks/.scratch)")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile each benchmark (inflates timings) and print the top")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        parser.error(f"unknown benchmark {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
-
+    args, names = parse_args(__doc__, BENCHMARKS, argv)
     workdir = Path(args.workdir).resolve() / f"run-{os.getpid()}"
-    ctx = Ctx(args.runs, args.quick, QUICK if args.quick else FULL, workdir)
+    ctx = Ctx(args.runs, QUICK if args.quick else FULL, workdir, quick=args.quick)
     started = datetime.datetime.now().astimezone()
     command = " ".join([".venv/bin/python benchmarks/run.py", *(argv or sys.argv[1:])])
-    progress(f"{command}: {', '.join(names)}; {args.runs} run(s); data in {workdir}")
-    metrics: list[Metric] = []
-    t_all = clock()
-    try:
-        for name in names:
-            t = clock()
-            if args.profile:
-                prof = cProfile.Profile()
-                got = prof.runcall(BENCHMARKS[name], ctx)
-                out = io.StringIO()
-                pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(15)
-                print(f"--- profile of {name} (tottime) ---\n{out.getvalue()}", file=sys.stderr)
-            else:
-                got = BENCHMARKS[name](ctx)
-            metrics += got
-            progress(f"{name} done in {clock() - t:.1f} s")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    elapsed = clock() - t_all
+    metrics, elapsed = run_benchmarks(ctx, names, BENCHMARKS, command,
+                                      profile_each=args.profile)
 
-    print(f"## logstore benchmarks, {started:%Y-%m-%d %H:%M %Z}\n")
     info = machine()
-    print(f"`{command}` at commit {info['commit']}: {args.runs} run(s) each"
-          f"{' (QUICK sizes)' if args.quick else ''}, "
-          f"{elapsed:.0f} s in all; Python {info['python']}, {info['cpus']} CPUs"
-          f"{', ' + info['cpu'] if 'cpu' in info else ''}"
-          f"{', ' + str(info['memory_gb']) + ' GB RAM' if 'memory_gb' in info else ''}.\n")
-    print(render(metrics, args.runs))
-    if ctx.notes:
-        print()
-        for note in ctx.notes:
-            print(f"- {note}")
-    if args.profile:
-        print("\n(profiled run: timings are inflated by cProfile)")
-    if args.json:
-        doc = {
-            "date": started.isoformat(timespec="seconds"),
-            "command": command,
-            "runs": args.runs,
-            "quick": args.quick,
-            "seconds": round(elapsed, 1),
-            "machine": info,
-            "notes": ctx.notes,
-            "results": [m.to_json() for m in metrics],
-        }
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    report("logstore benchmarks", f"at commit {info['commit']}", metrics, ctx, args, command,
+           started, elapsed, info)
     return 0
 
 
