@@ -22,7 +22,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from logstore.client.group import GroupFiles, Ownership
 from logstore.errors import (
@@ -135,6 +135,9 @@ class Consumer:
         self.consumer_timeout_ms = consumer_timeout_ms
         self.member_id = member_id or f"member-{secrets.token_hex(8)}"
         self._positions: dict[TopicPartition, int] = {}
+        # A fetch decodes up to fetch_max_bytes; what one poll does not return waits here
+        # (records, index of the next) for the next poll, as Kafka's fetch buffer does.
+        self._buffers: dict[TopicPartition, list[Any]] = {}
         self._assigned: list[TopicPartition] = []
         self._subscription: list[str] = []
         self._paused: set[TopicPartition] = set()
@@ -211,6 +214,7 @@ class Consumer:
             for tp in revoked:
                 self._ownership.give_up(tp)
                 self._positions.pop(tp, None)
+                self._buffers.pop(tp, None)
         self._take_free_partitions()
 
     def _take_free_partitions(self) -> None:
@@ -363,22 +367,34 @@ class Consumer:
             if len(out) >= limit:
                 break
             tp = tps[(self._next_partition + i) % n]
-            plog = self._store.topic(tp.topic).partition(tp.partition)
             position = self.position(tp)
-            try:
-                records = plog.read_records(
-                    position,
-                    limit - len(out),
-                    self.fetch_max_bytes,
-                    record_type=ConsumerRecord,
-                    topic_partition=tp,
-                )
-            except OffsetOutOfRangeError:
-                self._positions[tp] = self._reset(tp)
-                continue
-            if records:
-                out += records
-                self._positions[tp] = records[-1].offset + 1
+            buffered = self._buffers.get(tp)
+            if (
+                buffered is None
+                or buffered[1] >= len(buffered[0])
+                or buffered[0][buffered[1]].offset != position  # after a seek or reset
+            ):
+                plog = self._store.topic(tp.topic).partition(tp.partition)
+                try:
+                    records = plog.read_records(
+                        position,
+                        None,
+                        self.fetch_max_bytes,
+                        record_type=ConsumerRecord,
+                        topic_partition=tp,
+                    )
+                except OffsetOutOfRangeError:
+                    self._positions[tp] = self._reset(tp)
+                    continue
+                if not records:
+                    self._buffers.pop(tp, None)
+                    continue
+                buffered = self._buffers[tp] = [records, 0]
+            records, start = buffered
+            taken = records[start : start + limit - len(out)]
+            buffered[1] = start + len(taken)
+            out += taken
+            self._positions[tp] = taken[-1].offset + 1
         if n:
             self._next_partition = (self._next_partition + 1) % n
         return out
