@@ -9,6 +9,8 @@ import click
 
 import logstore
 
+from .commands import consume, produce, topics
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
@@ -94,6 +96,11 @@ def _demo(data_dir: str, topic: str, records: int) -> None:
             echo(f"  partition {info.partition}: offsets [{info.log_start_offset}, "
                  f"{info.log_end_offset}), {info.size_bytes:,} bytes in {info.segments} "
                  f"segment(s)")
+
+
+cli.add_command(topics)
+cli.add_command(produce)
+cli.add_command(consume)
 
 
 def main() -> None:

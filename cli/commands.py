@@ -1,0 +1,434 @@
+"""``logstore topics ...``, ``logstore produce`` and ``logstore consume``.
+
+Built on the public ``logstore`` API only. A user error (unknown topic, bad offset, a
+store locked by another exclusive user, a bad input line) prints one line on stderr and
+exits non-zero; there is never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import IO, Any, TypeVar
+
+import click
+
+import logstore
+from logstore import TopicPartition
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn logstore's errors (and bad values) into one clear line and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (logstore.LogstoreError, ValueError) as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--config")
+        value: Any = raw
+        if raw.lstrip("-").isdigit():
+            value = int(raw)
+        out[name.strip().replace(".", "_")] = value
+    return out
+
+
+# ---------------------------------------------------------------------------- topics
+
+
+@click.group()
+def topics() -> None:
+    """Create, list, describe, alter and delete topics.
+
+    \b
+    Examples:
+      logstore topics create orders --partitions 4 --config retention_ms=86400000
+      logstore topics list
+      logstore topics describe orders --json
+    """
+
+
+@topics.command("create")
+@click.argument("name")
+@click.option("--partitions", "-p", default=1, show_default=True, help="Partition count.")
+@click.option("--config", "-c", multiple=True, help="NAME=VALUE topic setting (repeatable).")
+@click.option("--if-not-exists", is_flag=True, help="Succeed if the topic exists.")
+@click.pass_obj
+@user_errors
+def topics_create(
+    data_dir: str, name: str, partitions: int, config: tuple[str, ...], if_not_exists: bool
+) -> None:
+    """Create topic NAME.
+
+    \b
+    Example:
+      logstore topics create orders -p 4 -c flush=interval
+    """
+    with logstore.open(data_dir) as store:
+        store.create_topic(name, partitions, exist_ok=if_not_exists, **_config_pairs(config))
+    click.echo(f"created topic {name!r} with {partitions} partition(s)")
+
+
+@topics.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+@user_errors
+def topics_list(data_dir: str, as_json: bool) -> None:
+    """List the topics.
+
+    \b
+    Example:
+      logstore topics list --json
+    """
+    with logstore.open(data_dir) as store:
+        names = store.list_topics()
+        rows = [(n, store.topic(n).num_partitions) for n in names]
+    if as_json:
+        click.echo(json.dumps([{"name": n, "partitions": p} for n, p in rows]))
+        return
+    _table(["TOPIC", "PARTITIONS"], [[n, str(p)] for n, p in rows])
+
+
+@topics.command("describe")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_obj
+@user_errors
+def topics_describe(data_dir: str, name: str, as_json: bool) -> None:
+    """Partitions (start and end offsets, bytes, segments) and config of topic NAME.
+
+    \b
+    Example:
+      logstore topics describe orders
+    """
+    with logstore.open(data_dir) as store:
+        described = store.describe_topic(name)
+    config = described.config.to_dict()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "name": described.name,
+                    "config": config,
+                    "partitions": [p._asdict() for p in described.partitions],
+                }
+            )
+        )
+        return
+    click.echo(f"topic {described.name}")
+    _table(
+        ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"],
+        [
+            [str(p.partition), str(p.log_start_offset), str(p.log_end_offset),
+             str(p.log_end_offset - p.log_start_offset), f"{p.size_bytes:,}", str(p.segments)]
+            for p in described.partitions
+        ],
+    )
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+
+
+@topics.command("alter")
+@click.argument("name")
+@click.option("--config", "-c", multiple=True, required=True, help="NAME=VALUE to change.")
+@click.pass_obj
+@user_errors
+def topics_alter(data_dir: str, name: str, config: tuple[str, ...]) -> None:
+    """Change settings of topic NAME.
+
+    \b
+    Example:
+      logstore topics alter orders -c retention_ms=3600000
+    """
+    with logstore.open(data_dir) as store:
+        store.alter_topic(name, **_config_pairs(config))
+    click.echo(f"altered topic {name!r}: {', '.join(config)}")
+
+
+@topics.command("add-partitions")
+@click.argument("name")
+@click.option("--total", required=True, type=int, help="The new partition count.")
+@click.pass_obj
+@user_errors
+def topics_add_partitions(data_dir: str, name: str, total: int) -> None:
+    """Grow topic NAME to --total partitions.
+
+    \b
+    Example:
+      logstore topics add-partitions orders --total 8
+    """
+    with logstore.open(data_dir) as store:
+        store.add_partitions(name, total)
+    click.echo(f"topic {name!r} now has {total} partitions")
+
+
+@topics.command("delete")
+@click.argument("name")
+@click.pass_obj
+@user_errors
+def topics_delete(data_dir: str, name: str) -> None:
+    """Delete topic NAME and all its records.
+
+    \b
+    Example:
+      logstore topics delete orders
+    """
+    with logstore.open(data_dir) as store:
+        store.delete_topic(name)
+    click.echo(f"deleted topic {name!r}")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# ---------------------------------------------------------------------------- produce
+
+
+def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(stream, 1):
+        yield number, line.rstrip(b"\r\n")
+
+
+@click.command()
+@click.argument("topic")
+@click.option("--file", "path", type=click.Path(dir_okay=False), help="Read from FILE.")
+@click.option("--key-separator", help="Split each line at SEP into key and value.")
+@click.option("--header", "headers", multiple=True, help="K=V header on every record.")
+@click.option("--partition", type=int, help="Write to this partition.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="text: one value a line; json: one object a line with key, value, headers, timestamp.",
+)
+@click.pass_obj
+@user_errors
+def produce(
+    data_dir: str,
+    topic: str,
+    path: str | None,
+    key_separator: str | None,
+    headers: tuple[str, ...],
+    partition: int | None,
+    fmt: str,
+) -> None:
+    """Write records to TOPIC from stdin (or --file), one a line.
+
+    \b
+    Examples:
+      seq 1 100000 | logstore produce numbers
+      logstore produce users --key-separator : < users.txt
+      logstore produce events --format json --file events.jsonl
+    """
+    common = {}
+    for pair in headers:
+        k, sep, v = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not K=V", param_hint="--header")
+        common[k] = v.encode()
+    separator = key_separator.encode() if key_separator else None
+    counts: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def done(meta: logstore.RecordMetadata | None, error: BaseException | None) -> None:
+        if error is not None:
+            errors.append(error)
+        elif meta is not None:
+            counts[meta.partition] = counts.get(meta.partition, 0) + 1
+
+    with logstore.open(data_dir) as store, store.producer(linger_ms=20) as producer:
+        stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
+        try:
+            for number, line in _lines(stream):
+                key, value, hdrs, ts = _parse_line(line, number, fmt, separator, common)
+                producer.send(topic, value, key=key, headers=hdrs, partition=partition,
+                              timestamp=ts).add_callback(done)
+                if errors:
+                    break
+        finally:
+            if path:
+                stream.close()
+    if errors:
+        raise click.ClickException(f"writing to {topic!r} failed: {errors[0]}")
+    total = sum(counts.values())
+    spread = ", ".join(f"p{p}: {n}" for p, n in sorted(counts.items()))
+    click.echo(f"wrote {total} record(s) to {topic!r} ({spread or 'none'})", err=True)
+
+
+def _parse_line(
+    line: bytes, number: int, fmt: str, separator: bytes | None, common: dict[str, bytes]
+) -> tuple[bytes | None, bytes | None, dict[str, bytes | None], int | None]:
+    if fmt == "json":
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            key = obj.get("key")
+            value = obj.get("value")
+            hdrs = {**common, **{k: (None if v is None else str(v).encode())
+                                 for k, v in (obj.get("headers") or {}).items()}}
+            ts = obj.get("timestamp")
+            if ts is not None and not isinstance(ts, int):
+                raise ValueError(f"timestamp {ts!r} is not an integer (ms since the epoch)")
+            return (
+                None if key is None else str(key).encode(),
+                None if value is None else (value if isinstance(value, str) else
+                                            json.dumps(value)).encode(),
+                dict(hdrs),
+                ts,
+            )
+        except ValueError as err:
+            raise click.ClickException(f"input line {number}: {err}") from err
+    if separator is not None:
+        key, sep, value = line.partition(separator)
+        if not sep:
+            raise click.ClickException(
+                f"input line {number} has no key separator {separator.decode()!r}"
+            )
+        return key, value, dict(common), None
+    return None, line, dict(common), None
+
+
+# ---------------------------------------------------------------------------- consume
+
+
+@click.command()
+@click.argument("topic")
+@click.option("--group", help="Consume as this group (commits offsets).")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
+@click.option("--offset", type=int, help="Start at this offset (with --partition).")
+@click.option("--partition", type=int, help="Read only this partition.")
+@click.option("--max-messages", type=int, help="Stop after N records.")
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new records (tail -f).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "raw"]), default="text",
+    show_default=True, help="text: the value; json: an object a record; raw: value bytes.",
+)
+@click.option("--print-key", is_flag=True, help="Print KEY<TAB> before the value (text).")
+@click.option("--print-offset", is_flag=True, help="Print PARTITION:OFFSET<TAB> (text).")
+@click.pass_obj
+@user_errors
+def consume(
+    data_dir: str,
+    topic: str,
+    group: str | None,
+    from_beginning: bool,
+    offset: int | None,
+    partition: int | None,
+    max_messages: int | None,
+    follow: bool,
+    fmt: str,
+    print_key: bool,
+    print_offset: bool,
+) -> None:
+    """Print TOPIC's records; without --follow, exit once caught up.
+
+    \b
+    Examples:
+      logstore consume numbers --from-beginning | wc -l
+      logstore consume orders --group billing -f
+      logstore consume orders --partition 0 --offset 42 --max-messages 10 --format json
+    """
+    if offset is not None and partition is None:
+        raise click.UsageError("--offset needs --partition")
+    out = sys.stdout.buffer
+    interrupted = False
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        with logstore.open(data_dir) as store:
+            reset = "earliest" if from_beginning else "latest"
+            consumer = store.consumer(
+                group_id=group, auto_offset_reset=reset, enable_auto_commit=False
+            )
+            try:
+                parts = (
+                    [partition] if partition is not None
+                    else range(store.topic(topic).num_partitions)
+                )
+                if group is not None and partition is None:
+                    consumer.subscribe([topic])
+                else:
+                    consumer.assign([TopicPartition(topic, p) for p in parts])
+                if offset is not None and partition is not None:
+                    consumer.seek(TopicPartition(topic, partition), offset)
+                elif from_beginning and group is None:
+                    consumer.seek_to_beginning()
+                seen = 0
+                while not interrupted:
+                    limit = None if max_messages is None else max_messages - seen
+                    records = consumer.poll(timeout_ms=100 if follow else 0, max_records=limit)
+                    for record in records:
+                        out.write(_render(record, fmt, print_key, print_offset))
+                    seen += len(records)
+                    if max_messages is not None and seen >= max_messages:
+                        break
+                    if not records and not follow and _caught_up(store, consumer):
+                        break
+                out.flush()
+                if group is not None:
+                    consumer.commit()
+            finally:
+                consumer.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _caught_up(store: logstore.Store, consumer: logstore.Consumer) -> bool:
+    for tp in consumer.assignment():
+        plog = store.partition(tp.topic, tp.partition)
+        plog.refresh()
+        if consumer.position(tp) < plog.log_end_offset:
+            return False
+    return True
+
+
+def _render(record: logstore.ConsumerRecord, fmt: str, key: bool, offset: bool) -> bytes:
+    value = record.value or b""
+    if fmt == "raw":
+        return value
+    if fmt == "json":
+        def text(data: bytes | None) -> str | None:
+            if data is None:
+                return None
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                return "base64:" + base64.b64encode(data).decode()
+
+        obj = {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp": record.timestamp,
+            "key": text(record.key),
+            "value": text(record.value),
+            "headers": {k: text(v) for k, v in record.headers},
+        }
+        return (json.dumps(obj) + "\n").encode()
+    prefix = b""
+    if offset:
+        prefix += f"{record.partition}:{record.offset}\t".encode()
+    if key:
+        prefix += (record.key or b"") + b"\t"
+    return prefix + value + b"\n"

@@ -1,0 +1,121 @@
+"""``logstore topics``, ``produce`` and ``consume`` through CliRunner and real pipes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import logstore
+from logstore_cli.main import cli
+
+
+def _run(data: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--data-dir", str(data), *args], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_topics_commands_create_list_describe_alter_grow_and_delete(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert _run(data, "topics", "create", "orders", "-p", "2", "-c", "retention_ms=1000")[0] == 0
+    _, out, _ = _run(data, "topics", "list", "--json")
+    assert json.loads(out) == [{"name": "orders", "partitions": 2}]
+    _, out, _ = _run(data, "topics", "describe", "orders", "--json")
+    described = json.loads(out)
+    assert described["config"]["retention_ms"] == 1000
+    assert [p["partition"] for p in described["partitions"]] == [0, 1]
+    assert _run(data, "topics", "alter", "orders", "-c", "retention_ms=5")[0] == 0
+    assert _run(data, "topics", "add-partitions", "orders", "--total", "3")[0] == 0
+    _, out, _ = _run(data, "topics", "describe", "orders")
+    assert "PARTITION" in out and "retention_ms=5" in out
+    assert _run(data, "topics", "delete", "orders")[0] == 0
+    assert json.loads(_run(data, "topics", "list", "--json")[1]) == []
+
+
+def test_user_errors_print_one_line_and_exit_non_zero(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    for args in (
+        ("topics", "describe", "missing"),
+        ("topics", "create", "../x"),
+        ("topics", "create", "t", "-c", "flush=sometimes"),
+        ("consume", "missing"),
+    ):
+        code, out, err = _run(data, *args)
+        assert code != 0, args
+        assert "Traceback" not in out + err
+        assert len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_produce_and_consume_keys_headers_and_formats(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t")
+    code, _, err = _run(
+        data, "produce", "t", "--key-separator", ":", "--header", "src=cli", stdin="a:1\nb:2\n"
+    )
+    assert code == 0 and "wrote 2 record(s)" in err
+    code, out, _ = _run(data, "consume", "t", "--from-beginning", "--print-key", "--print-offset")
+    assert out == "0:0\ta\t1\n0:1\tb\t2\n"
+    code, out, _ = _run(data, "consume", "t", "--partition", "0", "--offset", "1", "--format",
+                        "json")
+    row = json.loads(out)
+    assert (row["offset"], row["key"], row["value"], row["headers"]) == (1, "b", "2",
+                                                                         {"src": "cli"})
+    code, _, err = _run(data, "produce", "t", "--key-separator", ":", stdin="no-separator\n")
+    assert code != 0 and "line 1" in err
+    lines = '{"key": "k", "value": "v", "timestamp": 5}\n'
+    assert _run(data, "produce", "t", "--format", "json", stdin=lines)[0] == 0
+    with logstore.open(data) as store:
+        last = store.read("t", 0, 2)[0]
+        assert (last.key, last.value, last.timestamp) == (b"k", b"v", 5)
+
+
+def test_consume_with_group_resumes_where_it_left_off(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t", "-p", "2")
+    _run(data, "produce", "t", stdin="".join(f"{i}\n" for i in range(10)))
+    first = _run(data, "consume", "t", "--group", "g", "--from-beginning", "--max-messages", "4")
+    assert len(first[1].splitlines()) == 4
+    rest = _run(data, "consume", "t", "--group", "g", "--from-beginning")
+    assert len(rest[1].splitlines()) == 6
+    assert sorted(first[1].split() + rest[1].split(), key=int) == [str(i) for i in range(10)]
+
+
+def _logstore() -> list[str]:
+    exe = Path(sys.executable).with_name("logstore")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "logstore_cli.main"]
+
+
+def test_produce_consume_pipe_of_100000_lines(tmp_path: Path) -> None:
+    env = {**os.environ, "LOGSTORE_DATA_DIR": str(tmp_path / "d")}
+    logstore_cmd = " ".join(_logstore())
+
+    def shell(command: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["bash", "-c", command], env=env, capture_output=True,
+                              timeout=300, check=False)
+
+    missing = shell(f"seq 1 100000 | {logstore_cmd} produce t")
+    assert missing.returncode == 1  # the topic does not exist yet: one clear line
+    assert b"unknown topic" in missing.stderr and b"Traceback" not in missing.stderr
+    assert shell(f"{logstore_cmd} topics create t -p 3").returncode == 0
+    assert shell(f"seq 1 100000 | {logstore_cmd} produce t").returncode == 0
+    counted = shell(f"{logstore_cmd} consume t --from-beginning | wc -l")
+    assert counted.stdout.strip() == b"100000"
+
+
+def test_consume_follow_sees_records_produced_by_another_process(tmp_path: Path) -> None:
+    env = {**os.environ, "LOGSTORE_DATA_DIR": str(tmp_path / "d")}
+    subprocess.run([*_logstore(), "topics", "create", "t"], env=env, check=True,
+                   capture_output=True)
+    follower = subprocess.Popen([*_logstore(), "consume", "t", "-f", "--max-messages", "3"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    subprocess.run([*_logstore(), "produce", "t"], input=b"x\ny\nz\n", env=env, check=True,
+                   capture_output=True)
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    assert out.split() == [b"x", b"y", b"z"]
