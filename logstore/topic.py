@@ -81,7 +81,21 @@ def normalize_headers(headers: HeadersArg) -> tuple[Header, ...]:
     return tuple(out)
 
 
-def _check_bytes(what: str, data: object) -> bytes | None:
+def check_timestamp(timestamp: object) -> int:
+    """``timestamp`` if it is milliseconds since the epoch (an int >= 0).
+
+    Raises:
+        InvalidRecordError: naming the value.
+    """
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
+        raise InvalidRecordError(
+            f"record timestamp {timestamp!r} must be milliseconds since the epoch "
+            f"(an int >= 0) or None for now"
+        )
+    return timestamp
+
+
+def check_bytes(what: str, data: object) -> bytes | None:
     if data is None:
         return None
     if isinstance(data, bytes):
@@ -190,15 +204,10 @@ class Topic:
         now = self._clock.now_ms()
         by_partition: dict[int, list[tuple[int, RecordInput]]] = {}
         for i, (value, key, headers, partition, timestamp) in enumerate(records):
-            kb = _check_bytes("key", key)
-            vb = _check_bytes("value", value)
-            if timestamp is not None and (
-                isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
-            ):
-                raise InvalidRecordError(
-                    f"record timestamp {timestamp!r} must be milliseconds since the epoch "
-                    f"(an int >= 0) or None for now"
-                )
+            kb = check_bytes("key", key)
+            vb = check_bytes("value", value)
+            if timestamp is not None:
+                check_timestamp(timestamp)
             p = self.choose_partition(kb) if partition is None else partition
             self.partition(p)  # validates the partition number
             ts = now if timestamp is None else timestamp

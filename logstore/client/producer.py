@@ -21,13 +21,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
 from logstore.errors import (
-    InvalidRecordError,
     LogFailedError,
     LogstoreError,
     StorageError,
     StoreClosedError,
 )
-from logstore.topic import HeadersArg, _check_bytes, normalize_headers
+from logstore.topic import HeadersArg, check_bytes, check_timestamp, normalize_headers
 from logstore.types import Compression, RecordMetadata
 
 if TYPE_CHECKING:
@@ -210,9 +209,9 @@ class Producer:
         """
         t = self._topic(topic)
         if key is not None and type(key) is not bytes:
-            key = _check_bytes("key", key)
+            key = check_bytes("key", key)
         if value is not None and type(value) is not bytes:
-            value = _check_bytes("value", value)
+            value = check_bytes("value", value)
         if partition is None:
             partition = t.choose_partition(key)
         elif type(partition) is not int or not 0 <= partition < t.num_partitions:
@@ -220,7 +219,7 @@ class Producer:
         if timestamp is None:
             timestamp = self._clock_ms()
         elif type(timestamp) is not int or timestamp < 0:
-            raise_bad_timestamp(timestamp)
+            check_timestamp(timestamp)  # raises, naming the value
         hdrs = normalize_headers(headers) if headers else ()
         size = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
         with self._lock:
@@ -379,10 +378,3 @@ class Producer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def raise_bad_timestamp(timestamp: object) -> None:
-    raise InvalidRecordError(
-        f"record timestamp {timestamp!r} must be milliseconds since the epoch (an int >= 0) "
-        f"or None for now"
-    )

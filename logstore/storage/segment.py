@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from logstore.config import TopicConfig
 from logstore.errors import CorruptIndexError, CorruptRecordError, StoreClosedError
@@ -20,6 +21,7 @@ from logstore.storage.index import OffsetIndex, TimeIndex
 from logstore.types import BatchHeader
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -427,15 +429,19 @@ class Segment:
             return None
         return header._replace(position=position)
 
-    def _index_lookup(self, offset: int) -> tuple[int, int]:
-        """``(indexed offset, byte position)`` to scan from for ``offset``; an index found
-        damaged while loading is rebuilt from the log first."""
+    def _rebuilding(self, lookup: Callable[[], _T]) -> _T:
+        """``lookup()``, after rebuilding the indexes from the log if loading one finds it
+        damaged (indexes are loaded lazily, on the first lookup)."""
         try:
-            return self.index.lookup(offset)
+            return lookup()
         except CorruptIndexError as err:
             log.warning("rebuilding indexes of %s: %s", self.log_path, err)
             self._rebuild_indexes(truncate=False)
-            return self.index.lookup(offset)
+            return lookup()
+
+    def _index_lookup(self, offset: int) -> tuple[int, int]:
+        """``(indexed offset, byte position)`` to scan from for ``offset``."""
+        return self._rebuilding(lambda: self.index.lookup(offset))
 
     def _check_contiguous(self, header: BatchHeader, expected: int, position: int) -> None:
         """Offsets run on without gaps: ``baseOffset`` lies outside the CRC, so this is
@@ -484,12 +490,7 @@ class Segment:
         )
 
     def _time_index_lookup(self, timestamp: int) -> int:
-        try:
-            return self.time_index.lookup(timestamp)
-        except CorruptIndexError as err:
-            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
-            self._rebuild_indexes(truncate=False)
-            return self.time_index.lookup(timestamp)
+        return self._rebuilding(lambda: self.time_index.lookup(timestamp))
 
     def find_batch(self, offset: int) -> BatchHeader | None:
         """Header (with its file position) of the first batch holding an offset >= ``offset``.
