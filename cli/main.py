@@ -9,6 +9,7 @@ import click
 
 import logstore
 
+from .bench import bench
 from .commands import consume, produce, topics
 
 
@@ -101,6 +102,7 @@ def _demo(data_dir: str, topic: str, records: int) -> None:
 cli.add_command(topics)
 cli.add_command(produce)
 cli.add_command(consume)
+cli.add_command(bench)
 
 
 def main() -> None:
