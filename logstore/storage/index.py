@@ -133,6 +133,10 @@ class _Index(abc.ABC):
 
     def _append(self, key: int, value: int) -> None:
         self._handle.append(self.entry.pack(key, value))
+        # The bound checked the file's tail when the segment was opened; entries appended
+        # since are valid by construction, and checking them against that old bound at a
+        # later lazy load would take a healthy index for a damaged one.
+        self._bound = None
         self._count += 1
         self._last = (key, value)
         if self._loaded:
@@ -159,6 +163,7 @@ class _Index(abc.ABC):
         appended or cut entries)."""
         if count == self._count and self._handle.size >= count * self.entry.size:
             return
+        self._bound = None  # entries committed by another process's appends (see _append)
         self._handle.size = max(self._handle.size, count * self.entry.size)
         if self._loaded:
             have = len(self._keys)

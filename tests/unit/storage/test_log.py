@@ -1177,3 +1177,29 @@ def test_partition_log_works_as_context_manager(tmp_path: Path) -> None:
     assert log.closed
     cp = read_checkpoint(FileSystem(), str(tmp_path / "p"))
     assert cp is not None and cp.clean
+
+
+def test_lookups_after_appends_to_a_reopened_log_use_the_index_without_rebuilding(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: the index bound checked at open (the old end) was reused by the first
+    # lazy load after more appends, so a healthy index was "damaged" and rebuilt (a full
+    # rescan; in a second process, a rewrite of index files another process appends to).
+    config = TopicConfig(index_interval_bytes=1, flush="never")
+    with PartitionLog(str(tmp_path), config) as plog:
+        for i in range(20):
+            plog.append_records([_rec(T0 + i)])
+    with PartitionLog(str(tmp_path), config) as plog:
+        for i in range(20, 40):
+            plog.append_records([_rec(T0 + i)])
+        caplog.clear()
+        assert plog.offset_for_timestamp(T0 + 30) == 30
+        assert plog.read_records(35, max_records=1)[0].offset == 35
+        assert "rebuilding" not in caplog.text
+        other = PartitionLog(str(tmp_path), config)  # a second opener joins via the head
+        try:
+            plog.append_records([_rec(T0 + 40)])
+            assert other.offset_for_timestamp(T0 + 40) == 40
+            assert "rebuilding" not in caplog.text
+        finally:
+            other.close()
