@@ -114,7 +114,9 @@ class PartitionLog:
         """Bytes dropped by crash recovery when this log was opened."""
         self.was_clean = False
         """Whether the previous close was clean (no recovery scan was needed)."""
-        fs.mkdir(directory, exist_ok=True)
+        if not fs.is_dir(directory):
+            fs.mkdir(directory, exist_ok=True)
+            fs.fsync_dir(os.path.dirname(directory) or ".")  # the new name is durable too
         self._writer = fs.lock_file(os.path.join(directory, WRITER_LOCK_NAME))
         self._presence = fs.lock_file(os.path.join(directory, OPEN_LOCK_NAME))
         self._head_file = fs.open(os.path.join(directory, HEAD_NAME), create=True)

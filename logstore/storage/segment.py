@@ -527,6 +527,16 @@ class Segment:
             expected = header.next_offset
             previous = header
             position += header.size
+        reached = self.base_offset if expected is None else expected
+        if offset < self.next_offset and reached < self.next_offset:
+            # the segment should hold offsets up to next_offset - 1 (the next segment's
+            # base, or the committed end): moving on would silently skip offsets
+            raise CorruptRecordError(
+                f"{self.log_path}: the data ends at offset {reached} (position {size}), "
+                f"but the segment should hold offsets up to {self.next_offset - 1}",
+                self.log_path,
+                size,
+            )
         return None
 
     def read_from(self, position: int, max_bytes: int, max_position: int | None = None) -> bytes:

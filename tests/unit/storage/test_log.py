@@ -1203,3 +1203,25 @@ def test_lookups_after_appends_to_a_reopened_log_use_the_index_without_rebuildin
             assert "rebuilding" not in caplog.text
         finally:
             other.close()
+
+
+@pytest.mark.parametrize("keep", [0, 1])  # emptied, or cut after its first batch
+def test_a_sealed_segment_cut_short_raises_instead_of_skipping_its_offsets(
+    tmp_path: Path, keep: int
+) -> None:
+    # Regression: reading an offset of a shortened sealed segment (before the recovery
+    # point, so never repaired) moved on to the next segment and silently skipped offsets.
+    config = TopicConfig(segment_bytes=3 * S, flush="always")
+    with PartitionLog(str(tmp_path), config) as plog:
+        for i in range(9):
+            plog.append_records([_rec(T0 + i)])
+        assert [s.base_offset for s in plog.segments][:3] == [0, 3, 6]
+    middle = segment_path(str(tmp_path), 3, ".log")
+    with open(middle, "r+b") as f:
+        f.truncate(keep * S)
+    with PartitionLog(str(tmp_path), config) as plog:
+        assert [r.offset for r in plog.read_records(0, max_records=3)] == [0, 1, 2]
+        with pytest.raises(CorruptRecordError) as err:
+            plog.read_records(4)
+        assert err.value.path == middle
+        assert [r.offset for r in plog.read_records(6)] == [6, 7, 8]
