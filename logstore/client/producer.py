@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 Callback = Callable[[RecordMetadata | None, BaseException | None], Any]
 DEFAULT_LINGER_MS = 5
 DEFAULT_BATCH_BYTES = 256 * 1024
-_RECORD_OVERHEAD = 24  # rough per-record bytes beyond key and value, for batch sizing
+_RECORD_OVERHEAD = 36  # most bytes a record adds beyond key, value and headers (varints)
+_BATCH_OVERHEAD = 61  # the RecordBatch v2 header
 
 
 class RecordFuture:
@@ -222,11 +223,20 @@ class Producer:
             check_timestamp(timestamp)  # raises, naming the value
         hdrs = normalize_headers(headers) if headers else ()
         size = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
+        if hdrs:
+            size += sum(12 + len(k.encode()) + (len(v) if v else 0) for k, v in hdrs)
+        # a batch never grows past what the topic accepts (Kafka caps it at
+        # max.request.size); a record too large alone fails alone
+        limit = min(self.batch_bytes, t.config.max_message_bytes - _BATCH_OVERHEAD)
         with self._lock:
             if self._closed:
                 raise StoreClosedError("producer is closed")
             tp = (topic, partition)
             batch = self._batches.get(tp)
+            sealed_early = None
+            if batch is not None and batch.size + size > limit:
+                self._seal(batch)
+                sealed_early, batch = batch, None
             if batch is None:
                 batch = self._batches[tp] = _Batch(self, topic, partition)
                 if self.linger_ms:
@@ -235,11 +245,11 @@ class Producer:
             batch.records.append((timestamp, key, value, hdrs))
             batch.timestamps.append(timestamp)
             batch.size += size
-            full = batch.size >= self.batch_bytes or not self.linger_ms
+            full = batch.size >= limit or not self.linger_ms
             if full:
                 self._seal(batch)
         future = RecordFuture(batch, index)
-        if full:
+        if full or sealed_early is not None:
             self._drain(tp)
         return future
 

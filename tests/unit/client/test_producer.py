@@ -123,14 +123,18 @@ def test_result_forces_flush_when_lingering(store: logstore.Store, topic: str) -
 def test_batch_bytes_reached_writes_batch_without_waiting(
     store: logstore.Store, topic: str
 ) -> None:
-    with store.producer(linger_ms=FOREVER_MS, batch_bytes=100) as producer:
-        first = producer.send(topic, b"x" * 50, partition=0)
-        assert not first.done()
-        second = producer.send(topic, b"x" * 50, partition=0)
-        assert first.done() and second.done()
-        third = producer.send(topic, b"x" * 10, partition=0)
-        assert not third.done()
+    # as Kafka's batch.size: a record that would take the batch past batch_bytes starts
+    # the next one, and the full batch is written at once
+    with store.producer(linger_ms=FOREVER_MS, batch_bytes=160) as producer:
+        first = producer.send(topic, b"x" * 40, partition=0)
+        second = producer.send(topic, b"x" * 40, partition=0)
+        assert not first.done() and not second.done()
+        third = producer.send(topic, b"x" * 40, partition=0)
+        assert first.done() and second.done() and not third.done()
         assert [b.records_count for b in _batches(store, topic, 0)] == [2]
+        fourth = producer.send(topic, b"x" * 200, partition=0)  # bigger than a batch alone
+        assert third.done() and fourth.done()
+        assert [b.records_count for b in _batches(store, topic, 0)] == [2, 1, 1]
 
 
 def test_flush_writes_every_queued_record(store: logstore.Store, topic: str) -> None:
@@ -457,3 +461,31 @@ def test_producer_retries_a_failed_fsync_and_writes_the_batch_exactly_once(
         assert fs.failed
         assert (meta.offset, second.offset) == (0, 1)
         assert [r.value for r in store.read("t", 0, 0)] == [b"once", b"twice"]
+
+
+@pytest.mark.parametrize("headers", [None, {"h": b"x" * 50}])
+def test_batches_stay_within_the_topics_max_message_bytes(
+    store: logstore.Store, headers: dict[str, bytes] | None
+) -> None:
+    # Regression: with batch_bytes above max_message_bytes, a batch of small records grew
+    # past what the topic accepts and every record in it failed with RecordTooLargeError.
+    store.create_topic("capped", max_message_bytes=10_000)
+    errors: list[BaseException] = []
+    with store.producer(batch_bytes=1 << 20, linger_ms=60_000) as producer:
+        for i in range(2000):
+            producer.send("capped", b"%05d" % i + b"v" * 95, headers=headers).add_callback(
+                lambda meta, err: errors.append(err) if err else None
+            )
+    assert errors == []
+    plog = store.partition("capped", 0)
+    assert plog.log_end_offset == 2000
+    assert [r.value[:5] for r in plog.read_records(0, max_records=2000, max_bytes=1 << 30)] \
+        == [b"%05d" % i for i in range(2000)]
+    # a record too large on its own fails alone; its neighbours are written
+    with store.producer(linger_ms=60_000) as producer:
+        before = producer.send("capped", b"a")
+        big = producer.send("capped", b"x" * 20_000)
+        after = producer.send("capped", b"b")
+    assert before.result().offset == 2000 and after.result().offset == 2001
+    with pytest.raises(logstore.RecordTooLargeError):
+        big.result()
