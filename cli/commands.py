@@ -8,32 +8,19 @@ exits non-zero; there is never a traceback.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any, TypeVar
+from typing import IO, Any, NamedTuple
 
 import click
 
 import logstore
 from logstore import TopicPartition
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def user_errors(fn: F) -> F:
-    """Turn logstore's errors (and bad values) into one clear line and exit status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (logstore.LogstoreError, ValueError) as err:
-            raise click.ClickException(str(err)) from err
-
-    return wrapper  # type: ignore[return-value]
+from .common import TIME_HELP, parse_time, table, user_errors
 
 
 def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -102,7 +89,7 @@ def topics_list(data_dir: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([{"name": n, "partitions": p} for n, p in rows]))
         return
-    _table(["TOPIC", "PARTITIONS"], [[n, str(p)] for n, p in rows])
+    table(["TOPIC", "PARTITIONS"], [[n, str(p)] for n, p in rows])
 
 
 @topics.command("describe")
@@ -132,7 +119,7 @@ def topics_describe(data_dir: str, name: str, as_json: bool) -> None:
         )
         return
     click.echo(f"topic {described.name}")
-    _table(
+    table(
         ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"],
         [
             [str(p.partition), str(p.log_start_offset), str(p.log_end_offset),
@@ -191,12 +178,6 @@ def topics_delete(data_dir: str, name: str) -> None:
     with logstore.open(data_dir) as store:
         store.delete_topic(name)
     click.echo(f"deleted topic {name!r}")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=False)]
-    for row in [header, *rows]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 # ---------------------------------------------------------------------------- produce
@@ -313,6 +294,7 @@ def _parse_line(
 @click.option("--group", help="Consume as this group (commits offsets).")
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
 @click.option("--offset", type=int, help="Start at this offset (with --partition).")
+@click.option("--from-time", help=f"Start at the first record at or after this time: {TIME_HELP}.")
 @click.option("--partition", type=int, help="Read only this partition.")
 @click.option("--max-messages", type=int, help="Stop after N records.")
 @click.option("--follow", "-f", is_flag=True, help="Keep waiting for new records (tail -f).")
@@ -320,8 +302,11 @@ def _parse_line(
     "--format", "fmt", type=click.Choice(["text", "json", "raw"]), default="text",
     show_default=True, help="text: the value; json: an object a record; raw: value bytes.",
 )
-@click.option("--print-key", is_flag=True, help="Print KEY<TAB> before the value (text).")
-@click.option("--print-offset", is_flag=True, help="Print PARTITION:OFFSET<TAB> (text).")
+@click.option("--print-timestamp", is_flag=True, help="Print CreateTime:MS (text).")
+@click.option("--print-partition", is_flag=True, help="Print Partition:N (text).")
+@click.option("--print-offset", is_flag=True, help="Print Offset:N (text).")
+@click.option("--print-headers", is_flag=True, help="Print k:v,k2:v2 or NO_HEADERS (text).")
+@click.option("--print-key", is_flag=True, help="Print the key, 'null' if none (text).")
 @click.pass_obj
 @user_errors
 def consume(
@@ -330,23 +315,41 @@ def consume(
     group: str | None,
     from_beginning: bool,
     offset: int | None,
+    from_time: str | None,
     partition: int | None,
     max_messages: int | None,
     follow: bool,
     fmt: str,
-    print_key: bool,
+    print_timestamp: bool,
+    print_partition: bool,
     print_offset: bool,
+    print_headers: bool,
+    print_key: bool,
 ) -> None:
     """Print TOPIC's records; without --follow, exit once caught up.
+
+    Text output is one record a line; the --print-* options put tab-separated fields
+    before the value, in the order and format of kafka-console-consumer
+    (CreateTime, Partition, Offset, headers, key).
 
     \b
     Examples:
       logstore consume numbers --from-beginning | wc -l
       logstore consume orders --group billing -f
+      logstore consume orders --from-time 2h --print-timestamp --print-key
+      logstore consume orders --from-time 2026-12-01T09:00:00Z --max-messages 10
       logstore consume orders --partition 0 --offset 42 --max-messages 10 --format json
     """
     if offset is not None and partition is None:
-        raise click.UsageError("--offset needs --partition")
+        raise click.ClickException("--offset needs --partition")
+    if sum([from_beginning, offset is not None, from_time is not None]) > 1:
+        raise click.ClickException("choose one of --from-beginning, --offset and --from-time")
+    if max_messages is not None and max_messages < 1:
+        raise click.ClickException(f"--max-messages {max_messages} must be at least 1")
+    start_ms = None if from_time is None else parse_time(
+        from_time, int(time.time() * 1000), "--from-time"
+    )
+    fields = Fields(print_timestamp, print_partition, print_offset, print_headers, print_key)
     out = sys.stdout.buffer
     interrupted = False
 
@@ -357,41 +360,82 @@ def consume(
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with logstore.open(data_dir) as store:
-            reset = "earliest" if from_beginning else "latest"
-            consumer = store.consumer(
-                group_id=group, auto_offset_reset=reset, enable_auto_commit=False
-            )
-            try:
-                parts = (
-                    [partition] if partition is not None
-                    else range(store.topic(topic).num_partitions)
-                )
-                if group is not None and partition is None:
-                    consumer.subscribe([topic])
-                else:
-                    consumer.assign([TopicPartition(topic, p) for p in parts])
-                if offset is not None and partition is not None:
-                    consumer.seek(TopicPartition(topic, partition), offset)
-                elif from_beginning and group is None:
-                    consumer.seek_to_beginning()
-                seen = 0
-                while not interrupted:
-                    limit = None if max_messages is None else max_messages - seen
-                    records = consumer.poll(timeout_ms=100 if follow else 0, max_records=limit)
-                    for record in records:
-                        out.write(_render(record, fmt, print_key, print_offset))
-                    seen += len(records)
-                    if max_messages is not None and seen >= max_messages:
-                        break
-                    if not records and not follow and _caught_up(store, consumer):
-                        break
-                out.flush()
-                if group is not None:
-                    consumer.commit()
-            finally:
-                consumer.close()
+            _consume(store, topic, group, from_beginning, offset, start_ms, partition,
+                     max_messages, follow, lambda r: out.write(render_record(r, fmt, fields)),
+                     lambda: interrupted)
+            out.flush()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _consume(
+    store: logstore.Store,
+    topic: str,
+    group: str | None,
+    from_beginning: bool,
+    offset: int | None,
+    start_ms: int | None,
+    partition: int | None,
+    max_messages: int | None,
+    follow: bool,
+    emit: Callable[[logstore.ConsumerRecord], object],
+    stop: Callable[[], bool],
+) -> None:
+    sought: set[TopicPartition] = set()
+
+    def on_assign(tps: list[TopicPartition]) -> None:
+        # --from-time with a group: each partition starts at the time once, the first time
+        # this member gets it; later rebalances resume from the committed offsets
+        if start_ms is not None:
+            fresh = [tp for tp in tps if tp not in sought]
+            consumer.seek_to_timestamp(start_ms, *fresh)
+            sought.update(fresh)
+
+    reset = "earliest" if from_beginning else "latest"
+    consumer = store.consumer(
+        group_id=group, auto_offset_reset=reset, enable_auto_commit=False, on_assign=on_assign
+    )
+    try:
+        parts = (
+            [partition] if partition is not None else range(store.topic(topic).num_partitions)
+        )
+        if group is not None and partition is None:
+            consumer.subscribe([topic])
+        else:
+            consumer.assign([TopicPartition(topic, p) for p in parts])
+            if offset is not None and partition is not None:
+                consumer.seek(TopicPartition(topic, partition), _check_offset(
+                    store, topic, partition, offset))
+            elif start_ms is not None:
+                consumer.seek_to_timestamp(start_ms)
+            elif from_beginning and group is None:
+                consumer.seek_to_beginning()
+        seen = 0
+        while not stop():
+            limit = None if max_messages is None else max_messages - seen
+            records = consumer.poll(timeout_ms=100 if follow else 0, max_records=limit)
+            for record in records:
+                emit(record)
+            seen += len(records)
+            if max_messages is not None and seen >= max_messages:
+                break
+            if not records and not follow and _caught_up(store, consumer):
+                break
+        if group is not None:
+            consumer.commit()
+    finally:
+        consumer.close()
+
+
+def _check_offset(store: logstore.Store, topic: str, partition: int, offset: int) -> int:
+    plog = store.partition(topic, partition)
+    plog.refresh()
+    if not plog.log_start_offset <= offset <= plog.log_end_offset:
+        raise click.ClickException(
+            f"offset {offset} is outside partition {topic}-{partition}'s range "
+            f"[{plog.log_start_offset}, {plog.log_end_offset}]: pick an offset inside it"
+        )
+    return offset
 
 
 def _caught_up(store: logstore.Store, consumer: logstore.Consumer) -> bool:
@@ -403,32 +447,48 @@ def _caught_up(store: logstore.Store, consumer: logstore.Consumer) -> bool:
     return True
 
 
-def _render(record: logstore.ConsumerRecord, fmt: str, key: bool, offset: bool) -> bytes:
+class Fields(NamedTuple):
+    timestamp: bool
+    partition: bool
+    offset: bool
+    headers: bool
+    key: bool
+
+
+def _text(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode()
+
+
+def render_record(record: logstore.ConsumerRecord, fmt: str, fields: Fields) -> bytes:
     value = record.value or b""
     if fmt == "raw":
         return value
     if fmt == "json":
-        def text(data: bytes | None) -> str | None:
-            if data is None:
-                return None
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                return "base64:" + base64.b64encode(data).decode()
-
         obj = {
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
             "timestamp": record.timestamp,
-            "key": text(record.key),
-            "value": text(record.value),
-            "headers": {k: text(v) for k, v in record.headers},
+            "key": _text(record.key),
+            "value": _text(record.value),
+            "headers": {k: _text(v) for k, v in record.headers},
         }
         return (json.dumps(obj) + "\n").encode()
     prefix = b""
-    if offset:
-        prefix += f"{record.partition}:{record.offset}\t".encode()
-    if key:
-        prefix += (record.key or b"") + b"\t"
+    if fields.timestamp:
+        prefix += f"CreateTime:{record.timestamp}\t".encode()
+    if fields.partition:
+        prefix += f"Partition:{record.partition}\t".encode()
+    if fields.offset:
+        prefix += f"Offset:{record.offset}\t".encode()
+    if fields.headers:
+        prefix += (b",".join(k.encode() + b":" + (v if v is not None else b"null")
+                             for k, v in record.headers) or b"NO_HEADERS") + b"\t"
+    if fields.key:
+        prefix += (record.key if record.key is not None else b"null") + b"\t"
     return prefix + value + b"\n"

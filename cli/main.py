@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import time
-
 import click
 
 import logstore
 
 from .bench import bench
 from .commands import consume, produce, topics
+from .demo import demo
+from .groups import groups
+from .inspect import inspect, verify
+from .replay import replay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,81 +29,26 @@ def cli(ctx: click.Context, data_dir: str) -> None:
 
     \b
     Examples:
-      logstore demo
-      logstore --data-dir /tmp/store demo --records 5000
+      logstore demo                                    # the tour, on ./data
+      logstore topics create orders --partitions 4
+      seq 1 1000 | logstore produce orders
+      logstore consume orders --from-beginning --group billing
+      logstore groups describe billing
+      logstore replay orders --from-time 1h --max-speed
+      logstore --data-dir /tmp/store verify
     """
     ctx.obj = data_dir
-
-
-@cli.command()
-@click.option("--topic", default="demo-events", show_default=True, help="Topic to write.")
-@click.option("--records", default=10_000, show_default=True, help="How many records.")
-@click.pass_obj
-def demo(data_dir: str, topic: str, records: int) -> None:
-    """Write keyed events to a topic, read them back, and replay from a timestamp.
-
-    \b
-    Example:
-      logstore demo --records 1000
-    """
-    try:
-        _demo(data_dir, topic, records)
-    except logstore.LogstoreError as err:
-        raise click.ClickException(str(err)) from err
-
-
-def _demo(data_dir: str, topic: str, records: int) -> None:
-    echo = click.echo
-    with logstore.open(data_dir) as store:
-        echo(f"store {os.path.abspath(data_dir)}: topics {store.list_topics() or 'none yet'}")
-        t = store.create_topic(topic, partitions=3, flush="interval", exist_ok=True)
-        before = {p.partition: p.log_end_offset for p in t.describe().partitions}
-        users = [f"user-{i}".encode() for i in range(20)]
-        start = time.perf_counter()
-        written_at = int(time.time() * 1000)
-        batch = [
-            (f'{{"event": {i}, "kind": "click"}}'.encode(), users[i % len(users)], None, None,
-             None)
-            for i in range(records)
-        ]
-        metas = store.append_many(topic, batch)
-        elapsed = time.perf_counter() - start
-        echo(
-            f"produced {len(metas)} keyed events to {topic!r} ({t.num_partitions} partitions) "
-            f"in {elapsed * 1000:.0f} ms ({len(metas) / max(elapsed, 1e-9):,.0f} records/s)"
-        )
-        start = time.perf_counter()
-        read = 0
-        keys_per_partition: dict[int, set[bytes]] = {}
-        for info in t.describe().partitions:
-            offset = before[info.partition]
-            while offset < info.log_end_offset:
-                recs = store.read(topic, info.partition, offset)
-                for r in recs:
-                    keys_per_partition.setdefault(info.partition, set()).add(r.key or b"")
-                read += len(recs)
-                offset = recs[-1].offset + 1
-        elapsed = time.perf_counter() - start
-        echo(f"consumed {read} new events back in {elapsed * 1000:.0f} ms; each key stays in "
-             f"one partition: " + ", ".join(
-                 f"p{p}={len(k)} keys" for p, k in sorted(keys_per_partition.items())))
-        replayed = 0
-        for info in t.describe().partitions:
-            found = t.partition(info.partition).offset_for_timestamp(written_at)
-            if found is not None:
-                replayed += info.log_end_offset - found
-        echo(f"replay from {time.strftime('%H:%M:%S', time.localtime(written_at / 1000))}: "
-             f"{replayed} events have a timestamp at or after it")
-        for info in t.describe().partitions:
-            echo(f"  partition {info.partition}: offsets [{info.log_start_offset}, "
-                 f"{info.log_end_offset}), {info.size_bytes:,} bytes in {info.segments} "
-                 f"segment(s)")
 
 
 cli.add_command(topics)
 cli.add_command(produce)
 cli.add_command(consume)
 cli.add_command(bench)
+cli.add_command(groups)
+cli.add_command(replay)
+cli.add_command(inspect)
+cli.add_command(verify)
+cli.add_command(demo)
 
 
 def main() -> None:

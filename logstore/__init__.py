@@ -49,6 +49,7 @@ from logstore.types import (
     TimestampType,
     TopicPartition,
 )
+from logstore.verify import StoreReport, verify_store
 
 __version__ = "0.1.0"
 
@@ -88,6 +89,7 @@ __all__ = [
     "Store",
     "StoreClosedError",
     "StoreLockedError",
+    "StoreReport",
     "TimestampType",
     "Topic",
     "TopicConfig",
@@ -97,4 +99,5 @@ __all__ = [
     "TopicPartition",
     "__version__",
     "open",
+    "verify_store",
 ]

@@ -50,6 +50,13 @@ class NoOffsetError(LogstoreError):
     """No committed offset and ``auto_offset_reset="none"``: seek first."""
 
 
+FETCH_MAX_RECORDS = 10_000
+"""Records one partition fetch decodes at most (beyond a poll's own limit). A fetch reads
+up to ``fetch_max_bytes``, but a decoded record costs about 100 bytes more than it does
+encoded, so a megabyte of tiny records would otherwise sit in the fetch buffer as tens of
+megabytes for every partition."""
+
+
 class ConsumerRecord(NamedTuple):
     """A record as a consumer receives it."""
 
@@ -378,7 +385,7 @@ class Consumer:
                 try:
                     records = plog.read_records(
                         position,
-                        None,
+                        max(limit - len(out), FETCH_MAX_RECORDS),
                         self.fetch_max_bytes,
                         record_type=ConsumerRecord,
                         topic_partition=tp,

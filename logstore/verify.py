@@ -1,0 +1,195 @@
+"""``verify_store``: check a whole store without changing it (``logstore verify``).
+
+Every partition's batches (CRC and offsets), indexes and checkpoint; the topic registry;
+the committed-offsets log and its snapshot; and directories no topic owns. Each problem
+is a :class:`~logstore.storage.verify.Finding`: ``repair`` if the next open fixes it by
+itself (so nothing acknowledged is lost), ``corrupt`` if it cannot (reads there raise).
+
+The store must not be in use: a batch a writer is appending would look like a torn tail,
+so the store's lock is taken exclusively for the duration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from logstore.config import TopicConfig
+from logstore.errors import (
+    LogstoreError,
+    PartitionNotFoundError,
+    StorageError,
+    StoreLockedError,
+)
+from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME
+from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_path
+from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
+from logstore.store import (
+    _DELETED_PREFIX,
+    _PARTITION_DIR,
+    _TEMP_PREFIX,
+    LOCK_FILE,
+    STORE_FILE,
+    TOPICS_DIR,
+)
+from logstore.topic import partition_dir, validate_topic_name
+
+
+class StoreReport(NamedTuple):
+    path: str
+    partitions: list[PartitionReport]
+    findings: list[Finding]  # store-level ones (registry, orphans, snapshot)
+
+    @property
+    def all_findings(self) -> list[Finding]:
+        return self.findings + [f for p in self.partitions for f in p.findings]
+
+    @property
+    def corrupt(self) -> list[Finding]:
+        return [f for f in self.all_findings if f.kind == CORRUPT]
+
+    @property
+    def repairs(self) -> list[Finding]:
+        return [f for f in self.all_findings if f.kind == REPAIR]
+
+
+def _registry(fs: FileSystem, root: str, findings: list[Finding]) -> dict[str, int]:
+    topics: dict[str, int] = {}
+    directory = os.path.join(root, TOPICS_DIR)
+    if not fs.is_dir(directory):
+        return topics
+    for entry in fs.listdir(directory):
+        path = os.path.join(directory, entry)
+        if entry.startswith(_TEMP_PREFIX) or entry.startswith("."):
+            continue
+        try:
+            meta = json.loads(fs.read_file(path))
+            if validate_topic_name(meta["name"]) != entry:
+                raise ValueError(f"it names topic {meta['name']!r}")
+            topics[entry] = TopicConfig.from_dict(meta["config"]).partitions
+        except (LogstoreError, ValueError, KeyError, TypeError) as err:
+            findings.append(Finding(
+                path, None, CORRUPT,
+                f"topic registry file is damaged ({err}): opening the store fails; restore "
+                f"it from a copy, or delete it to drop the topic",
+            ))
+    return topics
+
+
+def _snapshot(fs: FileSystem, directory: str, findings: list[Finding]) -> None:
+    path = os.path.join(directory, SNAPSHOT_NAME)
+    if not fs.exists(path):
+        return
+    try:
+        data = json.loads(fs.read_file(path))
+        int(data["next_offset"])
+        for _g, _t, p, o, _m, ts in data["offsets"]:
+            int(p), int(o), int(ts)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        findings.append(Finding(
+            path, None, CORRUPT,
+            f"offsets snapshot is damaged ({err}): committed offsets cannot be read; delete "
+            f"it to rebuild them from the offsets log if the log still holds them all",
+        ))
+
+
+def segment_logs(
+    path: str | os.PathLike[str], topic: str, partition: int, *, fs: FileSystem = DEFAULT_FS
+) -> list[str]:
+    """The ``.log`` files of a partition of the store at ``path``, oldest first (for
+    ``logstore inspect``; reads the directory only).
+
+    Raises:
+        PartitionNotFoundError: the store has no such partition directory.
+    """
+    directory = partition_dir(os.path.abspath(os.fspath(path)), topic, partition)
+    if not fs.is_dir(directory):
+        raise PartitionNotFoundError(
+            f"no partition {topic}-{partition} in {os.fspath(path)} (no directory "
+            f"{directory}; see 'logstore topics describe {topic}')"
+        )
+    bases = sorted(
+        parsed[0] for name in fs.listdir(directory)
+        if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
+    )
+    return [segment_path(directory, base, LOG_SUFFIX) for base in bases]
+
+
+def verify_store(
+    path: str | os.PathLike[str],
+    *,
+    topics: Iterable[str] | None = None,
+    fs: FileSystem = DEFAULT_FS,
+    on_progress: Callable[[int, int], object] | None = None,
+) -> StoreReport:
+    """Check the store at ``path`` (only ``topics``, if given) and report; change nothing.
+    ``on_progress(done, total)`` is called after each partition.
+
+    Raises:
+        StorageError: ``path`` holds no store.
+        StoreLockedError: the store is open (in this process or another).
+    """
+    root = os.path.abspath(os.fspath(path))
+    if not fs.exists(os.path.join(root, STORE_FILE)):
+        raise StorageError(f"no store at {root} (it has no {STORE_FILE})", root)
+    lock = fs.lock_file(os.path.join(root, LOCK_FILE))
+    try:
+        if not lock.acquire(blocking=False):
+            raise StoreLockedError(
+                f"{root} is open in another process or Store: verify needs it to itself "
+                f"(a batch being written would look like damage); close the others first"
+            )
+        findings: list[Finding] = []
+        registered = _registry(fs, root, findings)
+        wanted = None if topics is None else set(topics)
+        for name in sorted(wanted or ()):
+            if name not in registered:
+                validate_topic_name(name)
+                findings.append(Finding(os.path.join(root, TOPICS_DIR, name), None, CORRUPT,
+                                        f"topic {name!r} is not registered"))
+        directories: list[str] = []
+        for name, count in sorted(registered.items()):
+            if wanted is not None and name not in wanted:
+                continue
+            for partition in range(count):
+                directory = partition_dir(root, name, partition)
+                if not fs.is_dir(directory):
+                    findings.append(Finding(
+                        directory, None, REPAIR,
+                        "partition directory is missing: it opens as an empty partition (if "
+                        "it held records, they are gone)",
+                    ))
+                    continue
+                directories.append(directory)
+        offsets_dir = os.path.join(root, f"{OFFSETS_TOPIC}-0")
+        if wanted is None and fs.is_dir(offsets_dir):
+            directories.append(offsets_dir)
+            _snapshot(fs, offsets_dir, findings)
+        reports: list[PartitionReport] = []
+        for directory in directories:
+            reports.append(verify_partition(fs, directory))
+            if on_progress is not None:
+                on_progress(len(reports), len(directories))
+        if wanted is None:
+            for entry in fs.listdir(root):
+                full = os.path.join(root, entry)
+                if entry.startswith(_DELETED_PREFIX) and fs.is_dir(full):
+                    findings.append(Finding(full, None, REPAIR,
+                                            "a deleted topic's files: removed on open"))
+                    continue
+                match = _PARTITION_DIR.fullmatch(entry)
+                if match is None or entry.startswith("__") or not fs.is_dir(full):
+                    continue
+                owner = registered.get(match["topic"])
+                if owner is None or int(match["partition"]) >= owner:
+                    findings.append(Finding(
+                        full, None, REPAIR,
+                        "no registered topic owns it: removed on open if it holds only "
+                        "partition files",
+                    ))
+        return StoreReport(root, reports, findings)
+    finally:
+        lock.close()
