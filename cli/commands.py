@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import sys
 import time
@@ -20,7 +21,7 @@ import click
 import logstore
 from logstore import TopicPartition
 
-from .common import TIME_HELP, parse_time, table, user_errors
+from .common import TIME_HELP, parse_time, progress, table, user_errors
 
 
 def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -236,12 +237,16 @@ def produce(
     with logstore.open(data_dir) as store, store.producer(linger_ms=20) as producer:
         stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
         try:
-            for number, line in _lines(stream):
-                key, value, hdrs, ts = _parse_line(line, number, fmt, separator, common)
-                producer.send(topic, value, key=key, headers=hdrs, partition=partition,
-                              timestamp=ts).add_callback(done)
-                if errors:
-                    break
+            total = os.fstat(stream.fileno()).st_size if path else 0
+            with progress(total, f"produce {topic}") as bar:
+                for number, line in _lines(stream):
+                    key, value, hdrs, ts = _parse_line(line, number, fmt, separator, common)
+                    producer.send(topic, value, key=key, headers=hdrs, partition=partition,
+                                  timestamp=ts).add_callback(done)
+                    if errors:
+                        break
+                    if path and number % 4096 == 0:
+                        bar.update(stream.tell() - bar.pos)
         finally:
             if path:
                 stream.close()

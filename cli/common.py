@@ -76,7 +76,10 @@ def table(header: list[str], rows: list[list[str]]) -> None:
 
 
 class _Progress:
+    """What code drawing progress sees when there is no terminal: nothing is drawn."""
+
     length = 0
+    pos = 0
 
     def update(self, n: int) -> None:
         pass

@@ -84,23 +84,7 @@ def demo(data_dir: str, topic: str, events: int, workers: int) -> None:
         echo(f"store {store.path}: topics {', '.join(store.list_topics()) or 'none yet'}")
         t = store.create_topic(topic, partitions=4, flush="interval", exist_ok=True)
 
-        # 1. produce keyed events
-        users = [f"user-{i:02d}".encode() for i in range(40)]
-        start = time.perf_counter()
-        started_ms = int(time.time() * 1000)
-        middle_ms = started_ms
-        with store.producer() as producer:
-            for i in range(events):
-                if i == events // 2:
-                    middle_ms = int(time.time() * 1000)
-                body = {"seq": i, "user": users[i % 40].decode(), "action": "click"}
-                producer.send(topic, json.dumps(body).encode(), key=users[i % 40])
-        elapsed = time.perf_counter() - start
-        echo(f"1. produced {events:,} events keyed by {len(users)} users to {topic!r} "
-             f"({t.num_partitions} partitions) in {elapsed:.2f} s "
-             f"({events / elapsed:,.0f} events/s)")
-
-        # 2. a group of worker processes shares the partitions
+        # 1. a group of worker processes joins and shares the partitions
         ctx = mp.get_context("spawn")
         stop, results = ctx.Event(), ctx.Queue()
         procs = [ctx.Process(target=_worker, args=(data_dir, topic, n + 1, stop, results))
@@ -108,10 +92,42 @@ def demo(data_dir: str, topic: str, events: int, workers: int) -> None:
         start = time.perf_counter()
         for p in procs:
             p.start()
+        deadline = time.monotonic() + 60
+        members: dict[str, list[TopicPartition]] = {}
+        while time.monotonic() < deadline:
+            members = store.describe_group(GROUP).members
+            owned = sum(len(tps) for tps in members.values())
+            if len(members) == workers and owned == t.num_partitions:
+                break
+            time.sleep(0.05)
+        shares = sorted((sorted(tp.partition for tp in tps) for tps in members.values()),
+                        key=lambda ps: ps[:1])
+        echo(f"1. {len(members)} worker processes joined group {GROUP!r} in "
+             f"{time.perf_counter() - start:.2f} s and share the {t.num_partitions} partitions "
+             f"of {topic!r}: " + ", ".join(str(ps) for ps in shares))
+
+        # 2. produce keyed events while the workers consume them
+        users = [f"user-{i:02d}".encode() for i in range(100)]
+        start = time.perf_counter()
+        started_ms = int(time.time() * 1000)
+        middle_ms = started_ms
         samples = [_lag(store, topic)]
+        with store.producer() as producer:
+            for i in range(events):
+                if i == events // 2:
+                    middle_ms = int(time.time() * 1000)
+                if i and i % max(1, events // 4) == 0:
+                    samples.append(_lag(store, topic))
+                user = users[i % len(users)]
+                body = {"seq": i, "user": user.decode(), "action": "click"}
+                producer.send(topic, json.dumps(body).encode(), key=user)
+        elapsed = time.perf_counter() - start
+        echo(f"2. produced {events:,} events keyed by {len(users)} users in {elapsed:.2f} s "
+             f"({events / elapsed:,.0f} events/s) while the workers consumed them")
+        samples.append(_lag(store, topic))
         deadline = time.monotonic() + 120
         while samples[-1] > 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.05)
             samples.append(_lag(store, topic))
         stop.set()
         reports = sorted(results.get(timeout=60) for _ in procs)
@@ -120,18 +136,16 @@ def demo(data_dir: str, topic: str, events: int, workers: int) -> None:
         elapsed = time.perf_counter() - start
         handled = sum(sum(r[2].values()) for r in reports)
         disorder = sum(r[3] for r in reports)
-        echo(f"2. {workers} worker processes in group {GROUP!r} handled {handled:,} events "
-             f"in {elapsed:.2f} s; per-key order kept: "
+        echo(f"3. the workers handled {handled:,} events, {elapsed:.2f} s after the first was "
+             f"sent; per-key order kept: "
              f"{'yes' if not disorder else f'no ({disorder} out of order)'}")
         for number, pid, per_partition, _ in reports:
             spread = ", ".join(f"p{p}: {n:,}" for p, n in sorted(per_partition.items()))
             echo(f"   worker {number} (pid {pid}): {sum(per_partition.values()):,} events "
-                 f"({spread or 'none: the others had taken every partition'})")
-
-        # 3. lag, as `logstore groups describe` shows it
-        shown = [samples[0], *samples[1:-1][:: max(1, len(samples) // 4)], samples[-1]]
-        echo(f"3. lag of group {GROUP!r} while the workers ran: "
-             + " -> ".join(f"{n:,}" for n in dict.fromkeys(shown)))
+                 f"({spread or 'no partition'})")
+        echo(f"   lag of group {GROUP!r} (events sent, not yet handled) over time: "
+             + " -> ".join(f"{n:,}" for n in samples[:: max(1, len(samples) // 8)]
+                           + samples[-1:]))
         d = store.describe_group(GROUP)
         table(["   PARTITION", "COMMITTED", "LOG-END", "LAG"],
               [[f"   {p.partition}", str(p.committed), str(p.log_end_offset), str(p.lag)]
@@ -146,7 +160,7 @@ def demo(data_dir: str, topic: str, events: int, workers: int) -> None:
             while batch := consumer.poll(timeout_ms=0, max_records=5000):
                 replayed += sum(1 for r in batch if r.timestamp >= started_ms)
         elapsed = time.perf_counter() - start
-        echo(f"4. replay from {format_time(middle_ms)} (half-way through step 1): "
+        echo(f"4. replay from {format_time(middle_ms)} (half-way through step 2): "
              f"{replayed:,} events read again in {elapsed * 1000:.0f} ms")
     echo(f"explore: logstore topics describe {topic} | logstore groups describe {GROUP} | "
          f"logstore consume {topic} --from-time 5m --max-messages 5 --print-key")
