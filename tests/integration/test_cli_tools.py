@@ -362,3 +362,60 @@ def test_demo_runs_end_to_end_and_again_on_the_same_store(tmp_path: Path) -> Non
         assert sum(p.log_end_offset for p in store.describe_topic("demo-events").partitions) \
             == 4000
     assert os.listdir(data)
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, command in sorted(group.commands.items()):
+        out.append((*prefix, name))
+        if isinstance(command, click.Group):
+            out += _commands(command, (*prefix, name))
+    return out
+
+
+@pytest.mark.parametrize("path", [(), *_commands(cli)], ids=lambda p: " ".join(p) or "logstore")
+def test_every_command_has_help_with_examples(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output, result.output
+
+
+def test_verify_predicts_exactly_the_cut_that_recovery_makes(tmp_path: Path) -> None:
+    import random
+
+    from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+    from logstore.storage.files import DEFAULT_FS
+    from logstore.storage.verify import REPAIR
+
+    rng = random.Random(7)
+    for case in range(25):
+        data = tmp_path / f"c{case}"
+        _small_store(data)
+        directory = data / "s-0"
+        # a crash: the partition was not closed cleanly, and the active tail is damaged
+        cp = read_checkpoint(DEFAULT_FS, str(directory))
+        assert cp is not None
+        write_checkpoint(DEFAULT_FS, str(directory), Checkpoint(cp.recovery_point,
+                                                                cp.log_start_offset, False))
+        last = sorted(directory.glob("*.log"))[-1]
+        raw = bytearray(last.read_bytes())
+        damage = rng.choice(["cut", "flip", "garbage"])
+        where = rng.randrange(len(raw))
+        if damage == "cut":
+            del raw[where:]
+        elif damage == "flip":
+            raw[where] ^= 1 << rng.randrange(8)
+        else:
+            raw += rng.randbytes(rng.randrange(1, 200))
+        last.write_bytes(bytes(raw))
+        report = logstore.verify_store(data, topics=["s"])
+        cuts = [f for f in report.all_findings if f.position is not None]
+        assert all(f.kind == REPAIR for f in report.all_findings), (case, report)
+        with logstore.open(data) as store:
+            store.partition("s", 0)  # recovery runs here
+        if cuts:
+            assert len(cuts) == 1 and cuts[0].path == str(last), (case, cuts)
+            assert last.stat().st_size == cuts[0].position, (case, damage, where)
+        else:
+            assert last.stat().st_size == len(raw), (case, damage, where)
+        assert logstore.verify_store(data, topics=["s"]).all_findings == [], case
