@@ -274,18 +274,36 @@ class PartitionLog:
         with self._lock:
             self._check_writable()
             self._writer.acquire()
+            committed: Head | None = None
             try:
                 head = self._read_head()
                 if head is not None:
                     self._apply_head(head, writer=True)
+                committed = self._head_seen
                 yield
                 if not self._closed:
                     self._write_head()
             except StorageError as err:
                 self._failed = str(err)
+                if committed is not None:
+                    self._cut_back(committed)
                 raise
             finally:
                 self._writer.release()
+
+    def _cut_back(self, head: Head) -> None:
+        """After a failed write or fsync, cut what the operation wrote past the committed
+        state ``head``. After a failed fsync Linux may have dropped those pages or marked
+        them clean, so a later fsync would succeed without writing them: the bytes must
+        not stay to be found by recovery and acknowledged (a retry writes them afresh)."""
+        try:
+            for seg in self._segments:
+                if seg.base_offset > head.active_base_offset:
+                    seg.cut_to(0, 0, 0)  # created by a roll in the failed operation
+                elif seg.base_offset == head.active_base_offset:
+                    seg.cut_to(head.active_size, head.index_entries, head.time_index_entries)
+        except StorageError as err:
+            log.warning("%s: cannot cut back after a failure: %s", self.directory, err)
 
     def _release_files(self) -> None:
         for closer in (self._head_file.close, self._presence.close, self._writer.close):

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -489,3 +490,33 @@ def test_batches_stay_within_the_topics_max_message_bytes(
     assert before.result().offset == 2000 and after.result().offset == 2001
     with pytest.raises(logstore.RecordTooLargeError):
         big.result()
+
+
+class _FsyncFailsOnceCountingWrites(_FsyncFailsOnce):
+    def __init__(self, marker: bytes) -> None:
+        super().__init__()
+        self.marker = marker
+        self.writes_of_marker = 0
+
+    def _pwritev(self, handle: FileHandle, parts: Any, position: int) -> int:
+        if handle.path.endswith(".log") and self.marker in b"".join(bytes(p) for p in parts):
+            self.writes_of_marker += 1
+        return super()._pwritev(handle, parts, position)
+
+
+def test_a_batch_whose_fsync_failed_is_written_again_not_found_and_synced(
+    tmp_path: Path,
+) -> None:
+    # Regression (PostgreSQL's fsyncgate): after fsync fails, Linux may drop the dirty
+    # pages or mark them clean, so a later fsync succeeds without writing them. The retry
+    # used to find the batch still in the page cache, fsync again and acknowledge it.
+    # Now the bytes past the committed end are cut when the fsync fails, and the retry
+    # writes them afresh.
+    fs = _FsyncFailsOnceCountingWrites(b"precious")
+    with logstore.open(tmp_path / "data", fs=fs) as store:
+        store.create_topic("t", 1, flush="always")
+        with store.producer(linger_ms=0, retry_backoff_ms=1) as producer:
+            meta = producer.send("t", b"precious").result()
+        assert fs.failed and meta.offset == 0
+        assert fs.writes_of_marker == 2
+        assert [r.value for r in store.read("t", 0, 0)] == [b"precious"]
