@@ -25,6 +25,8 @@ import struct
 import threading
 from typing import NamedTuple
 
+import crc32c
+
 from logstore.config import TopicConfig
 from logstore.errors import CorruptionError, InvalidRecordError, OffsetOutOfRangeError
 from logstore.records import RecordInput
@@ -129,23 +131,58 @@ class OffsetStore:
     def _snapshot_path(self) -> str:
         return os.path.join(self._directory, SNAPSHOT_NAME)
 
-    def _load_snapshot(self) -> None:
+    def _read_snapshot(self) -> tuple[int, dict[OffsetKey, CommittedOffset]] | None:
+        """``(next_offset, offsets)`` of the snapshot file; None if there is none.
+
+        Raises:
+            CorruptionError: the file is damaged (checksum, JSON or shape).
+        """
+        path = self._snapshot_path()
         try:
-            data = json.loads(self._fs.read_file(self._snapshot_path()))
-            applied = int(data["next_offset"])
-            offsets = {
-                (g, t, int(p)): CommittedOffset(int(o), str(m), int(ts))
-                for g, t, p, o, m, ts in data["offsets"]
-            }
+            raw = self._fs.read_file(path)
         except FileNotFoundError:
-            applied, offsets = self._log.log_start_offset, {}
-        except (ValueError, KeyError, TypeError) as err:
+            return None
+        try:
+            body, sep, trailer = raw.rstrip(b"\n").rpartition(b"\n")
+            if not sep or not trailer.startswith(b"crc32c "):
+                raise ValueError("no checksum line")
+            if trailer[7:].decode("ascii") != f"{crc32c.crc32c(body):08x}":
+                raise ValueError("checksum mismatch")
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("offsets"), list):
+                raise ValueError("not a snapshot object")
+            applied = data["next_offset"]
+            if type(applied) is not int or applied < 0:
+                raise ValueError(f"next_offset {applied!r}")
+            offsets: dict[OffsetKey, CommittedOffset] = {}
+            for row in data["offsets"]:
+                g, t, p, o, m, ts = row
+                if not (isinstance(g, str) and isinstance(t, str) and isinstance(m, str)
+                        and type(p) is int and type(o) is int and type(ts) is int):
+                    raise ValueError(f"row {row!r}")
+                offsets[(g, t, p)] = CommittedOffset(o, m, ts)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
             raise CorruptionError(
-                f"offsets snapshot {self._snapshot_path()} is damaged: {err} (delete it to "
-                f"rebuild committed offsets from the log, if the log still holds them all)",
-                self._snapshot_path(),
+                f"offsets snapshot {path} is damaged: {err} (delete it to rebuild committed "
+                f"offsets from the log, if the log still holds them all)",
+                path,
             ) from err
-        self._offsets, self._applied = offsets, applied
+        return applied, offsets
+
+    def _load_snapshot(self) -> None:
+        found = self._read_snapshot()
+        if found is None:
+            start = self._log.log_start_offset
+            if start > 0:
+                # the log below its start was dropped because a snapshot held it
+                raise CorruptionError(
+                    f"offsets snapshot {self._snapshot_path()} is missing, but the offsets "
+                    f"log starts at {start}: the committed offsets it held are gone "
+                    f"(restore the file from a copy)",
+                    self._snapshot_path(),
+                )
+            found = (start, {})
+        self._applied, self._offsets = found[0], found[1]
 
     def snapshot(self) -> None:
         """Write every live offset to the snapshot and drop the log it replaces."""
@@ -154,18 +191,21 @@ class OffsetStore:
             try:
                 self._catch_up()
                 try:
-                    current = json.loads(self._fs.read_file(self._snapshot_path()))
-                    if int(current["next_offset"]) >= self._applied:
-                        self._since_snapshot = 0
-                        return
-                except (FileNotFoundError, ValueError, KeyError, TypeError):
-                    pass
+                    current = self._read_snapshot()
+                except CorruptionError:
+                    current = None  # replaced below by a good one
+                if current is not None and current[0] >= self._applied:
+                    self._since_snapshot = 0
+                    return
                 rows = [
                     [g, t, p, c.offset, c.metadata, c.commit_timestamp]
                     for (g, t, p), c in sorted(self._offsets.items())
                 ]
-                data = json.dumps({"version": 1, "next_offset": self._applied, "offsets": rows})
-                self._fs.write_file_atomic(self._snapshot_path(), data.encode())
+                body = json.dumps(
+                    {"version": 1, "next_offset": self._applied, "offsets": rows}
+                ).encode()
+                data = body + b"\ncrc32c %08x\n" % crc32c.crc32c(body)
+                self._fs.write_file_atomic(self._snapshot_path(), data)
                 self._log.delete_records(min(self._applied, self._log.log_end_offset))
                 self._since_snapshot = 0
             finally:
@@ -263,10 +303,14 @@ class OffsetStore:
             self.snapshot()
 
     def close(self) -> None:
-        with self._lock:
-            self._catch_up()
-            due = self._since_snapshot > 0
-        if due and not self._log.closed:
-            self.snapshot()
-        self._log.close()
-        self._snapshot_lock.close()
+        try:
+            with self._lock:
+                self._catch_up()
+                due = self._since_snapshot > 0
+            if due and not self._log.closed:
+                self.snapshot()
+        finally:  # a damaged log must not leak the files and locks
+            try:
+                self._log.close()
+            finally:
+                self._snapshot_lock.close()

@@ -92,7 +92,7 @@ class OffsetsMachine(RuleBasedStateMachine):
     def _snapshot_next_offset(self) -> int | None:
         try:
             with open(os.path.join(self._dir(), SNAPSHOT_NAME), "rb") as f:
-                return int(json.loads(f.read())["next_offset"])
+                return int(json.loads(f.read().rstrip(b"\n").rpartition(b"\n")[0])["next_offset"])
         except FileNotFoundError:
             return None
 
