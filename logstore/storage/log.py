@@ -343,6 +343,16 @@ class PartitionLog:
         self.log_start_offset = cp.log_start_offset if cp else (logs[0] if logs else 0)
         self.recovery_point = cp.recovery_point if cp else 0
         segments = [Segment(fs, self.directory, base, self.config) for base in logs]
+        try:
+            self._load_segments(segments, cp)
+        except BaseException:
+            for seg in segments:  # a failed open leaves no file open
+                with contextlib.suppress(Exception):
+                    seg.close_files()
+            raise
+
+    def _load_segments(self, segments: list[Segment], cp: Checkpoint | None) -> None:
+        fs = self.fs
         for seg, nxt in itertools.pairwise(segments):
             seg.next_offset = nxt.base_offset
         # A crash during retention can leave segments wholly below the log start offset.
@@ -364,7 +374,18 @@ class PartitionLog:
         self._set_segments(segments)
         self.log_start_offset = max(self.log_start_offset, segments[0].base_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
-        self.recovery_point = min(self.recovery_point, self.log_end_offset)
+        if self.recovery_point > self.log_end_offset:
+            # every offset below the recovery point was fsynced: a log that ends before it
+            # lost synced records (a file cut short), which is never repaired silently
+            active = segments[-1]
+            raise CorruptRecordError(
+                f"{active.log_path}: the log ends at offset {self.log_end_offset} (position "
+                f"{active.size}), but the checkpoint says offsets up to "
+                f"{self.recovery_point - 1} were synced: records are missing (restore the "
+                f"partition from a copy, or delete its checkpoint file to accept the loss)",
+                active.log_path,
+                active.size,
+            )
         self._last_flush_ms = self._now()
 
     def _recover(self, segments: list[Segment]) -> list[Segment]:
@@ -478,13 +499,21 @@ class PartitionLog:
         )
         return self._append(data, [header])
 
-    def append_batches(self, data: bytes | bytearray | memoryview) -> AppendResult:
+    def append_batches(
+        self, data: bytes | bytearray | memoryview, *, validate: bool = True
+    ) -> AppendResult:
         """Append already-encoded record batches, assigning offsets by replacing each
-        batch's 8-byte ``baseOffset`` as it is written (no record decoding, no CRC
-        recomputation, no copy of ``data``).
+        batch's 8-byte ``baseOffset`` as it is written (no CRC recomputation, no copy of
+        ``data``).
+
+        With ``validate`` (the default, as Kafka's LogValidator does) every record is
+        decoded once, so a batch whose CRC is right but whose records are malformed is
+        refused instead of stored where every read would fail. ``validate=False`` is for
+        batches this process encoded or already checked.
 
         Raises:
-            CorruptRecordError: a batch fails its CRC or has a wrong magic.
+            CorruptRecordError: a batch fails its CRC, has a wrong magic, or (with
+                ``validate``) holds malformed records or a bad compressed payload.
             InvalidRecordError: no batch, trailing bytes, or inconsistent record counts.
             RecordTooLargeError: a batch is larger than ``max_message_bytes``.
         """
@@ -502,6 +531,14 @@ class PartitionLog:
                     f"record batch at position {h.position} has {h.records_count} records "
                     f"but lastOffsetDelta {h.last_offset_delta} (expected records - 1)"
                 )
+            if validate:
+                decoded = decode_batch_records(buf, h, verify=False)
+                if len(decoded) != h.records_count:
+                    raise CorruptRecordError(
+                        f"record batch at position {h.position} declares {h.records_count} "
+                        f"records but holds {len(decoded)}",
+                        position=h.position,
+                    )
         return self._append(buf, headers)
 
     def _append(self, buf: bytes | memoryview, headers: list[BatchHeader]) -> AppendResult:

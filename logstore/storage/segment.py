@@ -29,6 +29,9 @@ TIME_INDEX_SUFFIX = ".timeindex"
 SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
 _NAME_DIGITS = 20
 _SCAN_CHUNK = 64 * 1024
+_UNKNOWN_LARGEST = 2**63 - 1
+"""The largest timestamp of a segment whose damage stopped the index rebuild: never below
+a timestamp sought, so lookups scan the segment instead of skipping it."""
 
 
 def segment_path(directory: str, base_offset: int, suffix: str) -> str:
@@ -208,8 +211,17 @@ class Segment:
         try:
             self._check_present()
             self._index.check_tail(self.size)
+            entries, time_entries = len(self._index), len(self._time_index)
+            if (entries and not time_entries) or time_entries > entries + 1:
+                # the time index gains an entry (when the largest timestamp grows) only at
+                # appends that add one to the index; recovery adds one more
+                raise CorruptIndexError(
+                    f"index {self.index_path} has {entries} entries, its time index "
+                    f"{time_entries}",
+                    self.index_path,
+                )
             position = self._index.last_position
-            self._scan_tail(position)
+            self._scan_tail(position, self._index.last_offset)
             if position > 0:  # the roll-by-time rule needs the segment's first batch
                 first = self._read_header(0)
                 self.first_batch_timestamp = None if first is None else first.max_timestamp
@@ -226,20 +238,48 @@ class Segment:
         if self._indexes_missing and self.size:
             raise CorruptIndexError(f"index files of {self.log_path} are missing", self.log_path)
 
-    def _scan_tail(self, position: int) -> None:
-        """Walk batch headers from ``position`` to the end, updating the tail state."""
+    def _scan_tail(self, position: int, indexed: int | None) -> None:
+        """Walk batch headers from ``position`` (where the batch ending at offset
+        ``indexed`` starts, or 0) to the end, updating the tail state. Offsets must follow
+        on, so a damaged ``baseOffset``, ``lastOffsetDelta`` or ``batchLength`` is an error,
+        not a phantom log end.
+
+        Raises:
+            CorruptRecordError: naming the damaged batch (the log was closed cleanly, so
+                this is corruption, not a torn write).
+        """
         size = self.size
         self._bytes_since_index_entry = 0
+        expected: int | None = self.base_offset if indexed is None else None
+        previous: BatchHeader | None = None
         while position < size:
-            header = self._read_header(position)
-            if header is None or position + header.size > size:
-                raise CorruptRecordError(
-                    f"{self.log_path}: incomplete record batch at position {position} of a "
-                    f"cleanly closed log ({size - position} bytes)",
-                    self.log_path,
-                    position,
+            try:
+                header = self._read_header(position)
+                if header is None or position + header.size > size:
+                    raise CorruptRecordError(
+                        f"{self.log_path}: incomplete record batch at position {position} "
+                        f"of a cleanly closed log ({size - position} bytes)",
+                        self.log_path,
+                        position,
+                    )
+                if expected is None:
+                    assert indexed is not None
+                    expected = indexed - header.last_offset_delta
+                self._check_contiguous(header, expected, position)
+            except CorruptRecordError as err:
+                raise self._blame(err, previous) from err
+            if (
+                self._bytes_since_index_entry > self.config.index_interval_bytes
+                and not self.index_full
+            ):  # appends index such a batch (see _index_batch): the entry was lost
+                raise CorruptIndexError(
+                    f"index {self.index_path} has no entry for the batch at position "
+                    f"{position}",
+                    self.index_path,
                 )
             self._note_batch(header)
+            expected = header.next_offset
+            previous = header
             position += header.size
 
     def _note_batch(self, header: BatchHeader) -> None:
@@ -259,6 +299,7 @@ class Segment:
 
     def _rebuild_indexes(self, *, truncate: bool) -> int:
         assert self._index is not None and self._time_index is not None
+        known_end = self.next_offset
         self._index.reset()
         self._time_index.reset()
         self.next_offset = self.base_offset
@@ -307,6 +348,15 @@ class Segment:
         dropped = size - position
         if dropped:
             if not truncate:
+                # Keep nothing half-built, in memory or on disk: with empty indexes every
+                # lookup scans from the start (right answers before the damage, this error
+                # at it), and no later lookup skips the segment for a partial largest
+                # timestamp. A reopen finds the empty time index and tries again.
+                self._index.reset()
+                self._time_index.reset()
+                self.next_offset = max(known_end, self.next_offset)
+                self.max_timestamp = _UNKNOWN_LARGEST
+                self.offset_of_max_timestamp = self.base_offset
                 raise CorruptRecordError(
                     f"{self.log_path}: {problem} at position {position} "
                     f"(the segment lies before the recovery point, so it is not repaired "
@@ -592,12 +642,30 @@ class Segment:
         while header is not None:
             if header.max_timestamp >= timestamp:
                 data = self.log_file.pread(header.size, header.position)
-                for record in decode_batch_records(data, header._replace(position=0)):
+                try:
+                    records = decode_batch_records(data, header._replace(position=0))
+                except CorruptRecordError as err:
+                    raise CorruptRecordError(
+                        f"{self.log_path}: record batch at position {header.position}: {err}",
+                        self.log_path,
+                        header.position,
+                    ) from err
+                for record in records:
                     if record.offset >= start_offset and record.timestamp >= timestamp:
                         found: int = record.offset
                         return found
             position = header.position + header.size
-            header = self._read_header(position) if position < self.size else None
+            if position >= self.size:
+                return None
+            following = self._read_header(position)
+            if following is None or position + following.size > self.size:
+                raise self._blame(self._overrun(position, following, self.size), header)
+            if following.base_offset != header.next_offset:
+                try:
+                    self._check_contiguous(following, header.next_offset, position)
+                except CorruptRecordError as err:
+                    raise self._blame(err, header) from err
+            header = following
         return None
 
     # ------------------------------------------------------------------ roll / delete

@@ -787,18 +787,23 @@ def test_recovery_is_idempotent_and_appends_continue(open_log, tmp_path):
     assert fourth.log_end_offset == more[-1].base_offset + more[-1].records
 
 
-def test_recovery_point_after_crash_is_at_most_log_end(open_log, tmp_path):
+def test_synced_records_cut_off_after_a_crash_are_a_corruption_error(open_log, tmp_path):
+    # Everything below the recovery point was fsynced; a log that recovers to less has
+    # lost acknowledged records, which is reported (naming file and position), never
+    # clamped away silently.
     log, batches = build(open_log, tmp_path / "live")
     log.flush()
     assert log.recovery_point == log.log_end_offset
     directory = crash_image(log, tmp_path / "crashed")
     last = batches[-1]
-    cut(log_file(directory, last.segment), last.start + 1)
+    path = log_file(directory, last.segment)
+    cut(path, last.start + 1)
 
-    recovered = open_log(directory)
+    with pytest.raises(CorruptRecordError) as err:
+        open_log(directory)
 
-    assert recovered.log_end_offset == last.base_offset
-    assert recovered.recovery_point <= recovered.log_end_offset
+    assert err.value.path == str(path) and err.value.position == last.start
+    assert "checkpoint" in str(err.value)
 
 
 def test_reopen_of_never_written_log_is_clean(open_log, tmp_path):
