@@ -267,8 +267,11 @@ def _parse_line(
                 raise ValueError("not a JSON object")
             key = obj.get("key")
             value = obj.get("value")
+            given = obj.get("headers") or {}
+            if not isinstance(given, dict):
+                raise ValueError(f"headers must be an object of name: value, not {given!r}")
             hdrs = {**common, **{k: (None if v is None else str(v).encode())
-                                 for k, v in (obj.get("headers") or {}).items()}}
+                                 for k, v in given.items()}}
             ts = obj.get("timestamp")
             if ts is not None and not isinstance(ts, int):
                 raise ValueError(f"timestamp {ts!r} is not an integer (ms since the epoch)")
@@ -281,6 +284,8 @@ def _parse_line(
             )
         except ValueError as err:
             raise click.ClickException(f"input line {number}: {err}") from err
+        except RecursionError:
+            raise click.ClickException(f"input line {number}: JSON nested too deeply") from None
     if separator is not None:
         key, sep, value = line.partition(separator)
         if not sep:

@@ -81,9 +81,32 @@ def _snappy_compress(data: bytes) -> bytes:
     return b"".join(parts)
 
 
-MAX_DECOMPRESSED_BYTES = 1 << 30
-"""A decompressed record set larger than this is refused as corrupt: snappy's declared
-length would otherwise make the codec reserve up to 4 GiB before looking at the data."""
+MAX_DECOMPRESSED_BYTES = 256 << 20
+"""A record set larger than this decompressed is refused as corrupt: a batch of a few KiB
+(a "decompression bomb") must not cost every reader gigabytes, and snappy's declared
+length must not make the codec reserve up to 4 GiB before looking at the data."""
+_FIRST_GUESS_RATIO = 8
+
+
+def _bounded(codec: object, data: bytes) -> bytes:
+    """Decompress with ``codec``'s ``decompress_into`` into a buffer that grows (8 times
+    the input, doubling) up to the cap; past the cap the payload is refused."""
+    size = min(MAX_DECOMPRESSED_BYTES, max(64 * 1024, len(data) * _FIRST_GUESS_RATIO))
+    while True:
+        out = bytearray(size + 1)  # one spare byte: a full buffer means "more to come"
+        try:
+            written = int(codec.decompress_into(data, out))  # type: ignore[attr-defined]
+        except cramjam.DecompressionError as err:
+            if "whole buffer" not in str(err):
+                raise
+            written = len(out)
+        if written <= size:
+            return bytes(memoryview(out)[:written])
+        if size >= MAX_DECOMPRESSED_BYTES:
+            raise ValueError(
+                f"decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes, over the limit"
+            )
+        size = min(MAX_DECOMPRESSED_BYTES, size * 2)
 
 
 def _snappy_raw(data: bytes | memoryview) -> bytes:
@@ -97,6 +120,7 @@ def _snappy_decompress(data: bytes) -> bytes:
     if not data.startswith(_SNAPPY_MAGIC):
         return _snappy_raw(data)
     parts = []
+    total = 0
     pos = len(_SNAPPY_HEADER)
     while pos < len(data):
         if pos + 4 > len(data):
@@ -106,6 +130,9 @@ def _snappy_decompress(data: bytes) -> bytes:
         if length < 0 or pos + length > len(data):
             raise ValueError(f"xerial snappy block of {length} bytes overruns the payload")
         parts.append(_snappy_raw(data[pos : pos + length]))
+        total += len(parts[-1])
+        if total > MAX_DECOMPRESSED_BYTES:
+            raise ValueError(f"snappy blocks decompress to over {MAX_DECOMPRESSED_BYTES} bytes")
         pos += length
     return b"".join(parts)
 
@@ -149,13 +176,13 @@ def decompress(codec: Compression, data: bytes) -> bytes:
         if codec == Compression.NONE:
             return data
         if codec == Compression.GZIP:
-            return bytes(cramjam.gzip.decompress(data))
+            return _bounded(cramjam.gzip, data)
         if codec == Compression.SNAPPY:
             return _snappy_decompress(data)
         if codec == Compression.LZ4:
-            return bytes(cramjam.lz4.decompress(data))
+            return _bounded(cramjam.lz4, data)
         if codec == Compression.ZSTD:
-            return bytes(cramjam.zstd.decompress(data))
+            return _bounded(cramjam.zstd, data)
     except (cramjam.DecompressionError, ValueError, struct.error) as err:
         raise CorruptRecordError(
             f"cannot decompress {codec.name.lower()} record batch: {err}"
