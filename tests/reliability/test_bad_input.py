@@ -21,7 +21,7 @@ line may hand logstore, and what it may answer.
 * ``logstore produce --format json``: a malformed line gives one line on stderr, a
   non-zero exit and no traceback.
 
-Known library bugs found here are ``xfail(strict=True)`` tests named ``test_bug_*``.
+Every library bug found here is fixed; the ``test_bug_*`` tests are their regression tests.
 """
 
 from __future__ import annotations
@@ -347,13 +347,6 @@ def test_decompress_refuses_declared_sizes_without_allocating(codec: Compression
     assert max_rss() - before < 64 << 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: logstore.records.compression.decompress has no cap on the decompressed "
-    "size: MAX_DECOMPRESSED_BYTES guards only one snappy block's declared length, so a small "
-    "batch inflates without limit on every read (150 bytes of zstd become 4 MiB here; a "
-    "3 KiB zstd batch holding a 100 MiB value costs each consumer over 200 MiB)",
-)
 @pytest.mark.parametrize("codec", [Compression.SNAPPY, Compression.GZIP, Compression.ZSTD,
                                    Compression.LZ4], ids=lambda c: c.name.lower())
 def test_bug_decompress_caps_output_for_every_codec(
@@ -367,14 +360,6 @@ def test_bug_decompress_caps_output_for_every_codec(
         decompress(codec, bomb)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PartitionLog.append_batches (the produce path, and the server's) checks "
-    "CRC, magic and counts but never decodes records, so a batch whose CRC is right and "
-    "whose records are malformed is stored; every later read of it raises "
-    "CorruptRecordError, and a consumer is stuck at that offset (Kafka's LogValidator "
-    "rejects such a batch with CORRUPT_MESSAGE)",
-)
 def test_bug_append_batches_rejects_malformed_records_under_a_valid_crc(tmp_path: Path) -> None:
     log = PartitionLog(str(tmp_path / "p"), TopicConfig(flush="never"))
     head = BATCH.pack(0, 49 + 2, -1, 2, 0, 0, 0, T0, T0, -1, -1, -1, 1)
@@ -825,12 +810,6 @@ def test_cli_produce_json_fuzz_never_shows_a_traceback(cli_store: Path, lines: l
             assert exc is None, (lines, repr(exc))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `logstore produce --format json` (cli/commands.py _parse_line) catches only "
-    "ValueError: a 'headers' field that is not an object raises AttributeError and deeply "
-    "nested JSON raises RecursionError, both as tracebacks",
-)
 @pytest.mark.parametrize("line", ['{"value": "v", "headers": [1, 2]}', '{"headers": "abc"}',
                                   '{"headers": 5}', "[" * 100_000],
                          ids=["headers-list", "headers-string", "headers-number", "nested"])

@@ -39,8 +39,8 @@ violation: a foreign exception, a record or lookup that differs from what was wr
 silent gap or short log, a phantom offset, an error without the damaged file's path or
 with a position outside the damaged stretch, a leaked file descriptor, a case slower than
 2 s, or (for the batchLength flips, under tracemalloc) more than 64 MiB allocated.
-Violations that match a known library bug are counted under that bug (``KNOWN_BUGS``) and
-reproduced by the ``xfail(strict=True)`` tests ``test_bug_*`` at the end of this module.
+Every library bug the matrix found is fixed (``FIXED_BUGS``); the ``test_bug_*`` tests at
+the end of this module are their regression tests, and any violation now fails its family.
 
 Every case has an id (family/mode/file:damage/seed) that appears in failure messages; the
 seeds are fixed per family, so a failure replays with the same run.
@@ -479,7 +479,7 @@ def rescanned(mode: str, segment: int, active_base: int) -> bool:
 class Verdict:
     outcome: str = "identical"  # identical | truncated | typed-error
     problems: list[str] = dataclasses.field(default_factory=list)
-    bug: str | None = None  # a known bug this case shows (see KNOWN_BUGS)
+    bug: str | None = None  # unused since every found bug is fixed (FIXED_BUGS)
     foreign: int = 0
     wrong_reads: int = 0  # records that differ from what was written at their offset
     wrong_lookups: int = 0  # offset_for_timestamp answers that differ from a scan
@@ -846,7 +846,7 @@ def run_case(
         check_indexes_rebuilt(v, base, root, part)
     if expect is not None and not v.problems and v.outcome not in expect:
         v.fail(f"outcome {v.outcome}, expected one of {expect}")
-    v.bug = known_bug(base, case, v) if v.problems else None
+    v.bug = None  # every bug this matrix found is fixed: any problem is a violation
     tally = FAMILY_TALLIES.setdefault(case.family, Tally())
     tally.cases += 1
     tally.outcomes[v.outcome] += 1
@@ -894,35 +894,7 @@ def run_family(
 # --------------------------------------------------------------------------- known bugs
 
 
-def _is_batch_boundary_cut(base: Baseline, case: Case) -> bool:
-    d = case.damage
-    if d.kind != "cut" or not d.target.endswith(".log"):
-        return False
-    dirname = d.target.split("/", 1)[0]
-    seg = int(os.path.basename(d.target)[:SEGMENT_NAME_DIGITS])
-    if dirname == OFFSETS_DIR:
-        batches = list(base.offsets.batches)
-    else:
-        batches = base.parts[dirname].batches_of(seg)
-    return d.at == 0 or any(b.start == d.at for b in batches)
-
-
-def _tail_field(base: Baseline, case: Case, start: int, end: int) -> bool:
-    """Whether the case flips a byte in [start, end) of the header of a batch a clean
-    open walks (the active segment's tail)."""
-    d = case.damage
-    part = base.parts.get(d.target.split("/", 1)[0])
-    if part is None or d.kind != "flip" or d.target != part.log_name(part.active_base):
-        return False
-    return any(b.start + start <= d.at < b.start + end for b in active_tail(base, part))
-
-
-def _tail_offset_field(base: Baseline, case: Case) -> bool:
-    """A baseOffset or lastOffsetDelta byte of a batch in the active segment's tail."""
-    return _tail_field(base, case, 0, 8) or _tail_field(base, case, 23, 27)
-
-
-KNOWN_BUGS = {
+FIXED_BUGS = {  # found by this matrix, fixed; the test_bug_* tests below are their regressions
     "short-log": (
         "BUG: an active-segment .log cut exactly at a batch boundary (or to 0 bytes) after "
         "a clean close opens without an error and a shorter log: the records below the "
@@ -976,53 +948,6 @@ KNOWN_BUGS = {
         "silently changes committed offsets (OffsetStore._load_snapshot)"
     ),
 }
-
-
-def _problem_bug(base: Baseline, case: Case, v: Verdict, problem: str) -> str | None:
-    d = case.damage
-    lookup_mismatch = problem.startswith("offset_for_timestamp(") and "a scan says" in problem
-    lost = ("without an error" in problem or "got offsets" in problem or lookup_mismatch
-            or "phantoms" in problem)
-    if d.target.endswith(SNAPSHOT_NAME):
-        return "snapshot-missing" if d.kind == "delete" else "snapshot-unchecked"
-    if v.foreign or v.wrong_reads:
-        return None
-    if lost and case.mode != "crash-rp0" and _is_batch_boundary_cut(base, case):
-        return "short-log"
-    if lost and case.mode == "clean" and _tail_offset_field(base, case):
-        return "tail-offsets-unchecked"
-    if (
-        problem.startswith(("open: error at position", "reopen: error at position"))
-        and case.mode == "clean"
-        and _tail_field(base, case, 8, 12)
-    ):
-        return "tail-error-misplaced"
-    if problem.startswith("offset_for_timestamp(") and (
-        "without a path" in problem or "error at position 0," in problem
-    ):
-        return "timestamp-error-unlocated"
-    if lookup_mismatch and v.typed_errors:
-        return "half-rebuilt-index"
-    if "file descriptors still open" in problem and d.target == base.offsets.log_name:
-        return "close-leak"
-    if "file descriptors still open" in problem and v.open_failed:
-        return "open-failure-leak"
-    if (
-        case.family == "index-emptied"
-        and case.mode == "clean"
-        and "rebuilt as" in problem
-        and d.target.startswith(tuple(p.log_name(p.active_base, "") for p in base.parts.values()))
-    ):
-        return "active-index-not-rebuilt"
-    return None
-
-
-def known_bug(base: Baseline, case: Case, v: Verdict) -> str | None:
-    """The known bug (KNOWN_BUGS key) behind every problem of a failing case, if any."""
-    bugs = [_problem_bug(base, case, v, p) for p in v.problems]
-    if None in bugs:
-        return None
-    return Counter(bugs).most_common(1)[0][0]
 
 
 # --------------------------------------------------------------------------- families
@@ -1411,7 +1336,6 @@ def run_bug_cases(base: Baseline, scratch: str, cases: list[Case], **kw: Any) ->
     return problems
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["short-log"])
 def test_bug_log_cut_at_batch_boundary_before_recovery_point_raises(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1432,7 +1356,6 @@ def test_bug_log_cut_at_batch_boundary_before_recovery_point_raises(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["tail-offsets-unchecked"])
 def test_bug_clean_open_checks_base_offsets_in_active_tail(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1449,7 +1372,6 @@ def test_bug_clean_open_checks_base_offsets_in_active_tail(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["tail-error-misplaced"])
 def test_bug_clean_open_error_names_the_batch_with_the_damaged_length(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1469,7 +1391,6 @@ def test_bug_clean_open_error_names_the_batch_with_the_damaged_length(
     assert f"position {tail[0].start}" in str(raised.value), str(raised.value)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["half-rebuilt-index"])
 def test_bug_failed_index_rebuild_leaves_no_half_rebuilt_segment(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1488,7 +1409,6 @@ def test_bug_failed_index_rebuild_leaves_no_half_rebuilt_segment(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["timestamp-error-unlocated"])
 def test_bug_offset_for_timestamp_error_names_file_and_position(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1516,7 +1436,6 @@ def test_bug_offset_for_timestamp_error_names_file_and_position(
     ), str(raised.value)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["close-leak"])
 def test_bug_store_close_releases_files_when_offsets_log_is_damaged(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1527,7 +1446,6 @@ def test_bug_store_close_releases_files_when_offsets_log_is_damaged(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["open-failure-leak"])
 def test_bug_failed_partition_open_releases_segment_files(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1538,7 +1456,6 @@ def test_bug_failed_partition_open_releases_segment_files(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["active-index-not-rebuilt"])
 def test_bug_emptied_active_index_is_rebuilt_after_clean_close(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1552,7 +1469,6 @@ def test_bug_emptied_active_index_is_rebuilt_after_clean_close(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["snapshot-missing"])
 def test_bug_deleted_offsets_snapshot_is_a_corruption_error(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1561,7 +1477,6 @@ def test_bug_deleted_offsets_snapshot_is_a_corruption_error(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["snapshot-unchecked"])
 def test_bug_bit_flip_in_offsets_snapshot_is_detected(
     baseline: Baseline, scratch: str
 ) -> None:
@@ -1583,13 +1498,6 @@ SNAPSHOT_SHAPES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: offsets.snapshot that is valid JSON of the wrong shape escapes as a foreign "
-    "exception (OverflowError from int(Infinity), RecursionError from deep nesting, "
-    "TypeError from groups() sorting a non-string group) instead of CorruptionError "
-    "(OffsetStore._load_snapshot checks no types)",
-)
 @pytest.mark.parametrize("shape", sorted(SNAPSHOT_SHAPES))
 def test_bug_offsets_snapshot_of_wrong_shape_raises_corruption_error(
     baseline: Baseline, scratch: str, shape: str
