@@ -103,6 +103,46 @@ def decode_value(data: bytes) -> CommittedOffset:
     return CommittedOffset(offset, metadata, timestamp)
 
 
+def read_snapshot(
+    fs: FileSystem, path: str
+) -> tuple[int, dict[OffsetKey, CommittedOffset]] | None:
+    """``(next_offset, offsets)`` of the offsets snapshot at ``path``; None if there is none.
+
+    Raises:
+        CorruptionError: the file is damaged (checksum, JSON or shape).
+    """
+    try:
+        raw = fs.read_file(path)
+    except FileNotFoundError:
+        return None
+    try:
+        body, sep, trailer = raw.rstrip(b"\n").rpartition(b"\n")
+        if not sep or not trailer.startswith(b"crc32c "):
+            raise ValueError("no checksum line")
+        if trailer[7:].decode("ascii") != f"{crc32c.crc32c(body):08x}":
+            raise ValueError("checksum mismatch")
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("offsets"), list):
+            raise ValueError("not a snapshot object")
+        applied = data["next_offset"]
+        if type(applied) is not int or applied < 0:
+            raise ValueError(f"next_offset {applied!r}")
+        offsets: dict[OffsetKey, CommittedOffset] = {}
+        for row in data["offsets"]:
+            g, t, p, o, m, ts = row
+            if not (isinstance(g, str) and isinstance(t, str) and isinstance(m, str)
+                    and type(p) is int and type(o) is int and type(ts) is int):
+                raise ValueError(f"row {row!r}")
+            offsets[(g, t, p)] = CommittedOffset(o, m, ts)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
+        raise CorruptionError(
+            f"offsets snapshot {path} is damaged: {err} (delete it to rebuild committed "
+            f"offsets from the log, if the log still holds them all)",
+            path,
+        ) from err
+    return applied, offsets
+
+
 class OffsetStore:
     """Committed offsets of every group, shared by the processes using one store."""
 
@@ -132,42 +172,7 @@ class OffsetStore:
         return os.path.join(self._directory, SNAPSHOT_NAME)
 
     def _read_snapshot(self) -> tuple[int, dict[OffsetKey, CommittedOffset]] | None:
-        """``(next_offset, offsets)`` of the snapshot file; None if there is none.
-
-        Raises:
-            CorruptionError: the file is damaged (checksum, JSON or shape).
-        """
-        path = self._snapshot_path()
-        try:
-            raw = self._fs.read_file(path)
-        except FileNotFoundError:
-            return None
-        try:
-            body, sep, trailer = raw.rstrip(b"\n").rpartition(b"\n")
-            if not sep or not trailer.startswith(b"crc32c "):
-                raise ValueError("no checksum line")
-            if trailer[7:].decode("ascii") != f"{crc32c.crc32c(body):08x}":
-                raise ValueError("checksum mismatch")
-            data = json.loads(body)
-            if not isinstance(data, dict) or not isinstance(data.get("offsets"), list):
-                raise ValueError("not a snapshot object")
-            applied = data["next_offset"]
-            if type(applied) is not int or applied < 0:
-                raise ValueError(f"next_offset {applied!r}")
-            offsets: dict[OffsetKey, CommittedOffset] = {}
-            for row in data["offsets"]:
-                g, t, p, o, m, ts = row
-                if not (isinstance(g, str) and isinstance(t, str) and isinstance(m, str)
-                        and type(p) is int and type(o) is int and type(ts) is int):
-                    raise ValueError(f"row {row!r}")
-                offsets[(g, t, p)] = CommittedOffset(o, m, ts)
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
-            raise CorruptionError(
-                f"offsets snapshot {path} is damaged: {err} (delete it to rebuild committed "
-                f"offsets from the log, if the log still holds them all)",
-                path,
-            ) from err
-        return applied, offsets
+        return read_snapshot(self._fs, self._snapshot_path())
 
     def _load_snapshot(self) -> None:
         found = self._read_snapshot()

@@ -18,12 +18,14 @@ from typing import NamedTuple
 
 from logstore.config import TopicConfig
 from logstore.errors import (
+    CorruptionError,
     LogstoreError,
     PartitionNotFoundError,
     StorageError,
     StoreLockedError,
 )
-from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME
+from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, read_snapshot
+from logstore.storage.checkpoint import read_checkpoint
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_path
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
@@ -81,18 +83,17 @@ def _registry(fs: FileSystem, root: str, findings: list[Finding]) -> dict[str, i
 
 def _snapshot(fs: FileSystem, directory: str, findings: list[Finding]) -> None:
     path = os.path.join(directory, SNAPSHOT_NAME)
-    if not fs.exists(path):
-        return
     try:
-        data = json.loads(fs.read_file(path))
-        int(data["next_offset"])
-        for _g, _t, p, o, _m, ts in data["offsets"]:
-            int(p), int(o), int(ts)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        found = read_snapshot(fs, path)
+    except CorruptionError as err:
+        findings.append(Finding(path, None, CORRUPT, f"{err}: committed offsets cannot be read"))
+        return
+    cp = read_checkpoint(fs, directory)
+    if found is None and cp is not None and cp.log_start_offset > 0:
         findings.append(Finding(
             path, None, CORRUPT,
-            f"offsets snapshot is damaged ({err}): committed offsets cannot be read; delete "
-            f"it to rebuild them from the offsets log if the log still holds them all",
+            f"offsets snapshot is missing, but the offsets log starts at "
+            f"{cp.log_start_offset}: the committed offsets it held are gone (restore it)",
         ))
 
 

@@ -249,6 +249,8 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
         reports.append(SegmentReport(base, next_offset, size, len(good), records))
         if stop is not None:
             position, problem = stop
+            if repairs and cp is not None and next_offset < cp.recovery_point:
+                repairs = False  # the cut would lose records known to be synced: refused
             findings.append(_damage(
                 path, position, repairs, problem,
                 f"cut at position {position} on open, dropping {size - position} bytes "
@@ -264,6 +266,19 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
             findings.append(Finding(path, None, REPAIR,
                                     f"{why}: the indexes are rebuilt from the log when used"))
         expected = next_offset
+    if (
+        cp is not None and logs and reports and len(reports) == len(logs)
+        and reports[-1].next_offset < cp.recovery_point
+        and not any(f.position is not None for f in findings)
+    ):
+        path = segment_path(directory, logs[-1], LOG_SUFFIX)
+        findings.append(Finding(
+            path, reports[-1].size, CORRUPT,
+            f"the log ends at offset {reports[-1].next_offset}, but the checkpoint says "
+            f"offsets up to {cp.recovery_point - 1} were synced: records are missing; "
+            f"opening raises CorruptRecordError (restore from a copy, or delete the "
+            f"checkpoint to accept the loss)",
+        ))
     return PartitionReport(directory, cp, reports, findings)
 
 
@@ -273,8 +288,9 @@ def _damage(path: str, position: int | None, repairs: bool, problem: str, action
         return Finding(path, position, REPAIR, f"{problem}: {action}")
     return Finding(
         path, position, CORRUPT,
-        f"{problem}: not repaired (the segment was synced before the crash or the log was "
-        f"closed cleanly); reads there raise CorruptRecordError; restore it from a copy",
+        f"{problem}: not repaired (these records were synced before the crash, or the log "
+        f"was closed cleanly); opening or reading there raises CorruptRecordError; restore "
+        f"it from a copy",
     )
 
 

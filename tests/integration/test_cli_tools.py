@@ -392,12 +392,13 @@ def test_verify_predicts_exactly_the_cut_that_recovery_makes(tmp_path: Path) -> 
         data = tmp_path / f"c{case}"
         _small_store(data)
         directory = data / "s-0"
-        # a crash: the partition was not closed cleanly, and the active tail is damaged
+        # a crash: the partition was not closed cleanly (the recovery point is where the
+        # last roll left it), and the active tail is damaged
         cp = read_checkpoint(DEFAULT_FS, str(directory))
         assert cp is not None
-        write_checkpoint(DEFAULT_FS, str(directory), Checkpoint(cp.recovery_point,
-                                                                cp.log_start_offset, False))
         last = sorted(directory.glob("*.log"))[-1]
+        write_checkpoint(DEFAULT_FS, str(directory), Checkpoint(int(last.stem),
+                                                                cp.log_start_offset, False))
         raw = bytearray(last.read_bytes())
         damage = rng.choice(["cut", "flip", "garbage"])
         where = rng.randrange(len(raw))
@@ -419,3 +420,13 @@ def test_verify_predicts_exactly_the_cut_that_recovery_makes(tmp_path: Path) -> 
         else:
             assert last.stat().st_size == len(raw), (case, damage, where)
         assert logstore.verify_store(data, topics=["s"]).all_findings == [], case
+    # damage below the recovery point (synced records) is predicted as not repairable
+    data = tmp_path / "synced"
+    _small_store(data)
+    last = sorted((data / "s-0").glob("*.log"))[-1]
+    raw = last.read_bytes()
+    last.write_bytes(raw[: len(raw) // 2])
+    report = logstore.verify_store(data, topics=["s"])
+    assert [f.kind for f in report.all_findings if f.position is not None] == ["corrupt"]
+    with pytest.raises(logstore.CorruptRecordError), logstore.open(data) as store:
+        store.partition("s", 0)
