@@ -362,12 +362,25 @@ def _sites(scratch: str) -> dict[str, int]:
 def test_fault_sweep_over_every_primitive_transient_and_persistent(
     scratch: str, reliability_report: Callable[[str], None]
 ) -> None:
+    """A seeded sample of 12 sites per primitive (every site with
+    LOGSTORE_FAULT_SWEEP=full, or in the soak test below)."""
+    _sweep(scratch, reliability_report, full=FULL)
+
+
+@pytest.mark.soak
+def test_fault_sweep_at_every_site(
+    scratch: str, reliability_report: Callable[[str], None]
+) -> None:
+    _sweep(scratch, reliability_report, full=True)
+
+
+def _sweep(scratch: str, reliability_report: Callable[[str], None], *, full: bool) -> None:
     sites = _sites(scratch)
     rng = random.Random(SEED)
     plan = []
     for name, count in sites.items():
         ks = list(range(1, count + 1))
-        if not FULL and len(ks) > 12:
+        if not full and len(ks) > 12:
             ks = sorted(rng.sample(ks, 12))
         plan += [(name, k, persistent) for k in ks for persistent in (False, True)]
     violations: list[str] = []
