@@ -71,6 +71,7 @@ FORMAT_NAME = "logstore"
 FORMAT_VERSION = 1
 STORE_FILE = "store.json"
 LOCK_FILE = ".lock"
+OPENING_LOCK_FILE = ".opening.lock"
 TOPICS_DIR = "__topics"
 _PARTITION_DIR = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)")
 _IMMUTABLE = ("partitions", "partitioner")
@@ -117,6 +118,17 @@ class Store:
             parent = os.path.dirname(self.path)
             fs.mkdir(self.path, exist_ok=True)
             fs.fsync_dir(parent)
+        # Opens take turns (a short, blocking lock), so two plain opens at the same moment
+        # never refuse each other, and the exclusive-to-shared switch below (not atomic
+        # with flock) cannot be raced by another opener.
+        opening = fs.lock_file(os.path.join(self.path, OPENING_LOCK_FILE))
+        try:
+            opening.acquire()
+            self._open_locked(fs, exclusive)
+        finally:
+            opening.close()
+
+    def _open_locked(self, fs: FileSystem, exclusive: bool) -> None:
         self._store_lock = fs.lock_file(os.path.join(self.path, LOCK_FILE))
         try:
             alone = self._store_lock.acquire(blocking=False)

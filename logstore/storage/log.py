@@ -229,6 +229,13 @@ class PartitionLog:
         """Rebuild the segment list from the directory after another process rolled,
         deleted or truncated segments."""
         known = {s.base_offset: s for s in self._segments}
+        was_active = self._segments[-1].base_offset if self._segments else None
+        if was_active is not None and was_active != head.active_base_offset:
+            # Another process rolled: the segment that was active here holds state from an
+            # older head (size, index counts, largest timestamp) and would hide that
+            # process's last appends to it. Reload it as the sealed segment it now is.
+            stale = known.pop(was_active)
+            stale.close_files()
         bases = sorted(
             parsed[0]
             for name in self.fs.listdir(self.directory)
