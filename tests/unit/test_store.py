@@ -71,7 +71,7 @@ def _all_values(store: Store, topic: str, partition: int) -> list[bytes | None]:
 def test_store_open_creates_store_json_lock_and_topic_registry(tmp_path: Path) -> None:
     with _open(tmp_path / "data") as store:
         assert store.path == str(tmp_path / "data")
-        assert sorted(os.listdir(tmp_path / "data")) == [".lock", "__topics", "store.json"]
+        assert sorted(os.listdir(tmp_path / "data")) == [".lock", ".opening.lock", "__topics", "store.json"]
         meta = json.loads((tmp_path / "data" / "store.json").read_text())
         assert meta == {"format": "logstore", "version": 1}
         assert store.list_topics() == []
@@ -286,6 +286,7 @@ def test_store_delete_topic_removes_its_directories_and_registry_file(tmp_path: 
         assert store.list_topics() == ["kept"]
         assert sorted(os.listdir(tmp_path / "data")) == [
             ".lock",
+            ".opening.lock",
             "__topics",
             "kept-0",
             "store.json",
@@ -483,6 +484,7 @@ def test_store_open_removes_orphan_partition_dirs_and_leaves_other_files(tmp_pat
 
     assert sorted(os.listdir(data)) == [
         ".lock",
+        ".opening.lock",
         "__topics",
         "backup",
         "notes.txt",
