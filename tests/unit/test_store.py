@@ -71,7 +71,9 @@ def _all_values(store: Store, topic: str, partition: int) -> list[bytes | None]:
 def test_store_open_creates_store_json_lock_and_topic_registry(tmp_path: Path) -> None:
     with _open(tmp_path / "data") as store:
         assert store.path == str(tmp_path / "data")
-        assert sorted(os.listdir(tmp_path / "data")) == [".lock", ".opening.lock", "__topics", "store.json"]
+        assert sorted(os.listdir(tmp_path / "data")) == [
+            ".lock", ".opening.lock", "__topics", "store.json"
+        ]
         meta = json.loads((tmp_path / "data" / "store.json").read_text())
         assert meta == {"format": "logstore", "version": 1}
         assert store.list_topics() == []
