@@ -879,19 +879,17 @@ def run_family(
             failures.append(f"{case.ident}: {v.outcome}: " + "; ".join(v.problems[:3]))
     t = FAMILY_TALLIES[family]
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(t.outcomes.items()))
-    bugs = ", ".join(f"{k} {n}" for k, n in sorted(t.bugs.items())) or "none"
     report(
-        f"corruption/{family}: {t.cases} cases ({outcomes}; known bugs shown: {bugs}); "
+        f"corruption/{family}: {t.cases} cases ({outcomes}); "
         f"{t.foreign} foreign exceptions, {t.wrong_reads} wrong reads, {t.wrong_lookups} "
-        f"wrong timestamp lookups ({t.unexplained} outside known bugs); slowest case "
-        f"{t.slowest * 1000:.0f} ms"
+        f"wrong timestamp lookups; slowest case {t.slowest * 1000:.0f} ms"
     )
     assert not failures, f"{len(failures)} of {len(cases)} cases failed:\n" + "\n".join(
         failures[:25]
     )
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- fixed bugs
 
 
 FIXED_BUGS = {  # found by this matrix, fixed; the test_bug_* tests below are their regressions
@@ -1518,9 +1516,6 @@ def test_corruption_figure(reliability_report: Callable[[str], None]) -> None:
     outcomes: Counter[str] = Counter()
     for tally in t:
         outcomes.update(tally.outcomes)
-    bugs: Counter[str] = Counter()
-    for tally in t:
-        bugs.update(tally.bugs)
     index_cases = sum(x.index_cases for x in t)
     reliability_report(
         f"corruption: {sum(x.cases for x in t):,} cases (file x damage x mode, "
@@ -1529,10 +1524,7 @@ def test_corruption_figure(reliability_report: Callable[[str], None]) -> None:
         f"{outcomes['typed-error']} typed errors, {outcomes['wrong']} wrong answers; "
         f"{sum(x.foreign for x in t)} foreign "
         f"exceptions, {sum(x.wrong_reads for x in t)} wrong reads, "
-        f"{sum(x.wrong_lookups for x in t)} wrong timestamp lookups "
-        f"({sum(x.unexplained for x in t)} outside known bugs); "
+        f"{sum(x.wrong_lookups for x in t)} wrong timestamp lookups; "
         f"{sum(x.index_identical for x in t)}/{index_cases} index rebuilds identical; "
-        f"{sum(bugs.values())} cases show a known bug ("
-        + ", ".join(f"{k} {n}" for k, n in sorted(bugs.items())) + "); "
         f"slowest case {max(x.slowest for x in t) * 1000:.0f} ms"
     )
