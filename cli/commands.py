@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import click
 import logstore
 from logstore import TopicPartition
 
-from .common import TIME_HELP, parse_time, progress, table, user_errors
+from .common import TIME_HELP, parse_time, progress, table, until_interrupted, user_errors
 
 
 def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -361,21 +360,11 @@ def consume(
     )
     fields = Fields(print_timestamp, print_partition, print_offset, print_headers, print_key)
     out = sys.stdout.buffer
-    interrupted = False
-
-    def on_sigint(signum: int, frame: object) -> None:
-        nonlocal interrupted
-        interrupted = True
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        with logstore.open(data_dir) as store:
-            _consume(store, topic, group, from_beginning, offset, start_ms, partition,
-                     max_messages, follow, lambda r: out.write(render_record(r, fmt, fields)),
-                     lambda: interrupted)
-            out.flush()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with until_interrupted() as interrupted, logstore.open(data_dir) as store:
+        _consume(store, topic, group, from_beginning, offset, start_ms, partition,
+                 max_messages, follow, lambda r: out.write(render_record(r, fmt, fields)),
+                 interrupted.is_set)
+        out.flush()
 
 
 def _consume(

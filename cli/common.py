@@ -7,7 +7,9 @@ import contextlib
 import datetime as dt
 import functools
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -73,6 +75,18 @@ def table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@contextlib.contextmanager
+def until_interrupted() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT) while the block runs, so a long command can stop
+    cleanly (commit, flush, summarise) instead of dying with a traceback."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Progress:

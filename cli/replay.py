@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import logstore
 from logstore import ConsumerRecord
 
 from .commands import Fields, render_record
-from .common import TIME_HELP, format_time, parse_time, progress, user_errors
+from .common import TIME_HELP, format_time, parse_time, progress, until_interrupted, user_errors
 
 _CHUNK = 2000
 
@@ -104,64 +103,55 @@ def replay(
         raise click.ClickException(
             f"--to-time {to_time!r} is not after --from-time {from_time!r}"
         )
-    stopped = False
+    with until_interrupted() as interrupted, logstore.open(data_dir) as store:
+        if dest is not None:
+            store.topic(dest)  # exists, or TopicNotFoundError says so
+        bounds = _bounds(store, topic, from_ms, to_ms)
+        total = sum(stop - start for start, stop in bounds.values())
+        streams = [_partition_records(store, topic, p, start, stop)
+                   for p, (start, stop) in sorted(bounds.items())]
+        merged = heapq.merge(*streams, key=lambda r: (r.timestamp, r.partition, r.offset))
+        count, first_ts, last_ts, started = 0, None, None, time.monotonic()
+        fields = Fields(False, False, False, False, False)
+        out = sys.stdout.buffer
+        producer = store.producer() if dest is not None else None
+        errors: list[BaseException] = []
 
-    def on_sigint(signum: int, frame: object) -> None:
-        nonlocal stopped
-        stopped = True
+        def failed(meta: object, error: BaseException | None) -> None:
+            if error is not None:
+                errors.append(error)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        with logstore.open(data_dir) as store:
-            if dest is not None:
-                store.topic(dest)  # exists, or TopicNotFoundError says so
-            bounds = _bounds(store, topic, from_ms, to_ms)
-            total = sum(stop - start for start, stop in bounds.values())
-            streams = [_partition_records(store, topic, p, start, stop)
-                       for p, (start, stop) in sorted(bounds.items())]
-            merged = heapq.merge(*streams, key=lambda r: (r.timestamp, r.partition, r.offset))
-            count, first_ts, last_ts, started = 0, None, None, time.monotonic()
-            fields = Fields(False, False, False, False, False)
-            out = sys.stdout.buffer
-            producer = store.producer() if dest is not None else None
-            errors: list[BaseException] = []
-
-            def failed(meta: object, error: BaseException | None) -> None:
-                if error is not None:
-                    errors.append(error)
-
-            try:
-                with progress(total if dest is not None else 0, f"replay {topic}") as bar:
-                    for record in merged:
-                        if stopped:
+        try:
+            with progress(total if dest is not None else 0, f"replay {topic}") as bar:
+                for record in merged:
+                    if interrupted.is_set():
+                        break
+                    if first_ts is None:
+                        first_ts = record.timestamp
+                    elif not max_speed:
+                        due = started + (record.timestamp - first_ts) / 1000 / speed
+                        wait = due - time.monotonic()
+                        if wait > 0 and interrupted.wait(wait):  # Ctrl-C ends a long gap
                             break
-                        if first_ts is None:
-                            first_ts = record.timestamp
-                        elif not max_speed:
-                            due = started + (record.timestamp - first_ts) / 1000 / speed
-                            wait = due - time.monotonic()
-                            if wait > 0:
-                                time.sleep(wait)
-                        last_ts = record.timestamp
-                        if producer is not None and dest is not None:
-                            producer.send(
-                                dest, record.value, key=record.key, headers=record.headers,
-                                timestamp=record.timestamp if keep_timestamps else None,
-                            ).add_callback(failed)
-                            bar.update(1)
-                            if errors:
-                                break
-                        else:
-                            out.write(render_record(record, fmt, fields))
-                            if not max_speed:
-                                out.flush()  # paced output reaches a pipe as it happens
-                        count += 1
-                out.flush()
-            finally:
-                if producer is not None:
-                    producer.close()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+                    last_ts = record.timestamp
+                    if producer is not None and dest is not None:
+                        producer.send(
+                            dest, record.value, key=record.key, headers=record.headers,
+                            timestamp=record.timestamp if keep_timestamps else None,
+                        ).add_callback(failed)
+                        bar.update(1)
+                        if errors:
+                            break
+                    else:
+                        out.write(render_record(record, fmt, fields))
+                        if not max_speed:
+                            out.flush()  # paced output reaches a pipe as it happens
+                    count += 1
+            out.flush()
+        finally:
+            if producer is not None:
+                producer.close()
+    stopped = interrupted.is_set()
     if errors:
         raise click.ClickException(f"writing to {dest!r} failed: {errors[0]}")
     elapsed = time.monotonic() - started
