@@ -48,12 +48,10 @@ seeds are fixed per family, so a failure replays with the same run.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import random
 import shutil
-import signal
 import struct
 import tempfile
 import time
@@ -80,6 +78,7 @@ from logstore.storage.files import DEFAULT_FS
 from logstore.storage.head import HEAD_NAME
 from logstore.storage.log import PartitionLog
 from logstore.types import Record, TopicPartition
+from tests.reliability.limits import time_limit
 
 T0 = 1_700_000_000_000
 OFFSETS_DIR = "__consumer_offsets-0"
@@ -436,18 +435,6 @@ class CaseHung(BaseException):
     ``except Exception`` in the library swallows it)."""
 
 
-@contextlib.contextmanager
-def hard_limit(seconds: float) -> Iterator[None]:
-    def on_alarm(signum: int, frame: object) -> None:
-        raise CaseHung(f"case still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def copy_store(base: Baseline, dst: str, dirs: tuple[str, ...]) -> None:
@@ -812,7 +799,7 @@ def run_case(
     if measure_memory:
         tracemalloc.start()
     try:
-        with hard_limit(HARD_LIMIT_S):
+        with time_limit(HARD_LIMIT_S, CaseHung):
             try:
                 if part is not None:
                     v = verify_partition(root, part, case, root, damaged, sample)

@@ -33,11 +33,9 @@ import hashlib
 import logging
 import os
 import random
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -56,6 +54,7 @@ from tests.reliability.crashfs import (
     remove_tree,
     scratch_root,
 )
+from tests.reliability.limits import time_limit
 
 CI = os.environ.get("CI") == "true"
 STATE_BUDGET = 3000 if CI else 1000
@@ -221,22 +220,6 @@ class Driver:
 # --------------------------------------------------------------------------- checking
 
 
-class OpenTimeoutError(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise OpenTimeoutError(f"took over {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @contextlib.contextmanager
