@@ -27,7 +27,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Self
 
 from logstore.client import admin
@@ -226,30 +226,13 @@ class Store:
         return topic
 
     def _remove_orphan_partitions(self) -> None:
-        for entry in self._fs.listdir(self.path):
-            full = os.path.join(self.path, entry)
-            if entry.startswith(_DELETED_PREFIX) and self._fs.is_dir(full):
-                self._fs.rmtree(full)
-                continue
-            match = _PARTITION_DIR.fullmatch(entry)
-            if match is None or entry.startswith("__") or not self._fs.is_dir(full):
-                continue  # "__" names are logstore's own (offsets log, groups)
-            topic = self._topics.get(match["topic"])
-            if topic is not None and int(match["partition"]) < topic.num_partitions:
-                continue
-            if self._holds_only_partition_files(full):
+        partitions = {name: t.num_partitions for name, t in self._topics.items()}
+        for full, removable in orphan_dirs(self._fs, self.path, partitions):
+            if removable:
                 log.warning("removing %s: no registered topic owns it", full)
                 self._fs.rmtree(full)
             else:
                 log.warning("leaving %s alone: no topic owns it, but it holds other files", full)
-
-    def _holds_only_partition_files(self, directory: str) -> bool:
-        return all(
-            name in _PARTITION_FILES
-            or name.endswith(".tmp")
-            or parse_segment_name(name) is not None
-            for name in self._fs.listdir(directory)
-        )
 
     # ------------------------------------------------------------------ state
 
@@ -543,6 +526,29 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     """Open (creating if needed) the store in directory ``path``. Other processes (and
     other ``Store``s) may open it too, unless ``exclusive``."""
     return Store(path, create=create, exclusive=exclusive, fs=fs, clock=clock)
+
+
+def orphan_dirs(
+    fs: FileSystem, root: str, partitions: Mapping[str, int]
+) -> Iterator[tuple[str, bool]]:
+    """Directories in store ``root`` that no topic owns (``partitions``: each registered
+    topic's partition count), with whether opening the store removes them: a deleted
+    topic's leftovers, and partition directories holding only partition files."""
+    for entry in fs.listdir(root):
+        full = os.path.join(root, entry)
+        if entry.startswith(_DELETED_PREFIX) and fs.is_dir(full):
+            yield full, True
+            continue
+        match = _PARTITION_DIR.fullmatch(entry)
+        if match is None or entry.startswith("__") or not fs.is_dir(full):
+            continue  # "__" names are logstore's own (offsets log, groups)
+        if int(match["partition"]) < partitions.get(match["topic"], 0):
+            continue
+        yield full, all(
+            name in _PARTITION_FILES or name.endswith(".tmp")
+            or parse_segment_name(name) is not None
+            for name in fs.listdir(full)
+        )
 
 
 def validate_name_quietly(name: str) -> bool:

@@ -29,14 +29,7 @@ from logstore.storage.checkpoint import read_checkpoint
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_path
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
-from logstore.store import (
-    _DELETED_PREFIX,
-    _PARTITION_DIR,
-    _TEMP_PREFIX,
-    LOCK_FILE,
-    STORE_FILE,
-    TOPICS_DIR,
-)
+from logstore.store import _TEMP_PREFIX, LOCK_FILE, STORE_FILE, TOPICS_DIR, orphan_dirs
 from logstore.topic import partition_dir, validate_topic_name
 
 
@@ -175,22 +168,13 @@ def verify_store(
             if on_progress is not None:
                 on_progress(len(reports), len(directories))
         if wanted is None:
-            for entry in fs.listdir(root):
-                full = os.path.join(root, entry)
-                if entry.startswith(_DELETED_PREFIX) and fs.is_dir(full):
-                    findings.append(Finding(full, None, REPAIR,
-                                            "a deleted topic's files: removed on open"))
-                    continue
-                match = _PARTITION_DIR.fullmatch(entry)
-                if match is None or entry.startswith("__") or not fs.is_dir(full):
-                    continue
-                owner = registered.get(match["topic"])
-                if owner is None or int(match["partition"]) >= owner:
-                    findings.append(Finding(
-                        full, None, REPAIR,
-                        "no registered topic owns it: removed on open if it holds only "
-                        "partition files",
-                    ))
+            for full, removable in orphan_dirs(fs, root, registered):
+                findings.append(Finding(
+                    full, None, REPAIR,
+                    "no registered topic owns it: removed on open" if removable else
+                    "no registered topic owns it, but it holds other files: left alone "
+                    "on open (move it away)",
+                ))
         return StoreReport(root, reports, findings)
     finally:
         lock.close()
