@@ -117,18 +117,25 @@ class AsyncConsumer:
         return self
 
     async def __anext__(self) -> ConsumerRecord:
-        timeout = self._consumer.consumer_timeout_ms
+        """The next record; like the blocking iterator, each record counts as handed out
+        (its position moves past it) only when it is returned here."""
+        consumer = self._consumer
+        consumer._in_flight = None  # the application came back for the next record
+        timeout = consumer.consumer_timeout_ms
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
-        while not self._buffer:
-            if self._consumer._closed:
+        while True:
+            while self._buffer:
+                record = self._buffer.popleft()
+                if consumer._hand_out(record):
+                    return record
+            if consumer._closed:
                 raise StopAsyncIteration
-            records = await self.poll(timeout_ms=100)
+            records = await asyncio.to_thread(consumer._poll_pending, 100)
             if records:
                 self._buffer.extend(records)
             elif timeout is not None and (loop.time() - idle_since) * 1000 >= timeout:
                 raise StopAsyncIteration
-        return self._buffer.popleft()
 
     async def close(self) -> None:
         await asyncio.to_thread(self._consumer.close)
@@ -136,5 +143,6 @@ class AsyncConsumer:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        self._buffer.clear()
+        await asyncio.to_thread(self._consumer._close, failed=exc_type is not None)

@@ -6,9 +6,14 @@
   (pub-sub across groups, a work queue within one).
 
 Positions start from the group's committed offset, else ``auto_offset_reset``
-("earliest" or "latest"). ``commit()`` stores positions in the store's offsets log; with
-``enable_auto_commit`` the positions of records already returned are committed every
-``auto_commit_interval_ms`` and on close, which gives at-least-once delivery.
+("earliest" or "latest"). A partition's *position* is the offset after the last record
+**handed to the application** (Kafka's rule): everything one ``poll()`` returns, or, when
+iterating, each record as it is yielded, never the rest of what a fetch read ahead.
+``commit()`` with no arguments stores the positions in the store's offsets log; with
+``enable_auto_commit`` they are committed every ``auto_commit_interval_ms`` (before the
+next fetch), before a partition is given up in a rebalance, and on close, which gives
+at-least-once delivery. Leaving a ``with`` block (or an iteration) by an exception does
+not count the record being handled when the exception was raised as consumed.
 
 Delivery recipes:
 
@@ -141,7 +146,14 @@ class Consumer:
         self.on_revoke = on_revoke
         self.consumer_timeout_ms = consumer_timeout_ms
         self.member_id = member_id or f"member-{secrets.token_hex(8)}"
+        # The offset after the last record handed to the application, per partition: what
+        # commit() and auto-commit store. Never beyond what was handed out.
         self._positions: dict[TopicPartition, int] = {}
+        # Iteration: each partition's position when its pending records were fetched (a
+        # seek, reset or revocation since then changes the position, and the iterator then
+        # drops the rest), and the record being handled now (between its yield and the next).
+        self._fetched_at: dict[TopicPartition, int] = {}
+        self._in_flight: tuple[TopicPartition, int] | None = None
         # A fetch decodes up to fetch_max_bytes; what one poll does not return waits here
         # (records, index of the next) for the next poll, as Kafka's fetch buffer does.
         self._buffers: dict[TopicPartition, list[Any]] = {}
@@ -352,21 +364,34 @@ class Consumer:
     # ------------------------------------------------------------------ polling
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> list[ConsumerRecord]:
-        """Records from the assigned partitions, waiting up to ``timeout_ms`` for some."""
+        """Records from the assigned partitions, waiting up to ``timeout_ms`` for some.
+
+        Every record returned counts as handed to the application: the positions move
+        past them (and the next ``commit()`` or auto-commit stores that).
+        """
+        return self._poll(timeout_ms, max_records, advance=True)
+
+    def _poll(
+        self, timeout_ms: int, max_records: int | None, *, advance: bool
+    ) -> list[ConsumerRecord]:
         self._check_open()
+        self._in_flight = None
         limit = max_records or self.max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000
         pause = 0.0001
         while True:
             self._heartbeat()
             self._maybe_auto_commit()
-            records = self._fetch(limit)
+            records = self._fetch(limit, advance=advance)
             if records or time.monotonic() >= deadline:
                 return records
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
 
-    def _fetch(self, limit: int) -> list[ConsumerRecord]:
+    def _fetch(self, limit: int, *, advance: bool = True) -> list[ConsumerRecord]:
+        """Up to ``limit`` records from the positions on. With ``advance`` the positions
+        move past them; without, the caller hands them out one by one (:meth:`_hand_out`)
+        and what it never hands out is fetched again from the position."""
         out: list[ConsumerRecord] = []
         tps = [tp for tp in self._assigned if tp not in self._paused]
         n = len(tps)
@@ -401,12 +426,18 @@ class Consumer:
             taken = records[start : start + limit - len(out)]
             buffered[1] = start + len(taken)
             out += taken
-            self._positions[tp] = taken[-1].offset + 1
+            if advance:
+                self._positions[tp] = taken[-1].offset + 1
+            else:
+                self._fetched_at[tp] = position
         if n:
             self._next_partition = (self._next_partition + 1) % n
         return out
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
+        """Records one at a time. Each record counts as handed out when it is yielded, so
+        ``commit()`` in the loop body commits up to and including it, never the records a
+        fetch read ahead."""
         limit = self.consumer_timeout_ms
         idle_since = time.monotonic()
         while not self._closed:
@@ -416,10 +447,39 @@ class Consumer:
                 if left <= 0:
                     return
                 wait_ms = min(wait_ms, max(1, int(left)))
-            records = self.poll(timeout_ms=wait_ms)
-            if records:
-                yield from records
-                idle_since = time.monotonic()  # idle time counts from the last hand-out
+            for record in self._poll_pending(wait_ms):
+                if self._hand_out(record):
+                    yield record
+                    # the loop body came back for the next record: it handled this one.
+                    # (An exception in the body never comes back here, so the record
+                    # stays in flight and a failing ``with`` block does not count it.)
+                    self._in_flight = None
+                    idle_since = time.monotonic()  # idle time counts from a hand-out
+
+    def _poll_pending(self, timeout_ms: int) -> list[ConsumerRecord]:
+        """Fetch for iteration: the records come back without moving the positions;
+        :meth:`_hand_out` moves them one record at a time."""
+        return self._poll(timeout_ms, None, advance=False)
+
+    def _hand_out(self, record: ConsumerRecord) -> bool:
+        """Count ``record`` (from :meth:`_poll_pending`) as handed to the application,
+        unless its partition was sought, reset, paused or revoked since it was fetched
+        (then it, and the rest fetched with it, are dropped and read again later)."""
+        if self._closed:
+            return False
+        tp = TopicPartition(record.topic, record.partition)
+        expected = self._fetched_at.get(tp)
+        if (
+            expected is None
+            or self._positions.get(tp) != expected
+            or tp in self._paused
+            or tp not in self._assigned
+        ):
+            self._fetched_at.pop(tp, None)
+            return False
+        self._positions[tp] = self._fetched_at[tp] = record.offset + 1
+        self._in_flight = (tp, record.offset)
+        return True
 
     def pause(self, *tps: TopicPartition) -> None:
         self._paused.update(TopicPartition(*tp) for tp in tps)
@@ -490,8 +550,17 @@ class Consumer:
 
     def close(self) -> None:
         """Commit (with auto-commit), leave the group and release partitions. Idempotent."""
+        self._close()
+
+    def _close(self, *, failed: bool = False) -> None:
         if self._closed:
             return
+        if failed and self._in_flight is not None:
+            # an exception escaped while the application handled this record: it was not
+            # consumed, so neither auto-commit nor the next member may skip it
+            tp, offset = self._in_flight
+            self._positions[tp] = offset
+        self._in_flight = None
         try:
             if self._files is None and self.enable_auto_commit:
                 self._commit_positions(list(self._assigned))  # assign(): no group files
@@ -517,5 +586,5 @@ class Consumer:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._close(failed=exc_type is not None)
