@@ -9,6 +9,7 @@ import time
 import click
 
 import logstore
+from logstore import TopicPartition
 
 from .common import TIME_HELP, parse_time, table, user_errors
 
@@ -87,6 +88,13 @@ def groups_describe(data_dir: str, group: str, as_json: bool) -> None:
           str(p.log_end_offset), "-" if p.lag is None else str(p.lag), p.owner or "-"]
          for p in d.partitions],
     )
+    for p in d.partitions:
+        if p.stale_offset is not None:
+            click.echo(
+                f"note: {p.topic}-{p.partition} has offset {p.stale_offset} committed against "
+                f"an earlier topic {p.topic!r} that was deleted; it is ignored (the group "
+                f"starts this partition per its offset reset policy)"
+            )
 
 
 @groups.command("reset-offsets")
@@ -136,7 +144,11 @@ def groups_reset_offsets(
     with logstore.open(data_dir) as store:
         if not topics:
             _known(store, group)
-        before = store.offsets.group_offsets(group)
+        before = {
+            TopicPartition(p.topic, p.partition): p.committed
+            for p in store.describe_group(group).partitions
+            if p.committed is not None
+        }
         new = store.reset_offsets(
             group, topics=list(topics) or None, to_earliest=to_earliest, to_latest=to_latest,
             to_datetime=when, to_offset=to_offset, shift_by=shift_by, execute=execute,
@@ -148,7 +160,7 @@ def groups_reset_offsets(
     table(
         ["TOPIC", "PARTITION", "CURRENT", "NEW"],
         [[tp.topic, str(tp.partition),
-          str(before[tp].offset) if tp in before else "-", str(offset)]
+          str(before[tp]) if tp in before else "-", str(offset)]
          for tp, offset in sorted(new.items())],
     )
     if execute:

@@ -7,7 +7,10 @@ Kafka's own ``__consumer_offsets`` schema (so the bytes read like Kafka's):
 * value, version 3: ``int16 version, int64 offset, int32 leader_epoch (-1),
   string metadata, int64 commit_timestamp``; a null value (tombstone) deletes the offset.
 
-(``string`` is an int16 length and UTF-8 bytes.) Opening replays only what follows the
+(``string`` is an int16 length and UTF-8 bytes.) A commit record also carries a
+``topic_id`` header: the id of the topic incarnation the offset was committed against
+(Kafka's topic id; Kafka's own readers ignore record headers here). An offset of a deleted
+and re-created topic thus never applies to the new one. Opening replays only what follows the
 latest snapshot: ``__consumer_offsets-0/offsets.snapshot`` holds every live offset and the
 log offset it covers, written atomically every ``SNAPSHOT_EVERY`` commit records and when
 a store closes; the log below it is then deleted. So opening costs time in proportion to
@@ -23,6 +26,7 @@ import json
 import os
 import struct
 import threading
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import crc32c
@@ -46,10 +50,15 @@ _VALUE_HEAD = struct.Struct(">hqi")  # version, offset, leader epoch
 _I64 = struct.Struct(">q")
 
 
+TOPIC_ID_HEADER = "topic_id"
+
+
 class CommittedOffset(NamedTuple):
     offset: int
     metadata: str
     commit_timestamp: int
+    topic_id: str | None = None
+    """The topic incarnation it was committed against (None: before topic ids)."""
 
 
 OffsetKey = tuple[str, str, int]  # group, topic, partition
@@ -129,11 +138,13 @@ def read_snapshot(
             raise ValueError(f"next_offset {applied!r}")
         offsets: dict[OffsetKey, CommittedOffset] = {}
         for row in data["offsets"]:
-            g, t, p, o, m, ts = row
+            g, t, p, o, m, ts, *rest = row
+            tid = rest[0] if rest else None
             if not (isinstance(g, str) and isinstance(t, str) and isinstance(m, str)
-                    and type(p) is int and type(o) is int and type(ts) is int):
+                    and type(p) is int and type(o) is int and type(ts) is int
+                    and len(rest) <= 1 and (tid is None or isinstance(tid, str))):
                 raise ValueError(f"row {row!r}")
-            offsets[(g, t, p)] = CommittedOffset(o, m, ts)
+            offsets[(g, t, p)] = CommittedOffset(o, m, ts, tid)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
         raise CorruptionError(
             f"offsets snapshot {path} is damaged: {err} (delete it to rebuild committed "
@@ -146,9 +157,17 @@ def read_snapshot(
 class OffsetStore:
     """Committed offsets of every group, shared by the processes using one store."""
 
-    def __init__(self, root: str, *, fs: FileSystem, clock: Clock) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        fs: FileSystem,
+        clock: Clock,
+        topic_id_of: Callable[[str], str | None] | None = None,
+    ) -> None:
         self._fs = fs
         self._clock = clock
+        self._topic_id_of = topic_id_of  # the current id of a topic, for commits without one
         self._directory = os.path.join(root, f"{OFFSETS_TOPIC}-0")
         self._log = PartitionLog(
             self._directory, TopicConfig(segment_bytes=16 * 1024 * 1024, flush="always"),
@@ -203,11 +222,11 @@ class OffsetStore:
                     self._since_snapshot = 0
                     return
                 rows = [
-                    [g, t, p, c.offset, c.metadata, c.commit_timestamp]
+                    [g, t, p, c.offset, c.metadata, c.commit_timestamp, c.topic_id]
                     for (g, t, p), c in sorted(self._offsets.items())
                 ]
                 body = json.dumps(
-                    {"version": 1, "next_offset": self._applied, "offsets": rows}
+                    {"version": 2, "next_offset": self._applied, "offsets": rows}
                 ).encode()
                 data = body + b"\ncrc32c %08x\n" % crc32c.crc32c(body)
                 self._fs.write_file_atomic(self._snapshot_path(), data)
@@ -248,9 +267,13 @@ class OffsetStore:
                     self._offsets.pop(key, None)
                 else:
                     try:
-                        self._offsets[key] = decode_value(record.value)
+                        found = decode_value(record.value)
+                        for name, raw in record.headers:
+                            if name == TOPIC_ID_HEADER and raw is not None:
+                                found = found._replace(topic_id=raw.decode("ascii"))
                     except (ValueError, struct.error, UnicodeDecodeError):
                         continue
+                    self._offsets[key] = found
             self._applied = records[-1].offset + 1
             self._since_snapshot += len(records)
 
@@ -273,9 +296,20 @@ class OffsetStore:
 
     # ------------------------------------------------------------------ writing
 
-    def commit(self, group: str, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
-        """Commit ``{tp: (offset, metadata)}`` for ``group``, durably, in one batch."""
+    def commit(
+        self,
+        group: str,
+        offsets: dict[TopicPartition, tuple[int, str]],
+        topic_ids: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Commit ``{tp: (offset, metadata)}`` for ``group``, durably, in one batch;
+        ``topic_ids`` names the incarnation of each topic the offsets belong to (default:
+        the topic as it is now)."""
         now = self._clock.now_ms()
+        ids = dict(topic_ids or {})
+        if self._topic_id_of is not None:
+            for topic in {tp.topic for tp in offsets} - set(ids):
+                ids[topic] = self._topic_id_of(topic)
         records: list[RecordInput] = []
         for tp, (offset, metadata) in offsets.items():
             if len(metadata.encode("utf-8")) > MAX_METADATA_BYTES:
@@ -286,7 +320,9 @@ class OffsetStore:
             if offset < 0:
                 raise InvalidRecordError(f"cannot commit offset {offset} for {tp}: it is < 0")
             key = encode_key(group, tp.topic, tp.partition)
-            records.append((now, key, encode_value(offset, metadata, now), ()))
+            tid = ids.get(tp.topic)
+            headers = () if tid is None else ((TOPIC_ID_HEADER, tid.encode("ascii")),)
+            records.append((now, key, encode_value(offset, metadata, now), headers))
         if records:
             self._append(records)
 
@@ -296,6 +332,16 @@ class OffsetStore:
         records: list[RecordInput] = [
             (now, encode_key(group, tp.topic, tp.partition), None, ()) for tp in tps
         ]
+        if records:
+            self._append(records)
+
+    def delete_topic(self, topic: str) -> None:
+        """Forget every group's committed offsets for ``topic`` (it was deleted)."""
+        with self._lock:
+            self._catch_up()
+            keys = [k for k in self._offsets if k[1] == topic]
+        now = self._clock.now_ms()
+        records: list[RecordInput] = [(now, encode_key(*k), None, ()) for k in sorted(keys)]
         if records:
             self._append(records)
 

@@ -4,8 +4,8 @@ On disk::
 
     <root>/.lock                    flock held by the open Store
     <root>/store.json               format version
-    <root>/__topics/<topic>         one JSON file per topic: its config (the commit point
-                                    of create, alter and add-partitions)
+    <root>/__topics/<topic>         one JSON file per topic: its id and config (the commit
+                                    point of create, alter and add-partitions)
     <root>/<topic>-<partition>/     a partition log (segments, checkpoint)
 
 Creating a topic makes its partition directories first and writes its registry file last;
@@ -43,7 +43,7 @@ from logstore.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
-from logstore.metadata import OffsetStore
+from logstore.metadata import OFFSETS_TOPIC, OffsetStore
 from logstore.storage.checkpoint import CHECKPOINT_NAME
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
@@ -53,6 +53,7 @@ from logstore.topic import (
     HeadersArg,
     Topic,
     TopicDescription,
+    new_topic_id,
     partition_dir,
     validate_topic_name,
 )
@@ -209,6 +210,9 @@ class Store:
             if validate_topic_name(meta["name"]) != name:
                 raise ValueError(f"it names topic {meta['name']!r}")
             config = TopicConfig.from_dict(meta["config"])
+            topic_id = meta.get("id")
+            if topic_id is not None and not isinstance(topic_id, str):
+                raise ValueError(f"topic id {topic_id!r} is not a string")
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as err:
@@ -218,8 +222,14 @@ class Store:
                 path,
             ) from err
         topic = self._topics.get(name)
+        if topic is not None and topic.topic_id != topic_id:
+            # deleted and created again (by another process): a new incarnation
+            topic.close(f"topic {name!r} was deleted (and created again)")
+            topic = None
         if topic is None:
-            topic = Topic(self.path, name, config, fs=self._fs, clock=self._clock)
+            topic = Topic(
+                self.path, name, config, fs=self._fs, clock=self._clock, topic_id=topic_id
+            )
             self._topics[name] = topic
         elif topic.config != config:
             topic.reconfigure(config)
@@ -306,16 +316,22 @@ class Store:
                 raise TopicExistsError(
                     f"topic {name!r} already exists (pass exist_ok=True to reuse it)"
                 )
-            topic = Topic(self.path, name, cfg, fs=self._fs, clock=self._clock)
+            topic = Topic(
+                self.path, name, cfg, fs=self._fs, clock=self._clock, topic_id=new_topic_id()
+            )
             for p in range(cfg.partitions):
                 PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
             self._fs.fsync_dir(self.path)
-            self._write_topic(name, cfg)
+            self._write_topic(topic, cfg)
             self._topics[name] = topic
             return topic
 
-    def _write_topic(self, name: str, cfg: TopicConfig) -> None:
-        data = json.dumps({"name": name, "config": cfg.to_dict()}, indent=1, sort_keys=True)
+    def _write_topic(self, topic: Topic, cfg: TopicConfig) -> None:
+        name = topic.name
+        meta: dict[str, Any] = {"name": name, "config": cfg.to_dict()}
+        if topic.topic_id is not None:
+            meta["id"] = topic.topic_id
+        data = json.dumps(meta, indent=1, sort_keys=True)
         tmp = os.path.join(self.path, TOPICS_DIR, _TEMP_PREFIX + name)
         self._fs.write_file_atomic(self._topic_file(name), data.encode(), tmp=tmp)
 
@@ -360,10 +376,18 @@ class Store:
     def describe_topic(self, name: str) -> TopicDescription:
         return self.topic(name).describe()
 
+    def _fresh_topic(self, name: str) -> Topic:
+        """Topic ``name`` as its registry file says now (hold the registry lock)."""
+        topic = self._load_topic(name) if validate_name_quietly(name) else None
+        if topic is None:
+            self._topics.pop(name, None)
+            return self.topic(name)  # raises TopicNotFoundError
+        return topic
+
     def delete_topic(self, name: str) -> None:
-        """Delete a topic and all its data."""
+        """Delete a topic, all its data and every group's committed offsets for it."""
         with self._registry():
-            topic = self.topic(name)
+            topic = self._fresh_topic(name)
             topic.close(f"topic {name!r} was deleted")
             self._fs.unlink(self._topic_file(name))
             self._fs.fsync_dir(os.path.join(self.path, TOPICS_DIR))
@@ -375,6 +399,12 @@ class Store:
                     self._fs.rename(directory, doomed)
                     self._fs.rmtree(doomed)
             self._fs.fsync_dir(self.path)
+            # after the commit point: a crash before this leaves offsets of another
+            # incarnation, which the topic id keeps from applying to a new topic
+            if self._offset_store is not None or self._fs.exists(
+                os.path.join(self.path, f"{OFFSETS_TOPIC}-0")
+            ):
+                self.offsets.delete_topic(name)
 
     def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
         """Change a topic's config (not ``partitions``: see :meth:`add_partitions`)."""
@@ -386,18 +416,16 @@ class Store:
                        " (keys would move between partitions)")
                 )
         with self._registry():
-            topic = self.topic(name)
-            self._load_topic(name)  # start from the newest config on disk
+            topic = self._fresh_topic(name)  # the newest config on disk
             cfg = topic.config.replace(**changes)
-            self._write_topic(name, cfg)
+            self._write_topic(topic, cfg)
             topic.reconfigure(cfg)
             return cfg
 
     def add_partitions(self, name: str, total: int) -> TopicConfig:
         """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions)."""
         with self._registry():
-            topic = self.topic(name)
-            self._load_topic(name)
+            topic = self._fresh_topic(name)
             current = topic.num_partitions
             if isinstance(total, bool) or not isinstance(total, int) or total <= current:
                 raise InvalidConfigError(
@@ -408,7 +436,7 @@ class Store:
             for p in range(current, total):
                 PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
             self._fs.fsync_dir(self.path)
-            self._write_topic(name, cfg)
+            self._write_topic(topic, cfg)
             topic.reconfigure(cfg)
             return cfg
 
@@ -428,8 +456,13 @@ class Store:
         with self._lock:
             self._check_open()
             if self._offset_store is None:
-                self._offset_store = OffsetStore(self.path, fs=self._fs, clock=self._clock)
+                self._offset_store = OffsetStore(
+                    self.path, fs=self._fs, clock=self._clock, topic_id_of=self._topic_id_of
+                )
             return self._offset_store
+
+    def _topic_id_of(self, name: str) -> str | None:
+        return self.topic(name).topic_id if self.has_topic(name) else None
 
     def producer(self, **options: Any) -> Producer:
         """A :class:`~logstore.client.producer.Producer` on this store (options: linger_ms,

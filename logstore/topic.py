@@ -5,9 +5,11 @@ Partition logs open lazily, on first use, so a store with many topics opens fast
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
+import secrets
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
@@ -51,6 +53,12 @@ def validate_topic_name(name: object) -> str:
             f"logstore's internal topics"
         )
     return name
+
+
+def new_topic_id() -> str:
+    """A fresh topic id, written as Kafka writes its ``Uuid``: 16 random bytes in
+    unpadded base64url (22 characters)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
 
 
 def partition_dir(root: str, topic: str, partition: int) -> str:
@@ -128,11 +136,21 @@ class Topic:
     """The partitions of one topic. Thread-safe."""
 
     def __init__(
-        self, root: str, name: str, config: TopicConfig, *, fs: FileSystem, clock: Clock
+        self,
+        root: str,
+        name: str,
+        config: TopicConfig,
+        *,
+        fs: FileSystem,
+        clock: Clock,
+        topic_id: str | None = None,
     ) -> None:
         self.root = root
         self.name = name
         self.config = config
+        self.topic_id = topic_id
+        """This incarnation's id (Kafka's topic id: 16 random bytes, base64url), made
+        when the topic is created; None for a topic created before ids existed."""
         self._fs = fs
         self._clock = clock
         self._logs: dict[int, PartitionLog] = {}

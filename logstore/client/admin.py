@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from logstore.client.group import GROUPS_DIR, GroupFiles, group_dir_name, group_from_dir_name
 from logstore.errors import InvalidConfigError, LogstoreError
+from logstore.metadata import CommittedOffset
 from logstore.types import TopicPartition
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ class PartitionLag(NamedTuple):
     log_end_offset: int
     lag: int | None
     owner: str | None
+    stale_offset: int | None = None
+    """An offset committed against a deleted topic of the same name: ignored (consumers
+    start from ``auto_offset_reset``), shown so the user sees why."""
 
 
 class GroupDescription(NamedTuple):
@@ -66,6 +70,16 @@ def _live_members(store: Store, group: str) -> tuple[int, dict[str, list[TopicPa
         files.close()
 
 
+def current_offsets(store: Store, group: str) -> dict[TopicPartition, CommittedOffset]:
+    """``group``'s committed offsets that belong to the topics as they are now (not to a
+    deleted topic of the same name, nor to one that no longer exists)."""
+    out = {}
+    for tp, c in store.offsets.group_offsets(group).items():
+        if store.has_topic(tp.topic) and store.topic(tp.topic).topic_id == c.topic_id:
+            out[tp] = c
+    return out
+
+
 def describe_group(store: Store, group: str) -> GroupDescription:
     """Members, assignment, committed offsets, log ends and lag of every partition the
     group has offsets for or is assigned."""
@@ -80,9 +94,14 @@ def describe_group(store: Store, group: str) -> GroupDescription:
         plog.refresh()
         end = plog.log_end_offset
         c = committed.get(tp)
+        stale = None
+        if c is not None and c.topic_id != store.topic(tp.topic).topic_id:
+            stale, c = c.offset, None
         offset = None if c is None else c.offset
         lag = None if offset is None else max(0, end - offset)
-        rows.append(PartitionLag(tp.topic, tp.partition, offset, end, lag, owners.get(tp)))
+        rows.append(
+            PartitionLag(tp.topic, tp.partition, offset, end, lag, owners.get(tp), stale)
+        )
     return GroupDescription(group, "Stable" if members else "Empty", generation, members, rows)
 
 
@@ -90,7 +109,7 @@ def _targets(
     store: Store, group: str, topics: Iterable[str] | None
 ) -> list[TopicPartition]:
     if topics is None:
-        return sorted(store.offsets.group_offsets(group))
+        return sorted(current_offsets(store, group))
     out = []
     for name in topics:
         out += [TopicPartition(name, p) for p in range(store.topic(name).num_partitions)]
@@ -129,7 +148,7 @@ def reset_offsets(
             f"group {group!r} has {len(members)} live member(s) ({', '.join(sorted(members))}); "
             f"stop them before resetting its offsets"
         )
-    committed = store.offsets.group_offsets(group)
+    committed = current_offsets(store, group)
     result: dict[TopicPartition, int] = {}
     for tp in _targets(store, group, topics):
         plog = store.partition(tp.topic, tp.partition)
@@ -150,7 +169,8 @@ def reset_offsets(
             new = base + (shift_by or 0)
         result[tp] = min(max(new, start), end)
     if execute and result:
-        store.offsets.commit(group, {tp: (o, "") for tp, o in result.items()})
+        ids = {tp.topic: store.topic(tp.topic).topic_id for tp in result}
+        store.offsets.commit(group, {tp: (o, "") for tp, o in result.items()}, ids)
     return result
 
 

@@ -275,9 +275,12 @@ class Consumer:
     # ------------------------------------------------------------------ positions
 
     def _committed_or_reset(self, tp: TopicPartition) -> int:
-        plog = self._store.topic(tp.topic).partition(tp.partition)
+        topic = self._store.topic(tp.topic)
+        plog = topic.partition(tp.partition)
         if self._offsets is not None and self.group_id is not None:
             committed = self._offsets.committed(self.group_id, tp)
+            if committed is not None and committed.topic_id != topic.topic_id:
+                committed = None  # committed against a deleted topic of the same name
             if committed is not None:
                 plog.refresh()
                 if plog.log_start_offset <= committed.offset <= plog.log_end_offset:
@@ -517,15 +520,18 @@ class Consumer:
                     f"{self.group_id!r}: this member does not own them in generation "
                     f"{self._generation} (they were reassigned in a rebalance)"
                 )
-        self._offsets.commit(self.group_id, chosen)
+        self._offsets.commit(self.group_id, chosen, self._topic_ids(chosen))
         self._last_commit = time.monotonic()
+
+    def _topic_ids(self, tps: Iterable[TopicPartition]) -> dict[str, str | None]:
+        return {t: self._store.topic(t).topic_id for t in {tp.topic for tp in tps}}
 
     def _commit_positions(self, tps: Iterable[TopicPartition]) -> None:
         if self._offsets is None or self.group_id is None:
             return
         chosen = {tp: (self._positions[tp], "") for tp in tps if tp in self._positions}
         if chosen:
-            self._offsets.commit(self.group_id, chosen)
+            self._offsets.commit(self.group_id, chosen, self._topic_ids(chosen))
 
     def _maybe_auto_commit(self) -> None:
         if (
@@ -539,8 +545,11 @@ class Consumer:
         """The group's committed offset for ``tp`` (None if none)."""
         if self._offsets is None or self.group_id is None:
             return None
-        found = self._offsets.committed(self.group_id, TopicPartition(*tp))
-        return None if found is None else found.offset
+        tp = TopicPartition(*tp)
+        found = self._offsets.committed(self.group_id, tp)
+        if found is None or found.topic_id != self._store.topic(tp.topic).topic_id:
+            return None
+        return found.offset
 
     # ------------------------------------------------------------------ lifecycle
 

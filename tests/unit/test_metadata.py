@@ -279,7 +279,7 @@ def test_snapshot_written_and_log_start_moved_after_snapshot_every_records(
     assert 0 not in _segment_bases(store)  # the segment holding offsets 0..4 is deleted
     data = json.loads(Path(snapshot).read_bytes().rstrip(b"\n").rpartition(b"\n")[0])
     assert data["next_offset"] == small_snapshots
-    assert sorted((g, t, p, o, m) for g, t, p, o, m, _ in data["offsets"]) == [
+    assert sorted((g, t, p, o, m) for g, t, p, o, m, *_ in data["offsets"]) == [
         ("g", "t", 0, 100, "last"),
         ("g", "t", 1, 3, ""),
     ]

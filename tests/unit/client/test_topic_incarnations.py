@@ -1,0 +1,106 @@
+"""Committed offsets belong to one incarnation of a topic (Kafka's topic id): deleting a
+topic forgets every group's offsets for it, and an offset committed against a deleted topic
+never applies to a new topic of the same name; ``describe_group`` shows it as stale
+(issue 10, point 4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import logstore
+from logstore.metadata import TOPIC_ID_HEADER
+from logstore.types import TopicPartition
+from logstore_cli.main import cli
+
+TP0 = TopicPartition("t", 0)
+
+
+def _consume_all(store: logstore.Store, group: str) -> list[int]:
+    with store.consumer(["t"], group_id=group, auto_offset_reset="earliest") as consumer:
+        return [r.offset for r in consumer.poll(timeout_ms=200)]
+
+
+def test_topics_get_distinct_kafka_style_ids_kept_in_the_registry(tmp_path: Path) -> None:
+    with logstore.open(tmp_path / "s") as store:
+        first = store.create_topic("t", 1).topic_id
+        store.alter_topic("t", retention_ms=1000)
+        assert store.topic("t").topic_id == first
+        store.add_partitions("t", 2)
+        store.delete_topic("t")
+        second = store.create_topic("t", 1).topic_id
+    assert first is not None and second is not None and first != second
+    assert len(first) == 22 and "=" not in first  # 16 bytes, unpadded base64url
+    meta = json.loads((tmp_path / "s" / "__topics" / "t").read_text())
+    assert meta["id"] == second
+    with logstore.open(tmp_path / "s") as again:
+        assert again.topic("t").topic_id == second
+
+
+def test_recreated_topic_is_read_from_the_start_not_from_the_old_offset(
+    tmp_path: Path,
+) -> None:
+    with logstore.open(tmp_path / "s") as store:
+        store.create_topic("t", 1)
+        store.append_many("t", [(b"old", None, None, 0, None)] * 100)
+        assert len(_consume_all(store, "g")) == 100
+        assert store.offsets.committed("g", TP0).offset == 100  # type: ignore[union-attr]
+        store.delete_topic("t")
+        assert store.offsets.committed("g", TP0) is None  # deleting forgot the offsets
+        store.create_topic("t", 1)
+        store.append_many("t", [(b"new", None, None, 0, None)] * 5)
+        assert _consume_all(store, "g") == [0, 1, 2, 3, 4]
+        assert store.describe_group("g").partitions[0].committed == 5
+
+
+def test_offset_committed_by_a_process_holding_the_deleted_topic_is_ignored(
+    tmp_path: Path,
+) -> None:
+    """A second Store stands for another process: its consumer still reads the old
+    incarnation and commits after the topic was deleted and created again."""
+    with logstore.open(tmp_path / "s") as admin, logstore.open(tmp_path / "s") as other:
+        admin.create_topic("t", 1)
+        admin.append_many("t", [(b"old", None, None, 0, None)] * 100)
+        late = other.consumer(["t"], group_id="g", auto_offset_reset="earliest",
+                              enable_auto_commit=False)
+        assert len(late.poll(timeout_ms=200)) == 100
+        admin.delete_topic("t")
+        admin.create_topic("t", 1)
+        admin.append_many("t", [(b"new", None, None, 0, None)] * 5)
+        late.commit()  # against the deleted incarnation
+        late._ownership.give_up_all()  # type: ignore[union-attr]  # as if that process died
+        late._files.change(remove=late.member_id, assignor="range",  # type: ignore[union-attr]
+                           partitions={"t": 1})
+        raw = admin.offsets.committed("g", TP0)
+        assert raw is not None and raw.offset == 100
+        row = admin.describe_group("g").partitions[0]
+        assert (row.committed, row.stale_offset, row.lag) == (None, 100, None)
+        code = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "s"), "groups",
+                                        "describe", "g"])
+        assert "100" in code.stdout and "deleted" in code.stdout, code.stdout
+        assert _consume_all(admin, "g") == [0, 1, 2, 3, 4]
+
+
+def test_topic_ids_survive_the_offsets_snapshot(tmp_path: Path) -> None:
+    with logstore.open(tmp_path / "s") as store:
+        tid = store.create_topic("t", 1).topic_id
+        store.offsets.commit("g", {TP0: (3, "m")})
+        store.offsets.snapshot()
+    with logstore.open(tmp_path / "s") as store:
+        found = store.offsets.committed("g", TP0)
+        assert found is not None and (found.offset, found.topic_id) == (3, tid)
+
+
+def test_commit_record_carries_the_topic_id_as_a_header_and_kafka_key_value(
+    tmp_path: Path,
+) -> None:
+    with logstore.open(tmp_path / "s") as store:
+        tid = store.create_topic("t", 1).topic_id
+        assert tid is not None
+        store.offsets.commit("g", {TP0: (3, "")})
+        records = store.offsets._log.read_records(0)
+    assert [dict(r.headers) for r in records] == [{TOPIC_ID_HEADER: tid.encode()}]
+    assert records[0].key == b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x00"  # key v1
+    assert records[0].value is not None and records[0].value[:2] == b"\x00\x03"  # value v3
