@@ -415,7 +415,7 @@ def test_offsets_log_schema_round_trips_every_representable_value(
     with counted("metadata/round-trip"):
         assert decode_key(encode_key(group, topic, partition)) == (group, topic, partition)
         assert tuple(decode_value(encode_value(offset, metadata, timestamp))) == (
-            offset, metadata, timestamp)
+            offset, metadata, timestamp, None)  # the topic id travels in a header
 
 
 @pytest.fixture(scope="module")
