@@ -8,9 +8,12 @@ exits non-zero; there is never a traceback.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any, NamedTuple
@@ -20,7 +23,7 @@ import click
 import logstore
 from logstore import TopicPartition
 
-from .common import TIME_HELP, parse_time, progress, table, until_interrupted, user_errors
+from .common import TIME_HELP, parse_time, progress, table, user_errors
 
 
 def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -316,6 +319,10 @@ def _parse_line(
 @click.option("--print-offset", is_flag=True, help="Print Offset:N (text).")
 @click.option("--print-headers", is_flag=True, help="Print k:v,k2:v2 or NO_HEADERS (text).")
 @click.option("--print-key", is_flag=True, help="Print the key, 'null' if none (text).")
+@click.option(
+    "--commit-interval-ms", type=click.IntRange(min=0), default=5000, show_default=True,
+    help="With --group: commit what was printed this often (Kafka's auto.commit.interval.ms).",
+)
 @click.pass_obj
 @user_errors
 def consume(
@@ -334,12 +341,18 @@ def consume(
     print_offset: bool,
     print_headers: bool,
     print_key: bool,
+    commit_interval_ms: int,
 ) -> None:
     """Print TOPIC's records; without --follow, exit once caught up.
 
     Text output is one record a line; the --print-* options put tab-separated fields
     before the value, in the order and format of kafka-console-consumer
     (CreateTime, Partition, Offset, headers, key).
+
+    With --group, the group's offsets are committed for what has been printed (written
+    to stdout and flushed): every --commit-interval-ms, before a partition moves to
+    another member, and on exit, including Ctrl-C, SIGTERM, SIGHUP and a closed pipe.
+    A killed (SIGKILL) consumer repeats at most one interval's records on its next run.
 
     \b
     Examples:
@@ -360,11 +373,31 @@ def consume(
     )
     fields = Fields(print_timestamp, print_partition, print_offset, print_headers, print_key)
     out = sys.stdout.buffer
-    with until_interrupted() as interrupted, logstore.open(data_dir) as store:
-        _consume(store, topic, group, from_beginning, offset, start_ms, partition,
-                 max_messages, follow, lambda r: out.write(render_record(r, fmt, fields)),
-                 interrupted.is_set)
+
+    def emit(records: list[logstore.ConsumerRecord]) -> None:
+        out.write(b"".join(render_record(r, fmt, fields) for r in records))
         out.flush()
+
+    with until_signalled() as stopped, logstore.open(data_dir) as store:
+        _consume(store, topic, group, from_beginning, offset, start_ms, partition,
+                 max_messages, follow, emit, stopped.is_set, commit_interval_ms / 1000)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def until_signalled() -> Iterator[threading.Event]:
+    """An event set by SIGINT, SIGTERM or SIGHUP while the block runs: ``consume`` then
+    stops after the current poll, commits what it printed and leaves its group."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
+                for sig in _STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _consume(
@@ -377,10 +410,34 @@ def _consume(
     partition: int | None,
     max_messages: int | None,
     follow: bool,
-    emit: Callable[[logstore.ConsumerRecord], object],
+    emit: Callable[[list[logstore.ConsumerRecord]], object],
     stop: Callable[[], bool],
+    commit_interval: float = 5.0,
 ) -> None:
+    """Poll and ``emit`` until caught up (or, with ``follow``, until ``stop()``).
+
+    With a group, offsets are committed for the records ``emit`` has returned from (so
+    printed), never beyond: every ``commit_interval`` seconds, for partitions about to move
+    to another member, and on the way out, whatever the way out (a signal, a closed pipe,
+    an error).
+    """
     sought: set[TopicPartition] = set()
+    # the offset after the last record emitted, where a partition's records were not all
+    # emitted (an emit that failed); elsewhere the consumer's position says it
+    unprinted: dict[TopicPartition, int] = {}
+    committed: dict[TopicPartition, int] = {}
+
+    def commit(tps: list[TopicPartition] | None = None) -> None:
+        chosen = {}
+        for tp in consumer.assignment() if tps is None else tps:
+            at = unprinted.get(tp)
+            if at is None:
+                at = consumer.position(tp)
+            if committed.get(tp) != at:
+                chosen[tp] = at
+        if chosen:
+            consumer.commit(chosen)
+            committed.update(chosen)
 
     def on_assign(tps: list[TopicPartition]) -> None:
         # --from-time with a group: each partition starts at the time once, the first time
@@ -390,9 +447,17 @@ def _consume(
             consumer.seek_to_timestamp(start_ms, *fresh)
             sought.update(fresh)
 
+    def on_revoke(tps: list[TopicPartition]) -> None:
+        # hand the partitions over exactly where this member's output stops
+        commit(tps)
+        for tp in tps:
+            unprinted.pop(tp, None)
+            committed.pop(tp, None)
+
     reset = "earliest" if from_beginning else "latest"
     consumer = store.consumer(
-        group_id=group, auto_offset_reset=reset, enable_auto_commit=False, on_assign=on_assign
+        group_id=group, auto_offset_reset=reset, enable_auto_commit=False,
+        on_assign=on_assign, on_revoke=on_revoke if group is not None else None,
     )
     try:
         parts = (
@@ -410,20 +475,41 @@ def _consume(
             elif from_beginning and group is None:
                 consumer.seek_to_beginning()
         seen = 0
+        last_commit = time.monotonic()
+        told_idle = False
         while not stop():
             limit = None if max_messages is None else max_messages - seen
             records = consumer.poll(timeout_ms=100 if follow else 0, max_records=limit)
-            for record in records:
-                emit(record)
+            if records:
+                try:
+                    emit(records)
+                except BaseException:  # e.g. a closed pipe: none of these count as printed
+                    for record in reversed(records):
+                        unprinted[TopicPartition(record.topic, record.partition)] = record.offset
+                    raise
             seen += len(records)
+            if group is not None and time.monotonic() - last_commit >= commit_interval:
+                commit()
+                last_commit = time.monotonic()
             if max_messages is not None and seen >= max_messages:
                 break
-            if not records and not follow and _caught_up(store, consumer):
+            if records or consumer.rebalancing():
+                continue
+            if not consumer.assignment() and group is not None and not told_idle:
+                click.echo(
+                    f"group {group!r}: this member has no partition of {topic!r} (the "
+                    f"group's other members read them all)"
+                    + ("; waiting for one" if follow else ""), err=True,
+                )
+                told_idle = True
+            if not follow and _caught_up(store, consumer):
                 break
-        if group is not None:
-            consumer.commit()
     finally:
-        consumer.close()
+        try:
+            if group is not None:
+                commit()
+        finally:
+            consumer.close()
 
 
 def _check_offset(store: logstore.Store, topic: str, partition: int, offset: int) -> int:

@@ -272,6 +272,11 @@ class Consumer:
         """The partitions this consumer reads now."""
         return list(self._assigned)
 
+    def rebalancing(self) -> bool:
+        """Whether the group gave this member partitions it does not read yet (their
+        previous owner has not handed them over); ``poll()`` takes them once it has."""
+        return len(self._assigned) < len(self._wanted)
+
     # ------------------------------------------------------------------ positions
 
     def _committed_or_reset(self, tp: TopicPartition) -> int:
