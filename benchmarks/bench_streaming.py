@@ -10,7 +10,8 @@ Options::
     --runs N       repeat every benchmark N times (default 3); the table shows the median
                    of the N runs with their min and max
     --quick        small sizes: a smoke run whose numbers mean little
-    --only NAME    run only these benchmarks (comma-separated): producer, consumer, latency
+    --only NAME    run only these benchmarks (comma-separated): producer, consumer, latency,
+                   commit
     --json PATH    also write every run's values (and the machine) as JSON to PATH
     --workdir DIR  where the data goes (default benchmarks/.scratch/; deleted afterwards)
     --profile      cProfile each benchmark (the latency benchmark profiles its two worker
@@ -83,6 +84,7 @@ class Sizes:
     latency_rate: int  # records/s the latency producer sends
     latency_seconds: float  # measured sending time per latency trial
     latency_warmup_seconds: float  # sent first at the same rate, not counted
+    commit_records: int  # records each commit-pattern trial handles
 
 
 FULL = Sizes(
@@ -91,6 +93,7 @@ FULL = Sizes(
     latency_rate=10_000,
     latency_seconds=10.0,
     latency_warmup_seconds=1.0,
+    commit_records=200_000,
 )
 QUICK = Sizes(
     producer_sends=20_000,
@@ -98,6 +101,7 @@ QUICK = Sizes(
     latency_rate=10_000,
     latency_seconds=0.8,
     latency_warmup_seconds=0.2,
+    commit_records=20_000,
 )
 
 
@@ -306,6 +310,74 @@ def bench_consumer(ctx: Ctx) -> list[Metric]:
         shutil.rmtree(directory)
     return [metrics[k] for k in ("poll 500", "poll 10000", "iter", "iter tail", "log 500",
                                  "log 1mib")]
+
+
+# --------------------------------------------------------------------------- commits
+
+
+def bench_commit(ctx: Ctx) -> list[Metric]:
+    """A group consumer iterating over records with each way of committing: what a commit
+    per record costs against none, every 1,000 records, and auto-commit."""
+    total = ctx.sizes.commit_records
+    per_record = max(1, total // 50)  # committing every record is slow: fewer records
+    pool = make_pool(seed=3)
+    directory = ctx.dir("commit")
+    with logstore.open(directory) as store:
+        store.create_topic(TOPIC, 1, flush="never")
+        with store.producer() as producer:
+            for value, key in itertools.islice(itertools.cycle(pool), total):
+                producer.send(TOPIC, value, key)
+    names = {
+        "none": f"for record in consumer, no commit ({total:,} records)",
+        "auto": f"enable_auto_commit=True (every 5 s and on close), {total:,} records",
+        "every 1000": f"commit() every 1,000 records, {total:,} records",
+        "per poll": f"poll(max_records=500) then commit(), {total:,} records",
+        "every record": f"commit() after every record ({per_record:,} records)",
+    }
+    metrics = {k: Metric("commit", v, "records/s") for k, v in names.items()}
+    ratio = Metric("commit", "commit() after every record, slowdown against no commit", "x")
+    store = logstore.open(directory)
+    try:
+        def trial(kind: str, group: str) -> tuple[int, float]:
+            limit = per_record if kind == "every record" else total
+            consumer = store.consumer(
+                [TOPIC], group_id=group, auto_offset_reset="earliest",
+                enable_auto_commit=kind == "auto", consumer_timeout_ms=10,
+            )
+            consumer.poll(0, 1)  # join and take the partition before the timer
+            consumer.seek_to_beginning()
+            count = 0
+            start = clock()
+            if kind == "per poll":
+                while count < limit and (records := consumer.poll(0, 500)):
+                    count += len(records)
+                    consumer.commit()
+            else:
+                for _record in consumer:
+                    count += 1
+                    if kind == "every record" or (kind == "every 1000" and count % 1000 == 0):
+                        consumer.commit()
+                    if count == limit:
+                        break
+            consumer.close()
+            elapsed = clock() - start
+            if count != limit:
+                raise AssertionError(f"{kind}: handled {count} of {limit} records")
+            return count, elapsed
+
+        cases = list(names)
+        for run in range(ctx.runs):
+            for kind in cases if run % 2 == 0 else cases[::-1]:
+                with quiesced(), maybe_profiled(ctx, f"commit {kind}"):
+                    count, elapsed = trial(kind, f"g-{kind}-{run}")
+                metrics[kind].values.append(count / elapsed)
+                progress(f"commit run {run + 1}: {names[kind]}: {count / elapsed:,.0f} "
+                         "records/s")
+            ratio.values.append(metrics["none"].values[-1] / metrics["every record"].values[-1])
+    finally:
+        store.close()
+        shutil.rmtree(directory)
+    return [*metrics.values(), ratio]
 
 
 # --------------------------------------------------------------------------- 3. latency
@@ -570,6 +642,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], list[Metric]]] = {
     "producer": bench_producer,
     "consumer": bench_consumer,
     "latency": bench_latency,
+    "commit": bench_commit,
 }
 
 

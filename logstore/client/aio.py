@@ -120,7 +120,8 @@ class AsyncConsumer:
         """The next record; like the blocking iterator, each record counts as handed out
         (its position moves past it) only when it is returned here."""
         consumer = self._consumer
-        consumer._in_flight = None  # the application came back for the next record
+        consumer._settle()
+        consumer._async_in_flight = None  # the application came back: it handled it
         timeout = consumer.consumer_timeout_ms
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
@@ -131,10 +132,11 @@ class AsyncConsumer:
                     return record
             if consumer._closed:
                 raise StopAsyncIteration
-            records = await asyncio.to_thread(consumer._poll_pending, 100)
-            if records:
-                self._buffer.extend(records)
-            elif timeout is not None and (loop.time() - idle_since) * 1000 >= timeout:
+            runs = await asyncio.to_thread(consumer._poll_runs, 100, None)
+            consumer._fetchable.update(tp for tp, _ in runs)
+            for _, run in runs:
+                self._buffer.extend(run)
+            if not runs and timeout is not None and (loop.time() - idle_since) * 1000 >= timeout:
                 raise StopAsyncIteration
 
     async def close(self) -> None:

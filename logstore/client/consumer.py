@@ -74,6 +74,10 @@ class ConsumerRecord(NamedTuple):
     headers: Sequence[Header]
 
 
+Run = tuple[TopicPartition, list[ConsumerRecord]]
+"""Records of one partition from one fetch, in offset order."""
+
+
 class OffsetAndTimestamp(NamedTuple):
     offset: int
     timestamp: int
@@ -149,11 +153,14 @@ class Consumer:
         # The offset after the last record handed to the application, per partition: what
         # commit() and auto-commit store. Never beyond what was handed out.
         self._positions: dict[TopicPartition, int] = {}
-        # Iteration: each partition's position when its pending records were fetched (a
-        # seek, reset or revocation since then changes the position, and the iterator then
-        # drops the rest), and the record being handled now (between its yield and the next).
-        self._fetched_at: dict[TopicPartition, int] = {}
-        self._in_flight: tuple[TopicPartition, int] | None = None
+        # Iteration: the partitions whose records fetched for iteration may still be
+        # handed out (a seek, pause, poll or rebalance since the fetch drops them), the
+        # run of records being handed out (partition, records, the iterator over them),
+        # and the asyncio twin's last record handed out. Their positions are written into
+        # _positions lazily (_settle), so handing out a record costs nothing extra.
+        self._fetchable: set[TopicPartition] = set()
+        self._run: tuple[TopicPartition, list[ConsumerRecord], Any] | None = None  # list_iterator
+        self._async_in_flight: ConsumerRecord | None = None
         # A fetch decodes up to fetch_max_bytes; what one poll does not return waits here
         # (records, index of the next) for the next poll, as Kafka's fetch buffer does.
         self._buffers: dict[TopicPartition, list[Any]] = {}
@@ -185,6 +192,7 @@ class Consumer:
         tps = [TopicPartition(*tp) for tp in partitions]
         for tp in tps:
             self._store.topic(tp.topic).partition(tp.partition)  # validates
+        self._end_run()
         self._assigned = tps
         self._positions = {tp: p for tp, p in self._positions.items() if tp in tps}
 
@@ -225,6 +233,7 @@ class Consumer:
         self._generation = generation
         self._wanted = sorted(wanted)
         revoked = sorted(self._ownership.owned - set(wanted))
+        self._end_run()
         if revoked:
             if self.on_revoke is not None:
                 self.on_revoke(revoked)
@@ -309,6 +318,7 @@ class Consumer:
         """The offset of the next record ``poll()`` returns from ``tp``."""
         tp = TopicPartition(*tp)
         self._check_assigned(tp)
+        self._settle()
         if tp not in self._positions:
             self._positions[tp] = self._committed_or_reset(tp)
         return self._positions[tp]
@@ -319,6 +329,7 @@ class Consumer:
         self._check_assigned(tp)
         if offset < 0:
             raise OffsetOutOfRangeError(offset, 0, 0)
+        self._end_run(tp)
         self._positions[tp] = offset
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
@@ -377,34 +388,37 @@ class Consumer:
         Every record returned counts as handed to the application: the positions move
         past them (and the next ``commit()`` or auto-commit stores that).
         """
-        return self._poll(timeout_ms, max_records, advance=True)
+        out: list[ConsumerRecord] = []
+        for tp, run in self._poll_runs(timeout_ms, max_records):
+            self._positions[tp] = run[-1].offset + 1
+            out += run
+        return out
 
-    def _poll(
-        self, timeout_ms: int, max_records: int | None, *, advance: bool
-    ) -> list[ConsumerRecord]:
+    def _poll_runs(self, timeout_ms: int, max_records: int | None) -> list[Run]:
+        """Fetch up to ``max_records`` (one run of records per partition), waiting up to
+        ``timeout_ms`` for some; the positions do not move (the caller moves them)."""
         self._check_open()
-        self._in_flight = None
+        self._end_run()  # records an iteration fetched before are not handed out now
         limit = max_records or self.max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000
         pause = 0.0001
         while True:
             self._heartbeat()
             self._maybe_auto_commit()
-            records = self._fetch(limit, advance=advance)
-            if records or time.monotonic() >= deadline:
-                return records
+            runs = self._fetch(limit)
+            if runs or time.monotonic() >= deadline:
+                return runs
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
 
-    def _fetch(self, limit: int, *, advance: bool = True) -> list[ConsumerRecord]:
-        """Up to ``limit`` records from the positions on. With ``advance`` the positions
-        move past them; without, the caller hands them out one by one (:meth:`_hand_out`)
-        and what it never hands out is fetched again from the position."""
-        out: list[ConsumerRecord] = []
+    def _fetch(self, limit: int) -> list[Run]:
+        """Up to ``limit`` records from the positions on, a run per partition."""
+        out: list[Run] = []
+        count = 0
         tps = [tp for tp in self._assigned if tp not in self._paused]
         n = len(tps)
         for i in range(n):
-            if len(out) >= limit:
+            if count >= limit:
                 break
             tp = tps[(self._next_partition + i) % n]
             position = self.position(tp)
@@ -418,7 +432,7 @@ class Consumer:
                 try:
                     records = plog.read_records(
                         position,
-                        max(limit - len(out), FETCH_MAX_RECORDS),
+                        max(limit - count, FETCH_MAX_RECORDS),
                         self.fetch_max_bytes,
                         record_type=ConsumerRecord,
                         topic_partition=tp,
@@ -431,13 +445,10 @@ class Consumer:
                     continue
                 buffered = self._buffers[tp] = [records, 0]
             records, start = buffered
-            taken = records[start : start + limit - len(out)]
+            taken = records[start : start + limit - count]
             buffered[1] = start + len(taken)
-            out += taken
-            if advance:
-                self._positions[tp] = taken[-1].offset + 1
-            else:
-                self._fetched_at[tp] = position
+            out.append((tp, taken))
+            count += len(taken)
         if n:
             self._next_partition = (self._next_partition + 1) % n
         return out
@@ -445,7 +456,8 @@ class Consumer:
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Records one at a time. Each record counts as handed out when it is yielded, so
         ``commit()`` in the loop body commits up to and including it, never the records a
-        fetch read ahead."""
+        fetch read ahead. If the loop body raises, its record stays in flight, and leaving
+        a ``with`` block by that exception does not count it as consumed."""
         limit = self.consumer_timeout_ms
         idle_since = time.monotonic()
         while not self._closed:
@@ -455,42 +467,85 @@ class Consumer:
                 if left <= 0:
                     return
                 wait_ms = min(wait_ms, max(1, int(left)))
-            for record in self._poll_pending(wait_ms):
-                if self._hand_out(record):
-                    yield record
-                    # the loop body came back for the next record: it handled this one.
-                    # (An exception in the body never comes back here, so the record
-                    # stays in flight and a failing ``with`` block does not count it.)
-                    self._in_flight = None
-                    idle_since = time.monotonic()  # idle time counts from a hand-out
+            runs = self._poll_runs(wait_ms, None)
+            self._fetchable.update(tp for tp, _ in runs)
+            for tp, run in runs:
+                if not self._may_hand_out(tp):
+                    continue
+                # The records are handed out by a list iterator (at C speed); how far it
+                # has got says which records the application has (see _run_position),
+                # and _end_run stops it when a seek, pause, poll or close comes between.
+                it = iter(run)
+                self._run = (tp, run, it)
+                yield from it
+                if self._run is not None and self._run[2] is it:
+                    # the loop body came back after the run's last record: handled
+                    self._positions[tp] = run[-1].offset + 1
+                    self._run = None
+            if runs:
+                idle_since = time.monotonic()  # idle time counts from the last hand-out
 
-    def _poll_pending(self, timeout_ms: int) -> list[ConsumerRecord]:
-        """Fetch for iteration: the records come back without moving the positions;
-        :meth:`_hand_out` moves them one record at a time."""
-        return self._poll(timeout_ms, None, advance=False)
+    def _may_hand_out(self, tp: TopicPartition) -> bool:
+        """Whether records fetched for iteration from ``tp`` may still be handed out: not
+        once it was sought, paused or revoked, or the consumer polled or closed."""
+        return (
+            not self._closed
+            and tp in self._fetchable
+            and tp not in self._paused
+            and tp in self._assigned
+        )
+
+    def _in_flight(self) -> tuple[TopicPartition, ConsumerRecord] | None:
+        """The last record handed out by iteration, if the application has not come back
+        for the next one yet (it may be handling it still)."""
+        if self._run is not None:
+            tp, run, it = self._run
+            index = len(run) - it.__length_hint__() - 1
+            return (tp, run[index]) if index >= 0 else None
+        if self._async_in_flight is not None:
+            record = self._async_in_flight
+            return TopicPartition(record.topic, record.partition), record
+        return None
+
+    def _settle(self) -> None:
+        """Write the position after the last record handed out into ``_positions``."""
+        found = self._in_flight()
+        if found is not None:
+            self._positions[found[0]] = found[1].offset + 1
+
+    def _end_run(self, *tps: TopicPartition) -> None:
+        """Settle the position, and hand out nothing more of the records iteration
+        fetched from ``tps`` (every partition if none are named)."""
+        self._settle()
+        if tps:
+            self._fetchable.difference_update(tps)
+        else:
+            self._fetchable.clear()
+        if self._run is not None and (not tps or self._run[0] in tps):
+            _, run, it = self._run
+            it.__setstate__(len(run))  # exhausted: ``yield from`` ends at the next step
+            self._run = None
+        record = self._async_in_flight
+        if record is not None and (
+            not tps or TopicPartition(record.topic, record.partition) in tps
+        ):
+            self._async_in_flight = None
 
     def _hand_out(self, record: ConsumerRecord) -> bool:
-        """Count ``record`` (from :meth:`_poll_pending`) as handed to the application,
-        unless its partition was sought, reset, paused or revoked since it was fetched
-        (then it, and the rest fetched with it, are dropped and read again later)."""
-        if self._closed:
-            return False
+        """For the asyncio twin, one record at a time: whether ``record`` (fetched by
+        :meth:`_poll_runs`) may be handed out; if so it becomes the record in flight."""
         tp = TopicPartition(record.topic, record.partition)
-        expected = self._fetched_at.get(tp)
-        if (
-            expected is None
-            or self._positions.get(tp) != expected
-            or tp in self._paused
-            or tp not in self._assigned
-        ):
-            self._fetched_at.pop(tp, None)
+        if not self._may_hand_out(tp):
             return False
-        self._positions[tp] = self._fetched_at[tp] = record.offset + 1
-        self._in_flight = (tp, record.offset)
+        self._settle()
+        self._positions[tp] = record.offset + 1
+        self._async_in_flight = record
         return True
 
     def pause(self, *tps: TopicPartition) -> None:
-        self._paused.update(TopicPartition(*tp) for tp in tps)
+        paused = [TopicPartition(*tp) for tp in tps]
+        self._end_run(*paused)
+        self._paused.update(paused)
 
     def resume(self, *tps: TopicPartition) -> None:
         self._paused.difference_update(TopicPartition(*tp) for tp in tps)
@@ -511,6 +566,7 @@ class Consumer:
         if self._offsets is None or self.group_id is None:
             raise InvalidConfigError("commit needs a group_id")
         if offsets is None:
+            self._settle()
             chosen = {tp: (p, metadata) for tp, p in self._positions.items()}
         else:
             chosen = {
@@ -534,6 +590,7 @@ class Consumer:
     def _commit_positions(self, tps: Iterable[TopicPartition]) -> None:
         if self._offsets is None or self.group_id is None:
             return
+        self._settle()
         chosen = {tp: (self._positions[tp], "") for tp in tps if tp in self._positions}
         if chosen:
             self._offsets.commit(self.group_id, chosen, self._topic_ids(chosen))
@@ -569,12 +626,14 @@ class Consumer:
     def _close(self, *, failed: bool = False) -> None:
         if self._closed:
             return
-        if failed and self._in_flight is not None:
+        found = self._in_flight()
+        if failed and found is not None:
             # an exception escaped while the application handled this record: it was not
             # consumed, so neither auto-commit nor the next member may skip it
-            tp, offset = self._in_flight
-            self._positions[tp] = offset
-        self._in_flight = None
+            self._end_run()
+            self._positions[found[0]] = found[1].offset
+        else:
+            self._end_run()  # an iteration in progress hands out nothing more
         try:
             if self._files is None and self.enable_auto_commit:
                 self._commit_positions(list(self._assigned))  # assign(): no group files

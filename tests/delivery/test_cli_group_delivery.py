@@ -185,28 +185,41 @@ def test_a_member_without_partitions_waits_with_follow(tmp_path: Path) -> None:
         store.create_topic("one", 1)
         store.append_many("one", [(b"v%d" % i, None, None, 0, None) for i in range(10)])
     cmd = [*_logstore(), "--data-dir", str(data), "consume", "one", "--group", "g",
-           "--from-beginning", "-f"]
-    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.5)
-    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2.0)
-    assert second.poll() is None  # still waiting, not exited with nothing
-    first.send_signal(signal.SIGTERM)
-    out1, _ = first.communicate(timeout=30)
+           "--from-beginning", "-f", "--commit-interval-ms", "100"]
+    procs = []
+    for name in ("first", "second"):
+        with open(tmp_path / f"{name}.out", "wb") as out, \
+                open(tmp_path / f"{name}.err", "wb") as err:
+            procs.append((name, subprocess.Popen(cmd, stdout=out, stderr=err)))
+        time.sleep(1.5)
+    time.sleep(1.0)
+
+    def err_of(name: str) -> str:
+        return (tmp_path / f"{name}.err").read_text()
+
+    idle = [(n, p) for n, p in procs if "no partition" in err_of(n)]
+    busy = [(n, p) for n, p in procs if "no partition" not in err_of(n)]
+    assert len(idle) == 1 and len(busy) == 1, [err_of(n) for n, _ in procs]
+    (idle_name, idle_proc), (_, busy_proc) = idle[0], busy[0]
+    assert "waiting for one" in err_of(idle_name)
+    assert idle_proc.poll() is None  # it waits; it did not exit with nothing
+    busy_proc.send_signal(signal.SIGTERM)
+    busy_proc.wait(timeout=30)
     with logstore.open(data) as store:
         store.append_many("one", [(b"w%d" % i, None, None, 0, None) for i in range(5)])
-    deadline = time.monotonic() + 30
-    with logstore.open(data) as store:
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if store.describe_group("g").partitions[0].committed == 15:
                 break
             time.sleep(0.1)
-    second.send_signal(signal.SIGTERM)
-    out2, err2 = second.communicate(timeout=30)
-    assert first.returncode == 0 and second.returncode == 0, err2
-    assert out1.split() == [b"v%d" % i for i in range(10)]
-    assert out2.split() == [b"w%d" % i for i in range(5)]
-    assert b"no partition" in err2 and b"waiting" in err2
+    idle_proc.send_signal(signal.SIGTERM)
+    idle_proc.wait(timeout=30)
+    assert busy_proc.returncode == 0 and idle_proc.returncode == 0
+    printed = [line for n, _ in procs for line in (tmp_path / f"{n}.out").read_bytes().split()]
+    assert sorted(printed) == sorted([b"v%d" % i for i in range(10)] +
+                                     [b"w%d" % i for i in range(5)])
+    assert (tmp_path / f"{idle_name}.out").read_bytes().split()[-5:] == [
+        b"w%d" % i for i in range(5)]
 
 
 def test_sigterm_commits_what_was_printed(tmp_path: Path) -> None:

@@ -206,3 +206,34 @@ def test_async_exception_does_not_commit_the_failing_record(
         asyncio.run(run())
     tp = TopicPartition(T, int(str(info.value)))
     assert store.offsets.committed("g", tp).offset == 4  # type: ignore[union-attr]
+
+
+def test_iteration_stops_handing_out_when_closed_in_the_loop_body(
+    store_with_records: logstore.Store,
+) -> None:
+    store = store_with_records
+    consumer = store.consumer(auto_offset_reset="earliest")
+    consumer.assign([TP0])
+    got = []
+    for record in consumer:
+        got.append(record.offset)
+        if record.offset == 2:
+            consumer.close()
+    assert got == [0, 1, 2]
+
+
+def test_pause_inside_the_loop_stops_that_partition_at_once(
+    store_with_records: logstore.Store,
+) -> None:
+    store = store_with_records
+    with store.consumer(auto_offset_reset="earliest", consumer_timeout_ms=200) as consumer:
+        consumer.assign([TP0, TP1])
+        got: list[tuple[int, int]] = []
+        for record in consumer:
+            got.append((record.partition, record.offset))
+            if len(got) == 1:
+                paused = TopicPartition(T, record.partition)
+                consumer.pause(paused)
+        assert [g for g in got if g[0] == paused.partition] == [got[0]]
+        assert consumer.position(paused) == got[0][1] + 1
+        assert len(got) == 1 + 1200  # all of the other partition
