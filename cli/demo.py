@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shlex
 import time
 from typing import Any
 
@@ -162,5 +163,10 @@ def demo(data_dir: str, topic: str, events: int, workers: int) -> None:
         elapsed = time.perf_counter() - start
         echo(f"4. replay from {format_time(middle_ms)} (half-way through step 2): "
              f"{replayed:,} events read again in {elapsed * 1000:.0f} ms")
-    echo(f"explore: logstore topics describe {topic} | logstore groups describe {GROUP} | "
-         f"logstore consume {topic} --from-time 5m --max-messages 5 --print-key")
+    where = "" if os.path.abspath(data_dir) == os.path.abspath("data") else (
+        f" --data-dir {shlex.quote(data_dir)}")
+    echo("explore (logstore is in .venv/bin: `source .venv/bin/activate` first, or run "
+         "`./dev logstore ...`):")
+    for command in (f"topics describe {topic}", f"groups describe {GROUP}",
+                    f"consume {topic} --from-time 5m --max-messages 5 --print-key"):
+        echo(f"  logstore{where} {command}")
