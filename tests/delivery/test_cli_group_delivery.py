@@ -241,3 +241,25 @@ def test_sigterm_commits_what_was_printed(tmp_path: Path) -> None:
     with logstore.open(data) as store:
         assert {p.partition: p.committed for p in store.describe_group("g").partitions} == {
             0: 500, 1: 500}
+
+
+def test_a_closed_pipe_commits_what_was_written_and_exits_quietly(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    with logstore.open(data) as store:
+        store.create_topic("t", 1)
+        for start in range(0, 100_000, 10_000):
+            store.append_many("t", [(b"v%d" % i, None, None, 0, None)
+                                    for i in range(start, start + 10_000)])
+    logstore_cmd = " ".join(_logstore())
+    result = subprocess.run(
+        ["bash", "-c", f"{logstore_cmd} --data-dir {data} consume t --group g "
+                       f"--from-beginning -f | head -n 5; echo \"status ${{PIPESTATUS[0]}}\""],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.stdout.splitlines()[:5] == [f"v{i}" for i in range(5)]
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr
+    with logstore.open(data) as store:
+        committed = store.describe_group("g").partitions[0].committed
+    # what reached the pipe before it closed counts as printed (head read part of it);
+    # what did not is not committed
+    assert committed is not None and 5 <= committed < 100_000
