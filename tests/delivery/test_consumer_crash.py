@@ -1,8 +1,10 @@
 """The README's at-least-once consumer loop (handle a record, then ``commit()``) run in
-real processes that are SIGKILLed at random points, 200 times: no record is skipped, and
-each crash duplicates at most what was handled since the last commit (issue 10, point 1,
-acceptance). Each consumer is a child forked from a server that imported logstore once
-(``zygote.py``), so the 200 cycles take seconds, not minutes."""
+real processes that are SIGKILLed at random points, 200 cycles (half of them with a second
+member of the group, so partitions move while both commit; some with a member frozen by
+SIGSTOP for a while): no record is skipped, and each crash duplicates at most what was
+handled since the last commit (issue 10, point 1, acceptance). Each consumer is a child
+forked from a server that imported logstore once (``zygote.py``), so the 200 cycles take
+seconds, not minutes."""
 
 from __future__ import annotations
 
@@ -50,16 +52,35 @@ def test_sigkilled_consumers_committing_each_record_skip_nothing(tmp_path: Path)
     )
     assert zygote.stdin is not None and zygote.stdout is not None
     statuses = []
+    stopped = two = 0
+
+    def start() -> int:
+        zygote.stdin.write("go\n")  # type: ignore[union-attr]
+        zygote.stdin.flush()  # type: ignore[union-attr]
+        return int(zygote.stdout.readline())  # type: ignore[union-attr]
+
     try:
         for _ in range(CYCLES):
-            zygote.stdin.write("go\n")
-            zygote.stdin.flush()
-            pid = int(zygote.stdout.readline())
+            pids = [start()]
+            if rng.random() < 0.5:  # a second member: rebalances while both commit
+                time.sleep(rng.uniform(0.0, 0.05))
+                pids.append(start())
+                two += 1
+            if rng.random() < 0.3:  # one is frozen (SIGSTOP) for a while, then goes on
+                frozen = rng.choice(pids)
+                time.sleep(rng.uniform(0.0, 0.05))
+                os.kill(frozen, signal.SIGSTOP)
+                time.sleep(rng.uniform(0.0, 0.1))
+                os.kill(frozen, signal.SIGCONT)
+                stopped += 1
             time.sleep(rng.uniform(0.0, 0.12))  # joining, fetching, handling, committing
-            os.kill(pid, signal.SIGKILL)
-            zygote.stdin.write(f"wait {pid}\n")
-            zygote.stdin.flush()
-            statuses.append(int(zygote.stdout.readline()))
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+                time.sleep(rng.uniform(0.0, 0.02))
+            for pid in pids:
+                zygote.stdin.write(f"wait {pid}\n")
+                zygote.stdin.flush()
+                statuses.append(int(zygote.stdout.readline()))
     finally:
         zygote.stdin.close()
         zygote.wait(timeout=30)
@@ -83,7 +104,8 @@ def test_sigkilled_consumers_committing_each_record_skip_nothing(tmp_path: Path)
     final = {p: (c.offset if c else 0) for p, c in committed.items()}
     skipped = [(p, o) for p, end in final.items() for o in range(end) if (p, o) not in handled]
     duplicated = sum(n - 1 for n in handled.values())
-    print(f"\n{CYCLES} SIGKILLed consumers: {sum(final.values())} records committed, "
+    print(f"\n{len(statuses)} SIGKILLed consumers in {CYCLES} cycles ({two} with two members, "
+          f"{stopped} with one SIGSTOPped for a while): {sum(final.values())} records committed, "
           f"{sum(handled.values())} handlings, skipped {len(skipped)}, duplicated "
           f"{duplicated}, handled-but-uncommitted at a crash: at most "
           f"{max(uncommitted_per_crash)}")
