@@ -22,6 +22,7 @@ from logstore.types import BatchHeader
 from logstore.verify import segment_logs
 
 from .common import progress, user_errors
+from .datadir import open_store
 
 _SUFFIXES = (".log", ".index", ".timeindex")
 
@@ -126,7 +127,7 @@ def inspect(
         else:
             _dump_index(fs, target, int(name.split(".")[0]))
     else:
-        with logstore.open(data_dir) as store:
+        with open_store(data_dir) as store:
             count = store.topic(target).num_partitions
         parts = [partition] if partition is not None else list(range(count))
         for p in parts:

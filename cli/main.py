@@ -8,6 +8,7 @@ import logstore
 
 from .bench import bench
 from .commands import consume, produce, topics
+from .datadir import INIT_KEY
 from .demo import demo
 from .groups import groups
 from .inspect import inspect, verify
@@ -22,9 +23,15 @@ from .replay import replay
     show_default=True,
     help="The store's directory (also from LOGSTORE_DATA_DIR).",
 )
+@click.option(
+    "--init",
+    is_flag=True,
+    help="Make a store in --data-dir even though it holds other files (they are never "
+    "touched). Without it, only a missing or empty directory becomes a store.",
+)
 @click.version_option(logstore.__version__, prog_name="logstore")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str) -> None:
+def cli(ctx: click.Context, data_dir: str, init: bool) -> None:
     """An embedded, Kafka-format, append-only partitioned log store.
 
     \b
@@ -36,8 +43,10 @@ def cli(ctx: click.Context, data_dir: str) -> None:
       logstore groups describe billing
       logstore replay orders --from-time 1h --max-speed
       logstore --data-dir /tmp/store verify
+      logstore --data-dir ~/project --init topics create events   # a non-empty directory
     """
     ctx.obj = data_dir
+    ctx.meta[INIT_KEY] = init
 
 
 cli.add_command(topics)

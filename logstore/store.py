@@ -2,25 +2,37 @@
 
 On disk::
 
+    <root>/store.json               the store's marker: {"format": "logstore", "version": 1}
     <root>/.lock                    flock held by the open Store
-    <root>/store.json               format version
     <root>/__topics/<topic>         one JSON file per topic: its config (the commit point
                                     of create, alter and add-partitions)
     <root>/<topic>-<partition>/     a partition log (segments, checkpoint)
+
+A directory is a store if it holds ``store.json``. The first open of a missing or empty
+directory writes it (a directory holding only the names that initialisation itself
+creates counts as empty, so two processes may initialise one at once); any other
+directory is refused with :class:`~logstore.errors.NotAStoreError`, before anything is
+written there, unless ``init=True`` asks to make a store in it.
 
 Creating a topic makes its partition directories first and writes its registry file last;
 deleting one removes the registry file first, then renames the partition directories to
 ``~deleted-<random>`` and removes them. A crash in between leaves directories no registered
 topic owns, and the next open removes them (only if they hold nothing but logstore's own
-files). Temporary names start with ``~``, which no topic name may contain, so a 249-character
-topic name still fits the file system's 255-byte limit. Nothing is written outside ``root``:
-topic names are checked against Kafka's rule before any path is built.
+files).
+
+Cleanup only ever deletes names logstore itself creates (segment files, checkpoint, head,
+lock files, ``~<name>.tmp`` temporaries), one by one, and a directory only once that left
+it empty: a user's file is never removed, wherever it is. Temporary names start with
+``~``, which no topic name may contain, so a 249-character topic name still fits the file
+system's 255-byte limit. Nothing is written outside ``root``: topic names are checked
+against Kafka's rule before any path is built.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json
 import logging
 import os
@@ -28,7 +40,7 @@ import re
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from logstore.client import admin
 from logstore.client.consumer import Consumer
@@ -37,18 +49,22 @@ from logstore.config import TopicConfig
 from logstore.errors import (
     InvalidConfigError,
     InvalidTopicError,
+    NotAStoreError,
     StorageError,
     StoreClosedError,
     StoreLockedError,
     TopicExistsError,
     TopicNotFoundError,
 )
-from logstore.metadata import OffsetStore
-from logstore.storage.checkpoint import CHECKPOINT_NAME
-from logstore.storage.files import DEFAULT_FS, FileSystem
-from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
-from logstore.storage.log import PartitionLog
-from logstore.storage.segment import parse_segment_name
+from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, OffsetStore
+from logstore.storage.files import (
+    DEFAULT_FS,
+    TEMP_PREFIX,
+    FileSystem,
+    temp_path,
+)
+from logstore.storage.log import PartitionLog, is_partition_file
+from logstore.storage.segment import LOG_SUFFIX, parse_segment_name
 from logstore.topic import (
     HeadersArg,
     Topic,
@@ -75,9 +91,23 @@ OPENING_LOCK_FILE = ".opening.lock"
 TOPICS_DIR = "__topics"
 _PARTITION_DIR = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)")
 _IMMUTABLE = ("partitions", "partitioner")
-_TEMP_PREFIX = "~"  # no topic name contains "~", so temporary names never collide
+_TEMP_PREFIX = TEMP_PREFIX  # no topic name contains "~", so temporary names never collide
 _DELETED_PREFIX = "~deleted-"
-_PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME})
+_DELETED_DIR = re.compile(r"~deleted-[0-9a-f]+")
+_INIT_NAMES = frozenset({
+    OPENING_LOCK_FILE,
+    LOCK_FILE,
+    TOPICS_DIR,
+    os.path.basename(temp_path(STORE_FILE)),
+    STORE_FILE + ".tmp",  # how logstore 0.1 named the marker's temporary file
+})
+"""What initialising a store creates before its marker is in place: a directory holding
+only these is empty for :func:`open` (another process is initialising it)."""
+_OFFSETS_LEFTOVERS = (
+    os.path.basename(temp_path(SNAPSHOT_NAME)),
+    SNAPSHOT_NAME + ".tmp",  # logstore 0.1's name
+)
+_SHOWN = 5  # names a summary line lists
 
 
 class _State(enum.Enum):
@@ -93,6 +123,11 @@ class Store:
     to be the only one: another ``Store`` on the directory, in this process or another,
     then gets :class:`~logstore.errors.StoreLockedError`, and so does this one if others
     are open.
+
+    A directory is a store if it holds ``store.json``; a missing or empty one becomes a
+    store on its first open. A directory holding anything else is refused with
+    :class:`~logstore.errors.NotAStoreError` (and nothing is written there) unless
+    ``init`` is True. ``create=False`` refuses a missing directory instead of making it.
     """
 
     def __init__(
@@ -100,6 +135,7 @@ class Store:
         path: str | os.PathLike[str],
         *,
         create: bool = True,
+        init: bool = False,
         exclusive: bool = False,
         fs: FileSystem = DEFAULT_FS,
         clock: Clock | None = None,
@@ -110,14 +146,29 @@ class Store:
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._offset_store: OffsetStore | None = None
-        if not fs.is_dir(self.path):
+        self._init = init
+        # Nothing is written until the directory is known to be a store, an empty one,
+        # or one the caller asked to make a store in.
+        if not fs.dir_exists(self.path):
             if not create:
                 raise StorageError(
                     f"no store at {self.path} (pass create=True to make one)", self.path
                 )
             parent = os.path.dirname(self.path)
-            fs.mkdir(self.path, exist_ok=True)
+            try:
+                fs.mkdir(self.path, exist_ok=True)
+            except StorageError as err:
+                if err.errno != errno.ENOENT:
+                    raise
+                raise StorageError(
+                    f"cannot create data directory {self.path}: its parent {parent} does "
+                    f"not exist (create it first, or check the path)",
+                    self.path,
+                    errno=err.errno,
+                ) from err
             fs.fsync_dir(parent)
+        elif self._read_marker() is None:
+            self._refuse_foreign_directory()
         # Opens take turns (a short, blocking lock), so two plain opens at the same moment
         # never refuse each other, and the exclusive-to-shared switch below (not atomic
         # with flock) cannot be raced by another opener.
@@ -147,7 +198,7 @@ class Store:
             with self._registry():
                 self._load_topics()
                 if alone:  # no other process is half-way through creating a topic
-                    self._remove_orphan_partitions()
+                    self._remove_leftovers()
             if alone and not exclusive:
                 self._store_lock.acquire(shared=True)
         except BaseException:
@@ -168,20 +219,30 @@ class Store:
 
     # ------------------------------------------------------------------ open
 
-    def _check_format(self) -> None:
+    def _read_marker(self) -> dict[str, Any] | None:
+        """The content of ``store.json``, None if there is none.
+
+        Raises:
+            StorageError: it is not logstore's marker (another program's ``store.json``,
+                or damaged), or another format version.
+        """
         path = os.path.join(self.path, STORE_FILE)
         try:
             meta = json.loads(self._fs.read_file(path))
         except FileNotFoundError:
-            self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
-            self._fs.write_file_atomic(
-                path, json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()
-            )
-            return
+            return None
         except ValueError as err:
-            raise StorageError(f"{path} is not valid JSON: {err}", path) from err
+            raise StorageError(
+                f"{path} is not valid JSON: {err} (it is not logstore's marker; if this "
+                f"directory is not a store, use another one)",
+                path,
+            ) from err
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise StorageError(f"{self.path} is not a logstore data directory ({path})", path)
+            raise StorageError(
+                f"{self.path} is not a logstore data directory: {path} is not logstore's "
+                f"(use another directory)",
+                path,
+            )
         version = meta.get("version")
         if version != FORMAT_VERSION:
             raise StorageError(
@@ -189,6 +250,28 @@ class Store:
                 f"version {FORMAT_VERSION} (upgrade logstore)",
                 path,
             )
+        return meta
+
+    def _refuse_foreign_directory(self) -> None:
+        """Raise NotAStoreError if the directory (without a marker) holds anything but
+        what initialising a store creates, unless ``init`` asked for a store here."""
+        if self._init:
+            return
+        found = [e for e in self._fs.listdir(self.path) if e not in _INIT_NAMES]
+        if found:
+            raise NotAStoreError(self.path, found)
+
+    def _check_format(self) -> None:
+        """Under the opening lock: check the marker, or write it (and the registry
+        directory) into an empty directory, or one ``init`` allows."""
+        if self._read_marker() is None:
+            self._refuse_foreign_directory()  # again: files may have appeared since
+            self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
+            self._fs.write_file_atomic(
+                os.path.join(self.path, STORE_FILE),
+                json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode(),
+            )
+            return
         self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
 
     def _topic_file(self, name: str) -> str:
@@ -225,14 +308,86 @@ class Store:
             topic.reconfigure(config)
         return topic
 
-    def _remove_orphan_partitions(self) -> None:
+    def _remove_leftovers(self) -> None:
+        """With the store to itself: remove what interrupted operations left behind
+        (only files logstore creates), with one summary line per kind, not one a
+        directory."""
         partitions = {name: t.num_partitions for name, t in self._topics.items()}
-        for full, removable in orphan_dirs(self._fs, self.path, partitions):
-            if removable:
-                log.warning("removing %s: no registered topic owns it", full)
-                self._fs.rmtree(full)
+        empty: list[str] = []
+        with_records: list[str] = []
+        kept: list[str] = []
+        for orphan in orphan_dirs(self._fs, self.path, partitions):
+            if orphan.removable and self._remove_own_dir(orphan.path):
+                (with_records if orphan.records else empty).append(orphan.path)
             else:
-                log.warning("leaving %s alone: no topic owns it, but it holds other files", full)
+                kept.append(orphan.path)
+        if empty:
+            log.info(
+                "removed %s holding no records that no registered topic owns (left by an "
+                "interrupted topic create, add-partitions or delete)",
+                _summary(empty),
+            )
+        if with_records:
+            log.warning(
+                "removed %s that no registered topic owns (left by an interrupted topic "
+                "delete)",
+                _summary(with_records),
+            )
+        if kept:
+            log.warning(
+                "left %s alone: no registered topic owns them, but they hold files "
+                "logstore did not create (move those away)",
+                _summary(kept),
+            )
+        offsets = os.path.join(self.path, f"{OFFSETS_TOPIC}-0")
+        for name in _OFFSETS_LEFTOVERS:  # the committed-offsets snapshot's temp file
+            self._fs.unlink(os.path.join(offsets, name), missing_ok=True)
+
+    def _remove_own_dir(self, directory: str) -> bool:
+        """Delete the files logstore creates in partition directory ``directory``, one by
+        one, then the directory if that left it empty. True if it is gone; any other
+        file (or directory) in it stays, untouched."""
+        fs = self._fs
+        try:
+            names = fs.listdir(directory)
+        except FileNotFoundError:
+            return True
+        others = False
+        for name in names:
+            full = os.path.join(directory, name)
+            if is_partition_file(name) and not fs.is_dir(full):
+                fs.unlink(full, missing_ok=True)
+            else:
+                others = True
+        if others:
+            return False
+        try:
+            fs.rmdir(directory)
+        except StorageError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # something appeared since it was listed: it stays
+            if err.errno != errno.ENOENT:
+                raise
+        return True
+
+    def _discard_partition_dir(self, directory: str) -> None:
+        """Remove a deleted topic's partition directory. It is renamed to
+        ``~deleted-<random>`` first (a crash then leaves a name no topic owns, which the
+        next open removes), unless it holds files logstore did not create: then only
+        logstore's files go, and the others stay where they are."""
+        fs = self._fs
+        if not fs.is_dir(directory):
+            return
+        if all(is_partition_file(name) for name in fs.listdir(directory)):
+            doomed = os.path.join(self.path, _DELETED_PREFIX + secrets.token_hex(8))
+            fs.rename(directory, doomed)
+            directory = doomed
+        if not self._remove_own_dir(directory):
+            log.warning(
+                "left %s: it holds files logstore did not create (only the deleted "
+                "partition's own files were removed)",
+                directory,
+            )
 
     # ------------------------------------------------------------------ state
 
@@ -369,11 +524,7 @@ class Store:
             self._fs.fsync_dir(os.path.join(self.path, TOPICS_DIR))
             del self._topics[name]
             for p in range(topic.num_partitions):
-                directory = partition_dir(self.path, name, p)
-                if self._fs.exists(directory):
-                    doomed = os.path.join(self.path, _DELETED_PREFIX + secrets.token_hex(8))
-                    self._fs.rename(directory, doomed)
-                    self._fs.rmtree(doomed)
+                self._discard_partition_dir(partition_dir(self.path, name, p))
             self._fs.fsync_dir(self.path)
 
     def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
@@ -519,36 +670,84 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     path: str | os.PathLike[str] = "data",
     *,
     create: bool = True,
+    init: bool = False,
     exclusive: bool = False,
     fs: FileSystem = DEFAULT_FS,
     clock: Clock | None = None,
 ) -> Store:
-    """Open (creating if needed) the store in directory ``path``. Other processes (and
-    other ``Store``s) may open it too, unless ``exclusive``."""
-    return Store(path, create=create, exclusive=exclusive, fs=fs, clock=clock)
+    """Open the store in directory ``path``. Other processes (and other Store objects)
+    may open it too, unless ``exclusive``.
+
+    Args:
+        path: the store's directory. A missing one is made (unless ``create`` is False);
+            a missing or empty one becomes a store (``store.json`` is written).
+        create: make ``path`` if it does not exist.
+        init: make a store in ``path`` even though it holds other files (they are never
+            touched); without it such a directory is refused.
+        exclusive: be the only ``Store`` on the directory.
+        fs: the I/O seam. clock: the time source.
+
+    Raises:
+        NotAStoreError: ``path`` holds files but no store, and ``init`` is False; nothing
+            was written.
+        StorageError: ``path`` cannot be a directory (a file, under a file, too long, a
+            symlink loop), is missing with ``create=False``, or holds another program's
+            or another version's ``store.json``.
+        StoreLockedError: ``exclusive`` conflicts with another open ``Store``.
+    """
+    return Store(path, create=create, init=init, exclusive=exclusive, fs=fs, clock=clock)
 
 
-def orphan_dirs(
-    fs: FileSystem, root: str, partitions: Mapping[str, int]
-) -> Iterator[tuple[str, bool]]:
-    """Directories in store ``root`` that no topic owns (``partitions``: each registered
-    topic's partition count), with whether opening the store removes them: a deleted
-    topic's leftovers, and partition directories holding only partition files."""
+class Orphan(NamedTuple):
+    """A directory of the store holding a partition that no registered topic owns."""
+
+    path: str
+    removable: bool
+    """It holds only files logstore creates: opening the store removes it."""
+    records: bool
+    """One of its segments holds data (not just an interrupted create's empty files)."""
+
+
+def orphan_dirs(fs: FileSystem, root: str, partitions: Mapping[str, int]) -> Iterator[Orphan]:
+    """Directories in store ``root`` holding a partition no registered topic owns
+    (``partitions``: each registered topic's partition count): ``~deleted-<hex>``
+    directories of a delete, and directories named ``<topic>-<n>`` that hold a segment
+    (or nothing at all, beyond a registered topic's count). A directory without a segment
+    file is not a partition but a user's (``work-1/``, a model's ``run-1/checkpoint``),
+    and is never listed, whatever its name."""
     for entry in fs.listdir(root):
         full = os.path.join(root, entry)
-        if entry.startswith(_DELETED_PREFIX) and fs.is_dir(full):
-            yield full, True
-            continue
-        match = _PARTITION_DIR.fullmatch(entry)
-        if match is None or entry.startswith("__") or not fs.is_dir(full):
+        deleted = _DELETED_DIR.fullmatch(entry) is not None
+        match = None if deleted else _PARTITION_DIR.fullmatch(entry)
+        if not deleted and (match is None or entry.startswith("__")):
             continue  # "__" names are logstore's own (offsets log, groups)
-        if int(match["partition"]) < partitions.get(match["topic"], 0):
+        if match is not None and int(match["partition"]) < partitions.get(match["topic"], 0):
             continue
-        yield full, all(
-            name in _PARTITION_FILES or name.endswith(".tmp")
-            or parse_segment_name(name) is not None
-            for name in fs.listdir(full)
+        if not fs.is_dir(full):
+            continue
+        names = fs.listdir(full)
+        if not names:
+            if deleted or (match is not None and match["topic"] in partitions):
+                yield Orphan(full, removable=True, records=False)
+            continue
+        logs = [
+            name for name in names
+            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
+        ]
+        if not (deleted or logs):
+            continue
+        yield Orphan(
+            full,
+            removable=all(is_partition_file(name) for name in names),
+            records=any(fs.size(os.path.join(full, name)) > 0 for name in logs),
         )
+
+
+def _summary(paths: list[str]) -> str:
+    """``3 directories (a-0, a-1, a-2)``: a count and the first few names."""
+    names = [os.path.basename(p) for p in paths]
+    shown = ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
+    return f"{len(names)} director{'y' if len(names) == 1 else 'ies'} ({shown})"
 
 
 def validate_name_quietly(name: str) -> bool:

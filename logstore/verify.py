@@ -168,12 +168,12 @@ def verify_store(
             if on_progress is not None:
                 on_progress(len(reports), len(directories))
         if wanted is None:
-            for full, removable in orphan_dirs(fs, root, registered):
+            for orphan in orphan_dirs(fs, root, registered):
                 findings.append(Finding(
-                    full, None, REPAIR,
-                    "no registered topic owns it: removed on open" if removable else
-                    "no registered topic owns it, but it holds other files: left alone "
-                    "on open (move it away)",
+                    orphan.path, None, REPAIR,
+                    "no registered topic owns it: removed on open" if orphan.removable else
+                    "no registered topic owns it, but it holds files logstore did not "
+                    "create: left alone on open (move it away)",
                 ))
         return StoreReport(root, reports, findings)
     finally:

@@ -5,8 +5,13 @@ Tests swap in a subclass to record operations (crash-state exploration) or to in
 module touches files directly.
 
 Operations: open, read, write (append at the end), truncate, fsync, directory fsync, rename,
-unlink, mkdir, list, stat, remove-tree and lock. OS errors surface as
-:class:`~logstore.errors.StorageError` naming the path, raised ``from`` the ``OSError``.
+unlink, mkdir, rmdir, list, stat, remove-tree and lock. OS errors surface as
+:class:`~logstore.errors.StorageError` naming the path (and ``errno``), raised ``from`` the
+``OSError``.
+
+Temporary files are named ``~<name>.tmp`` (:func:`temp_path`): no topic name holds a
+``~``, and no user picks such a name by accident, so cleanup can tell them from files it
+must never touch.
 
 This module knows files and directories, nothing about logs.
 """
@@ -25,15 +30,56 @@ from logstore.errors import StorageError, StoreLockedError
 
 Buffer = bytes | bytearray | memoryview
 _IOV_MAX = 1024  # Linux's limit on buffers in one pwritev
+TEMP_PREFIX = "~"
+TEMP_SUFFIX = ".tmp"
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+"""What ``errno`` a write refused by a read-only mount or missing permissions carries."""
+
+
+def temp_path(path: str) -> str:
+    """The temporary file an atomic write of ``path`` goes through: ``<dir>/~<name>.tmp``."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f"{TEMP_PREFIX}{name}{TEMP_SUFFIX}")
 
 
 def _storage_error(action: str, path: str, err: OSError) -> StorageError:
     hint = ""
     if err.errno == errno.ENOSPC:
         hint = " (the disk is full: free space, then retry)"
-    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    elif err.errno in READ_ONLY_ERRNOS:
         hint = " (check permissions and that the file system is writable)"
-    return StorageError(f"cannot {action} {path}: {err.strerror or err}{hint}", path)
+    return StorageError(
+        f"cannot {action} {path}: {err.strerror or err}{hint}", path, errno=err.errno
+    )
+
+
+def _short(path: str, limit: int = 100) -> str:
+    """``path``, shortened in the middle if it is long (for one-line messages)."""
+    if len(path) <= limit:
+        return path
+    return f"{path[: limit // 2]}...{path[-limit // 2 :]} ({len(path)} characters)"
+
+
+def _directory_error(path: str, err: OSError) -> StorageError:
+    """A one-line, typed error for a store directory ``path`` that cannot be used."""
+    what = f"cannot use {_short(path)} as a data directory"
+    if err.errno == errno.ENAMETOOLONG:
+        why = (
+            "the path is too long for the file system (a name over 255 bytes or a path "
+            "over 4096); choose a shorter one"
+        )
+    elif err.errno == errno.ELOOP:
+        why = "too many levels of symbolic links (a symlink loop?); check its symlinks"
+    elif err.errno == errno.ENOTDIR:
+        parent = os.path.dirname(path)
+        while parent and parent != os.path.dirname(parent) and not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        why = f"{_short(parent)} is a file, not a directory; choose a path inside a directory"
+    elif err.errno in READ_ONLY_ERRNOS:
+        why = f"{err.strerror} (check its permissions)"
+    else:
+        why = str(err.strerror or err)
+    return StorageError(f"{what}: {why}", path, errno=err.errno)
 
 
 class FileHandle:
@@ -303,11 +349,11 @@ class FileSystem:
     def write_file_atomic(self, path: str, data: bytes, *, tmp: str | None = None) -> None:
         """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
 
-        Writes ``tmp`` (default ``path.tmp``, in the same directory), fsyncs it, renames it
-        over ``path`` and fsyncs the directory: a rename alone can reach the disk before
-        the data it names.
+        Writes ``tmp`` (default :func:`temp_path`: ``~<name>.tmp`` in the same directory),
+        fsyncs it, renames it over ``path`` and fsyncs the directory: a rename alone can
+        reach the disk before the data it names.
         """
-        tmp = tmp or path + ".tmp"
+        tmp = tmp or temp_path(path)
         with self.open(tmp, create=True) as handle:
             handle.truncate(0)
             handle.append(data)
@@ -352,6 +398,13 @@ class FileSystem:
         except OSError as err:
             raise _storage_error("create directory", path, err) from err
 
+    def rmdir(self, path: str) -> None:
+        """Remove the empty directory ``path`` (StorageError if it is not empty)."""
+        try:
+            self._rmdir(path)
+        except OSError as err:
+            raise _storage_error("delete directory", path, err) from err
+
     def rmtree(self, path: str) -> None:
         """Delete ``path`` and everything below it (no symlinks are followed)."""
         try:
@@ -383,6 +436,36 @@ class FileSystem:
             return _stat.S_ISDIR(os.lstat(path).st_mode)
         except FileNotFoundError:
             return False
+
+    def dir_exists(self, path: str) -> bool:
+        """Whether ``path`` is a directory (symlinks followed): False if nothing is there.
+
+        Raises:
+            StorageError: ``path`` cannot be a directory: it is a file, a component of it
+                is a file, it is too long, it loops through symlinks, or is not
+                accessible (one clear line each).
+        """
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            if os.path.islink(path):  # a symlink to nothing
+                raise StorageError(
+                    f"cannot use {_short(path)} as a data directory: it is a symlink to "
+                    f"{os.readlink(path)}, which does not exist (create the target or "
+                    f"remove the link)",
+                    path,
+                ) from None
+            return False
+        except OSError as err:
+            raise _directory_error(path, err) from err
+        if not _stat.S_ISDIR(mode):
+            raise StorageError(
+                f"cannot use {_short(path)} as a data directory: it is a file, not a "
+                f"directory (choose another path)",
+                path,
+                errno=errno.ENOTDIR,
+            )
+        return True
 
     def size(self, path: str) -> int:
         try:

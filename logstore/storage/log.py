@@ -5,8 +5,10 @@ per-partition checkpoint. Knows a directory and a :class:`TopicConfig`, not its 
 
 Recovery on open:
 
-1. Leftover ``*.tmp``, ``*.deleted``, ``*.cleaned`` and ``*.swap`` files and index files
-   without a ``.log`` are removed.
+1. Leftover temporary files (:func:`is_leftover`: ``~checkpoint.tmp``, and exactly
+   ``checkpoint.tmp`` or a segment file's name plus ``.tmp``, ``.deleted``, ``.cleaned`` or
+   ``.swap``) and index files without a ``.log`` are removed. No other name is ever
+   touched: a user's ``notes.tmp`` stays.
 2. Segments wholly below the checkpointed log start offset are deleted (a crash in the
    middle of retention).
 3. Clean shutdown (checkpoint ``clean 1``): only the last segment's index tail is read.
@@ -43,8 +45,13 @@ from logstore.errors import (
     StoreClosedError,
 )
 from logstore.records import RecordInput, decode_batch_records, encode_batch, scan
-from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from logstore.storage.files import DEFAULT_FS, FileSystem, temp_path
 from logstore.storage.head import (
     HEAD_NAME,
     HEAD_SIZE,
@@ -68,12 +75,38 @@ from logstore.types import (
 log = logging.getLogger(__name__)
 
 _LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+_LEFTOVER_NAMES = frozenset({
+    os.path.basename(temp_path(CHECKPOINT_NAME)),
+    CHECKPOINT_NAME + ".tmp",  # how logstore 0.1 named it
+})
+_PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME})
 MAX_OPEN_SEALED_SEGMENTS = 16
 """Sealed segments keep their files open after a read, up to this many per log (LRU)."""
 _INT32_MAX = 2**31 - 1
 MAX_PRODUCERS = 1024
 """Idempotent producers remembered per partition log (least recently used forgotten)."""
 _BASE_OFFSET = struct.Struct(">q")
+
+
+def is_leftover(name: str) -> bool:
+    """Whether ``name`` is a temporary file a partition's own writes can leave behind:
+    ``~checkpoint.tmp``, or (older logstore and Kafka names, recognised only in exactly
+    this form) ``checkpoint.tmp`` and a segment file's name plus ``.tmp``, ``.deleted``,
+    ``.cleaned`` or ``.swap``."""
+    if name in _LEFTOVER_NAMES:
+        return True
+    stem, dot, suffix = name.rpartition(".")
+    return bool(dot) and dot + suffix in _LEFTOVER_SUFFIXES and (
+        parse_segment_name(stem) is not None
+    )
+
+
+def is_partition_file(name: str) -> bool:
+    """Whether ``name`` is one logstore creates in a partition directory: a segment file,
+    the checkpoint, the head, a lock file, or a leftover (:func:`is_leftover`)."""
+    return name in _PARTITION_FILES or parse_segment_name(name) is not None or is_leftover(
+        name
+    )
 
 
 class PartitionLog:
@@ -324,7 +357,7 @@ class PartitionLog:
         logs: list[int] = []
         others: dict[int, list[str]] = {}
         for name in fs.listdir(self.directory):
-            if name.endswith(_LEFTOVER_SUFFIXES):
+            if is_leftover(name):
                 path = os.path.join(self.directory, name)
                 log.info("removing leftover file %s", path)
                 fs.unlink(path, missing_ok=True)
