@@ -14,11 +14,18 @@ creates counts as empty, so two processes may initialise one at once); any other
 directory is refused with :class:`~logstore.errors.NotAStoreError`, before anything is
 written there, unless ``init=True`` asks to make a store in it.
 
-Creating a topic makes its partition directories first and writes its registry file last;
-deleting one removes the registry file first, then renames the partition directories to
-``~deleted-<random>`` and removes them. A crash in between leaves directories no registered
-topic owns, and the next open removes them (only if they hold nothing but logstore's own
-files).
+Creating a topic (or adding partitions) writes a marker ``__topics/~creating-<random>``
+naming the topic and its new partitions, makes their directories, writes the registry
+file (the commit point) and removes the marker. If that is interrupted, by an error or a
+KeyboardInterrupt, the new directories go at once; after a crash the marker tells the
+next open which directories to remove, quietly (one INFO line). Deleting a topic removes
+the registry file first, then renames the partition directories to ``~deleted-<random>``
+and removes them. A crash in between leaves directories no registered topic owns, and the
+next open removes them (only if they hold nothing but logstore's own files), with one
+summary line.
+
+A topic may have at most ``max_partitions`` partitions (10,000 by default): a larger count
+is refused with :class:`~logstore.errors.InvalidConfigError` before anything is made.
 
 Cleanup only ever deletes names logstore itself creates (segment files, checkpoint, head,
 lock files, ``~<name>.tmp`` temporaries), one by one, and a directory only once that left
@@ -45,10 +52,11 @@ from typing import Any, NamedTuple, Self
 from logstore.client import admin
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
-from logstore.config import TopicConfig
+from logstore.config import DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS, TopicConfig
 from logstore.errors import (
     InvalidConfigError,
     InvalidTopicError,
+    LogstoreError,
     NotAStoreError,
     StorageError,
     StoreClosedError,
@@ -60,6 +68,7 @@ from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, OffsetStore
 from logstore.storage.files import (
     DEFAULT_FS,
     TEMP_PREFIX,
+    TEMP_SUFFIX,
     FileSystem,
     temp_path,
 )
@@ -94,6 +103,7 @@ _IMMUTABLE = ("partitions", "partitioner")
 _TEMP_PREFIX = TEMP_PREFIX  # no topic name contains "~", so temporary names never collide
 _DELETED_PREFIX = "~deleted-"
 _DELETED_DIR = re.compile(r"~deleted-[0-9a-f]+")
+_CREATING_PREFIX = "~creating-"  # + random hex: a 249-character topic name would not fit
 _INIT_NAMES = frozenset({
     OPENING_LOCK_FILE,
     LOCK_FILE,
@@ -128,6 +138,9 @@ class Store:
     store on its first open. A directory holding anything else is refused with
     :class:`~logstore.errors.NotAStoreError` (and nothing is written there) unless
     ``init`` is True. ``create=False`` refuses a missing directory instead of making it.
+
+    ``max_partitions`` (default 10,000, at most 100,000) caps the partitions of one topic:
+    :meth:`create_topic` and :meth:`add_partitions` refuse more before making anything.
     """
 
     def __init__(
@@ -137,9 +150,20 @@ class Store:
         create: bool = True,
         init: bool = False,
         exclusive: bool = False,
+        max_partitions: int = DEFAULT_MAX_PARTITIONS,
         fs: FileSystem = DEFAULT_FS,
         clock: Clock | None = None,
     ) -> None:
+        if (
+            isinstance(max_partitions, bool)
+            or not isinstance(max_partitions, int)
+            or not 1 <= max_partitions <= MAX_PARTITIONS
+        ):
+            raise InvalidConfigError(
+                f"max_partitions={max_partitions!r} is out of range (use an int in "
+                f"[1, {MAX_PARTITIONS}])"
+            )
+        self.max_partitions = max_partitions
         self.path = os.path.abspath(os.fspath(path))
         self._fs = fs
         self._clock: Clock = clock or SystemClock()
@@ -312,10 +336,12 @@ class Store:
         """With the store to itself: remove what interrupted operations left behind
         (only files logstore creates), with one summary line per kind, not one a
         directory."""
+        kept: list[str] = []
+        for marker in creating_markers(self._fs, self.path):
+            kept += self._abandon_partitions(marker.topic, marker.first, marker.end, marker.path)
         partitions = {name: t.num_partitions for name, t in self._topics.items()}
         empty: list[str] = []
         with_records: list[str] = []
-        kept: list[str] = []
         for orphan in orphan_dirs(self._fs, self.path, partitions):
             if orphan.removable and self._remove_own_dir(orphan.path):
                 (with_records if orphan.records else empty).append(orphan.path)
@@ -333,6 +359,7 @@ class Store:
                 "delete)",
                 _summary(with_records),
             )
+        kept = list(dict.fromkeys(kept))  # a marker's directory is an orphan too
         if kept:
             log.warning(
                 "left %s alone: no registered topic owns them, but they hold files "
@@ -445,12 +472,16 @@ class Store:
         """Create a topic with ``partitions`` partitions and the given config overrides.
 
         Raises:
-            InvalidTopicError: bad name. InvalidConfigError: bad config.
+            InvalidTopicError: bad name. InvalidConfigError: bad config, or more
+                partitions than ``max_partitions`` (nothing is created).
             TopicExistsError: the topic exists and ``exist_ok`` is False.
         """
         validate_topic_name(name)
         if partitions is not None:
             config["partitions"] = partitions
+        count = config.get("partitions")
+        if isinstance(count, int):  # before the config's own, wider range check
+            self._check_partition_count(name, count)
         cfg = TopicConfig().replace(**config)
         self._check_open()
         with self._registry():
@@ -462,12 +493,94 @@ class Store:
                     f"topic {name!r} already exists (pass exist_ok=True to reuse it)"
                 )
             topic = Topic(self.path, name, cfg, fs=self._fs, clock=self._clock)
-            for p in range(cfg.partitions):
+            self._make_partitions(name, 0, cfg)
+            self._topics[name] = topic
+            return topic
+
+    def _check_partition_count(self, name: str, count: int) -> None:
+        if count > MAX_PARTITIONS:
+            raise InvalidConfigError(
+                f"topic {name!r} cannot have {count} partitions: no topic may have more "
+                f"than {MAX_PARTITIONS}"
+            )
+        if count > self.max_partitions:
+            raise InvalidConfigError(
+                f"topic {name!r} cannot have {count} partitions: this store allows at most "
+                f"{self.max_partitions} per topic (each is a directory of files; if you mean "
+                f"it, open the store with max_partitions={count}, or on the command line "
+                f"pass --max-partitions {count} or set LOGSTORE_MAX_PARTITIONS={count})"
+            )
+
+    def _make_partitions(self, name: str, first: int, cfg: TopicConfig) -> None:
+        """Make partitions ``first`` to ``cfg.partitions - 1`` of topic ``name`` and write
+        its registry file (the commit point), under a creation marker.
+
+        Anything that stops it before the commit (an error, a KeyboardInterrupt) removes
+        the new directories before it propagates; after a crash, the marker tells the next
+        open to remove them."""
+        end = cfg.partitions
+        marker = self._creating_marker(name)
+        self._fs.write_file_atomic(
+            marker, json.dumps({"topic": name, "first": first, "end": end}).encode()
+        )
+        try:
+            for p in range(first, end):
                 PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
             self._fs.fsync_dir(self.path)
             self._write_topic(name, cfg)
-            self._topics[name] = topic
-            return topic
+        except BaseException:
+            try:
+                self._abandon_partitions(name, first, end, marker)
+            except Exception as err:  # the first failure is the one to report
+                log.warning(
+                    "could not remove the partitions of the interrupted create of topic %r "
+                    "(the next open removes them): %s",
+                    name,
+                    err,
+                )
+            raise
+        self._fs.unlink(marker, missing_ok=True)
+
+    def _creating_marker(self, name: str) -> str:
+        return os.path.join(self.path, TOPICS_DIR, _CREATING_PREFIX + secrets.token_hex(8))
+
+    def _registered_partitions(self, name: str) -> int | None:
+        """How many partitions the registry file on disk gives topic ``name`` (0 if it
+        has none; None if it cannot be read: then nothing of the topic is touched)."""
+        try:
+            meta = json.loads(self._fs.read_file(self._topic_file(name)))
+            return TopicConfig.from_dict(meta["config"]).partitions
+        except FileNotFoundError:
+            return 0
+        except (LogstoreError, ValueError, KeyError, TypeError):
+            return None
+
+    def _abandon_partitions(self, name: str, first: int, end: int, marker: str) -> list[str]:
+        """Remove partition directories ``first`` to ``end - 1`` of topic ``name`` that its
+        registry file does not count, then the creation ``marker``. Returns the
+        directories left because they hold files logstore did not create."""
+        registered = self._registered_partitions(name)
+        if registered is None:
+            return []  # an unreadable registry file: opening the store reports it
+        kept: list[str] = []
+        removed = 0
+        for p in range(max(first, registered), end):
+            directory = partition_dir(self.path, name, p)
+            if not self._fs.is_dir(directory):
+                continue
+            if self._remove_own_dir(directory):
+                removed += 1
+            else:
+                kept.append(directory)
+        self._fs.unlink(marker, missing_ok=True)
+        if removed:
+            log.info(
+                "removed %d partition directories of topic %r left by an interrupted create "
+                "or add-partitions",
+                removed,
+                name,
+            )
+        return kept
 
     def _write_topic(self, name: str, cfg: TopicConfig) -> None:
         data = json.dumps({"name": name, "config": cfg.to_dict()}, indent=1, sort_keys=True)
@@ -545,7 +658,12 @@ class Store:
             return cfg
 
     def add_partitions(self, name: str, total: int) -> TopicConfig:
-        """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions)."""
+        """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions).
+
+        Raises:
+            InvalidConfigError: ``total`` is not larger, or is above ``max_partitions``
+                (nothing is created).
+        """
         with self._registry():
             topic = self.topic(name)
             self._load_topic(name)
@@ -555,11 +673,9 @@ class Store:
                     f"topic {name!r} has {current} partitions; add_partitions needs a larger "
                     f"total, got {total!r} (partitions can only be added)"
                 )
+            self._check_partition_count(name, total)
             cfg = topic.config.replace(partitions=total)
-            for p in range(current, total):
-                PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
-            self._fs.fsync_dir(self.path)
-            self._write_topic(name, cfg)
+            self._make_partitions(name, current, cfg)
             topic.reconfigure(cfg)
             return cfg
 
@@ -672,6 +788,7 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     create: bool = True,
     init: bool = False,
     exclusive: bool = False,
+    max_partitions: int = DEFAULT_MAX_PARTITIONS,
     fs: FileSystem = DEFAULT_FS,
     clock: Clock | None = None,
 ) -> Store:
@@ -685,6 +802,8 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
         init: make a store in ``path`` even though it holds other files (they are never
             touched); without it such a directory is refused.
         exclusive: be the only ``Store`` on the directory.
+        max_partitions: the most partitions a topic may have (10,000 by default, at most
+            100,000): more are refused with InvalidConfigError before anything is made.
         fs: the I/O seam. clock: the time source.
 
     Raises:
@@ -695,7 +814,47 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
             or another version's ``store.json``.
         StoreLockedError: ``exclusive`` conflicts with another open ``Store``.
     """
-    return Store(path, create=create, init=init, exclusive=exclusive, fs=fs, clock=clock)
+    return Store(
+        path,
+        create=create,
+        init=init,
+        exclusive=exclusive,
+        max_partitions=max_partitions,
+        fs=fs,
+        clock=clock,
+    )
+
+
+class CreatingMarker(NamedTuple):
+    """An interrupted create (or add-partitions): partitions ``first`` to ``end - 1`` of
+    ``topic`` may exist without the registry file counting them."""
+
+    path: str
+    topic: str
+    first: int
+    end: int
+
+
+def creating_markers(fs: FileSystem, root: str) -> list[CreatingMarker]:
+    """The creation markers in store ``root``'s registry directory."""
+    directory = os.path.join(root, TOPICS_DIR)
+    try:
+        entries = fs.listdir(directory)
+    except FileNotFoundError:
+        return []
+    markers = []
+    for entry in entries:
+        if not entry.startswith(_CREATING_PREFIX) or entry.endswith(TEMP_SUFFIX):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            meta = json.loads(fs.read_file(path))
+            name, first, end = meta["topic"], int(meta["first"]), int(meta["end"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            continue  # written atomically: only another program's file reads as damaged
+        if isinstance(name, str) and validate_name_quietly(name):
+            markers.append(CreatingMarker(path, name, max(0, first), min(end, MAX_PARTITIONS)))
+    return markers
 
 
 class Orphan(NamedTuple):

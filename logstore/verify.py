@@ -29,7 +29,14 @@ from logstore.storage.checkpoint import read_checkpoint
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_path
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
-from logstore.store import _TEMP_PREFIX, LOCK_FILE, STORE_FILE, TOPICS_DIR, orphan_dirs
+from logstore.store import (
+    _TEMP_PREFIX,
+    LOCK_FILE,
+    STORE_FILE,
+    TOPICS_DIR,
+    creating_markers,
+    orphan_dirs,
+)
 from logstore.topic import partition_dir, validate_topic_name
 
 
@@ -168,7 +175,17 @@ def verify_store(
             if on_progress is not None:
                 on_progress(len(reports), len(directories))
         if wanted is None:
-            for orphan in orphan_dirs(fs, root, registered):
+            owned = dict(registered)
+            for marker in creating_markers(fs, root):
+                findings.append(Finding(
+                    marker.path, None, REPAIR,
+                    f"an interrupted create of topic {marker.topic!r} may have left partition "
+                    f"directories {marker.topic}-{marker.first} to "
+                    f"{marker.topic}-{marker.end - 1}: those the registry does not count "
+                    f"are removed on open",
+                ))
+                owned[marker.topic] = max(owned.get(marker.topic, 0), marker.end)
+            for orphan in orphan_dirs(fs, root, owned):
                 findings.append(Finding(
                     orphan.path, None, REPAIR,
                     "no registered topic owns it: removed on open" if orphan.removable else
