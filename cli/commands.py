@@ -84,7 +84,7 @@ def topics_list(data_dir: str, as_json: bool) -> None:
     Example:
       logstore topics list --json
     """
-    with open_store(data_dir) as store:
+    with open_store(data_dir, read_only_ok=True) as store:
         names = store.list_topics()
         rows = [(n, store.topic(n).num_partitions) for n in names]
     if as_json:
@@ -105,7 +105,7 @@ def topics_describe(data_dir: str, name: str, as_json: bool) -> None:
     Example:
       logstore topics describe orders
     """
-    with open_store(data_dir) as store:
+    with open_store(data_dir, read_only_ok=True) as store:
         described = store.describe_topic(name)
     config = described.config.to_dict()
     if as_json:
@@ -361,7 +361,9 @@ def consume(
     )
     fields = Fields(print_timestamp, print_partition, print_offset, print_headers, print_key)
     out = sys.stdout.buffer
-    with until_interrupted() as interrupted, open_store(data_dir) as store:
+    with until_interrupted() as interrupted, open_store(
+        data_dir, read_only_ok=group is None
+    ) as store:
         _consume(store, topic, group, from_beginning, offset, start_ms, partition,
                  max_messages, follow, lambda r: out.write(render_record(r, fmt, fields)),
                  interrupted.is_set)

@@ -14,7 +14,8 @@
     ├── OffsetOutOfRangeError     .offset .log_start_offset .log_end_offset
     ├── RecordTooLargeError       .size .limit
     ├── StorageError              .path .errno  (an OSError while reading or writing a file)
-    │   └── NotAStoreError        .found  (a non-empty directory without store.json)
+    │   ├── NotAStoreError        .found  (a non-empty directory without store.json)
+    │   └── ReadOnlyStoreError    (a write to a store opened read_only=True)
     ├── LogFailedError            (an earlier write or fsync failed; reopen the store)
     └── CorruptionError           .path .position
         ├── CorruptRecordError
@@ -132,6 +133,10 @@ class NotAStoreError(StorageError):
     def reworded(self, flag: str) -> str:
         """The message, naming ``flag`` (such as ``--init``) as the way to go ahead."""
         return self.message(self.path or "", self.found, flag)
+
+
+class ReadOnlyStoreError(StorageError):
+    """A write (or anything that needs one) on a store opened ``read_only=True``."""
 
 
 class LogFailedError(LogstoreError):

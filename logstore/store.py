@@ -24,6 +24,12 @@ and removes them. A crash in between leaves directories no registered topic owns
 next open removes them (only if they hold nothing but logstore's own files), with one
 summary line.
 
+``read_only=True`` opens the store through a
+:class:`~logstore.storage.files.ReadOnlyFileSystem`: nothing is created, written, locked
+for writing or cleaned (what recovery would repair is repaired in memory), and every write
+raises :class:`~logstore.errors.ReadOnlyStoreError`. It works on a read-only mount and on
+a copy the user may read but not write.
+
 A topic may have at most ``max_partitions`` partitions (10,000 by default): a larger count
 is refused with :class:`~logstore.errors.InvalidConfigError` before anything is made.
 
@@ -58,6 +64,7 @@ from logstore.errors import (
     InvalidTopicError,
     LogstoreError,
     NotAStoreError,
+    ReadOnlyStoreError,
     StorageError,
     StoreClosedError,
     StoreLockedError,
@@ -70,6 +77,7 @@ from logstore.storage.files import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
     FileSystem,
+    ReadOnlyFileSystem,
     temp_path,
 )
 from logstore.storage.log import PartitionLog, is_partition_file
@@ -141,6 +149,11 @@ class Store:
 
     ``max_partitions`` (default 10,000, at most 100,000) caps the partitions of one topic:
     :meth:`create_topic` and :meth:`add_partitions` refuse more before making anything.
+
+    ``read_only=True`` opens an existing store without creating, writing, locking for
+    writing or cleaning anything (lock files are opened read-only, or not at all where
+    none exists); reads work, and every write raises
+    :class:`~logstore.errors.ReadOnlyStoreError`.
     """
 
     def __init__(
@@ -150,6 +163,7 @@ class Store:
         create: bool = True,
         init: bool = False,
         exclusive: bool = False,
+        read_only: bool = False,
         max_partitions: int = DEFAULT_MAX_PARTITIONS,
         fs: FileSystem = DEFAULT_FS,
         clock: Clock | None = None,
@@ -165,7 +179,8 @@ class Store:
             )
         self.max_partitions = max_partitions
         self.path = os.path.abspath(os.fspath(path))
-        self._fs = fs
+        self.read_only = read_only
+        self._fs: FileSystem = ReadOnlyFileSystem(fs, self.path) if read_only else fs
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
@@ -173,7 +188,14 @@ class Store:
         self._init = init
         # Nothing is written until the directory is known to be a store, an empty one,
         # or one the caller asked to make a store in.
-        if not fs.dir_exists(self.path):
+        if read_only:
+            if not fs.dir_exists(self.path) or self._read_marker() is None:
+                raise StorageError(
+                    f"no store at {self.path} (it has no {STORE_FILE}, and a read-only open "
+                    f"makes none)",
+                    self.path,
+                )
+        elif not fs.dir_exists(self.path):
             if not create:
                 raise StorageError(
                     f"no store at {self.path} (pass create=True to make one)", self.path
@@ -196,10 +218,10 @@ class Store:
         # Opens take turns (a short, blocking lock), so two plain opens at the same moment
         # never refuse each other, and the exclusive-to-shared switch below (not atomic
         # with flock) cannot be raced by another opener.
-        opening = fs.lock_file(os.path.join(self.path, OPENING_LOCK_FILE))
+        opening = self._fs.lock_file(os.path.join(self.path, OPENING_LOCK_FILE))
         try:
             opening.acquire()
-            self._open_locked(fs, exclusive)
+            self._open_locked(self._fs, exclusive)
         finally:
             opening.close()
 
@@ -221,7 +243,7 @@ class Store:
             self._registry_lock = fs.lock_file(os.path.join(self.path, TOPICS_DIR, LOCK_FILE))
             with self._registry():
                 self._load_topics()
-                if alone:  # no other process is half-way through creating a topic
+                if alone and not self.read_only:  # no other process is mid-create
                     self._remove_leftovers()
             if alone and not exclusive:
                 self._store_lock.acquire(shared=True)
@@ -287,7 +309,11 @@ class Store:
 
     def _check_format(self) -> None:
         """Under the opening lock: check the marker, or write it (and the registry
-        directory) into an empty directory, or one ``init`` allows."""
+        directory), into an empty directory, or one ``init`` allows."""
+        if self.read_only:
+            if self._read_marker() is None:
+                raise StorageError(f"no store at {self.path}: {STORE_FILE} is gone", self.path)
+            return
         if self._read_marker() is None:
             self._refuse_foreign_directory()  # again: files may have appeared since
             self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
@@ -301,11 +327,18 @@ class Store:
     def _topic_file(self, name: str) -> str:
         return os.path.join(self.path, TOPICS_DIR, name)
 
+    def _registry_entries(self) -> list[str]:
+        """The registry directory's topic files (none if a read-only store has none)."""
+        try:
+            entries = self._fs.listdir(os.path.join(self.path, TOPICS_DIR))
+        except FileNotFoundError:
+            if not self.read_only:
+                raise
+            return []
+        return [e for e in entries if not e.startswith((_TEMP_PREFIX, "."))]
+
     def _load_topics(self) -> None:
-        topics_dir = os.path.join(self.path, TOPICS_DIR)
-        for entry in self._fs.listdir(topics_dir):
-            if entry.startswith((_TEMP_PREFIX, ".")):
-                continue
+        for entry in self._registry_entries():
             self._load_topic(entry)
 
     def _load_topic(self, name: str) -> Topic | None:
@@ -422,6 +455,15 @@ class Store:
         if self._state is not _State.OPEN:
             raise StoreClosedError(f"store {self.path} is closed (open it again)")
 
+    def _check_writable(self, what: str) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"cannot {what}: the store {self.path} is open read-only, so nothing is "
+                f"written (open it without read_only=True, with write access, to do this)",
+                self.path,
+            )
+
     @property
     def closed(self) -> bool:
         return self._state is _State.CLOSED
@@ -457,7 +499,8 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({self.path!r}, topics={len(self._topics)}, {self._state.value})"
+        mode = ", read-only" if self.read_only else ""
+        return f"Store({self.path!r}, topics={len(self._topics)}, {self._state.value}{mode})"
 
     # ------------------------------------------------------------------ topics
 
@@ -476,6 +519,7 @@ class Store:
                 partitions than ``max_partitions`` (nothing is created).
             TopicExistsError: the topic exists and ``exist_ok`` is False.
         """
+        self._check_writable(f"create topic {name!r}")
         validate_topic_name(name)
         if partitions is not None:
             config["partitions"] = partitions
@@ -609,11 +653,7 @@ class Store:
         """Every topic, including those other processes created since this store opened."""
         with self._lock:
             self._check_open()
-            on_disk = {
-                entry
-                for entry in self._fs.listdir(os.path.join(self.path, TOPICS_DIR))
-                if not entry.startswith((_TEMP_PREFIX, "."))
-            }
+            on_disk = set(self._registry_entries())
             for name in on_disk - set(self._topics):
                 self._load_topic(name)
             return sorted(on_disk)
@@ -630,6 +670,7 @@ class Store:
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and all its data."""
+        self._check_writable(f"delete topic {name!r}")
         with self._registry():
             topic = self.topic(name)
             topic.close(f"topic {name!r} was deleted")
@@ -642,6 +683,7 @@ class Store:
 
     def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
         """Change a topic's config (not ``partitions``: see :meth:`add_partitions`)."""
+        self._check_writable(f"alter topic {name!r}")
         for key in _IMMUTABLE:
             if key in changes:
                 raise InvalidConfigError(
@@ -664,6 +706,7 @@ class Store:
             InvalidConfigError: ``total`` is not larger, or is above ``max_partitions``
                 (nothing is created).
         """
+        self._check_writable(f"add partitions to topic {name!r}")
         with self._registry():
             topic = self.topic(name)
             self._load_topic(name)
@@ -691,9 +734,10 @@ class Store:
 
     @property
     def offsets(self) -> OffsetStore:
-        """Committed consumer-group offsets (opened on first use)."""
+        """Committed consumer-group offsets (opened on first use; not on a read-only
+        store, whose offsets log would need a write to close)."""
         with self._lock:
-            self._check_open()
+            self._check_writable("use consumer-group offsets")
             if self._offset_store is None:
                 self._offset_store = OffsetStore(self.path, fs=self._fs, clock=self._clock)
             return self._offset_store
@@ -701,12 +745,15 @@ class Store:
     def producer(self, **options: Any) -> Producer:
         """A :class:`~logstore.client.producer.Producer` on this store (options: linger_ms,
         batch_bytes, compression, idempotent)."""
-        self._check_open()
+        self._check_writable("make a producer")
         return Producer(self, **options)
 
     def consumer(self, topics: Iterable[str] | None = None, **options: Any) -> Consumer:
         """A :class:`~logstore.client.consumer.Consumer` on this store: subscribed to
-        ``topics`` with a ``group_id``, or assigned partitions later."""
+        ``topics`` with a ``group_id``, or assigned partitions later (a read-only store
+        takes consumers without a group only: a group records members and offsets)."""
+        if options.get("group_id") is not None:
+            self._check_writable(f"consume as group {options['group_id']!r}")
         self._check_open()
         return Consumer(self, topics, **options)
 
@@ -751,6 +798,7 @@ class Store:
         ``key`` (null keys round-robin). ``timestamp`` defaults to now (ms). Durability
         follows the topic's ``flush`` policy.
         """
+        self._check_writable(f"append to topic {topic!r}")
         return self.topic(topic).append(value, key, headers, partition, timestamp)
 
     def append_many(
@@ -762,6 +810,7 @@ class Store:
     ) -> list[RecordMetadata]:
         """Append ``(value, key, headers, partition, timestamp)`` tuples, one batch per
         partition; returns the metadata of each in input order."""
+        self._check_writable(f"append to topic {topic!r}")
         return self.topic(topic).append_many(records, compression=Compression.parse(compression))
 
     def read(
@@ -773,7 +822,7 @@ class Store:
     def apply_retention(self) -> int:
         """Apply every topic's retention now; returns how many segments were deleted."""
         with self._lock:
-            self._check_open()
+            self._check_writable("apply retention")
             topics = list(self._topics.values())
         return sum(
             topic.partition(p).apply_retention()
@@ -788,6 +837,7 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     create: bool = True,
     init: bool = False,
     exclusive: bool = False,
+    read_only: bool = False,
     max_partitions: int = DEFAULT_MAX_PARTITIONS,
     fs: FileSystem = DEFAULT_FS,
     clock: Clock | None = None,
@@ -802,6 +852,9 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
         init: make a store in ``path`` even though it holds other files (they are never
             touched); without it such a directory is refused.
         exclusive: be the only ``Store`` on the directory.
+        read_only: open an existing store without writing anything at all (for a
+            read-only mount or a copy without write permission); writes then raise
+            ReadOnlyStoreError.
         max_partitions: the most partitions a topic may have (10,000 by default, at most
             100,000): more are refused with InvalidConfigError before anything is made.
         fs: the I/O seam. clock: the time source.
@@ -813,12 +866,14 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
             symlink loop), is missing with ``create=False``, or holds another program's
             or another version's ``store.json``.
         StoreLockedError: ``exclusive`` conflicts with another open ``Store``.
+        ReadOnlyStoreError: (later) a write on a store opened ``read_only``.
     """
     return Store(
         path,
         create=create,
         init=init,
         exclusive=exclusive,
+        read_only=read_only,
         max_partitions=max_partitions,
         fs=fs,
         clock=clock,

@@ -6,7 +6,10 @@ is a :class:`~logstore.storage.verify.Finding`: ``repair`` if the next open fixe
 itself (so nothing acknowledged is lost), ``corrupt`` if it cannot (reads there raise).
 
 The store must not be in use: a batch a writer is appending would look like a torn tail,
-so the store's lock is taken exclusively for the duration.
+so the store's lock is taken exclusively for the duration. On a store the user cannot
+write (a read-only mount, a copy without write permission) the lock file is opened
+read-only (``flock`` works on it), or skipped if there is none, and the report says so
+(``read_only``); nothing is written either way.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ from logstore.errors import (
 )
 from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, read_snapshot
 from logstore.storage.checkpoint import read_checkpoint
-from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.files import (
+    DEFAULT_FS,
+    READ_ONLY_ERRNOS,
+    FileSystem,
+    LockFile,
+    ReadOnlyFileSystem,
+)
 from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_path
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
 from logstore.store import (
@@ -44,6 +53,7 @@ class StoreReport(NamedTuple):
     path: str
     partitions: list[PartitionReport]
     findings: list[Finding]  # store-level ones (registry, orphans, snapshot)
+    read_only: bool = False  # the store could not be opened for writing (nor was it)
 
     @property
     def all_findings(self) -> list[Finding]:
@@ -136,7 +146,7 @@ def verify_store(
     root = os.path.abspath(os.fspath(path))
     if not fs.exists(os.path.join(root, STORE_FILE)):
         raise StorageError(f"no store at {root} (it has no {STORE_FILE})", root)
-    lock = fs.lock_file(os.path.join(root, LOCK_FILE))
+    lock, read_only = _store_lock(fs, root)
     try:
         if not lock.acquire(blocking=False):
             raise StoreLockedError(
@@ -192,6 +202,18 @@ def verify_store(
                     "no registered topic owns it, but it holds files logstore did not "
                     "create: left alone on open (move it away)",
                 ))
-        return StoreReport(root, reports, findings)
+        return StoreReport(root, reports, findings, read_only)
     finally:
         lock.close()
+
+
+def _store_lock(fs: FileSystem, root: str) -> tuple[LockFile, bool]:
+    """The store's lock file, and whether the store is read-only to this user (then the
+    file is opened read-only, or is absent: nobody can be writing there either)."""
+    path = os.path.join(root, LOCK_FILE)
+    try:
+        return fs.lock_file(path), False
+    except StorageError as err:
+        if err.errno not in READ_ONLY_ERRNOS:
+            raise
+    return ReadOnlyFileSystem(fs, root).lock_file(path), True
