@@ -29,6 +29,7 @@ from logstore import TopicPartition
 
 from .commands import _config_pairs
 from .common import progress, user_errors
+from .datadir import open_store
 
 MB = 1024 * 1024  # kafka-producer-perf-test's MB
 MAX_LATENCY_SAMPLES = 1_000_000  # 8 MB of doubles
@@ -123,7 +124,7 @@ def bench_produce(
     if batch_size is not None:
         options["batch_bytes"] = batch_size
 
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         created = not store.has_topic(topic)
         num_partitions = store.create_topic(
             topic, partitions, exist_ok=True, **settings
@@ -281,7 +282,7 @@ def bench_consume(
     _at_least("--records", records, 1)
     _at_least("--max-records-per-poll", max_records_per_poll, 1)
     _at_least("--timeout-ms", timeout_ms, 0)
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         parts = store.describe_topic(topic).partitions
         available = sum(p.log_end_offset - p.log_start_offset for p in parts)
         if records is None:

@@ -24,6 +24,7 @@ import logstore
 from logstore import TopicPartition
 
 from .common import TIME_HELP, parse_time, progress, table, user_errors
+from .datadir import open_store
 
 
 def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def topics_create(
     Example:
       logstore topics create orders -p 4 -c flush=interval
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         store.create_topic(name, partitions, exist_ok=if_not_exists, **_config_pairs(config))
     click.echo(f"created topic {name!r} with {partitions} partition(s)")
 
@@ -86,7 +87,7 @@ def topics_list(data_dir: str, as_json: bool) -> None:
     Example:
       logstore topics list --json
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir, read_only_ok=True) as store:
         names = store.list_topics()
         rows = [(n, store.topic(n).num_partitions) for n in names]
     if as_json:
@@ -107,7 +108,7 @@ def topics_describe(data_dir: str, name: str, as_json: bool) -> None:
     Example:
       logstore topics describe orders
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir, read_only_ok=True) as store:
         described = store.describe_topic(name)
     config = described.config.to_dict()
     if as_json:
@@ -145,7 +146,7 @@ def topics_alter(data_dir: str, name: str, config: tuple[str, ...]) -> None:
     Example:
       logstore topics alter orders -c retention_ms=3600000
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         store.alter_topic(name, **_config_pairs(config))
     click.echo(f"altered topic {name!r}: {', '.join(config)}")
 
@@ -162,7 +163,7 @@ def topics_add_partitions(data_dir: str, name: str, total: int) -> None:
     Example:
       logstore topics add-partitions orders --total 8
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         store.add_partitions(name, total)
     click.echo(f"topic {name!r} now has {total} partitions")
 
@@ -178,7 +179,7 @@ def topics_delete(data_dir: str, name: str) -> None:
     Example:
       logstore topics delete orders
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         store.delete_topic(name)
     click.echo(f"deleted topic {name!r}")
 
@@ -236,7 +237,7 @@ def produce(
         elif meta is not None:
             counts[meta.partition] = counts.get(meta.partition, 0) + 1
 
-    with logstore.open(data_dir) as store, store.producer(linger_ms=20) as producer:
+    with open_store(data_dir) as store, store.producer(linger_ms=20) as producer:
         stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
         try:
             total = os.fstat(stream.fileno()).st_size if path else 0
@@ -378,7 +379,7 @@ def consume(
         out.write(b"".join(render_record(r, fmt, fields) for r in records))
         out.flush()
 
-    with until_signalled() as stopped, logstore.open(data_dir) as store:
+    with until_signalled() as stopped, open_store(data_dir, read_only_ok=group is None) as store:
         _consume(store, topic, group, from_beginning, offset, start_ms, partition,
                  max_messages, follow, emit, stopped.is_set, commit_interval_ms / 1000)
 

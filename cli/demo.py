@@ -20,6 +20,7 @@ import logstore
 from logstore import TopicPartition
 
 from .common import format_time, table, user_errors
+from .datadir import open_store
 
 GROUP = "demo-workers"
 
@@ -81,7 +82,7 @@ def demo(data_dir: str, topic: str, events: int, workers: int) -> None:
     if events < 2 or workers < 1:
         raise click.ClickException("--events must be at least 2 and --workers at least 1")
     echo = click.echo
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         echo(f"store {store.path}: topics {', '.join(store.list_topics()) or 'none yet'}")
         t = store.create_topic(topic, partitions=4, flush="interval", exist_ok=True)
 

@@ -12,6 +12,7 @@ import logstore
 from logstore import TopicPartition
 
 from .common import TIME_HELP, parse_time, table, user_errors
+from .datadir import open_store
 
 
 @click.group()
@@ -46,7 +47,7 @@ def groups_list(data_dir: str, as_json: bool) -> None:
     Example:
       logstore groups list --json
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         described = [store.describe_group(g) for g in store.list_groups()]
     if as_json:
         click.echo(json.dumps([
@@ -70,7 +71,7 @@ def groups_describe(data_dir: str, group: str, as_json: bool) -> None:
     Example:
       logstore groups describe billing
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         _known(store, group)
         d = store.describe_group(group)
     if as_json:
@@ -141,7 +142,7 @@ def groups_reset_offsets(
     if to_datetime is not None:
         ms = parse_time(to_datetime, int(time.time() * 1000), "--to-datetime")
         when = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         if not topics:
             _known(store, group)
         before = {
@@ -180,7 +181,7 @@ def groups_delete(data_dir: str, group: str) -> None:
     Example:
       logstore groups delete billing
     """
-    with logstore.open(data_dir) as store:
+    with open_store(data_dir) as store:
         _known(store, group)
         store.delete_group(group)
     click.echo(f"deleted group {group!r}")

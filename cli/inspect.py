@@ -22,6 +22,7 @@ from logstore.types import BatchHeader
 from logstore.verify import segment_logs
 
 from .common import progress, user_errors
+from .datadir import open_store, read_only_note
 
 _SUFFIXES = (".log", ".index", ".timeindex")
 
@@ -126,7 +127,7 @@ def inspect(
         else:
             _dump_index(fs, target, int(name.split(".")[0]))
     else:
-        with logstore.open(data_dir) as store:
+        with open_store(data_dir, read_only_ok=True) as store:
             count = store.topic(target).num_partitions
         parts = [partition] if partition is not None else list(range(count))
         for p in parts:
@@ -174,6 +175,8 @@ def verify(data_dir: str, topics: tuple[str, ...], as_json: bool) -> None:
             bar.update(1)
 
         report = logstore.verify_store(data_dir, topics=topics or None, on_progress=advance)
+    if report.read_only:
+        read_only_note(data_dir, None)
     problems = report.all_findings
     corrupt = [f for f in problems if f.kind == CORRUPT]
     if as_json:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 import logstore
+from logstore.config import DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS
 
 from .bench import bench
 from .commands import consume, produce, topics
+from .datadir import INIT_KEY, MAX_PARTITIONS_KEY
 from .demo import demo
 from .groups import groups
 from .inspect import inspect, verify
@@ -22,9 +24,23 @@ from .replay import replay
     show_default=True,
     help="The store's directory (also from LOGSTORE_DATA_DIR).",
 )
+@click.option(
+    "--init",
+    is_flag=True,
+    help="Make a store in --data-dir even though it holds other files (they are never "
+    "touched). Without it, only a missing or empty directory becomes a store.",
+)
+@click.option(
+    "--max-partitions",
+    type=click.IntRange(1, MAX_PARTITIONS),
+    default=DEFAULT_MAX_PARTITIONS,
+    envvar="LOGSTORE_MAX_PARTITIONS",
+    show_default=True,
+    help="The most partitions a topic may have (also from LOGSTORE_MAX_PARTITIONS).",
+)
 @click.version_option(logstore.__version__, prog_name="logstore")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str) -> None:
+def cli(ctx: click.Context, data_dir: str, init: bool, max_partitions: int) -> None:
     """An embedded, Kafka-format, append-only partitioned log store.
 
     \b
@@ -36,8 +52,11 @@ def cli(ctx: click.Context, data_dir: str) -> None:
       logstore groups describe billing
       logstore replay orders --from-time 1h --max-speed
       logstore --data-dir /tmp/store verify
+      logstore --data-dir ~/project --init topics create events   # a non-empty directory
     """
     ctx.obj = data_dir
+    ctx.meta[INIT_KEY] = init
+    ctx.meta[MAX_PARTITIONS_KEY] = max_partitions
 
 
 cli.add_command(topics)

@@ -14,6 +14,7 @@ from logstore import ConsumerRecord
 
 from .commands import Fields, render_record
 from .common import TIME_HELP, format_time, parse_time, progress, until_interrupted, user_errors
+from .datadir import open_store
 
 _CHUNK = 2000
 
@@ -103,7 +104,7 @@ def replay(
         raise click.ClickException(
             f"--to-time {to_time!r} is not after --from-time {from_time!r}"
         )
-    with until_interrupted() as interrupted, logstore.open(data_dir) as store:
+    with until_interrupted() as interrupted, open_store(data_dir) as store:
         if dest is not None:
             store.topic(dest)  # exists, or TopicNotFoundError says so
         bounds = _bounds(store, topic, from_ms, to_ms)

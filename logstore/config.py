@@ -16,6 +16,12 @@ FlushPolicy = Literal["always", "interval", "never"]
 FLUSH_POLICIES: tuple[str, ...] = ("always", "interval", "never")
 
 DEFAULT_PARTITIONS = 1
+MAX_PARTITIONS = 100_000
+"""No topic config holds more partitions than this."""
+DEFAULT_MAX_PARTITIONS = 10_000
+"""A store refuses a topic with more partitions than its ``max_partitions`` (this by
+default; up to :data:`MAX_PARTITIONS`): every partition is a directory of five files, and a
+mistyped count would otherwise fill the disk with them."""
 DEFAULT_SEGMENT_BYTES = 1 << 30  # Kafka's segment.bytes
 DEFAULT_SEGMENT_MS = 7 * 24 * 3600 * 1000  # Kafka's segment.ms
 # Kafka deletes after 7 days; an embedded store's log is often the user's only copy of
@@ -79,7 +85,7 @@ class TopicConfig:
                 raise InvalidConfigError(
                     f"topic config {field.name}={value!r} must be {expected.__name__}"
                 )
-        _check_range("partitions", self.partitions, 1, 100_000)
+        _check_range("partitions", self.partitions, 1, MAX_PARTITIONS)
         _check_range("segment_bytes", self.segment_bytes, MIN_SEGMENT_BYTES, INT32_MAX)
         _check_range("segment_ms", self.segment_ms, 1, 2**63 - 1)
         _check_unlimited("retention_ms", self.retention_ms)

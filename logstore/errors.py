@@ -13,7 +13,9 @@
     ├── PartitionNotFoundError    (also KeyError)
     ├── OffsetOutOfRangeError     .offset .log_start_offset .log_end_offset
     ├── RecordTooLargeError       .size .limit
-    ├── StorageError              .path   (an OSError while reading or writing a file)
+    ├── StorageError              .path .errno  (an OSError while reading or writing a file)
+    │   ├── NotAStoreError        .found  (a non-empty directory without store.json)
+    │   └── ReadOnlyStoreError    (a write to a store opened read_only=True)
     ├── LogFailedError            (an earlier write or fsync failed; reopen the store)
     └── CorruptionError           .path .position
         ├── CorruptRecordError
@@ -25,6 +27,7 @@ No I/O happens here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Self
 
 
@@ -97,11 +100,43 @@ class RecordTooLargeError(LogstoreError):
 
 
 class StorageError(LogstoreError):
-    """An operating-system error while touching a file of the store."""
+    """An operating-system error while touching a file of the store (``errno`` is the
+    ``OSError``'s, when there was one)."""
 
-    def __init__(self, message: str, path: str | None = None) -> None:
+    def __init__(self, message: str, path: str | None = None, *, errno: int | None = None) -> None:
         super().__init__(message)
         self.path = path
+        self.errno = errno
+
+
+class NotAStoreError(StorageError):
+    """The directory is not empty and holds no store marker (``store.json``).
+
+    Nothing was written there. Making a store in such a directory needs an explicit
+    ``init=True`` (``logstore --init`` on the command line): :meth:`message` words the
+    error for either.
+    """
+
+    def __init__(self, path: str, found: Sequence[str], flag: str = "init=True") -> None:
+        self.found = tuple(found)
+        super().__init__(self.message(path, self.found, flag), path)
+
+    @staticmethod
+    def message(path: str, found: Sequence[str], flag: str) -> str:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        return (
+            f"{path} is not a logstore store: it is not empty ({shown}) and has no "
+            f"store.json; nothing was written there (use an empty or new directory, or "
+            f"pass {flag} to make a store in this one)"
+        )
+
+    def reworded(self, flag: str) -> str:
+        """The message, naming ``flag`` (such as ``--init``) as the way to go ahead."""
+        return self.message(self.path or "", self.found, flag)
+
+
+class ReadOnlyStoreError(StorageError):
+    """A write (or anything that needs one) on a store opened ``read_only=True``."""
 
 
 class LogFailedError(LogstoreError):

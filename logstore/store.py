@@ -2,25 +2,50 @@
 
 On disk::
 
+    <root>/store.json               the store's marker: {"format": "logstore", "version": 1}
     <root>/.lock                    flock held by the open Store
-    <root>/store.json               format version
     <root>/__topics/<topic>         one JSON file per topic: its id and config (the commit
                                     point of create, alter and add-partitions)
     <root>/<topic>-<partition>/     a partition log (segments, checkpoint)
 
-Creating a topic makes its partition directories first and writes its registry file last;
-deleting one removes the registry file first, then renames the partition directories to
-``~deleted-<random>`` and removes them. A crash in between leaves directories no registered
-topic owns, and the next open removes them (only if they hold nothing but logstore's own
-files). Temporary names start with ``~``, which no topic name may contain, so a 249-character
-topic name still fits the file system's 255-byte limit. Nothing is written outside ``root``:
-topic names are checked against Kafka's rule before any path is built.
+A directory is a store if it holds ``store.json``. The first open of a missing or empty
+directory writes it (a directory holding only the names that initialisation itself
+creates counts as empty, so two processes may initialise one at once); any other
+directory is refused with :class:`~logstore.errors.NotAStoreError`, before anything is
+written there, unless ``init=True`` asks to make a store in it.
+
+Creating a topic (or adding partitions) writes a marker ``__topics/~creating-<random>``
+naming the topic and its new partitions, makes their directories, writes the registry
+file (the commit point) and removes the marker. If that is interrupted, by an error or a
+KeyboardInterrupt, the new directories go at once; after a crash the marker tells the
+next open which directories to remove, quietly (one INFO line). Deleting a topic removes
+the registry file first, then renames the partition directories to ``~deleted-<random>``
+and removes them. A crash in between leaves directories no registered topic owns, and the
+next open removes them (only if they hold nothing but logstore's own files), with one
+summary line.
+
+``read_only=True`` opens the store through a
+:class:`~logstore.storage.files.ReadOnlyFileSystem`: nothing is created, written, locked
+for writing or cleaned (what recovery would repair is repaired in memory), and every write
+raises :class:`~logstore.errors.ReadOnlyStoreError`. It works on a read-only mount and on
+a copy the user may read but not write.
+
+A topic may have at most ``max_partitions`` partitions (10,000 by default): a larger count
+is refused with :class:`~logstore.errors.InvalidConfigError` before anything is made.
+
+Cleanup only ever deletes names logstore itself creates (segment files, checkpoint, head,
+lock files, ``~<name>.tmp`` temporaries), one by one, and a directory only once that left
+it empty: a user's file is never removed, wherever it is. Temporary names start with
+``~``, which no topic name may contain, so a 249-character topic name still fits the file
+system's 255-byte limit. Nothing is written outside ``root``: topic names are checked
+against Kafka's rule before any path is built.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json
 import logging
 import os
@@ -28,27 +53,35 @@ import re
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from logstore.client import admin
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
-from logstore.config import TopicConfig
+from logstore.config import DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS, TopicConfig
 from logstore.errors import (
     InvalidConfigError,
     InvalidTopicError,
+    LogstoreError,
+    NotAStoreError,
+    ReadOnlyStoreError,
     StorageError,
     StoreClosedError,
     StoreLockedError,
     TopicExistsError,
     TopicNotFoundError,
 )
-from logstore.metadata import OFFSETS_TOPIC, OffsetStore
-from logstore.storage.checkpoint import CHECKPOINT_NAME
-from logstore.storage.files import DEFAULT_FS, FileSystem
-from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
-from logstore.storage.log import PartitionLog
-from logstore.storage.segment import parse_segment_name
+from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, OffsetStore
+from logstore.storage.files import (
+    DEFAULT_FS,
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    FileSystem,
+    ReadOnlyFileSystem,
+    temp_path,
+)
+from logstore.storage.log import PartitionLog, is_partition_file
+from logstore.storage.segment import LOG_SUFFIX, parse_segment_name
 from logstore.topic import (
     HeadersArg,
     Topic,
@@ -76,9 +109,26 @@ OPENING_LOCK_FILE = ".opening.lock"
 TOPICS_DIR = "__topics"
 _PARTITION_DIR = re.compile(r"(?P<topic>[a-zA-Z0-9._-]+)-(?P<partition>\d+)")
 _IMMUTABLE = ("partitions", "partitioner")
-_TEMP_PREFIX = "~"  # no topic name contains "~", so temporary names never collide
+_TEMP_PREFIX = TEMP_PREFIX  # no topic name contains "~", so temporary names never collide
 _DELETED_PREFIX = "~deleted-"
-_PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME})
+_DELETED_DIR = re.compile(r"~deleted-[0-9a-f]+")
+_CREATING_PREFIX = "~creating-"  # + random hex: a 249-character topic name would not fit
+_INIT_NAMES = frozenset({
+    OPENING_LOCK_FILE,
+    LOCK_FILE,
+    TOPICS_DIR,
+    os.path.basename(temp_path(STORE_FILE)),
+    STORE_FILE + ".tmp",  # how logstore 0.1 named the marker's temporary file
+    ".gitkeep",  # the placeholder that keeps an empty directory in git (this repo's data/)
+})
+"""What initialising a store creates before its marker is in place (and the placeholder
+git users leave in an empty directory, never touched): a directory holding only these is
+empty for :func:`open`."""
+_OFFSETS_LEFTOVERS = (
+    os.path.basename(temp_path(SNAPSHOT_NAME)),
+    SNAPSHOT_NAME + ".tmp",  # logstore 0.1's name
+)
+_SHOWN = 5  # names a summary line lists
 
 
 class _State(enum.Enum):
@@ -94,6 +144,19 @@ class Store:
     to be the only one: another ``Store`` on the directory, in this process or another,
     then gets :class:`~logstore.errors.StoreLockedError`, and so does this one if others
     are open.
+
+    A directory is a store if it holds ``store.json``; a missing or empty one becomes a
+    store on its first open. A directory holding anything else is refused with
+    :class:`~logstore.errors.NotAStoreError` (and nothing is written there) unless
+    ``init`` is True. ``create=False`` refuses a missing directory instead of making it.
+
+    ``max_partitions`` (default 10,000, at most 100,000) caps the partitions of one topic:
+    :meth:`create_topic` and :meth:`add_partitions` refuse more before making anything.
+
+    ``read_only=True`` opens an existing store without creating, writing, locking for
+    writing or cleaning anything (lock files are opened read-only, or not at all where
+    none exists); reads work, and every write raises
+    :class:`~logstore.errors.ReadOnlyStoreError`.
     """
 
     def __init__(
@@ -101,31 +164,67 @@ class Store:
         path: str | os.PathLike[str],
         *,
         create: bool = True,
+        init: bool = False,
         exclusive: bool = False,
+        read_only: bool = False,
+        max_partitions: int = DEFAULT_MAX_PARTITIONS,
         fs: FileSystem = DEFAULT_FS,
         clock: Clock | None = None,
     ) -> None:
+        if (
+            isinstance(max_partitions, bool)
+            or not isinstance(max_partitions, int)
+            or not 1 <= max_partitions <= MAX_PARTITIONS
+        ):
+            raise InvalidConfigError(
+                f"max_partitions={max_partitions!r} is out of range (use an int in "
+                f"[1, {MAX_PARTITIONS}])"
+            )
+        self.max_partitions = max_partitions
         self.path = os.path.abspath(os.fspath(path))
-        self._fs = fs
+        self.read_only = read_only
+        self._fs: FileSystem = ReadOnlyFileSystem(fs, self.path) if read_only else fs
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._offset_store: OffsetStore | None = None
-        if not fs.is_dir(self.path):
+        self._init = init
+        # Nothing is written until the directory is known to be a store, an empty one,
+        # or one the caller asked to make a store in.
+        if read_only:
+            if not fs.dir_exists(self.path) or self._read_marker() is None:
+                raise StorageError(
+                    f"no store at {self.path} (it has no {STORE_FILE}, and a read-only open "
+                    f"makes none)",
+                    self.path,
+                )
+        elif not fs.dir_exists(self.path):
             if not create:
                 raise StorageError(
                     f"no store at {self.path} (pass create=True to make one)", self.path
                 )
             parent = os.path.dirname(self.path)
-            fs.mkdir(self.path, exist_ok=True)
+            try:
+                fs.mkdir(self.path, exist_ok=True)
+            except StorageError as err:
+                if err.errno != errno.ENOENT:
+                    raise
+                raise StorageError(
+                    f"cannot create data directory {self.path}: its parent {parent} does "
+                    f"not exist (create it first, or check the path)",
+                    self.path,
+                    errno=err.errno,
+                ) from err
             fs.fsync_dir(parent)
+        elif self._read_marker() is None:
+            self._refuse_foreign_directory()
         # Opens take turns (a short, blocking lock), so two plain opens at the same moment
         # never refuse each other, and the exclusive-to-shared switch below (not atomic
         # with flock) cannot be raced by another opener.
-        opening = fs.lock_file(os.path.join(self.path, OPENING_LOCK_FILE))
+        opening = self._fs.lock_file(os.path.join(self.path, OPENING_LOCK_FILE))
         try:
             opening.acquire()
-            self._open_locked(fs, exclusive)
+            self._open_locked(self._fs, exclusive)
         finally:
             opening.close()
 
@@ -147,8 +246,8 @@ class Store:
             self._registry_lock = fs.lock_file(os.path.join(self.path, TOPICS_DIR, LOCK_FILE))
             with self._registry():
                 self._load_topics()
-                if alone:  # no other process is half-way through creating a topic
-                    self._remove_orphan_partitions()
+                if alone and not self.read_only:  # no other process is mid-create
+                    self._remove_leftovers()
             if alone and not exclusive:
                 self._store_lock.acquire(shared=True)
         except BaseException:
@@ -169,20 +268,30 @@ class Store:
 
     # ------------------------------------------------------------------ open
 
-    def _check_format(self) -> None:
+    def _read_marker(self) -> dict[str, Any] | None:
+        """The content of ``store.json``, None if there is none.
+
+        Raises:
+            StorageError: it is not logstore's marker (another program's ``store.json``,
+                or damaged), or another format version.
+        """
         path = os.path.join(self.path, STORE_FILE)
         try:
             meta = json.loads(self._fs.read_file(path))
         except FileNotFoundError:
-            self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
-            self._fs.write_file_atomic(
-                path, json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()
-            )
-            return
+            return None
         except ValueError as err:
-            raise StorageError(f"{path} is not valid JSON: {err}", path) from err
+            raise StorageError(
+                f"{path} is not valid JSON: {err} (it is not logstore's marker; if this "
+                f"directory is not a store, use another one)",
+                path,
+            ) from err
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise StorageError(f"{self.path} is not a logstore data directory ({path})", path)
+            raise StorageError(
+                f"{self.path} is not a logstore data directory: {path} is not logstore's "
+                f"(use another directory)",
+                path,
+            )
         version = meta.get("version")
         if version != FORMAT_VERSION:
             raise StorageError(
@@ -190,16 +299,49 @@ class Store:
                 f"version {FORMAT_VERSION} (upgrade logstore)",
                 path,
             )
+        return meta
+
+    def _refuse_foreign_directory(self) -> None:
+        """Raise NotAStoreError if the directory (without a marker) holds anything but
+        what initialising a store creates, unless ``init`` asked for a store here."""
+        if self._init:
+            return
+        found = [e for e in self._fs.listdir(self.path) if e not in _INIT_NAMES]
+        if found:
+            raise NotAStoreError(self.path, found)
+
+    def _check_format(self) -> None:
+        """Under the opening lock: check the marker, or write it (and the registry
+        directory), into an empty directory, or one ``init`` allows."""
+        if self.read_only:
+            if self._read_marker() is None:
+                raise StorageError(f"no store at {self.path}: {STORE_FILE} is gone", self.path)
+            return
+        if self._read_marker() is None:
+            self._refuse_foreign_directory()  # again: files may have appeared since
+            self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
+            self._fs.write_file_atomic(
+                os.path.join(self.path, STORE_FILE),
+                json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode(),
+            )
+            return
         self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
 
     def _topic_file(self, name: str) -> str:
         return os.path.join(self.path, TOPICS_DIR, name)
 
+    def _registry_entries(self) -> list[str]:
+        """The registry directory's topic files (none if a read-only store has none)."""
+        try:
+            entries = self._fs.listdir(os.path.join(self.path, TOPICS_DIR))
+        except FileNotFoundError:
+            if not self.read_only:
+                raise
+            return []
+        return [e for e in entries if not e.startswith((_TEMP_PREFIX, "."))]
+
     def _load_topics(self) -> None:
-        topics_dir = os.path.join(self.path, TOPICS_DIR)
-        for entry in self._fs.listdir(topics_dir):
-            if entry.startswith((_TEMP_PREFIX, ".")):
-                continue
+        for entry in self._registry_entries():
             self._load_topic(entry)
 
     def _load_topic(self, name: str) -> Topic | None:
@@ -235,20 +377,104 @@ class Store:
             topic.reconfigure(config)
         return topic
 
-    def _remove_orphan_partitions(self) -> None:
+    def _remove_leftovers(self) -> None:
+        """With the store to itself: remove what interrupted operations left behind
+        (only files logstore creates), with one summary line per kind, not one a
+        directory."""
+        kept: list[str] = []
+        for marker in creating_markers(self._fs, self.path):
+            kept += self._abandon_partitions(marker.topic, marker.first, marker.end, marker.path)
         partitions = {name: t.num_partitions for name, t in self._topics.items()}
-        for full, removable in orphan_dirs(self._fs, self.path, partitions):
-            if removable:
-                log.warning("removing %s: no registered topic owns it", full)
-                self._fs.rmtree(full)
+        empty: list[str] = []
+        with_records: list[str] = []
+        for orphan in orphan_dirs(self._fs, self.path, partitions):
+            if orphan.removable and self._remove_own_dir(orphan.path):
+                (with_records if orphan.records else empty).append(orphan.path)
             else:
-                log.warning("leaving %s alone: no topic owns it, but it holds other files", full)
+                kept.append(orphan.path)
+        if empty:
+            log.info(
+                "removed %s holding no records that no registered topic owns (left by an "
+                "interrupted topic create, add-partitions or delete)",
+                _summary(empty),
+            )
+        if with_records:
+            log.warning(
+                "removed %s that no registered topic owns (left by an interrupted topic "
+                "delete)",
+                _summary(with_records),
+            )
+        kept = list(dict.fromkeys(kept))  # a marker's directory is an orphan too
+        if kept:
+            log.warning(
+                "left %s alone: no registered topic owns them, but they hold files "
+                "logstore did not create (move those away)",
+                _summary(kept),
+            )
+        offsets = os.path.join(self.path, f"{OFFSETS_TOPIC}-0")
+        for name in _OFFSETS_LEFTOVERS:  # the committed-offsets snapshot's temp file
+            self._fs.unlink(os.path.join(offsets, name), missing_ok=True)
+
+    def _remove_own_dir(self, directory: str) -> bool:
+        """Delete the files logstore creates in partition directory ``directory``, one by
+        one, then the directory if that left it empty. True if it is gone; any other
+        file (or directory) in it stays, untouched."""
+        fs = self._fs
+        try:
+            names = fs.listdir(directory)
+        except FileNotFoundError:
+            return True
+        others = False
+        for name in names:
+            full = os.path.join(directory, name)
+            if is_partition_file(name) and not fs.is_dir(full):
+                fs.unlink(full, missing_ok=True)
+            else:
+                others = True
+        if others:
+            return False
+        try:
+            fs.rmdir(directory)
+        except StorageError as err:
+            if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False  # something appeared since it was listed: it stays
+            if err.errno != errno.ENOENT:
+                raise
+        return True
+
+    def _discard_partition_dir(self, directory: str) -> None:
+        """Remove a deleted topic's partition directory. It is renamed to
+        ``~deleted-<random>`` first (a crash then leaves a name no topic owns, which the
+        next open removes), unless it holds files logstore did not create: then only
+        logstore's files go, and the others stay where they are."""
+        fs = self._fs
+        if not fs.is_dir(directory):
+            return
+        if all(is_partition_file(name) for name in fs.listdir(directory)):
+            doomed = os.path.join(self.path, _DELETED_PREFIX + secrets.token_hex(8))
+            fs.rename(directory, doomed)
+            directory = doomed
+        if not self._remove_own_dir(directory):
+            log.warning(
+                "left %s: it holds files logstore did not create (only the deleted "
+                "partition's own files were removed)",
+                directory,
+            )
 
     # ------------------------------------------------------------------ state
 
     def _check_open(self) -> None:
         if self._state is not _State.OPEN:
             raise StoreClosedError(f"store {self.path} is closed (open it again)")
+
+    def _check_writable(self, what: str) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                f"cannot {what}: the store {self.path} is open read-only, so nothing is "
+                f"written (open it without read_only=True, with write access, to do this)",
+                self.path,
+            )
 
     @property
     def closed(self) -> bool:
@@ -285,7 +511,8 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({self.path!r}, topics={len(self._topics)}, {self._state.value})"
+        mode = ", read-only" if self.read_only else ""
+        return f"Store({self.path!r}, topics={len(self._topics)}, {self._state.value}{mode})"
 
     # ------------------------------------------------------------------ topics
 
@@ -300,12 +527,17 @@ class Store:
         """Create a topic with ``partitions`` partitions and the given config overrides.
 
         Raises:
-            InvalidTopicError: bad name. InvalidConfigError: bad config.
+            InvalidTopicError: bad name. InvalidConfigError: bad config, or more
+                partitions than ``max_partitions`` (nothing is created).
             TopicExistsError: the topic exists and ``exist_ok`` is False.
         """
+        self._check_writable(f"create topic {name!r}")
         validate_topic_name(name)
         if partitions is not None:
             config["partitions"] = partitions
+        count = config.get("partitions")
+        if isinstance(count, int):  # before the config's own, wider range check
+            self._check_partition_count(name, count)
         cfg = TopicConfig().replace(**config)
         self._check_open()
         with self._registry():
@@ -319,12 +551,95 @@ class Store:
             topic = Topic(
                 self.path, name, cfg, fs=self._fs, clock=self._clock, topic_id=new_topic_id()
             )
-            for p in range(cfg.partitions):
+            self._make_partitions(topic, 0, cfg)
+            self._topics[name] = topic
+            return topic
+
+    def _check_partition_count(self, name: str, count: int) -> None:
+        if count > MAX_PARTITIONS:
+            raise InvalidConfigError(
+                f"topic {name!r} cannot have {count} partitions: no topic may have more "
+                f"than {MAX_PARTITIONS}"
+            )
+        if count > self.max_partitions:
+            raise InvalidConfigError(
+                f"topic {name!r} cannot have {count} partitions: this store allows at most "
+                f"{self.max_partitions} per topic (each is a directory of files; if you mean "
+                f"it, open the store with max_partitions={count}, or on the command line "
+                f"pass --max-partitions {count} or set LOGSTORE_MAX_PARTITIONS={count})"
+            )
+
+    def _make_partitions(self, topic: Topic, first: int, cfg: TopicConfig) -> None:
+        """Make partitions ``first`` to ``cfg.partitions - 1`` of ``topic`` and write its
+        registry file (the commit point), under a creation marker.
+
+        Anything that stops it before the commit (an error, a KeyboardInterrupt) removes
+        the new directories before it propagates; after a crash, the marker tells the next
+        open to remove them."""
+        name = topic.name
+        end = cfg.partitions
+        marker = self._creating_marker(name)
+        self._fs.write_file_atomic(
+            marker, json.dumps({"topic": name, "first": first, "end": end}).encode()
+        )
+        try:
+            for p in range(first, end):
                 PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
             self._fs.fsync_dir(self.path)
             self._write_topic(topic, cfg)
-            self._topics[name] = topic
-            return topic
+        except BaseException:
+            try:
+                self._abandon_partitions(name, first, end, marker)
+            except Exception as err:  # the first failure is the one to report
+                log.warning(
+                    "could not remove the partitions of the interrupted create of topic %r "
+                    "(the next open removes them): %s",
+                    name,
+                    err,
+                )
+            raise
+        self._fs.unlink(marker, missing_ok=True)
+
+    def _creating_marker(self, name: str) -> str:
+        return os.path.join(self.path, TOPICS_DIR, _CREATING_PREFIX + secrets.token_hex(8))
+
+    def _registered_partitions(self, name: str) -> int | None:
+        """How many partitions the registry file on disk gives topic ``name`` (0 if it
+        has none; None if it cannot be read: then nothing of the topic is touched)."""
+        try:
+            meta = json.loads(self._fs.read_file(self._topic_file(name)))
+            return TopicConfig.from_dict(meta["config"]).partitions
+        except FileNotFoundError:
+            return 0
+        except (LogstoreError, ValueError, KeyError, TypeError):
+            return None
+
+    def _abandon_partitions(self, name: str, first: int, end: int, marker: str) -> list[str]:
+        """Remove partition directories ``first`` to ``end - 1`` of topic ``name`` that its
+        registry file does not count, then the creation ``marker``. Returns the
+        directories left because they hold files logstore did not create."""
+        registered = self._registered_partitions(name)
+        if registered is None:
+            return []  # an unreadable registry file: opening the store reports it
+        kept: list[str] = []
+        removed = 0
+        for p in range(max(first, registered), end):
+            directory = partition_dir(self.path, name, p)
+            if not self._fs.is_dir(directory):
+                continue
+            if self._remove_own_dir(directory):
+                removed += 1
+            else:
+                kept.append(directory)
+        self._fs.unlink(marker, missing_ok=True)
+        if removed:
+            log.info(
+                "removed %d partition directories of topic %r left by an interrupted create "
+                "or add-partitions",
+                removed,
+                name,
+            )
+        return kept
 
     def _write_topic(self, topic: Topic, cfg: TopicConfig) -> None:
         name = topic.name
@@ -357,11 +672,7 @@ class Store:
         """Every topic, including those other processes created since this store opened."""
         with self._lock:
             self._check_open()
-            on_disk = {
-                entry
-                for entry in self._fs.listdir(os.path.join(self.path, TOPICS_DIR))
-                if not entry.startswith((_TEMP_PREFIX, "."))
-            }
+            on_disk = set(self._registry_entries())
             for name in on_disk - set(self._topics):
                 self._load_topic(name)
             return sorted(on_disk)
@@ -386,6 +697,7 @@ class Store:
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic, all its data and every group's committed offsets for it."""
+        self._check_writable(f"delete topic {name!r}")
         with self._registry():
             topic = self._fresh_topic(name)
             topic.close(f"topic {name!r} was deleted")
@@ -393,11 +705,7 @@ class Store:
             self._fs.fsync_dir(os.path.join(self.path, TOPICS_DIR))
             del self._topics[name]
             for p in range(topic.num_partitions):
-                directory = partition_dir(self.path, name, p)
-                if self._fs.exists(directory):
-                    doomed = os.path.join(self.path, _DELETED_PREFIX + secrets.token_hex(8))
-                    self._fs.rename(directory, doomed)
-                    self._fs.rmtree(doomed)
+                self._discard_partition_dir(partition_dir(self.path, name, p))
             self._fs.fsync_dir(self.path)
             # after the commit point: a crash before this leaves offsets of another
             # incarnation, which the topic id keeps from applying to a new topic
@@ -408,6 +716,7 @@ class Store:
 
     def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
         """Change a topic's config (not ``partitions``: see :meth:`add_partitions`)."""
+        self._check_writable(f"alter topic {name!r}")
         for key in _IMMUTABLE:
             if key in changes:
                 raise InvalidConfigError(
@@ -423,7 +732,13 @@ class Store:
             return cfg
 
     def add_partitions(self, name: str, total: int) -> TopicConfig:
-        """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions)."""
+        """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions).
+
+        Raises:
+            InvalidConfigError: ``total`` is not larger, or is above ``max_partitions``
+                (nothing is created).
+        """
+        self._check_writable(f"add partitions to topic {name!r}")
         with self._registry():
             topic = self._fresh_topic(name)
             current = topic.num_partitions
@@ -432,11 +747,9 @@ class Store:
                     f"topic {name!r} has {current} partitions; add_partitions needs a larger "
                     f"total, got {total!r} (partitions can only be added)"
                 )
+            self._check_partition_count(name, total)
             cfg = topic.config.replace(partitions=total)
-            for p in range(current, total):
-                PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
-            self._fs.fsync_dir(self.path)
-            self._write_topic(topic, cfg)
+            self._make_partitions(topic, current, cfg)
             topic.reconfigure(cfg)
             return cfg
 
@@ -452,9 +765,10 @@ class Store:
 
     @property
     def offsets(self) -> OffsetStore:
-        """Committed consumer-group offsets (opened on first use)."""
+        """Committed consumer-group offsets (opened on first use; not on a read-only
+        store, whose offsets log would need a write to close)."""
         with self._lock:
-            self._check_open()
+            self._check_writable("use consumer-group offsets")
             if self._offset_store is None:
                 self._offset_store = OffsetStore(
                     self.path, fs=self._fs, clock=self._clock, topic_id_of=self._topic_id_of
@@ -467,12 +781,15 @@ class Store:
     def producer(self, **options: Any) -> Producer:
         """A :class:`~logstore.client.producer.Producer` on this store (options: linger_ms,
         batch_bytes, compression, idempotent)."""
-        self._check_open()
+        self._check_writable("make a producer")
         return Producer(self, **options)
 
     def consumer(self, topics: Iterable[str] | None = None, **options: Any) -> Consumer:
         """A :class:`~logstore.client.consumer.Consumer` on this store: subscribed to
-        ``topics`` with a ``group_id``, or assigned partitions later."""
+        ``topics`` with a ``group_id``, or assigned partitions later (a read-only store
+        takes consumers without a group only: a group records members and offsets)."""
+        if options.get("group_id") is not None:
+            self._check_writable(f"consume as group {options['group_id']!r}")
         self._check_open()
         return Consumer(self, topics, **options)
 
@@ -517,6 +834,7 @@ class Store:
         ``key`` (null keys round-robin). ``timestamp`` defaults to now (ms). Durability
         follows the topic's ``flush`` policy.
         """
+        self._check_writable(f"append to topic {topic!r}")
         return self.topic(topic).append(value, key, headers, partition, timestamp)
 
     def append_many(
@@ -528,6 +846,7 @@ class Store:
     ) -> list[RecordMetadata]:
         """Append ``(value, key, headers, partition, timestamp)`` tuples, one batch per
         partition; returns the metadata of each in input order."""
+        self._check_writable(f"append to topic {topic!r}")
         return self.topic(topic).append_many(records, compression=Compression.parse(compression))
 
     def read(
@@ -539,7 +858,7 @@ class Store:
     def apply_retention(self) -> int:
         """Apply every topic's retention now; returns how many segments were deleted."""
         with self._lock:
-            self._check_open()
+            self._check_writable("apply retention")
             topics = list(self._topics.values())
         return sum(
             topic.partition(p).apply_retention()
@@ -552,36 +871,133 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     path: str | os.PathLike[str] = "data",
     *,
     create: bool = True,
+    init: bool = False,
     exclusive: bool = False,
+    read_only: bool = False,
+    max_partitions: int = DEFAULT_MAX_PARTITIONS,
     fs: FileSystem = DEFAULT_FS,
     clock: Clock | None = None,
 ) -> Store:
-    """Open (creating if needed) the store in directory ``path``. Other processes (and
-    other ``Store``s) may open it too, unless ``exclusive``."""
-    return Store(path, create=create, exclusive=exclusive, fs=fs, clock=clock)
+    """Open the store in directory ``path``. Other processes (and other Store objects)
+    may open it too, unless ``exclusive``.
+
+    Args:
+        path: the store's directory. A missing one is made (unless ``create`` is False);
+            a missing or empty one becomes a store (``store.json`` is written).
+        create: make ``path`` if it does not exist.
+        init: make a store in ``path`` even though it holds other files (they are never
+            touched); without it such a directory is refused.
+        exclusive: be the only ``Store`` on the directory.
+        read_only: open an existing store without writing anything at all (for a
+            read-only mount or a copy without write permission); writes then raise
+            ReadOnlyStoreError.
+        max_partitions: the most partitions a topic may have (10,000 by default, at most
+            100,000): more are refused with InvalidConfigError before anything is made.
+        fs: the I/O seam. clock: the time source.
+
+    Raises:
+        NotAStoreError: ``path`` holds files but no store, and ``init`` is False; nothing
+            was written.
+        StorageError: ``path`` cannot be a directory (a file, under a file, too long, a
+            symlink loop), is missing with ``create=False``, or holds another program's
+            or another version's ``store.json``.
+        StoreLockedError: ``exclusive`` conflicts with another open ``Store``.
+        ReadOnlyStoreError: (later) a write on a store opened ``read_only``.
+    """
+    return Store(
+        path,
+        create=create,
+        init=init,
+        exclusive=exclusive,
+        read_only=read_only,
+        max_partitions=max_partitions,
+        fs=fs,
+        clock=clock,
+    )
 
 
-def orphan_dirs(
-    fs: FileSystem, root: str, partitions: Mapping[str, int]
-) -> Iterator[tuple[str, bool]]:
-    """Directories in store ``root`` that no topic owns (``partitions``: each registered
-    topic's partition count), with whether opening the store removes them: a deleted
-    topic's leftovers, and partition directories holding only partition files."""
+class CreatingMarker(NamedTuple):
+    """An interrupted create (or add-partitions): partitions ``first`` to ``end - 1`` of
+    ``topic`` may exist without the registry file counting them."""
+
+    path: str
+    topic: str
+    first: int
+    end: int
+
+
+def creating_markers(fs: FileSystem, root: str) -> list[CreatingMarker]:
+    """The creation markers in store ``root``'s registry directory."""
+    directory = os.path.join(root, TOPICS_DIR)
+    try:
+        entries = fs.listdir(directory)
+    except FileNotFoundError:
+        return []
+    markers = []
+    for entry in entries:
+        if not entry.startswith(_CREATING_PREFIX) or entry.endswith(TEMP_SUFFIX):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            meta = json.loads(fs.read_file(path))
+            name, first, end = meta["topic"], int(meta["first"]), int(meta["end"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            continue  # written atomically: only another program's file reads as damaged
+        if isinstance(name, str) and validate_name_quietly(name):
+            markers.append(CreatingMarker(path, name, max(0, first), min(end, MAX_PARTITIONS)))
+    return markers
+
+
+class Orphan(NamedTuple):
+    """A directory of the store holding a partition that no registered topic owns."""
+
+    path: str
+    removable: bool
+    """It holds only files logstore creates: opening the store removes it."""
+    records: bool
+    """One of its segments holds data (not just an interrupted create's empty files)."""
+
+
+def orphan_dirs(fs: FileSystem, root: str, partitions: Mapping[str, int]) -> Iterator[Orphan]:
+    """Directories in store ``root`` holding a partition no registered topic owns
+    (``partitions``: each registered topic's partition count): ``~deleted-<hex>``
+    directories of a delete, and directories named ``<topic>-<n>`` that hold a segment
+    (or nothing at all, beyond a registered topic's count). A directory without a segment
+    file is not a partition but a user's (``work-1/``, a model's ``run-1/checkpoint``),
+    and is never listed, whatever its name."""
     for entry in fs.listdir(root):
         full = os.path.join(root, entry)
-        if entry.startswith(_DELETED_PREFIX) and fs.is_dir(full):
-            yield full, True
-            continue
-        match = _PARTITION_DIR.fullmatch(entry)
-        if match is None or entry.startswith("__") or not fs.is_dir(full):
+        deleted = _DELETED_DIR.fullmatch(entry) is not None
+        match = None if deleted else _PARTITION_DIR.fullmatch(entry)
+        if not deleted and (match is None or entry.startswith("__")):
             continue  # "__" names are logstore's own (offsets log, groups)
-        if int(match["partition"]) < partitions.get(match["topic"], 0):
+        if match is not None and int(match["partition"]) < partitions.get(match["topic"], 0):
             continue
-        yield full, all(
-            name in _PARTITION_FILES or name.endswith(".tmp")
-            or parse_segment_name(name) is not None
-            for name in fs.listdir(full)
+        if not fs.is_dir(full):
+            continue
+        names = fs.listdir(full)
+        if not names:
+            if deleted or (match is not None and match["topic"] in partitions):
+                yield Orphan(full, removable=True, records=False)
+            continue
+        logs = [
+            name for name in names
+            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
+        ]
+        if not (deleted or logs):
+            continue
+        yield Orphan(
+            full,
+            removable=all(is_partition_file(name) for name in names),
+            records=any(fs.size(os.path.join(full, name)) > 0 for name in logs),
         )
+
+
+def _summary(paths: list[str]) -> str:
+    """``3 directories (a-0, a-1, a-2)``: a count and the first few names."""
+    names = [os.path.basename(p) for p in paths]
+    shown = ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
+    return f"{len(names)} director{'y' if len(names) == 1 else 'ies'} ({shown})"
 
 
 def validate_name_quietly(name: str) -> bool:

@@ -6,7 +6,10 @@ is a :class:`~logstore.storage.verify.Finding`: ``repair`` if the next open fixe
 itself (so nothing acknowledged is lost), ``corrupt`` if it cannot (reads there raise).
 
 The store must not be in use: a batch a writer is appending would look like a torn tail,
-so the store's lock is taken exclusively for the duration.
+so the store's lock is taken exclusively for the duration. On a store the user cannot
+write (a read-only mount, a copy without write permission) the lock file is opened
+read-only (``flock`` works on it), or skipped if there is none, and the report says so
+(``read_only``); nothing is written either way.
 """
 
 from __future__ import annotations
@@ -26,10 +29,23 @@ from logstore.errors import (
 )
 from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, read_snapshot
 from logstore.storage.checkpoint import read_checkpoint
-from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.files import (
+    DEFAULT_FS,
+    READ_ONLY_ERRNOS,
+    FileSystem,
+    LockFile,
+    ReadOnlyFileSystem,
+)
 from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_path
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
-from logstore.store import _TEMP_PREFIX, LOCK_FILE, STORE_FILE, TOPICS_DIR, orphan_dirs
+from logstore.store import (
+    _TEMP_PREFIX,
+    LOCK_FILE,
+    STORE_FILE,
+    TOPICS_DIR,
+    creating_markers,
+    orphan_dirs,
+)
 from logstore.topic import partition_dir, validate_topic_name
 
 
@@ -37,6 +53,7 @@ class StoreReport(NamedTuple):
     path: str
     partitions: list[PartitionReport]
     findings: list[Finding]  # store-level ones (registry, orphans, snapshot)
+    read_only: bool = False  # the store could not be opened for writing (nor was it)
 
     @property
     def all_findings(self) -> list[Finding]:
@@ -129,7 +146,7 @@ def verify_store(
     root = os.path.abspath(os.fspath(path))
     if not fs.exists(os.path.join(root, STORE_FILE)):
         raise StorageError(f"no store at {root} (it has no {STORE_FILE})", root)
-    lock = fs.lock_file(os.path.join(root, LOCK_FILE))
+    lock, read_only = _store_lock(fs, root)
     try:
         if not lock.acquire(blocking=False):
             raise StoreLockedError(
@@ -168,13 +185,35 @@ def verify_store(
             if on_progress is not None:
                 on_progress(len(reports), len(directories))
         if wanted is None:
-            for full, removable in orphan_dirs(fs, root, registered):
+            owned = dict(registered)
+            for marker in creating_markers(fs, root):
                 findings.append(Finding(
-                    full, None, REPAIR,
-                    "no registered topic owns it: removed on open" if removable else
-                    "no registered topic owns it, but it holds other files: left alone "
-                    "on open (move it away)",
+                    marker.path, None, REPAIR,
+                    f"an interrupted create of topic {marker.topic!r} may have left partition "
+                    f"directories {marker.topic}-{marker.first} to "
+                    f"{marker.topic}-{marker.end - 1}: those the registry does not count "
+                    f"are removed on open",
                 ))
-        return StoreReport(root, reports, findings)
+                owned[marker.topic] = max(owned.get(marker.topic, 0), marker.end)
+            for orphan in orphan_dirs(fs, root, owned):
+                findings.append(Finding(
+                    orphan.path, None, REPAIR,
+                    "no registered topic owns it: removed on open" if orphan.removable else
+                    "no registered topic owns it, but it holds files logstore did not "
+                    "create: left alone on open (move it away)",
+                ))
+        return StoreReport(root, reports, findings, read_only)
     finally:
         lock.close()
+
+
+def _store_lock(fs: FileSystem, root: str) -> tuple[LockFile, bool]:
+    """The store's lock file, and whether the store is read-only to this user (then the
+    file is opened read-only, or is absent: nobody can be writing there either)."""
+    path = os.path.join(root, LOCK_FILE)
+    try:
+        return fs.lock_file(path), False
+    except StorageError as err:
+        if err.errno not in READ_ONLY_ERRNOS:
+            raise
+    return ReadOnlyFileSystem(fs, root).lock_file(path), True

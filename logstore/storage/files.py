@@ -5,8 +5,19 @@ Tests swap in a subclass to record operations (crash-state exploration) or to in
 module touches files directly.
 
 Operations: open, read, write (append at the end), truncate, fsync, directory fsync, rename,
-unlink, mkdir, list, stat, remove-tree and lock. OS errors surface as
-:class:`~logstore.errors.StorageError` naming the path, raised ``from`` the ``OSError``.
+unlink, mkdir, rmdir, list, stat, remove-tree and lock. OS errors surface as
+:class:`~logstore.errors.StorageError` naming the path (and ``errno``), raised ``from`` the
+``OSError``.
+
+:class:`ReadOnlyFileSystem` wraps a file system for a store opened read-only: files open
+``O_RDONLY``, locks are taken on lock files opened read-only (or skipped where none
+exists), nothing is created, written, renamed or deleted, and what an open would repair
+(a torn tail cut off, an index rebuilt) is repaired in this process's memory only
+(:class:`PrivateHandle`).
+
+Temporary files are named ``~<name>.tmp`` (:func:`temp_path`): no topic name holds a
+``~``, and no user picks such a name by accident, so cleanup can tell them from files it
+must never touch.
 
 This module knows files and directories, nothing about logs.
 """
@@ -21,19 +32,61 @@ import stat as _stat
 from collections.abc import Sequence
 from typing import Self
 
-from logstore.errors import StorageError, StoreLockedError
+from logstore.errors import ReadOnlyStoreError, StorageError, StoreLockedError
 
 Buffer = bytes | bytearray | memoryview
 _IOV_MAX = 1024  # Linux's limit on buffers in one pwritev
+TEMP_PREFIX = "~"
+TEMP_SUFFIX = ".tmp"
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+"""What ``errno`` a write refused by a read-only mount or missing permissions carries."""
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+def temp_path(path: str) -> str:
+    """The temporary file an atomic write of ``path`` goes through: ``<dir>/~<name>.tmp``."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f"{TEMP_PREFIX}{name}{TEMP_SUFFIX}")
 
 
 def _storage_error(action: str, path: str, err: OSError) -> StorageError:
     hint = ""
     if err.errno == errno.ENOSPC:
         hint = " (the disk is full: free space, then retry)"
-    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    elif err.errno in READ_ONLY_ERRNOS:
         hint = " (check permissions and that the file system is writable)"
-    return StorageError(f"cannot {action} {path}: {err.strerror or err}{hint}", path)
+    return StorageError(
+        f"cannot {action} {path}: {err.strerror or err}{hint}", path, errno=err.errno
+    )
+
+
+def _short(path: str, limit: int = 100) -> str:
+    """``path``, shortened in the middle if it is long (for one-line messages)."""
+    if len(path) <= limit:
+        return path
+    return f"{path[: limit // 2]}...{path[-limit // 2 :]} ({len(path)} characters)"
+
+
+def _directory_error(path: str, err: OSError) -> StorageError:
+    """A one-line, typed error for a store directory ``path`` that cannot be used."""
+    what = f"cannot use {_short(path)} as a data directory"
+    if err.errno == errno.ENAMETOOLONG:
+        why = (
+            "the path is too long for the file system (a name over 255 bytes or a path "
+            "over 4096); choose a shorter one"
+        )
+    elif err.errno == errno.ELOOP:
+        why = "too many levels of symbolic links (a symlink loop?); check its symlinks"
+    elif err.errno == errno.ENOTDIR:
+        parent = os.path.dirname(path)
+        while parent and parent != os.path.dirname(parent) and not os.path.lexists(parent):
+            parent = os.path.dirname(parent)
+        why = f"{_short(parent)} is a file, not a directory; choose a path inside a directory"
+    elif err.errno in READ_ONLY_ERRNOS:
+        why = f"{err.strerror} (check its permissions)"
+    else:
+        why = str(err.strerror or err)
+    return StorageError(f"{what}: {why}", path, errno=err.errno)
 
 
 class FileHandle:
@@ -148,6 +201,79 @@ class FileHandle:
         self.close()
 
 
+class PrivateHandle(FileHandle):
+    """A file opened read-only whose changes stay in this process's memory.
+
+    What opening a store read-only would repair (a torn tail cut off, an index rebuilt
+    from its log) is done on these handles: reads see the change, the file never does.
+    A cut only lowers the size reads stop at (no copy, so a large log costs nothing);
+    the first write copies the file into memory (only index files are ever written
+    this way: appends and rolls are refused on a read-only store). ``fd`` is -1 for a
+    file that does not exist (one the store would create): it starts empty.
+    """
+
+    def __init__(self, fs: FileSystem, path: str, fd: int, size: int) -> None:
+        super().__init__(fs, path, fd, size)
+        self._copy: bytearray | None = None if fd >= 0 else bytearray()
+        self._changed = fd < 0
+        self._is_closed = False
+
+    def _own_copy(self) -> bytearray:
+        if self._copy is None:
+            self._copy = bytearray(self.read_all())
+            del self._copy[self.size :]
+        self._changed = True
+        return self._copy
+
+    def append_parts(self, parts: Sequence[Buffer]) -> int:
+        start = self.size
+        self.write_at(b"".join(bytes(memoryview(p)) for p in parts), start)
+        return start
+
+    def write_at(self, data: Buffer, position: int) -> None:
+        copy = self._own_copy()
+        raw = bytes(memoryview(data))
+        if len(copy) < position:
+            copy.extend(bytes(position - len(copy)))
+        copy[position : position + len(raw)] = raw
+        self.size = max(self.size, position + len(raw))
+
+    def truncate(self, size: int) -> None:
+        if self._copy is None and size <= self.size:
+            self.size = size  # reads stop here; the file keeps its bytes
+            self._changed = True
+            return
+        copy = self._own_copy()
+        del copy[size:]
+        copy.extend(bytes(size - len(copy)))
+        self.size = size
+
+    def refresh_size(self) -> int:
+        if self._changed:
+            return self.size  # the private view is what this process sees
+        return super().refresh_size()
+
+    def pread(self, size: int, position: int) -> bytes:
+        if self._copy is not None:
+            return bytes(self._copy[position : position + size])
+        if self._changed:
+            size = max(0, min(size, self.size - position))
+            if not size:
+                return b""
+        return super().pread(size, position)
+
+    def fsync(self) -> None:
+        pass  # nothing of this handle is meant for the disk
+
+    def close(self) -> None:
+        self._is_closed = True
+        super().close()
+
+    @property
+    def closed(self) -> bool:
+        return self._is_closed
+
+
 class LockHandle:
     """An exclusive ``flock`` held on a lock file until :meth:`release`.
 
@@ -202,12 +328,30 @@ class LockFile:
             self.fs._unlock(self.path, fd)
 
 
+class AbsentLock(LockFile):
+    """The lock of a read-only store whose lock file does not exist: no process has
+    opened the store for writing since it was copied, and none can create the file, so
+    there is nobody to take turns with. Every acquire succeeds."""
+
+    def __init__(self, fs: FileSystem, path: str) -> None:
+        super().__init__(fs, path, -1)
+
+    def acquire(self, *, shared: bool = False, blocking: bool = True) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 class FileSystem:
     """The operating system's files, through one small interface.
 
     Subclasses override the underscored primitives (``_pwrite``, ``_fsync``, ``_rename`` ...)
     to record or fail operations; the public methods add error translation on top.
     """
+
+    read_only = False
+    """True for a :class:`ReadOnlyFileSystem`: the store above must not write."""
 
     # ----------------------------------------------------------------- primitives
 
@@ -303,11 +447,11 @@ class FileSystem:
     def write_file_atomic(self, path: str, data: bytes, *, tmp: str | None = None) -> None:
         """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
 
-        Writes ``tmp`` (default ``path.tmp``, in the same directory), fsyncs it, renames it
-        over ``path`` and fsyncs the directory: a rename alone can reach the disk before
-        the data it names.
+        Writes ``tmp`` (default :func:`temp_path`: ``~<name>.tmp`` in the same directory),
+        fsyncs it, renames it over ``path`` and fsyncs the directory: a rename alone can
+        reach the disk before the data it names.
         """
-        tmp = tmp or path + ".tmp"
+        tmp = tmp or temp_path(path)
         with self.open(tmp, create=True) as handle:
             handle.truncate(0)
             handle.append(data)
@@ -352,6 +496,13 @@ class FileSystem:
         except OSError as err:
             raise _storage_error("create directory", path, err) from err
 
+    def rmdir(self, path: str) -> None:
+        """Remove the empty directory ``path`` (StorageError if it is not empty)."""
+        try:
+            self._rmdir(path)
+        except OSError as err:
+            raise _storage_error("delete directory", path, err) from err
+
     def rmtree(self, path: str) -> None:
         """Delete ``path`` and everything below it (no symlinks are followed)."""
         try:
@@ -383,6 +534,36 @@ class FileSystem:
             return _stat.S_ISDIR(os.lstat(path).st_mode)
         except FileNotFoundError:
             return False
+
+    def dir_exists(self, path: str) -> bool:
+        """Whether ``path`` is a directory (symlinks followed): False if nothing is there.
+
+        Raises:
+            StorageError: ``path`` cannot be a directory: it is a file, a component of it
+                is a file, it is too long, it loops through symlinks, or is not
+                accessible (one clear line each).
+        """
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            if os.path.islink(path):  # a symlink to nothing
+                raise StorageError(
+                    f"cannot use {_short(path)} as a data directory: it is a symlink to "
+                    f"{os.readlink(path)}, which does not exist (create the target or "
+                    f"remove the link)",
+                    path,
+                ) from None
+            return False
+        except OSError as err:
+            raise _directory_error(path, err) from err
+        if not _stat.S_ISDIR(mode):
+            raise StorageError(
+                f"cannot use {_short(path)} as a data directory: it is a file, not a "
+                f"directory (choose another path)",
+                path,
+                errno=errno.ENOTDIR,
+            )
+        return True
 
     def size(self, path: str) -> int:
         try:
@@ -420,6 +601,139 @@ class FileSystem:
         """Open (creating if missing) a lock file to take shared or exclusive locks on."""
         try:
             return LockFile(self, path, self._open_lock(path))
+        except OSError as err:
+            raise _storage_error("open lock file", path, err) from err
+
+
+class ReadOnlyFileSystem(FileSystem):
+    """``inner`` seen read-only, for a store opened with ``read_only=True``.
+
+    Reads go through ``inner``'s primitives (so a recording or fault-injecting file system
+    sees every one). Files open ``O_RDONLY``: opened for writing, they are
+    :class:`PrivateHandle` objects, whose changes stay in memory; a file opened with ``create``
+    that does not exist is an empty private one. Lock files are opened read-only (``flock``
+    works on those) and a missing one is an :class:`AbsentLock`. Every other change
+    (rename, unlink, mkdir, rmdir, directory fsync, atomic writes) raises
+    :class:`~logstore.errors.ReadOnlyStoreError` naming the store, before any system call.
+    """
+
+    read_only = True
+
+    def __init__(self, inner: FileSystem, root: str) -> None:
+        self.inner = inner
+        self.root = root
+
+    def _refuse(self, action: str, path: str) -> ReadOnlyStoreError:
+        return ReadOnlyStoreError(
+            f"cannot {action} {path}: the store {self.root} is open read-only, so nothing "
+            f"is written (open it without read_only=True, with write access, to change it)",
+            path,
+        )
+
+    # ----------------------------------------------------------------- reads: delegated
+
+    def _open(self, path: str, flags: int) -> int:
+        if flags & _WRITE_FLAGS:
+            raise self._refuse("open for writing", path)
+        return self.inner._open(path, flags)
+
+    def _pread(self, handle: FileHandle, size: int, position: int) -> bytes:
+        return self.inner._pread(handle, size, position)
+
+    def _close(self, handle: FileHandle, fd: int) -> None:
+        self.inner._close(handle, fd)
+
+    def _unlock(self, path: str, fd: int) -> None:
+        self.inner._unlock(path, fd)
+
+    def _flock(self, fd: int, operation: int) -> None:
+        self.inner._flock(fd, operation)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.inner.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def is_dir(self, path: str) -> bool:
+        return self.inner.is_dir(path)
+
+    def dir_exists(self, path: str) -> bool:
+        return self.inner.dir_exists(path)
+
+    def size(self, path: str) -> int:
+        return self.inner.size(path)
+
+    def mtime_ms(self, path: str) -> int:
+        return self.inner.mtime_ms(path)
+
+    # ----------------------------------------------------------------- writes: refused
+
+    def _pwritev(self, handle: FileHandle, parts: Sequence[Buffer], position: int) -> int:
+        raise self._refuse("write to", handle.path)
+
+    def _ftruncate(self, handle: FileHandle, size: int) -> None:
+        raise self._refuse("truncate", handle.path)
+
+    def _fsync(self, handle: FileHandle) -> None:
+        pass  # nothing was written through this file system
+
+    def _fsync_dir(self, path: str) -> None:
+        raise self._refuse("fsync directory", path)
+
+    def _rename(self, src: str, dst: str) -> None:
+        raise self._refuse(f"rename {src} to", dst)
+
+    def _unlink(self, path: str) -> None:
+        raise self._refuse("delete", path)
+
+    def _mkdir(self, path: str) -> None:
+        raise self._refuse("create directory", path)
+
+    def _rmdir(self, path: str) -> None:
+        raise self._refuse("delete directory", path)
+
+    def _lock(self, path: str) -> int:
+        raise self._refuse("create lock file", path)
+
+    def _open_lock(self, path: str) -> int:
+        raise self._refuse("create lock file", path)
+
+    # ----------------------------------------------------------------- public
+
+    def open(self, path: str, *, create: bool = False, writable: bool = True) -> FileHandle:
+        try:
+            fd = self._open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            if not create:
+                raise
+            return PrivateHandle(self, path, -1, 0)
+        except OSError as err:
+            raise _storage_error("open", path, err) from err
+        try:
+            size = os.fstat(fd).st_size
+        except OSError as err:
+            os.close(fd)
+            raise _storage_error("stat", path, err) from err
+        if writable or create:
+            return PrivateHandle(self, path, fd, size)
+        return FileHandle(self, path, fd, size)
+
+    def write_file_atomic(self, path: str, data: bytes, *, tmp: str | None = None) -> None:
+        raise self._refuse("write", path)
+
+    def fsync_dir(self, path: str) -> None:
+        raise self._refuse("fsync directory", path)
+
+    def rmtree(self, path: str) -> None:
+        raise self._refuse("delete directory", path)
+
+    def lock_file(self, path: str) -> LockFile:
+        """The lock file opened read-only (an :class:`AbsentLock` if it does not exist)."""
+        try:
+            return LockFile(self, path, self._open(path, os.O_RDONLY))
+        except FileNotFoundError:
+            return AbsentLock(self, path)
         except OSError as err:
             raise _storage_error("open lock file", path, err) from err
 

@@ -5,8 +5,10 @@ per-partition checkpoint. Knows a directory and a :class:`TopicConfig`, not its 
 
 Recovery on open:
 
-1. Leftover ``*.tmp``, ``*.deleted``, ``*.cleaned`` and ``*.swap`` files and index files
-   without a ``.log`` are removed.
+1. Leftover temporary files (:func:`is_leftover`: ``~checkpoint.tmp``, and exactly
+   ``checkpoint.tmp`` or a segment file's name plus ``.tmp``, ``.deleted``, ``.cleaned`` or
+   ``.swap``) and index files without a ``.log`` are removed. No other name is ever
+   touched: a user's ``notes.tmp`` stays.
 2. Segments wholly below the checkpointed log start offset are deleted (a crash in the
    middle of retention).
 3. Clean shutdown (checkpoint ``clean 1``): only the last segment's index tail is read.
@@ -17,6 +19,12 @@ Recovery on open:
 4. Segments before the recovery point are trusted; if reading one finds damage, that is a
    :class:`~logstore.errors.CorruptRecordError` naming file and position, never a silent
    truncation.
+
+On a read-only file system (:class:`~logstore.storage.files.ReadOnlyFileSystem`, a store
+opened ``read_only=True``) the log writes nothing: recovery's cuts and index rebuilds
+happen in memory only, leftovers stay, no head or checkpoint is written, no lock is held
+between calls (so writers opening the partition later recover it as usual; this log then
+follows their head), and every write raises :class:`~logstore.errors.ReadOnlyStoreError`.
 """
 
 from __future__ import annotations
@@ -38,13 +46,19 @@ from logstore.errors import (
     InvalidRecordError,
     LogFailedError,
     OffsetOutOfRangeError,
+    ReadOnlyStoreError,
     RecordTooLargeError,
     StorageError,
     StoreClosedError,
 )
 from logstore.records import RecordInput, decode_batch_records, encode_batch, scan
-from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
-from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from logstore.storage.files import DEFAULT_FS, FileSystem, temp_path
 from logstore.storage.head import (
     HEAD_NAME,
     HEAD_SIZE,
@@ -68,12 +82,38 @@ from logstore.types import (
 log = logging.getLogger(__name__)
 
 _LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+_LEFTOVER_NAMES = frozenset({
+    os.path.basename(temp_path(CHECKPOINT_NAME)),
+    CHECKPOINT_NAME + ".tmp",  # how logstore 0.1 named it
+})
+_PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME})
 MAX_OPEN_SEALED_SEGMENTS = 16
 """Sealed segments keep their files open after a read, up to this many per log (LRU)."""
 _INT32_MAX = 2**31 - 1
 MAX_PRODUCERS = 1024
 """Idempotent producers remembered per partition log (least recently used forgotten)."""
 _BASE_OFFSET = struct.Struct(">q")
+
+
+def is_leftover(name: str) -> bool:
+    """Whether ``name`` is a temporary file a partition's own writes can leave behind:
+    ``~checkpoint.tmp``, or (older logstore and Kafka names, recognised only in exactly
+    this form) ``checkpoint.tmp`` and a segment file's name plus ``.tmp``, ``.deleted``,
+    ``.cleaned`` or ``.swap``."""
+    if name in _LEFTOVER_NAMES:
+        return True
+    stem, dot, suffix = name.rpartition(".")
+    return bool(dot) and dot + suffix in _LEFTOVER_SUFFIXES and (
+        parse_segment_name(stem) is not None
+    )
+
+
+def is_partition_file(name: str) -> bool:
+    """Whether ``name`` is one logstore creates in a partition directory: a segment file,
+    the checkpoint, the head, a lock file, or a leftover (:func:`is_leftover`)."""
+    return name in _PARTITION_FILES or parse_segment_name(name) is not None or is_leftover(
+        name
+    )
 
 
 class PartitionLog:
@@ -114,7 +154,8 @@ class PartitionLog:
         """Bytes dropped by crash recovery when this log was opened."""
         self.was_clean = False
         """Whether the previous close was clean (no recovery scan was needed)."""
-        if not fs.is_dir(directory):
+        self._read_only = fs.read_only
+        if not fs.is_dir(directory) and not self._read_only:  # read-only: an empty log
             fs.mkdir(directory, exist_ok=True)
             fs.fsync_dir(os.path.dirname(directory) or ".")  # the new name is durable too
         self._writer = fs.lock_file(os.path.join(directory, WRITER_LOCK_NAME))
@@ -139,11 +180,18 @@ class PartitionLog:
             if self._presence.acquire(blocking=False):  # nobody else has it open
                 previous = self._read_head()
                 self._load()
+                if self._read_only:
+                    # Hold nothing: a writer opening it later recovers it as after any
+                    # restart, and its new head (a new generation) is followed from here.
+                    self._head_seen = previous
+                    self._presence.release()
+                    return
                 self._generation = (previous.generation if previous else 0) + 1
                 self._write_head()
                 self._presence.acquire(shared=True)
             else:
-                self._presence.acquire(shared=True)
+                if not self._read_only:
+                    self._presence.acquire(shared=True)
                 head = self._read_head()
                 if head is None:
                     raise StorageError(
@@ -152,7 +200,7 @@ class PartitionLog:
                         self.directory,
                     )
                 self.was_clean = True
-                self._apply_head(head, writer=True)
+                self._apply_head(head, writer=not self._read_only)
                 self._last_flush_ms = self._now()
         finally:
             self._writer.release()
@@ -229,13 +277,21 @@ class PartitionLog:
         """Rebuild the segment list from the directory after another process rolled,
         deleted or truncated segments."""
         known = {s.base_offset: s for s in self._segments}
+        if self._read_only:
+            # Segments here may hold private repairs (a cut, a rebuilt index) of files a
+            # writer has since recovered and written to: read them afresh.
+            for cached in known.values():
+                cached.close_files()
+            self._open_sealed.clear()
+            known.clear()
         was_active = self._segments[-1].base_offset if self._segments else None
         if was_active is not None and was_active != head.active_base_offset:
             # Another process rolled: the segment that was active here holds state from an
             # older head (size, index counts, largest timestamp) and would hide that
             # process's last appends to it. Reload it as the sealed segment it now is.
-            stale = known.pop(was_active)
-            stale.close_files()
+            stale = known.pop(was_active) if was_active in known else None
+            if stale is not None:
+                stale.close_files()
         bases = sorted(
             parsed[0]
             for name in self.fs.listdir(self.directory)
@@ -323,11 +379,18 @@ class PartitionLog:
         fs = self.fs
         logs: list[int] = []
         others: dict[int, list[str]] = {}
-        for name in fs.listdir(self.directory):
-            if name.endswith(_LEFTOVER_SUFFIXES):
-                path = os.path.join(self.directory, name)
-                log.info("removing leftover file %s", path)
-                fs.unlink(path, missing_ok=True)
+        try:
+            names = fs.listdir(self.directory)
+        except FileNotFoundError:
+            if not self._read_only:
+                raise
+            names = []  # read-only: the missing directory reads as an empty partition
+        for name in names:
+            if is_leftover(name):
+                if not self._read_only:
+                    path = os.path.join(self.directory, name)
+                    log.info("removing leftover file %s", path)
+                    fs.unlink(path, missing_ok=True)
                 continue
             parsed = parse_segment_name(name)
             if parsed is None:
@@ -339,9 +402,9 @@ class PartitionLog:
                 others.setdefault(base, []).append(name)
         logs.sort()
         have_log = set(logs)
-        for base, names in others.items():
-            if base not in have_log:
-                for name in names:
+        for base, orphans in others.items():
+            if base not in have_log and not self._read_only:
+                for name in orphans:
                     path = os.path.join(self.directory, name)
                     log.info("removing index without a log: %s", path)
                     fs.unlink(path, missing_ok=True)
@@ -364,13 +427,18 @@ class PartitionLog:
             seg.next_offset = nxt.base_offset
         # A crash during retention can leave segments wholly below the log start offset.
         while len(segments) > 1 and segments[1].base_offset <= self.log_start_offset:
-            segments.pop(0).delete()
+            gone = segments.pop(0)
+            if self._read_only:
+                gone.close_files()
+            else:
+                gone.delete()
         if not segments:
             base = self.log_start_offset
             segments.append(Segment.create(fs, self.directory, base, self.config, self._now()))
             self.recovery_point = base
             self.was_clean = True
-            write_checkpoint(fs, self.directory, Checkpoint(base, base, clean=True))
+            if not self._read_only:  # read-only: the empty segment lives in memory only
+                write_checkpoint(fs, self.directory, Checkpoint(base, base, clean=True))
         elif self.was_clean:
             segments[-1].load_active()
         else:
@@ -408,12 +476,22 @@ class PartitionLog:
             is_last = i == len(segments) - 1
             if not is_last and (dropped or seg.next_offset != segments[i + 1].base_offset):
                 for later in segments[i + 1 :]:
+                    if self._read_only:
+                        log.warning(
+                            "ignoring %s: it follows data lost in %s (the store is read-only: "
+                            "the file stays)",
+                            later.log_path,
+                            seg.log_path,
+                        )
+                        later.close_files()
+                        continue
                     log.warning(
                         "deleting %s: it follows data lost in %s", later.log_path, seg.log_path
                     )
                     later.delete()
                 del segments[i + 1 :]
-                self.fs.fsync_dir(self.directory)
+                if not self._read_only:
+                    self.fs.fsync_dir(self.directory)
                 break
         for seg in segments[:-1]:
             seg.close_files()  # reopened lazily, like every sealed segment
@@ -467,6 +545,13 @@ class PartitionLog:
 
     def _check_writable(self) -> None:
         self._check_open()
+        if self._read_only:
+            raise ReadOnlyStoreError(
+                f"cannot write to partition {self.directory}: its store is open read-only "
+                f"(nothing is written; open the store without read_only=True, with write "
+                f"access, to append, roll, flush or delete)",
+                self.directory,
+            )
         if self._failed is not None:
             raise LogFailedError(
                 f"partition log {self.directory} refuses writes after an earlier failure "
@@ -880,6 +965,8 @@ class PartitionLog:
                 return
             self._closed = True
             try:
+                if self._read_only:
+                    return  # nothing to flush or mark: the files stay as they were
                 self._writer.acquire()
                 try:
                     # Only the last process to close marks the partition clean: the

@@ -364,14 +364,24 @@ class Segment:
                     self.log_path,
                     position,
                 )
-            log.warning(
-                "truncating %s at position %d, dropping %d bytes: %s",
-                self.log_path,
-                position,
-                dropped,
-                problem,
-            )
-            self.log_file.truncate(position)
+            if self.fs.read_only:
+                log.warning(
+                    "reading %s only up to position %d: %s (the store is read-only, so the "
+                    "%d bytes past it stay in the file)",
+                    self.log_path,
+                    position,
+                    problem,
+                    dropped,
+                )
+            else:
+                log.warning(
+                    "truncating %s at position %d, dropping %d bytes: %s",
+                    self.log_path,
+                    position,
+                    dropped,
+                    problem,
+                )
+            self.log_file.truncate(position)  # read-only: in this process's view only
         return dropped
 
     def _index_batch(self, header: BatchHeader, position: int) -> None:

@@ -22,6 +22,7 @@ from logstore.records import HEADER_SIZE, crc_valid, decode_batch_records, decod
 from logstore.storage.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint
 from logstore.storage.files import FileHandle, FileSystem
 from logstore.storage.index import OFFSET_ENTRY, TIME_ENTRY
+from logstore.storage.log import is_leftover
 from logstore.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -31,7 +32,6 @@ from logstore.storage.segment import (
 )
 from logstore.types import BatchHeader, Record
 
-_LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
 _CHUNK = 1 << 20
 
 REPAIR = "repair"
@@ -180,7 +180,7 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
     others: dict[int, list[str]] = {}
     for name in fs.listdir(directory):
         path = os.path.join(directory, name)
-        if name.endswith(_LEFTOVER_SUFFIXES):
+        if is_leftover(name):
             findings.append(Finding(path, None, REPAIR, "leftover temp file: removed on open"))
             continue
         parsed = parse_segment_name(name)

@@ -130,15 +130,16 @@ class _RecordingFS(FileSystem):
 def test_write_checkpoint_replaces_file_atomically(tmp_path: Path) -> None:
     fs = _RecordingFS()
     path = str(tmp_path / CHECKPOINT_NAME)
+    tmp = str(tmp_path / f"~{CHECKPOINT_NAME}.tmp")  # "~": a name no user file has
     write_checkpoint(fs, str(tmp_path), Checkpoint(1, 0, False))
     fs.events.clear()
 
     write_checkpoint(fs, str(tmp_path), Checkpoint(2, 0, True))
 
     assert fs.events == [
-        ("write", path + ".tmp"),
-        ("fsync", path + ".tmp"),
-        ("rename", f"{path}.tmp -> {path}"),
+        ("write", tmp),
+        ("fsync", tmp),
+        ("rename", f"{tmp} -> {path}"),
         ("fsync_dir", str(tmp_path)),
     ]
     assert read_checkpoint(FS, str(tmp_path)) == Checkpoint(2, 0, True)

@@ -1045,12 +1045,13 @@ def test_partition_log_checkpoint_is_replaced_atomically(tmp_path: Path) -> None
     log.close()
 
     checkpoint = str(directory / CHECKPOINT_NAME)
+    tmp = str(directory / f"~{CHECKPOINT_NAME}.tmp")
     assert ("write", checkpoint) not in fs.events  # never written in place
-    assert ("open", checkpoint + ".tmp") in fs.events
+    assert ("open", tmp) in fs.events
     renames = [i for i, e in enumerate(fs.events) if e == ("rename", checkpoint)]
     assert len(renames) >= 3  # dirty mark, delete_records, clean close
     for i in renames:
-        assert ("fsync", checkpoint + ".tmp") in fs.events[i - 2 : i]
+        assert ("fsync", tmp) in fs.events[i - 2 : i]
         assert fs.events[i + 1] == ("fsync_dir", str(directory))
     assert sorted(p.name for p in directory.iterdir() if "checkpoint" in p.name) == [
         CHECKPOINT_NAME
