@@ -442,6 +442,13 @@ class Store:
                 raise
         return True
 
+    def _holds_segments(self, directory: str) -> bool:
+        fs = self._fs
+        return fs.is_dir(directory) and any(
+            (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
+            for name in fs.listdir(directory)
+        )
+
     def _discard_partition_dir(self, directory: str) -> None:
         """Remove a deleted topic's partition directory. It is renamed to
         ``~deleted-<random>`` first (a crash then leaves a name no topic owns, which the
@@ -584,7 +591,13 @@ class Store:
         )
         try:
             for p in range(first, end):
-                PartitionLog(partition_dir(self.path, name, p), cfg, fs=self._fs).close()
+                directory = partition_dir(self.path, name, p)
+                # no registered topic owns it (we hold the registry lock): the leftover of
+                # a deleted topic that no open has cleaned yet. Its records belong to
+                # another incarnation and must not become this one's.
+                if self._holds_segments(directory):
+                    self._discard_partition_dir(directory)
+                PartitionLog(directory, cfg, fs=self._fs).close()
             self._fs.fsync_dir(self.path)
             self._write_topic(topic, cfg)
         except BaseException:

@@ -104,3 +104,20 @@ def test_commit_record_carries_the_topic_id_as_a_header_and_kafka_key_value(
     assert [dict(r.headers) for r in records] == [{TOPIC_ID_HEADER: tid.encode()}]
     assert records[0].key == b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x00"  # key v1
     assert records[0].value is not None and records[0].value[:2] == b"\x00\x03"  # value v3
+
+
+def test_a_new_topic_never_adopts_a_deleted_topics_leftover_directory(
+    tmp_path: Path,
+) -> None:
+    """A crash between a delete's commit point (registry file gone) and the removal of its
+    directories, with another process keeping the store open (so no open cleans up): a
+    topic created again under the same name starts empty."""
+    with logstore.open(tmp_path / "s") as store, logstore.open(tmp_path / "s") as other:
+        store.create_topic("t", 2)
+        store.append_many("t", [(b"old", None, None, 0, None)] * 10)
+        store.topic("t").close("as if the process died here")
+        (tmp_path / "s" / "__topics" / "t").unlink()  # the delete's commit point, then a crash
+        assert other.list_topics() == []
+        other.create_topic("t", 2)
+        assert other.partition("t", 0).log_end_offset == 0
+        assert other.read("t", 0, 0) == []
