@@ -63,12 +63,35 @@ def topics_create(
 ) -> None:
     """Create topic NAME.
 
+    With --if-not-exists, a topic of that name that exists already is left as it is
+    (its partitions and config are not changed) and the command succeeds.
+
     \b
     Example:
       logstore topics create orders -p 4 -c flush=interval
     """
+    try:
+        logstore.TopicConfig(partitions=partitions)
+    except logstore.InvalidConfigError as err:
+        raise click.ClickException(
+            str(err).replace("topic config partitions=", "--partitions ")
+        ) from None
+    settings = _config_pairs(config)
+    if "partitions" in settings:
+        raise click.ClickException("give the partition count with --partitions, not --config")
     with logstore.open(data_dir) as store:
-        store.create_topic(name, partitions, exist_ok=if_not_exists, **_config_pairs(config))
+        try:
+            store.create_topic(name, partitions, **settings)
+        except logstore.TopicExistsError:
+            existing = store.topic(name).num_partitions
+            if not if_not_exists:
+                raise click.ClickException(
+                    f"topic {name!r} already exists, with {existing} partition(s) (add "
+                    f"--if-not-exists to accept an existing topic)"
+                ) from None
+            click.echo(f"topic {name!r} already exists, with {existing} partition(s); left "
+                       f"as it is")
+            return
     click.echo(f"created topic {name!r} with {partitions} partition(s)")
 
 
@@ -142,8 +165,14 @@ def topics_alter(data_dir: str, name: str, config: tuple[str, ...]) -> None:
     Example:
       logstore topics alter orders -c retention_ms=3600000
     """
+    changes = _config_pairs(config)
+    if "partitions" in changes:
+        raise click.ClickException(
+            f"the partition count is not a setting to alter: use 'logstore topics "
+            f"add-partitions {name} --total N' (partitions can only be added)"
+        )
     with logstore.open(data_dir) as store:
-        store.alter_topic(name, **_config_pairs(config))
+        store.alter_topic(name, **changes)
     click.echo(f"altered topic {name!r}: {', '.join(config)}")
 
 
@@ -160,6 +189,12 @@ def topics_add_partitions(data_dir: str, name: str, total: int) -> None:
       logstore topics add-partitions orders --total 8
     """
     with logstore.open(data_dir) as store:
+        current = store.topic(name).num_partitions
+        if total <= current:
+            raise click.ClickException(
+                f"topic {name!r} has {current} partition(s): --total must be more than "
+                f"that, not {total} (partitions can only be added)"
+            )
         store.add_partitions(name, total)
     click.echo(f"topic {name!r} now has {total} partitions")
 

@@ -173,7 +173,11 @@ def verify(data_dir: str, topics: tuple[str, ...], as_json: bool) -> None:
             bar.length = total
             bar.update(1)
 
-        report = logstore.verify_store(data_dir, topics=topics or None, on_progress=advance)
+        try:
+            report = logstore.verify_store(data_dir, topics=topics or None,
+                                           on_progress=advance)
+        except logstore.StoreLockedError as err:  # verify's own words: it needs the store
+            raise click.ClickException(str(err)) from err
     problems = report.all_findings
     corrupt = [f for f in problems if f.kind == CORRUPT]
     if as_json:

@@ -170,3 +170,127 @@ def test_produce_and_consume_memory_stays_flat_from_100k_to_1m_lines(tmp_path: P
     # measured 43 -> 60 MiB (produce) and 43 -> 45 MiB (consume); 3M lines stay at 60 MiB.
     assert p_big - p_small < 24 * 1024, peaks
     assert c_big - c_small < 8 * 1024, peaks
+
+
+# ------------------------------------------------------------------ errors in the CLI's words
+
+
+def test_topics_create_on_an_existing_topic_names_the_flag_and_the_real_partitions(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d"
+    assert _run(data, "topics", "create", "t", "-p", "3")[0] == 0
+    code, out, err = _run(data, "topics", "create", "t")
+    assert code == 1 and out == ""
+    assert err == ("Error: topic 't' already exists, with 3 partition(s) (add --if-not-exists "
+                   "to accept an existing topic)\n")
+    code, out, err = _run(data, "topics", "create", "t", "--if-not-exists", "-p", "5")
+    assert code == 0, err
+    assert out == "topic 't' already exists, with 3 partition(s); left as it is\n"
+    with logstore.open(data) as store:
+        assert store.topic("t").num_partitions == 3
+
+
+_FLAG_ERRORS = [
+    (("topics", "create", "u", "-p", "0"),
+     "Error: --partitions 0 is out of range (use a value in [1, 100000])"),
+    (("topics", "create", "u", "-c", "partitions=2"),
+     "Error: give the partition count with --partitions, not --config"),
+    (("topics", "alter", "t", "-c", "partitions=5"),
+     "Error: the partition count is not a setting to alter: use 'logstore topics "
+     "add-partitions t --total N' (partitions can only be added)"),
+    (("topics", "add-partitions", "t", "--total", "1"),
+     "Error: topic 't' has 2 partition(s): --total must be more than that, not 1 "
+     "(partitions can only be added)"),
+    (("produce", "t", "--file", "no-such-file"),  # an OSError, not a traceback
+     "Error: cannot use no-such-file: No such file or directory"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), _FLAG_ERRORS,
+                         ids=[" ".join(args) for args, _ in _FLAG_ERRORS])
+def test_errors_name_the_cli_flags_not_python_arguments(
+    tmp_path: Path, args: tuple[str, ...], expected: str
+) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t", "-p", "2")
+    code, _, err = _run(data, *args)
+    assert code == 1
+    assert err.splitlines() == [expected]
+    for python_name in ("exist_ok", "add_partitions", "=True", "None"):
+        assert python_name not in err
+
+
+def test_a_store_held_exclusively_is_reported_without_python_arguments(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t")
+    with logstore.open(data, exclusive=True):
+        code, _, err = _run(data, "topics", "list")
+    assert code == 1
+    assert err.splitlines() == [
+        f"Error: {data} is in use by a process that needs it to itself (such as 'logstore "
+        f"verify', or a program that opened the store exclusively): try again when it is done"
+    ]
+
+
+_PRINTING = [
+    ("consume", "t", "--from-beginning"),
+    ("topics", "list"),
+    ("topics", "describe", "t"),
+    ("groups", "list"),
+    ("groups", "describe", "g"),
+    ("inspect", "t", "--records"),
+    ("replay", "t", "--from-time", "1d", "--max-speed"),
+    ("verify",),
+]
+
+
+@pytest.fixture(scope="module")
+def printing_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store whose every printing command has more to say than a pipe holds (64 KiB)."""
+    data = tmp_path_factory.mktemp("printing") / "d"
+    with logstore.open(data) as store:
+        store.create_topic("t", 2)
+        store.append_many("t", [(b"v%05d" % i, b"k%d" % i, None, None, None)
+                                for i in range(5000)])
+        with store.consumer(["t"], group_id="g", auto_offset_reset="earliest") as consumer:
+            consumer.poll(timeout_ms=1000, max_records=10)
+            consumer.commit()
+    return data
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", _PRINTING, ids=" ".join)
+def test_printing_commands_report_a_full_stdout_in_one_line(
+    printing_store: Path, args: tuple[str, ...]
+) -> None:
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([*_logstore(), "--data-dir", str(printing_store), *args],
+                              stdout=full, stderr=subprocess.PIPE, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.decode().splitlines() == [
+        "Error: cannot write to stdout: No space left on device"
+    ]
+
+
+@pytest.mark.parametrize("args", _PRINTING, ids=" ".join)
+def test_printing_commands_end_quietly_with_141_when_the_stdout_pipe_closes(
+    printing_store: Path, args: tuple[str, ...]
+) -> None:
+    proc = subprocess.Popen([*_logstore(), "--data-dir", str(printing_store), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader (think "| head -1") is gone before the first write
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    proc.stderr.close()
+    assert (proc.returncode, err.decode()) == (141, "")
+
+
+def test_a_closed_pipe_mid_output_ends_quietly_like_head_does(printing_store: Path) -> None:
+    command = " ".join([*_logstore(), "--data-dir", str(printing_store), "inspect", "t",
+                        "--records"])
+    proc = subprocess.run(["bash", "-c", f"{command} | head -1; echo ${{PIPESTATUS[0]}} >&2"],
+                          capture_output=True, timeout=120, check=False)
+    assert proc.stdout.decode().startswith("Dumping ")
+    assert proc.stderr.decode() == "141\n"
