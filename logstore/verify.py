@@ -151,10 +151,13 @@ def verify_store(
             for partition in range(count):
                 directory = partition_dir(root, name, partition)
                 if not fs.is_dir(directory):
+                    # creating a topic (or partitions) makes the directories before the
+                    # registry names them: this one was removed, and its records with it
                     findings.append(Finding(
-                        directory, None, REPAIR,
-                        "partition directory is missing: it opens as an empty partition (if "
-                        "it held records, they are gone)",
+                        directory, None, CORRUPT,
+                        "partition directory is missing: the records it held are lost, and "
+                        "using the partition raises TopicNotFoundError (restore it from a "
+                        "copy, or make an empty directory of that name to accept the loss)",
                     ))
                     continue
                 directories.append(directory)

@@ -294,3 +294,34 @@ def test_a_closed_pipe_mid_output_ends_quietly_like_head_does(printing_store: Pa
                           capture_output=True, timeout=120, check=False)
     assert proc.stdout.decode().startswith("Dumping ")
     assert proc.stderr.decode() == "141\n"
+
+
+def _records_in(data: Path, topic: str) -> int:
+    with logstore.open(data) as store:
+        return sum(p.log_end_offset for p in store.describe_topic(topic).partitions)
+
+
+def test_produce_to_a_topic_another_process_deletes_says_it_was_deleted(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    env = {**os.environ, "LOGSTORE_DATA_DIR": str(data)}
+    subprocess.run([*_logstore(), "topics", "create", "t", "-p", "3"], env=env, check=True,
+                   capture_output=True)
+    producer = subprocess.Popen([*_logstore(), "produce", "t", "--key-separator", ":"],
+                                stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert producer.stdin is not None
+    producer.stdin.write(b"a:1\na:2\na:3\n")  # one key: one partition, opened by the producer
+    producer.stdin.flush()
+    deadline = time.monotonic() + 60
+    while _records_in(data, "t") < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _records_in(data, "t") == 3
+    subprocess.run([*_logstore(), "topics", "delete", "t"], env=env, check=True,
+                   capture_output=True)
+    # the same partition (open in the producer) and others (not opened yet)
+    producer.stdin.write(b"".join(b"k%d:%d\n" % (i, i) for i in range(20)))
+    _, err = producer.communicate(timeout=120)
+    assert producer.returncode == 1
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and "topic 't' was deleted" in lines[0], lines
+    assert "fsync" not in lines[0] and "Traceback" not in lines[0]
+    assert not [name for name in os.listdir(data) if name.startswith("t-")]  # no orphans
