@@ -7,10 +7,11 @@ import click
 import logstore
 
 from .bench import bench
-from .commands import consume, produce, topics
+from .commands import consume, topics
 from .demo import demo
 from .groups import groups
 from .inspect import inspect, verify
+from .produce import produce
 from .replay import replay
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -324,4 +326,157 @@ def test_produce_to_a_topic_another_process_deletes_says_it_was_deleted(tmp_path
     lines = err.decode().splitlines()
     assert len(lines) == 1 and "topic 't' was deleted" in lines[0], lines
     assert "fsync" not in lines[0] and "Traceback" not in lines[0]
+    # what was written, and where to resume: none of the 20 lines sent after the delete
+    assert lines[0].startswith("Error: stopped at input line 4: topic 't' was deleted")
+    assert re.search(r"; 3 record\(s\) acknowledged, \d+ not; resume with tail -n \+4$",
+                     lines[0]), lines
     assert not [name for name in os.listdir(data) if name.startswith("t-")]  # no orphans
+
+
+# ------------------------------------------------------------------ produce: partial work
+
+
+def _lines_of(data: Path, topic: str) -> list[bytes]:
+    """Every value of ``topic``, in offset order within each partition, sorted."""
+    with logstore.open(data) as store:
+        values: list[bytes] = []
+        for info in store.describe_topic(topic).partitions:
+            offset = info.log_start_offset
+            while offset < info.log_end_offset:
+                records = store.read(topic, info.partition, offset)
+                values += [r.value or b"" for r in records]
+                offset = records[-1].offset + 1
+        return sorted(values)
+
+
+def test_produce_stops_at_a_bad_line_saying_what_was_written_and_where_to_resume(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t", "-p", "3")
+    good = [f"k{i}:v{i:03d}" for i in range(1, 101)]
+    given = [*good[:56], "no separator here", *good[57:]]
+    code, out, err = _run(data, "produce", "t", "--key-separator", ":",
+                          stdin="".join(f"{line}\n" for line in given))
+    assert (code, out) == (1, "")
+    assert err == ("Error: stopped at input line 57: no key separator ':'; 56 record(s) "
+                   "acknowledged; resume with tail -n +57\n")
+    assert _lines_of(data, "t") == [f"v{i:03d}".encode() for i in range(1, 57)]
+    # the rule holds: the fixed input from line 57 on completes the topic, once each
+    fixed = [*good[:56], "k57:v057", *good[57:]]
+    code, _, err = _run(data, "produce", "t", "--key-separator", ":",
+                        stdin="".join(f"{line}\n" for line in fixed[56:]))
+    assert code == 0 and "wrote 44 record(s)" in err
+    assert _lines_of(data, "t") == [f"v{i:03d}".encode() for i in range(1, 101)]
+
+
+def test_produce_stops_at_a_line_too_large_for_the_topic(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t", "-p", "2", "-c", "max_message_bytes=1000")
+    lines = [f"{i}" for i in range(1, 21)]
+    lines[10] = "x" * 2000
+    code, _, err = _run(data, "produce", "t", stdin="".join(f"{line}\n" for line in lines))
+    assert code == 1
+    assert err.startswith("Error: stopped at input line 11: the line is too large: its "
+                          "record takes ")
+    assert "over the topic's max_message_bytes (1000; raise it with 'logstore topics alter" in err
+    assert err.endswith("; 10 record(s) acknowledged, 1 not; resume with tail -n +11\n")
+    assert len(err.splitlines()) == 1
+    assert _lines_of(data, "t") == sorted(f"{i}".encode() for i in range(1, 11))
+
+
+def test_produce_skip_bad_lines_counts_and_lists_them_and_exits_0(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t", "-c", "max_message_bytes=1000")
+    lines = [f"k:{i}" for i in range(1, 31)]
+    for i in (3, 7, 11, 15, 19, 23):
+        lines[i - 1] = f"bad {i}"
+    lines[26] = "k:" + "x" * 2000  # line 27: too large for the topic
+    code, out, err = _run(data, "produce", "t", "--key-separator", ":", "--skip-bad-lines",
+                          stdin="".join(f"{line}\n" for line in lines))
+    assert (code, out) == (0, "")
+    assert err.splitlines() == [
+        "wrote 23 record(s) to 't' (p0: 23)",
+        "skipped 7 bad line(s) (line 3, 7, 11, 15, 19, ...; line 3: no key separator ':')",
+    ]
+    kept = [str(i).encode() for i in range(1, 31) if i not in (3, 7, 11, 15, 19, 23, 27)]
+    assert _lines_of(data, "t") == sorted(kept)
+
+
+def test_produce_ctrl_c_flushes_what_was_sent_and_says_where_to_resume(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    env = {**os.environ, "LOGSTORE_DATA_DIR": str(data)}
+    subprocess.run([*_logstore(), "topics", "create", "t", "-p", "2"], env=env, check=True,
+                   capture_output=True)
+    producer = subprocess.Popen([*_logstore(), "produce", "t"], stdin=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+    assert producer.stdin is not None and producer.stderr is not None
+    producer.stdin.write(b"1\n2\n3\n4\n5\n")
+    producer.stdin.flush()  # and the input stays open: produce waits for more
+    deadline = time.monotonic() + 60
+    while _records_in(data, "t") < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    producer.send_signal(signal.SIGINT)
+    assert producer.wait(timeout=30) == 130  # at once, though stdin never ended
+    err = producer.stderr.read().decode()
+    producer.stdin.close()
+    producer.stderr.close()
+    assert err == ("Error: stopped at input line 6: interrupted (Ctrl-C); 5 record(s) "
+                   "acknowledged; resume with tail -n +6\n")
+    assert _lines_of(data, "t") == [b"1", b"2", b"3", b"4", b"5"]
+
+
+def test_produce_json_encodes_non_string_keys_values_and_headers(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t")
+    line = {"key": {"a": 1}, "value": [1, "x"], "headers": {"n": 5, "b": True, "o": {"k": []},
+                                                            "none": None, "s": "text"}}
+    code, _, err = _run(data, "produce", "t", "--format", "json", "--header", "src=cli",
+                        stdin=json.dumps(line) + "\n")
+    assert code == 0, err
+    with logstore.open(data) as store:
+        record = store.read("t", 0, 0)[0]
+    assert (record.key, record.value) == (b'{"a": 1}', b'[1, "x"]')
+    assert dict(record.headers) == {"src": b"cli", "n": b"5", "b": b"true", "o": b'{"k": []}',
+                                    "none": None, "s": b"text"}
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ('{"vaule": "typo"}', "unknown field(s) 'vaule' (a record has the fields key, value, "
+                              "headers, timestamp)"),
+        ('{"value": NaN}', "NaN is not JSON (a number must be finite)"),
+        ('{"value": [Infinity]}', "Infinity is not JSON (a number must be finite)"),
+        ('{"headers": {"h": -Infinity}}', "-Infinity is not JSON (a number must be finite)"),
+        ('{"value": 1e999}', "1e999 is too large for a JSON number (a number must be finite)"),
+        ('{"timestamp": true}', "timestamp true is not milliseconds since the epoch (an "
+                                "integer >= 0)"),
+        ('{"timestamp": -1}', "timestamp -1 is not milliseconds since the epoch (an "
+                              "integer >= 0)"),
+        ('{"headers": [1]}', "headers must be an object of name: value, not [1]"),
+        ('"just a string"', "not a JSON object but str (fields: key, value, headers, "
+                            "timestamp)"),
+    ],
+)
+def test_produce_json_refuses_bad_lines_naming_the_line(
+    tmp_path: Path, line: str, why: str
+) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t")
+    code, _, err = _run(data, "produce", "t", "--format", "json",
+                        stdin=f'{{"value": "ok"}}\n{line}\n{{"value": "after"}}\n')
+    assert code == 1
+    assert err == (f"Error: stopped at input line 2: {why}; 1 record(s) acknowledged; "
+                   f"resume with tail -n +2\n")
+    assert _lines_of(data, "t") == [b"ok"]
+
+
+def test_produce_refuses_an_empty_key_separator_naming_the_flag(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "t")
+    code, _, err = _run(data, "produce", "t", "--key-separator", "", stdin="a:b\n")
+    assert code == 1
+    assert err == ("Error: --key-separator must not be empty (leave it out to take whole "
+                   "lines as values)\n")
+    assert _lines_of(data, "t") == []
