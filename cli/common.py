@@ -50,7 +50,7 @@ def user_errors(fn: F) -> F:
         except (logstore.LogstoreError, ValueError) as err:
             raise click.ClickException(describe(err)) from err
         except OSError as err:
-            raise _os_error(err) from err
+            raise os_error(err) from err
 
     return wrapper  # type: ignore[return-value]
 
@@ -76,7 +76,8 @@ def describe(err: Exception) -> str:
     return str(err)
 
 
-def _os_error(err: OSError) -> click.ClickException | click.exceptions.Exit:
+def os_error(err: OSError) -> click.ClickException | click.exceptions.Exit:
+    """What to raise for ``err``: see :func:`user_errors`."""
     if err.errno == errno.EPIPE:
         _discard_stdout()
         return click.exceptions.Exit(BROKEN_PIPE_EXIT)
