@@ -73,6 +73,9 @@ def describe(err: Exception) -> str:
             f"({err.limit}): send smaller records, or raise the limit with 'logstore topics "
             f"alter TOPIC -c max_message_bytes=N'"
         )
+    if isinstance(err, logstore.LogFailedError):  # each command opens the store anew
+        return str(err).replace("close and reopen the store to recover",
+                                "run the command again to recover")
     return str(err)
 
 

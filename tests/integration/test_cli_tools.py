@@ -246,6 +246,30 @@ def test_replay_into_another_topic_copies_key_value_headers(tmp_path: Path) -> N
     assert code == 0 and "replayed 10 record(s)" in err
 
 
+def test_replay_to_a_topic_with_smaller_records_says_how_to_raise_its_limit(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "src")
+    _run(data, "produce", "src", stdin="x" * 3000 + "\n")
+    _run(data, "topics", "create", "dst", "-c", "max_message_bytes=1000")
+    code, _, err = _run(data, "replay", "src", "--from-time", "1h", "--to", "dst",
+                        "--max-speed")
+    _one_line_error(code, err, "writing to 'dst' failed: a record batch of ",
+                    "bytes is over the topic's max_message_bytes (1000): send smaller "
+                    "records, or raise the limit with 'logstore topics alter TOPIC -c "
+                    "max_message_bytes=N'")
+
+
+def test_a_failed_log_is_recovered_by_running_the_command_again() -> None:
+    from logstore_cli.common import describe
+
+    err = logstore.LogFailedError("partition log /d/t-0 refuses writes after an earlier "
+                                  "failure (disk full); close and reopen the store to recover")
+    assert describe(err) == ("partition log /d/t-0 refuses writes after an earlier failure "
+                             "(disk full); run the command again to recover")
+
+
 def test_replay_errors_are_one_line(tmp_path: Path) -> None:
     data = tmp_path / "d"
     _events(data, "t", [NOW])
