@@ -118,6 +118,8 @@ def bench_produce(
     if throughput is not None and throughput <= 0:
         raise click.ClickException(f"--throughput must be positive (got {throughput:g})")
     settings = _config_pairs(config)
+    if "partitions" in settings:
+        raise click.ClickException("give the partition count with --partitions, not --config")
     values = _payloads(record_size, records)
     key_list = [f"key-{i}".encode() for i in range(keys)]
     options: dict[str, Any] = {"linger_ms": linger_ms, "compression": compression}

@@ -1,7 +1,7 @@
-"""``logstore topics ...``, ``logstore produce`` and ``logstore consume``.
+"""``logstore topics ...`` and ``logstore consume`` (``produce`` is in ``produce.py``).
 
 Built on the public ``logstore`` API only. A user error (unknown topic, bad offset, a
-store locked by another exclusive user, a bad input line) prints one line on stderr and
+store locked by another exclusive user) prints one line on stderr and
 exits non-zero; there is never a traceback.
 """
 
@@ -10,20 +10,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import click
 
 import logstore
 from logstore import TopicPartition
 
-from .common import TIME_HELP, parse_time, progress, table, user_errors
+from .common import TIME_HELP, parse_time, table, user_errors
 from .datadir import open_store
 
 
@@ -67,12 +66,35 @@ def topics_create(
 ) -> None:
     """Create topic NAME.
 
+    With --if-not-exists, a topic of that name that exists already is left as it is
+    (its partitions and config are not changed) and the command succeeds.
+
     \b
     Example:
       logstore topics create orders -p 4 -c flush=interval
     """
+    try:
+        logstore.TopicConfig(partitions=partitions)
+    except logstore.InvalidConfigError as err:
+        raise click.ClickException(
+            str(err).replace("topic config partitions=", "--partitions ")
+        ) from None
+    settings = _config_pairs(config)
+    if "partitions" in settings:
+        raise click.ClickException("give the partition count with --partitions, not --config")
     with open_store(data_dir) as store:
-        store.create_topic(name, partitions, exist_ok=if_not_exists, **_config_pairs(config))
+        try:
+            store.create_topic(name, partitions, **settings)
+        except logstore.TopicExistsError:
+            existing = store.topic(name).num_partitions
+            if not if_not_exists:
+                raise click.ClickException(
+                    f"topic {name!r} already exists, with {existing} partition(s) (add "
+                    f"--if-not-exists to accept an existing topic)"
+                ) from None
+            click.echo(f"topic {name!r} already exists, with {existing} partition(s); left "
+                       f"as it is")
+            return
     click.echo(f"created topic {name!r} with {partitions} partition(s)")
 
 
@@ -146,8 +168,14 @@ def topics_alter(data_dir: str, name: str, config: tuple[str, ...]) -> None:
     Example:
       logstore topics alter orders -c retention_ms=3600000
     """
+    changes = _config_pairs(config)
+    if "partitions" in changes:
+        raise click.ClickException(
+            f"the partition count is not a setting to alter: use 'logstore topics "
+            f"add-partitions {name} --total N' (partitions can only be added)"
+        )
     with open_store(data_dir) as store:
-        store.alter_topic(name, **_config_pairs(config))
+        store.alter_topic(name, **changes)
     click.echo(f"altered topic {name!r}: {', '.join(config)}")
 
 
@@ -164,6 +192,12 @@ def topics_add_partitions(data_dir: str, name: str, total: int) -> None:
       logstore topics add-partitions orders --total 8
     """
     with open_store(data_dir) as store:
+        current = store.topic(name).num_partitions
+        if total <= current:
+            raise click.ClickException(
+                f"topic {name!r} has {current} partition(s): --total must be more than "
+                f"that, not {total} (partitions can only be added)"
+            )
         store.add_partitions(name, total)
     click.echo(f"topic {name!r} now has {total} partitions")
 
@@ -182,121 +216,6 @@ def topics_delete(data_dir: str, name: str) -> None:
     with open_store(data_dir) as store:
         store.delete_topic(name)
     click.echo(f"deleted topic {name!r}")
-
-
-# ---------------------------------------------------------------------------- produce
-
-
-def _lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-    for number, line in enumerate(stream, 1):
-        yield number, line.rstrip(b"\r\n")
-
-
-@click.command()
-@click.argument("topic")
-@click.option("--file", "path", type=click.Path(dir_okay=False), help="Read from FILE.")
-@click.option("--key-separator", help="Split each line at SEP into key and value.")
-@click.option("--header", "headers", multiple=True, help="K=V header on every record.")
-@click.option("--partition", type=int, help="Write to this partition.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-    help="text: one value a line; json: one object a line with key, value, headers, timestamp.",
-)
-@click.pass_obj
-@user_errors
-def produce(
-    data_dir: str,
-    topic: str,
-    path: str | None,
-    key_separator: str | None,
-    headers: tuple[str, ...],
-    partition: int | None,
-    fmt: str,
-) -> None:
-    """Write records to TOPIC from stdin (or --file), one a line.
-
-    \b
-    Examples:
-      seq 1 100000 | logstore produce numbers
-      logstore produce users --key-separator : < users.txt
-      logstore produce events --format json --file events.jsonl
-    """
-    common = {}
-    for pair in headers:
-        k, sep, v = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not K=V", param_hint="--header")
-        common[k] = v.encode()
-    separator = key_separator.encode() if key_separator else None
-    counts: dict[int, int] = {}
-    errors: list[BaseException] = []
-
-    def done(meta: logstore.RecordMetadata | None, error: BaseException | None) -> None:
-        if error is not None:
-            errors.append(error)
-        elif meta is not None:
-            counts[meta.partition] = counts.get(meta.partition, 0) + 1
-
-    with open_store(data_dir) as store, store.producer(linger_ms=20) as producer:
-        stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
-        try:
-            total = os.fstat(stream.fileno()).st_size if path else 0
-            with progress(total, f"produce {topic}") as bar:
-                for number, line in _lines(stream):
-                    key, value, hdrs, ts = _parse_line(line, number, fmt, separator, common)
-                    producer.send(topic, value, key=key, headers=hdrs, partition=partition,
-                                  timestamp=ts).add_callback(done)
-                    if errors:
-                        break
-                    if path and number % 4096 == 0:
-                        bar.update(stream.tell() - bar.pos)
-        finally:
-            if path:
-                stream.close()
-    if errors:
-        raise click.ClickException(f"writing to {topic!r} failed: {errors[0]}")
-    total = sum(counts.values())
-    spread = ", ".join(f"p{p}: {n}" for p, n in sorted(counts.items()))
-    click.echo(f"wrote {total} record(s) to {topic!r} ({spread or 'none'})", err=True)
-
-
-def _parse_line(
-    line: bytes, number: int, fmt: str, separator: bytes | None, common: dict[str, bytes]
-) -> tuple[bytes | None, bytes | None, dict[str, bytes | None], int | None]:
-    if fmt == "json":
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError("not a JSON object")
-            key = obj.get("key")
-            value = obj.get("value")
-            given = obj.get("headers") or {}
-            if not isinstance(given, dict):
-                raise ValueError(f"headers must be an object of name: value, not {given!r}")
-            hdrs = {**common, **{k: (None if v is None else str(v).encode())
-                                 for k, v in given.items()}}
-            ts = obj.get("timestamp")
-            if ts is not None and not isinstance(ts, int):
-                raise ValueError(f"timestamp {ts!r} is not an integer (ms since the epoch)")
-            return (
-                None if key is None else str(key).encode(),
-                None if value is None else (value if isinstance(value, str) else
-                                            json.dumps(value)).encode(),
-                dict(hdrs),
-                ts,
-            )
-        except ValueError as err:
-            raise click.ClickException(f"input line {number}: {err}") from err
-        except RecursionError:
-            raise click.ClickException(f"input line {number}: JSON nested too deeply") from None
-    if separator is not None:
-        key, sep, value = line.partition(separator)
-        if not sep:
-            raise click.ClickException(
-                f"input line {number} has no key separator {separator.decode()!r}"
-            )
-        return key, value, dict(common), None
-    return None, line, dict(common), None
 
 
 # ---------------------------------------------------------------------------- consume

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import functools
+import os
 import re
 import signal
 import sys
@@ -29,17 +31,84 @@ _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
 
 
+BROKEN_PIPE_EXIT = 141
+"""Exit status when stdout is a pipe whose reader has gone (``logstore ... | head -1``):
+what a shell reports for a Unix tool that SIGPIPE ended (128 + 13). Nothing is printed."""
+
+
 def user_errors(fn: F) -> F:
-    """Turn logstore's errors (and bad values) into one clear line and exit status 1."""
+    """Turn errors into one line on stderr and exit status 1, never a traceback:
+    logstore's errors and bad values (in the command line's words: flags, not Python
+    arguments), a failed write to stdout ("cannot write to stdout: ..."), and any other
+    ``OSError``. A closed stdout pipe ends the command quietly with
+    :data:`BROKEN_PIPE_EXIT`."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except (logstore.LogstoreError, ValueError) as err:
-            raise click.ClickException(str(err)) from err
+            raise click.ClickException(describe(err)) from err
+        except OSError as err:
+            raise os_error(err) from err
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe(err: Exception) -> str:
+    """``err``'s message as the command line should say it: where the library's message
+    names a Python argument, the command line's way to do the same instead."""
+    if isinstance(err, logstore.StoreLockedError):
+        ctx = click.get_current_context(silent=True)
+        where = os.path.abspath(ctx.obj) if ctx is not None and isinstance(ctx.obj, str) \
+            else "the store"
+        return (
+            f"{where} is in use by a process that needs it to itself (such as 'logstore "
+            f"verify', or a program that opened the store exclusively): try again when it "
+            f"is done"
+        )
+    if isinstance(err, logstore.RecordTooLargeError):
+        return (
+            f"a record batch of {err.size} bytes is over the topic's max_message_bytes "
+            f"({err.limit}): send smaller records, or raise the limit with 'logstore topics "
+            f"alter TOPIC -c max_message_bytes=N'"
+        )
+    if isinstance(err, logstore.LogFailedError):  # each command opens the store anew
+        return str(err).replace("close and reopen the store to recover",
+                                "run the command again to recover")
+    return str(err)
+
+
+def os_error(err: OSError) -> click.ClickException | click.exceptions.Exit:
+    """What to raise for ``err``: see :func:`user_errors`."""
+    if err.errno == errno.EPIPE:
+        _discard_stdout()
+        return click.exceptions.Exit(BROKEN_PIPE_EXIT)
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.filename is not None:
+        return click.ClickException(f"cannot use {err.filename}: {reason}")
+    if err.errno is not None:
+        # The store names the file in every OS error it raises (StorageError), and the
+        # commands that read input say so themselves: an OS error naming no file comes
+        # from writing the output. (A failed write drops what was buffered, so asking
+        # stdout again proves nothing.)
+        _discard_stdout()
+        return click.ClickException(f"cannot write to stdout: {reason}")
+    return click.ClickException(reason)
+
+
+def _discard_stdout() -> None:
+    """Point stdout's descriptor at /dev/null, so the interpreter's last flush of what is
+    still buffered for it fails no more ("Exception ignored ..." on stderr)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (CliRunner): nothing to do
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def parse_time(text: str, now_ms: int, option: str = "time") -> int:

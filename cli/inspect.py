@@ -21,7 +21,7 @@ from logstore.storage.verify import (
 from logstore.types import BatchHeader
 from logstore.verify import segment_logs
 
-from .common import progress, user_errors
+from .common import os_error, progress, user_errors
 from .datadir import open_store, read_only_note
 
 _SUFFIXES = (".log", ".index", ".timeindex")
@@ -146,6 +146,15 @@ def inspect(
         )
 
 
+VERIFY_NOT_CHECKED_EXIT = 3
+"""``logstore verify``'s exit status when it could not check the store or report on it
+(0, 1 and 2 say what it found)."""
+
+
+class _NotChecked(click.ClickException):
+    exit_code = VERIFY_NOT_CHECKED_EXIT
+
+
 def _finding_json(f: Finding) -> dict[str, object]:
     return {"path": f.path, "position": f.position, "kind": f.kind, "message": f.message}
 
@@ -160,21 +169,45 @@ def verify(data_dir: str, topics: tuple[str, ...], as_json: bool) -> None:
     and say what the next open would repair. Changes nothing; the store must not be in
     use.
 
-    Exit status: 0 all good; 1 damage that opening the store repairs by itself (torn
-    tails after a crash, indexes, leftovers; nothing acknowledged is lost); 2 damage it
-    cannot repair (reads there raise CorruptRecordError).
+    \b
+    Exit status:
+      0  all good
+      1  damage the next open of the store repairs by itself (torn tails after a
+         crash, indexes to rebuild, leftover files); nothing acknowledged is lost
+      2  damage no open repairs: records lost or corrupt where they were synced (reads
+         there raise CorruptRecordError), a damaged store.json, topic registry file or
+         committed-offsets snapshot
+      3  verify could not check the store, or not report on it: an unknown topic, no
+         store at --data-dir, the store in use by another process, a file it cannot
+         read, stdout full (one line on stderr says which)
 
     \b
     Examples:
       logstore verify
       logstore verify orders --json
     """
+    try:
+        _verify(data_dir, topics, as_json)
+    except OSError as err:  # the report could not be written
+        error = os_error(err)
+        if isinstance(error, click.ClickException):  # not a closed pipe (141)
+            raise _NotChecked(error.message) from err
+        raise error from err
+
+
+def _verify(data_dir: str, topics: tuple[str, ...], as_json: bool) -> None:
     with progress(1, "verify") as bar:
         def advance(done: int, total: int) -> None:
             bar.length = total
             bar.update(1)
 
-        report = logstore.verify_store(data_dir, topics=topics or None, on_progress=advance)
+        try:
+            report = logstore.verify_store(data_dir, topics=topics or None,
+                                           on_progress=advance)
+        except logstore.LogstoreError as err:
+            raise _NotChecked(str(err)) from err
+        except OSError as err:  # a file that went away while verify read the store
+            raise _NotChecked(f"cannot read {err.filename}: {err.strerror or err}") from err
     if report.read_only:
         read_only_note(data_dir, None)
     problems = report.all_findings

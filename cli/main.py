@@ -8,11 +8,12 @@ import logstore
 from logstore.config import DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS
 
 from .bench import bench
-from .commands import consume, produce, topics
+from .commands import consume, topics
 from .datadir import INIT_KEY, MAX_PARTITIONS_KEY
 from .demo import demo
 from .groups import groups
 from .inspect import inspect, verify
+from .produce import produce
 from .replay import replay
 
 

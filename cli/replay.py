@@ -13,7 +13,15 @@ import logstore
 from logstore import ConsumerRecord
 
 from .commands import Fields, render_record
-from .common import TIME_HELP, format_time, parse_time, progress, until_interrupted, user_errors
+from .common import (
+    TIME_HELP,
+    describe,
+    format_time,
+    parse_time,
+    progress,
+    until_interrupted,
+    user_errors,
+)
 from .datadir import open_store
 
 _CHUNK = 2000
@@ -154,7 +162,9 @@ def replay(
                 producer.close()
     stopped = interrupted.is_set()
     if errors:
-        raise click.ClickException(f"writing to {dest!r} failed: {errors[0]}")
+        error = errors[0]
+        why = describe(error) if isinstance(error, Exception) else str(error)
+        raise click.ClickException(f"writing to {dest!r} failed: {why}")
     elapsed = time.monotonic() - started
     span = "" if first_ts is None or last_ts is None else (
         f", timestamps {format_time(first_ts)} .. {format_time(last_ts)}"

@@ -20,6 +20,7 @@ from logstore.errors import (
     InvalidTopicError,
     PartitionNotFoundError,
     StoreClosedError,
+    TopicNotFoundError,
 )
 from logstore.partitioner import KeyHashPartitioner
 from logstore.records import RecordInput
@@ -186,14 +187,29 @@ class Topic:
                 plog.close()
                 plog = None
             if plog is None:
-                plog = PartitionLog(
-                    partition_dir(self.root, self.name, partition),
-                    self.config,
-                    fs=self._fs,
-                    clock=self._clock,
-                )
+                directory = partition_dir(self.root, self.name, partition)
+                if not self._fs.is_dir(directory):
+                    # Creating a topic makes every partition directory before the topic
+                    # is registered: one gone means the topic went (opening the log would
+                    # make an orphan directory and take writes into it for nothing).
+                    raise TopicNotFoundError(
+                        f"topic {self.name!r} was deleted (by another process or Store), "
+                        f"or the directory of its partition {partition} removed: "
+                        f"{directory} is gone"
+                    )
+                plog = PartitionLog(directory, self.config, fs=self._fs, clock=self._clock)
                 self._logs[partition] = plog
             return plog
+
+    def deleted(self, err: TopicNotFoundError) -> TopicNotFoundError:
+        """The error to raise when a partition log found its directory deleted (``err``):
+        this topic was deleted while in use."""
+        deleted = TopicNotFoundError(
+            f"topic {self.name!r} was deleted while it was being written to (by another "
+            f"process or Store)"
+        )
+        deleted.__cause__ = err
+        return deleted
 
     def choose_partition(self, key: bytes | None) -> int:
         return self._partitioner.partition(key, self.config.partitions)
@@ -232,9 +248,12 @@ class Topic:
             by_partition.setdefault(p, []).append((i, (ts, kb, vb, normalize_headers(headers))))
         out: list[RecordMetadata | None] = [None] * sum(len(v) for v in by_partition.values())
         for p, items in by_partition.items():
-            result = self.partition(p).append_records(
-                [r for _, r in items], compression=compression
-            )
+            try:
+                result = self.partition(p).append_records(
+                    [r for _, r in items], compression=compression
+                )
+            except TopicNotFoundError as err:
+                raise self.deleted(err) from err
             for j, (i, rec) in enumerate(items):
                 out[i] = RecordMetadata(self.name, p, result.base_offset + j, rec[0])
         return [m for m in out if m is not None]

@@ -1,9 +1,11 @@
 """``verify_store``: check a whole store without changing it (``logstore verify``).
 
-Every partition's batches (CRC and offsets), indexes and checkpoint; the topic registry;
-the committed-offsets log and its snapshot; and directories no topic owns. Each problem
-is a :class:`~logstore.storage.verify.Finding`: ``repair`` if the next open fixes it by
-itself (so nothing acknowledged is lost), ``corrupt`` if it cannot (reads there raise).
+Every partition's batches (CRC and offsets), indexes and checkpoint; ``store.json`` and
+the topic registry; the committed-offsets log and its snapshot; and directories no topic
+owns. Each problem is a :class:`~logstore.storage.verify.Finding`: ``repair`` if the next
+open fixes it by itself (so nothing acknowledged is lost), ``corrupt`` if it cannot
+(records are lost, or opening or reading there raises). What keeps the check from
+running at all (no store there, a topic it does not have, the store in use) is raised.
 
 The store must not be in use: a batch a writer is appending would look like a torn tail,
 so the store's lock is taken exclusively for the duration. On a store the user cannot
@@ -26,6 +28,7 @@ from logstore.errors import (
     PartitionNotFoundError,
     StorageError,
     StoreLockedError,
+    TopicNotFoundError,
 )
 from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, read_snapshot
 from logstore.storage.checkpoint import read_checkpoint
@@ -40,6 +43,8 @@ from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_pat
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
 from logstore.store import (
     _TEMP_PREFIX,
+    FORMAT_NAME,
+    FORMAT_VERSION,
     LOCK_FILE,
     STORE_FILE,
     TOPICS_DIR,
@@ -68,7 +73,34 @@ class StoreReport(NamedTuple):
         return [f for f in self.all_findings if f.kind == REPAIR]
 
 
-def _registry(fs: FileSystem, root: str, findings: list[Finding]) -> dict[str, int]:
+def _store_file(fs: FileSystem, root: str, findings: list[Finding]) -> None:
+    """Check ``store.json``: damaged, it is a finding (opening fails); another format or
+    version is no store this logstore can check (raised)."""
+    path = os.path.join(root, STORE_FILE)
+    try:
+        meta = json.loads(fs.read_file(path))
+    except (ValueError, FileNotFoundError) as err:  # FileNotFoundError: raced away
+        findings.append(Finding(
+            path, None, CORRUPT,
+            f"{STORE_FILE} is damaged ({err}): opening the store fails; restore it from a "
+            f"copy (it holds {json.dumps({'format': FORMAT_NAME, 'version': FORMAT_VERSION})})",
+        ))
+        return
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise StorageError(f"{root} is not a logstore data directory ({path})", path)
+    if meta.get("version") != FORMAT_VERSION:
+        raise StorageError(
+            f"{root} has store format version {meta.get('version')!r}; this logstore "
+            f"checks version {FORMAT_VERSION}",
+            path,
+        )
+
+
+def _registry(
+    fs: FileSystem, root: str, findings: list[Finding], damaged: set[str]
+) -> dict[str, int]:
+    """Each registered topic's partition count; the names of damaged registry files go
+    to ``damaged`` (a finding each)."""
     topics: dict[str, int] = {}
     directory = os.path.join(root, TOPICS_DIR)
     if not fs.is_dir(directory):
@@ -83,6 +115,7 @@ def _registry(fs: FileSystem, root: str, findings: list[Finding]) -> dict[str, i
                 raise ValueError(f"it names topic {meta['name']!r}")
             topics[entry] = TopicConfig.from_dict(meta["config"]).partitions
         except (LogstoreError, ValueError, KeyError, TypeError) as err:
+            damaged.add(entry)
             findings.append(Finding(
                 path, None, CORRUPT,
                 f"topic registry file is damaged ({err}): opening the store fails; restore "
@@ -140,12 +173,15 @@ def verify_store(
     ``on_progress(done, total)`` is called after each partition.
 
     Raises:
-        StorageError: ``path`` holds no store.
+        StorageError: ``path`` holds no store (or one of another format or version).
         StoreLockedError: the store is open (in this process or another).
+        TopicNotFoundError, InvalidTopicError: one of ``topics`` is no topic of the store.
     """
     root = os.path.abspath(os.fspath(path))
     if not fs.exists(os.path.join(root, STORE_FILE)):
         raise StorageError(f"no store at {root} (it has no {STORE_FILE})", root)
+    findings: list[Finding] = []
+    _store_file(fs, root, findings)  # another format or version: raised, nothing locked
     lock, read_only = _store_lock(fs, root)
     try:
         if not lock.acquire(blocking=False):
@@ -153,14 +189,15 @@ def verify_store(
                 f"{root} is open in another process or Store: verify needs it to itself "
                 f"(a batch being written would look like damage); close the others first"
             )
-        findings: list[Finding] = []
-        registered = _registry(fs, root, findings)
+        damaged: set[str] = set()
+        registered = _registry(fs, root, findings, damaged)
         wanted = None if topics is None else set(topics)
         for name in sorted(wanted or ()):
-            if name not in registered:
-                validate_topic_name(name)
-                findings.append(Finding(os.path.join(root, TOPICS_DIR, name), None, CORRUPT,
-                                        f"topic {name!r} is not registered"))
+            if name not in registered and validate_topic_name(name) not in damaged:
+                raise TopicNotFoundError(
+                    f"unknown topic {name!r} (existing topics: "
+                    f"{', '.join(sorted(set(registered) | damaged)) or 'none'})"
+                )
         directories: list[str] = []
         for name, count in sorted(registered.items()):
             if wanted is not None and name not in wanted:
@@ -168,10 +205,13 @@ def verify_store(
             for partition in range(count):
                 directory = partition_dir(root, name, partition)
                 if not fs.is_dir(directory):
+                    # creating a topic (or partitions) makes the directories before the
+                    # registry names them: this one was removed, and its records with it
                     findings.append(Finding(
-                        directory, None, REPAIR,
-                        "partition directory is missing: it opens as an empty partition (if "
-                        "it held records, they are gone)",
+                        directory, None, CORRUPT,
+                        "partition directory is missing: the records it held are lost, and "
+                        "using the partition raises TopicNotFoundError (restore it from a "
+                        "copy, or make an empty directory of that name to accept the loss)",
                     ))
                     continue
                 directories.append(directory)
@@ -196,6 +236,8 @@ def verify_store(
                 ))
                 owned[marker.topic] = max(owned.get(marker.topic, 0), marker.end)
             for orphan in orphan_dirs(fs, root, owned):
+                if os.path.basename(orphan.path).rpartition("-")[0] in damaged:
+                    continue  # its topic's registry file is damaged (a finding already)
                 findings.append(Finding(
                     orphan.path, None, REPAIR,
                     "no registered topic owns it: removed on open" if orphan.removable else

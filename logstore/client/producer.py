@@ -25,6 +25,7 @@ from logstore.errors import (
     LogstoreError,
     StorageError,
     StoreClosedError,
+    TopicNotFoundError,
 )
 from logstore.topic import HeadersArg, check_bytes, check_timestamp, normalize_headers
 from logstore.types import Compression, RecordMetadata
@@ -319,6 +320,8 @@ class Producer:
                     time.sleep(self.retry_backoff_ms / 1000)
                     plog = self._topic(batch.topic).partition(batch.partition)  # reopened
             batch.base_offset = result.base_offset
+        except TopicNotFoundError as err:
+            batch.error = self._topic(batch.topic).deleted(err)
         except LogstoreError as err:
             batch.error = err
         finally:

@@ -147,6 +147,18 @@ class FileHandle:
             raise _storage_error("stat", self.path, err) from err
         return self.size
 
+    def still_named(self) -> bool:
+        """Whether this file's path still names it: False once the file (or a directory
+        above it) was deleted or renamed away, or replaced by another file."""
+        try:
+            named = os.stat(self.path)
+            own = os.fstat(self._fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as err:
+            raise _storage_error("stat", self.path, err) from err
+        return (named.st_dev, named.st_ino) == (own.st_dev, own.st_ino)
+
     def pread(self, size: int, position: int) -> bytes:
         """Read up to ``size`` bytes at ``position`` (fewer at the end of the file)."""
         try:

@@ -50,6 +50,7 @@ from logstore.errors import (
     RecordTooLargeError,
     StorageError,
     StoreClosedError,
+    TopicNotFoundError,
 )
 from logstore.records import RecordInput, decode_batch_records, encode_batch, scan
 from logstore.storage.checkpoint import (
@@ -339,6 +340,7 @@ class PartitionLog:
             self._writer.acquire()
             committed: Head | None = None
             try:
+                self._check_not_deleted()
                 head = self._read_head()
                 if head is not None:
                     self._apply_head(head, writer=True)
@@ -347,12 +349,27 @@ class PartitionLog:
                 if not self._closed:
                     self._write_head()
             except StorageError as err:
+                if not self._head_file.still_named():  # no failed write: a deleted log
+                    raise self._deleted_error() from err
                 self._failed = str(err)
                 if committed is not None:
                     self._cut_back(committed)
                 raise
             finally:
                 self._writer.release()
+
+    def _check_not_deleted(self) -> None:
+        """Refuse to write to a partition whose directory was deleted under this open log
+        (its topic deleted by another process or Store): the writes would land in
+        unlinked files, or a new topic's directory, and be acknowledged for nothing."""
+        if not self._head_file.still_named():
+            raise self._deleted_error()
+
+    def _deleted_error(self) -> TopicNotFoundError:
+        return TopicNotFoundError(
+            f"partition {self.directory} was deleted while in use (its topic was deleted, "
+            f"by another process or Store)"
+        )
 
     def _cut_back(self, head: Head) -> None:
         """After a failed write or fsync, cut what the operation wrote past the committed
@@ -971,7 +988,11 @@ class PartitionLog:
                 try:
                     # Only the last process to close marks the partition clean: the
                     # others may still be writing.
-                    if self._failed is None and self._presence.acquire(blocking=False):
+                    if (
+                        self._failed is None
+                        and self._head_file.still_named()  # else nothing is left to sync
+                        and self._presence.acquire(blocking=False)
+                    ):
                         head = self._read_head()
                         if head is not None:
                             self._apply_head(head, writer=True)

@@ -13,6 +13,9 @@
     python process_worker.py tail DIR TOPIC PARTITION COUNT
         reads until COUNT records were seen, printing "rec <offset> <value> <latency_us>"
         (latency from the timestamp the writer put in the record to when it was read)
+    python process_worker.py echo LINE...
+        prints "ready" and each LINE in one write and flush, then exits (for the tests of
+        the helpers that read workers' output)
 
 Run as a separate program (not multiprocessing) so each worker is a real, independent
 process: separate descriptors, locks and page-cache views of the store.
@@ -119,8 +122,15 @@ def consume(
         out.flush()
 
 
+def echo(lines: list[str]) -> None:
+    sys.stdout.write("".join(f"{line}\n" for line in ["ready", *lines]))
+    sys.stdout.flush()
+
+
 def main(argv: list[str]) -> None:
-    if argv[0] == "append":
+    if argv[0] == "echo":
+        echo(argv[1:])
+    elif argv[0] == "append":
         batch = int(argv[5]) if len(argv) > 5 else 1
         append(argv[1], argv[2], argv[3], int(argv[4]), batch)
     elif argv[0] == "produce":

@@ -28,7 +28,8 @@ def test_demo_reports_a_locked_store_in_one_line(tmp_path: Path) -> None:
     with logstore.open(data, exclusive=True):
         result = CliRunner().invoke(cli, ["--data-dir", str(data), "demo", "--events", "2"])
     assert result.exit_code != 0
-    assert "in use by another Store" in result.output
+    assert "is in use by a process that needs it to itself" in result.output
+    assert len(result.output.splitlines()) == 1
     assert "Traceback" not in result.output
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -242,6 +246,30 @@ def test_replay_into_another_topic_copies_key_value_headers(tmp_path: Path) -> N
     assert code == 0 and "replayed 10 record(s)" in err
 
 
+def test_replay_to_a_topic_with_smaller_records_says_how_to_raise_its_limit(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d"
+    _run(data, "topics", "create", "src")
+    _run(data, "produce", "src", stdin="x" * 3000 + "\n")
+    _run(data, "topics", "create", "dst", "-c", "max_message_bytes=1000")
+    code, _, err = _run(data, "replay", "src", "--from-time", "1h", "--to", "dst",
+                        "--max-speed")
+    _one_line_error(code, err, "writing to 'dst' failed: a record batch of ",
+                    "bytes is over the topic's max_message_bytes (1000): send smaller "
+                    "records, or raise the limit with 'logstore topics alter TOPIC -c "
+                    "max_message_bytes=N'")
+
+
+def test_a_failed_log_is_recovered_by_running_the_command_again() -> None:
+    from logstore_cli.common import describe
+
+    err = logstore.LogFailedError("partition log /d/t-0 refuses writes after an earlier "
+                                  "failure (disk full); close and reopen the store to recover")
+    assert describe(err) == ("partition log /d/t-0 refuses writes after an earlier failure "
+                             "(disk full); run the command again to recover")
+
+
 def test_replay_errors_are_one_line(tmp_path: Path) -> None:
     data = tmp_path / "d"
     _events(data, "t", [NOW])
@@ -341,6 +369,155 @@ def test_verify_refuses_a_store_in_use_and_a_missing_store(tmp_path: Path) -> No
         _one_line_error(code, err, "verify needs it to itself")
     code, _, err = _run(tmp_path / "none", "verify")
     _one_line_error(code, err, "no store")
+
+
+def _crash_after_append(data: Path) -> None:
+    """A real process appends to topic s and dies without closing the store (a crash:
+    the partition is left marked unclean, as kill -9 leaves it)."""
+    code = ("import logstore, os, sys\n"
+            "store = logstore.open(sys.argv[1])\n"
+            "store.append('s', b'last', key=b'k')\n"
+            "os._exit(0)\n")
+    subprocess.run([sys.executable, "-c", code, str(data)], check=True, timeout=60)
+
+
+def _flip(path: Path, position: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[position] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def _logs(data: Path) -> list[Path]:
+    return sorted((data / "s-0").glob("*.log"))
+
+
+def _torn_tail_after_a_crash(data: Path) -> None:
+    _crash_after_append(data)
+    with open(_logs(data)[-1], "ab") as log:
+        log.write(b"\x00\x00\x00\x00\x00\x00\x00\x07half a batch")
+
+
+_VERIFY_CASES = [
+    # (damage, exit status, what the report says, what reading after an open gives)
+    ("torn tail after a crash", _torn_tail_after_a_crash, 1, "repair:", 61),
+    ("index to rebuild", lambda d: _logs(d)[0].with_suffix(".index").unlink(), 1, "rebuilt", 60),
+    ("byte flipped in a synced segment", lambda d: _flip(_logs(d)[0], 70), 2, "CORRUPT",
+     logstore.CorruptRecordError),
+    ("partition directory removed", lambda d: shutil.rmtree(d / "s-0"), 2,
+     "partition directory is missing", logstore.TopicNotFoundError),
+    ("registry file damaged", lambda d: (d / "__topics" / "s").write_text("{"), 2,
+     "topic registry file is damaged", logstore.StorageError),
+    ("offsets snapshot damaged",
+     lambda d: (d / "__consumer_offsets-0" / "offsets.snapshot").write_text("x"), 2,
+     "offsets snapshot", logstore.CorruptionError),
+    ("store.json damaged", lambda d: (d / "store.json").write_text("{"), 2,
+     "store.json is damaged", logstore.StorageError),
+]
+
+
+def _read_back(data: Path) -> int:
+    """Open the store (recovery runs) and count the records of s and their commits."""
+    with logstore.open(data) as store:
+        store.offsets.group_offsets("g")
+        plog = store.partition("s", 0)
+        count, offset = 0, plog.log_start_offset
+        while offset < plog.log_end_offset:
+            records = store.read("s", 0, offset)
+            count += len(records)
+            offset = records[-1].offset + 1
+        return count
+
+
+@pytest.mark.parametrize(("damage", "expected", "word", "after"),
+                         [case[1:] for case in _VERIFY_CASES],
+                         ids=[case[0] for case in _VERIFY_CASES])
+def test_verify_exit_status_says_whether_the_next_open_repairs_the_damage(
+    tmp_path: Path,
+    damage: Callable[[Path], object],
+    expected: int,
+    word: str,
+    after: int | type[Exception],
+) -> None:
+    data = tmp_path / "d"
+    _small_store(data)
+    assert _run(data, "consume", "s", "--group", "g", "--from-beginning")[0] == 0
+    damage(data)
+    code, out, err = _run(data, "verify")
+    assert code == expected, out + err
+    assert word in out and ("CORRUPT" in out) == (expected == 2), out
+    if isinstance(after, int):  # 1: the next open repairs it, and nothing synced is lost
+        assert _read_back(data) == after
+        code, out, _ = _run(data, "verify")
+        assert code == 0, out
+    else:  # 2: no open repairs it
+        with pytest.raises(after):
+            _read_back(data)
+        assert _run(data, "verify")[0] == 2
+
+
+def test_verify_does_not_call_the_partitions_of_a_damaged_registry_file_leftovers(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "d"
+    _small_store(data)
+    (data / "__topics" / "s").write_text("{")
+    code, out, _ = _run(data, "verify")
+    assert code == 2
+    assert "no registered topic owns it" not in out, out
+
+
+def test_verify_exits_3_when_it_cannot_check(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _small_store(data)
+    not_a_store = tmp_path / "plain"
+    not_a_store.mkdir()
+    other_format = tmp_path / "other"
+    other_format.mkdir()
+    (other_format / "store.json").write_text('{"format": "something-else"}')
+    for directory, args, words in [
+        (data, ["nope"], "unknown topic 'nope' (existing topics: s)"),
+        (data, ["s", "nope"], "unknown topic 'nope'"),
+        (data, ["../x"], "invalid topic name '../x'"),
+        (tmp_path / "missing", [], "no store at"),
+        (not_a_store, [], "no store at"),
+        (other_format, [], "is not a logstore data directory"),
+    ]:
+        code, out, err = _run(directory, "verify", *args)
+        assert code == 3, (directory, args, out, err)
+        _one_line_error(code, err, words)
+        assert out == ""
+    assert not (other_format / ".lock").exists()  # it changed nothing there
+    # in use by another process
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import logstore, sys\n"
+         "with logstore.open(sys.argv[1]):\n"
+         "    print('ready', flush=True)\n"
+         "    sys.stdin.read()\n", str(data)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        code, _, err = _run(data, "verify")
+        assert code == 3
+        _one_line_error(code, err, "verify needs it to itself")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+        holder.stdout.close()
+    assert _run(data, "verify")[0] == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_verify_exits_3_when_it_cannot_write_its_report(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    _small_store(data)
+    exe = Path(sys.executable).with_name("logstore")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "logstore_cli.main"]
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run([*command, "--data-dir", str(data), "verify"], stdout=full,
+                              stderr=subprocess.PIPE, timeout=120, check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.decode() == "Error: cannot write to stdout: No space left on device\n"
 
 
 # ------------------------------------------------------------------ demo

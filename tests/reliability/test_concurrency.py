@@ -29,6 +29,7 @@ from pathlib import Path
 
 import logstore
 from logstore.storage.files import FileSystem
+from tests.integration.workers import Worker
 from tests.reliability.crash_worker import (
     CONC_PARTITIONS,
     CONC_SEGMENT_BYTES,
@@ -47,45 +48,22 @@ def _seed() -> int:
     return int(env) if env else random.SystemRandom().randrange(2**32)
 
 
-def _start(*args: object) -> subprocess.Popen[str]:
-    """Start a worker and wait until it has opened the store."""
-    proc = subprocess.Popen(
-        [sys.executable, WORKER, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line != "ready\n":
-        proc.kill()
-        _, err = proc.communicate()
-        raise AssertionError(f"worker {args[:2]} did not start: {line!r}\n{err}")
-    return proc
+def _start(*args: object) -> Worker:
+    """Start a worker and wait until it has opened the store. Its output is collected
+    from the start by the Worker's threads (a full pipe never stalls it)."""
+    worker = Worker([sys.executable, WORKER, *map(str, args)])
+    worker.wait_ready()
+    return worker
 
 
-class _Collect:
-    """Reads a worker's output to its end in a thread (a full pipe would stall it)."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.out = self.err = ""
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self.out, self.err = self.proc.communicate()
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def wait(self, timeout: float) -> tuple[str, str]:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self.proc.kill()
-            self._thread.join(30)
-            raise AssertionError(f"worker {self.proc.args!r} did not finish in {timeout} s")
-        return self.out, self.err
+def _finish(worker: Worker, timeout: float) -> tuple[str, str]:
+    """All of the worker's output once it ends; kill it if it takes over ``timeout`` s."""
+    try:
+        return worker.communicate(timeout)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.communicate(30)
+        raise AssertionError(f"worker {worker.args!r} did not finish in {timeout} s") from None
 
 
 def _rejected_in_time(directory: Path, *, exclusive: bool) -> float:
@@ -133,17 +111,17 @@ def test_writers_and_tailing_readers(
         flush_ms=50,
     )
     refusals: list[float] = []
-    workers: list[_Collect] = []
+    workers: list[Worker] = []
     try:
         readers = [
-            _Collect(_start("tail", data, "--reader", r, "--expect", total, "--seed",
-                            rng.randrange(2**32), "--timeout", 240))
+            _start("tail", data, "--reader", r, "--expect", total, "--seed",
+                   rng.randrange(2**32), "--timeout", 240)
             for r in range(READERS)
         ]
         workers += readers
         writers = [
-            _Collect(_start("write", data, "--writer", w, "--count", per_writer, "--seed",
-                            rng.randrange(2**32)))
+            _start("write", data, "--writer", w, "--count", per_writer, "--seed",
+                   rng.randrange(2**32))
             for w in range(WRITERS)
         ]
         workers += writers
@@ -153,13 +131,13 @@ def test_writers_and_tailing_readers(
             refusals.append(_rejected_in_time(data, exclusive=True))
             time.sleep(0.05)
         write_s = time.monotonic() - t0
-        writer_out = [w.wait(240) for w in writers]
-        reader_out = [r.wait(240) for r in readers]
+        writer_out = [_finish(w, 240) for w in writers]
+        reader_out = [_finish(r, 240) for r in readers]
         refusals.append(_rejected_in_time(data, exclusive=True))
         for w, (out, err) in zip(writers, writer_out, strict=True):
-            assert w.proc.returncode == 0 and out.endswith("done\n"), f"{context}: writer: {err}"
+            assert w.returncode == 0 and out.endswith("done\n"), f"{context}: writer: {err}"
         for r, (_, err) in zip(readers, reader_out, strict=True):
-            assert r.proc.returncode == 0, f"{context}: reader: {err}"
+            assert r.returncode == 0, f"{context}: reader: {err}"
 
         # every reader read everything, cleanly
         read = 0
@@ -200,7 +178,7 @@ def test_writers_and_tailing_readers(
     finally:
         for w in workers:
             if w.running():
-                w.proc.kill()
+                w.kill()
         keeper.close()
     refusals += _holder_killed_then_exclusive_open(tmp_path / "excl", rng)
     reliability_report(

@@ -301,6 +301,48 @@ def test_store_delete_topic_removes_its_directories_and_registry_file(tmp_path: 
         assert _values(store, "kept", 0) == [b"v"]
 
 
+def test_store_append_raises_topic_not_found_when_another_store_deleted_the_topic(
+    tmp_path: Path,
+) -> None:
+    """Two Stores act as two processes. The writer has partition 0 open (and partition 1
+    not yet) when the other deletes the topic: its appends, through ``append`` and a
+    producer, are refused, not acknowledged into unlinked files or an orphan directory."""
+    data = tmp_path / "data"
+    with _open(data) as writer, _open(data) as other:
+        writer.create_topic("t", 2)
+        writer.append("t", b"before", partition=0)
+        producer = writer.producer(linger_ms=0)
+        other.delete_topic("t")
+        for partition in (0, 1):
+            with pytest.raises(TopicNotFoundError, match="'t' was deleted"):
+                writer.append("t", b"after", partition=partition)
+            future = producer.send("t", b"after", partition=partition)
+            with pytest.raises(TopicNotFoundError, match="'t' was deleted"):
+                future.result()
+        producer.close()
+    assert not [n for n in os.listdir(data) if n.startswith("t-")]
+
+
+def test_store_close_leaves_a_recreated_topic_alone_when_its_old_log_was_open(
+    tmp_path: Path,
+) -> None:
+    """The old writer's close must not sync, or mark clean, the directory of a new topic
+    of the same name (it would write the old log's recovery point into its checkpoint)."""
+    data = tmp_path / "data"
+    old = _open(data)
+    old.create_topic("t", 1)
+    for i in range(5):
+        old.append("t", b"old-%d" % i)
+    with _open(data) as other:
+        other.delete_topic("t")
+        other.create_topic("t", 1)
+        other.append("t", b"new")
+        old.close()
+    with _open(data) as store:
+        assert _values(store, "t", 0) == [b"new"]
+    assert logstore.verify_store(data).all_findings == []
+
+
 def test_store_topic_data_persists_across_reopen(tmp_path: Path) -> None:
     clock = Clock()
     with _open(tmp_path / "data", clock) as store:
