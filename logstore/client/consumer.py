@@ -473,7 +473,7 @@ class Consumer:
                 if not self._may_hand_out(tp):
                     continue
                 # The records are handed out by a list iterator (at C speed); how far it
-                # has got says which records the application has (see _run_position),
+                # has got says which records the application has (see _in_flight),
                 # and _end_run stops it when a seek, pause, poll or close comes between.
                 it = iter(run)
                 self._run = (tp, run, it)

@@ -5,6 +5,7 @@ committed offsets advance while the group runs (issue 10, point 2, acceptance)."
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def _run(tmp_path: Path, plan: list[tuple[float, str, str]], interval_ms: int) -
     members: dict[str, Member] = {}
     commits: list[int] = []
     kills: dict[str, dict[TopicPartition, int]] = {}
+    described: list[int] = []
     t0 = time.monotonic()
     producer.start()
     with logstore.open(data) as watch:
@@ -96,7 +98,14 @@ def _run(tmp_path: Path, plan: list[tuple[float, str, str]], interval_ms: int) -
             while time.monotonic() - t0 < at:
                 commits.append(_committed_total(watch))
                 time.sleep(0.1)
-            if action == "start":
+            if action == "describe":  # what a user watching the group sees
+                out = subprocess.run(
+                    [*_logstore(), "--data-dir", str(data), "groups", "describe", GROUP,
+                     "--json"], capture_output=True, text=True, check=True, timeout=60,
+                ).stdout
+                described.append(sum(p["committed"] or 0
+                                     for p in json.loads(out)["partitions"]))
+            elif action == "start":
                 members[name] = Member(data, name, interval_ms)
             else:
                 members[name].stop(getattr(signal, action))
@@ -121,7 +130,8 @@ def _run(tmp_path: Path, plan: list[tuple[float, str, str]], interval_ms: int) -
         assert "Traceback" not in err, (m.name, err)
         if m.signal != signal.SIGKILL:
             assert m.proc.returncode == 0, (m.name, m.proc.returncode, err)
-    return {"members": members, "commits": commits, "final": final, "kills": kills}
+    return {"members": members, "commits": commits, "final": final, "kills": kills,
+            "described": described}
 
 
 def _counts(members: dict[str, Member]) -> Counter[tuple[int, int]]:
@@ -135,9 +145,10 @@ def test_members_joining_and_leaving_gracefully_lose_and_duplicate_nothing(
     tmp_path: Path,
 ) -> None:
     plan = [
-        (0.0, "start", "a"), (1.0, "start", "b"), (2.0, "start", "c"),
-        (3.0, "SIGTERM", "a"), (3.5, "start", "d"), (4.5, "SIGINT", "b"),
-        (5.5, "SIGHUP", "c"), (6.0, "start", "e"),
+        (0.0, "start", "a"), (1.0, "start", "b"), (1.5, "describe", ""),
+        (2.0, "start", "c"), (3.0, "SIGTERM", "a"), (3.5, "start", "d"),
+        (4.0, "describe", ""), (4.5, "SIGINT", "b"), (5.5, "SIGHUP", "c"),
+        (6.0, "start", "e"),
     ]
     run = _run(tmp_path, plan, interval_ms=1000)
     counts = _counts(run["members"])
@@ -149,6 +160,8 @@ def test_members_joining_and_leaving_gracefully_lose_and_duplicate_nothing(
     assert duplicated == 0
     advancing = sorted(set(run["commits"]))
     assert len(advancing) >= 5, advancing  # committed offsets advanced while it ran
+    first, second = run["described"]  # and `logstore groups describe` showed it
+    assert 0 < first < second < TOTAL, run["described"]
 
 
 def test_a_sigkilled_member_repeats_only_what_it_printed_since_its_last_commit(
