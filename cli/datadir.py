@@ -37,10 +37,27 @@ def read_only_note(path: str, errno: int | None) -> None:
     )
 
 
-def open_store(data_dir: str, *, read_only_ok: bool = False) -> logstore.Store:
+def _missing(path: str) -> bool:
+    """Whether ``path`` does not exist, in a directory that does (any other trouble with
+    the path is for ``logstore.open`` to name)."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return os.path.isdir(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return False
+
+
+def open_store(
+    data_dir: str, *, read_only_ok: bool = False, must_exist: bool | None = None
+) -> logstore.Store:
     """``logstore.open(data_dir)`` as the global options ask. With ``read_only_ok`` (a
     command that only reads), a store that cannot be opened for writing because of a
     read-only file system or permissions is opened ``read_only`` instead, with a note.
+    With ``must_exist`` (by default: a command that only reads), a directory that holds
+    no store yet is an error rather than a new, empty store (a mistyped ``--data-dir``
+    must not leave a store behind).
 
     Raises:
         click.ClickException: the directory holds files but no store (the message names
@@ -48,6 +65,11 @@ def open_store(data_dir: str, *, read_only_ok: bool = False) -> logstore.Store:
             and the command needs to write.
     """
     meta = _meta()
+    if (read_only_ok if must_exist is None else must_exist) and _missing(data_dir):
+        raise click.ClickException(
+            f"no store at {os.path.abspath(data_dir)} (no such directory): check "
+            f"--data-dir (or LOGSTORE_DATA_DIR); 'logstore topics create' makes a store"
+        )
     try:
         return logstore.open(
             data_dir,

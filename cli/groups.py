@@ -47,7 +47,7 @@ def groups_list(data_dir: str, as_json: bool) -> None:
     Example:
       logstore groups list --json
     """
-    with open_store(data_dir) as store:
+    with open_store(data_dir, must_exist=True) as store:
         described = [store.describe_group(g) for g in store.list_groups()]
     if as_json:
         click.echo(json.dumps([
@@ -71,7 +71,7 @@ def groups_describe(data_dir: str, group: str, as_json: bool) -> None:
     Example:
       logstore groups describe billing
     """
-    with open_store(data_dir) as store:
+    with open_store(data_dir, must_exist=True) as store:
         _known(store, group)
         d = store.describe_group(group)
     if as_json:

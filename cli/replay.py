@@ -112,7 +112,7 @@ def replay(
         raise click.ClickException(
             f"--to-time {to_time!r} is not after --from-time {from_time!r}"
         )
-    with until_interrupted() as interrupted, open_store(data_dir) as store:
+    with until_interrupted() as interrupted, open_store(data_dir, must_exist=True) as store:
         if dest is not None:
             store.topic(dest)  # exists, or TopicNotFoundError says so
         bounds = _bounds(store, topic, from_ms, to_ms)

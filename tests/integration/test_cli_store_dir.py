@@ -57,3 +57,18 @@ def test_cli_bad_data_directory_is_one_error_line(
 
     assert words in line
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", [
+    ["topics", "list"], ["topics", "describe", "t"], ["consume", "t"], ["inspect", "t"],
+    ["groups", "list"], ["groups", "describe", "g"], ["replay", "t", "--from-time", "1h"],
+])
+def test_read_commands_on_a_missing_directory_leave_no_store_behind(
+    tmp_path: Path, command: list[str]
+) -> None:
+    missing = tmp_path / "typo"
+    result = CliRunner().invoke(cli, ["--data-dir", str(missing), *command])
+    assert result.exit_code != 0
+    assert result.stderr.startswith("Error: no store at") and "--data-dir" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not missing.exists()
