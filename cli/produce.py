@@ -108,6 +108,11 @@ def produce(
         raise click.ClickException(
             "--key-separator must not be empty (leave it out to take whole lines as values)"
         )
+    if key_separator is not None and fmt == "json":
+        raise click.ClickException(
+            "--key-separator does not apply to --format json (each object has its own "
+            "\"key\"): leave one of them out"
+        )
     separator = None if key_separator is None else key_separator.encode()
     delivery = _Delivery(skip_bad_lines)
     stopped: _Stop | None = None

@@ -480,3 +480,15 @@ def test_produce_refuses_an_empty_key_separator_naming_the_flag(tmp_path: Path) 
     assert err == ("Error: --key-separator must not be empty (leave it out to take whole "
                    "lines as values)\n")
     assert _lines_of(data, "t") == []
+
+
+def test_produce_refuses_a_key_separator_with_json_input(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    assert _run(data, "topics", "create", "t")[0] == 0
+    code, _, err = _run(data, "produce", "t", "--format", "json", "--key-separator", ":",
+                        stdin='{"key": "a", "value": "1"}\n')
+    assert code != 0 and err.strip().splitlines() == [
+        'Error: --key-separator does not apply to --format json (each object has its own '
+        '"key"): leave one of them out']
+    with logstore.open(data) as store:
+        assert store.partition("t", 0).log_end_offset == 0
