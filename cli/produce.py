@@ -348,8 +348,19 @@ def _as_bytes(data: object) -> bytes | None:
     return json.dumps(data).encode()
 
 
+def _unique_names(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj: dict[str, object] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise BadLineError(f"the name {name!r} is given twice in one JSON object (which "
+                               f"one is meant?)")
+        obj[name] = value
+    return obj
+
+
 def _parse_json(line: bytes, common: dict[str, bytes | None]) -> Parsed:
-    obj = json.loads(line, parse_constant=_reject_constant, parse_float=_finite)
+    obj = json.loads(line, parse_constant=_reject_constant, parse_float=_finite,
+                     object_pairs_hook=_unique_names)
     if not isinstance(obj, dict):
         raise BadLineError(f"not a JSON object but {type(obj).__name__} (fields: "
                       f"{', '.join(JSON_FIELDS)})")

@@ -492,3 +492,14 @@ def test_produce_refuses_a_key_separator_with_json_input(tmp_path: Path) -> None
         '"key"): leave one of them out']
     with logstore.open(data) as store:
         assert store.partition("t", 0).log_end_offset == 0
+
+
+@pytest.mark.parametrize("line", [
+    '{"key": "a", "value": "1", "key": "b"}',
+    '{"value": "1", "headers": {"h": "x", "h": "y"}}',
+])
+def test_produce_refuses_a_json_name_given_twice(tmp_path: Path, line: str) -> None:
+    data = tmp_path / "d"
+    assert _run(data, "topics", "create", "t")[0] == 0
+    code, _, err = _run(data, "produce", "t", "--format", "json", stdin=line + "\n")
+    assert code != 0 and "given twice" in err and "line 1" in err, err
