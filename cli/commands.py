@@ -85,6 +85,8 @@ def topics_create(
     with open_store(data_dir) as store:
         try:
             store.create_topic(name, partitions, **settings)
+        except logstore.PartitionLimitError as err:
+            raise _partition_limit(err) from None
         except logstore.TopicExistsError:
             existing = store.topic(name).num_partitions
             if not if_not_exists:
@@ -179,6 +181,17 @@ def topics_alter(data_dir: str, name: str, config: tuple[str, ...]) -> None:
     click.echo(f"altered topic {name!r}: {', '.join(config)}")
 
 
+def _partition_limit(err: logstore.PartitionLimitError) -> click.ClickException:
+    """The partition limit in the command line's words."""
+    if err.hard:
+        return click.ClickException(str(err))
+    return click.ClickException(
+        f"topic {err.topic!r} cannot have {err.count} partitions: this store allows at most "
+        f"{err.limit} per topic (each is a directory of files); if you mean it, pass "
+        f"--max-partitions {err.count} (or set LOGSTORE_MAX_PARTITIONS={err.count})"
+    )
+
+
 @topics.command("add-partitions")
 @click.argument("name")
 @click.option("--total", required=True, type=int, help="The new partition count.")
@@ -198,7 +211,10 @@ def topics_add_partitions(data_dir: str, name: str, total: int) -> None:
                 f"topic {name!r} has {current} partition(s): --total must be more than "
                 f"that, not {total} (partitions can only be added)"
             )
-        store.add_partitions(name, total)
+        try:
+            store.add_partitions(name, total)
+        except logstore.PartitionLimitError as err:
+            raise _partition_limit(err) from None
     click.echo(f"topic {name!r} now has {total} partitions")
 
 

@@ -47,6 +47,18 @@ class InvalidConfigError(LogstoreError, ValueError):
     """A configuration value is out of range or of the wrong type."""
 
 
+class PartitionLimitError(InvalidConfigError):
+    """A topic would have more partitions than the store allows (``max_partitions``), or
+    than any topic may have (``hard``)."""
+
+    def __init__(self, message: str, topic: str, count: int, limit: int, hard: bool) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.count = count
+        self.limit = limit
+        self.hard = hard
+
+
 class InvalidTopicError(LogstoreError, ValueError):
     """A topic name breaks Kafka's naming rule."""
 

@@ -64,6 +64,7 @@ from logstore.errors import (
     InvalidTopicError,
     LogstoreError,
     NotAStoreError,
+    PartitionLimitError,
     ReadOnlyStoreError,
     StorageError,
     StoreClosedError,
@@ -564,16 +565,17 @@ class Store:
 
     def _check_partition_count(self, name: str, count: int) -> None:
         if count > MAX_PARTITIONS:
-            raise InvalidConfigError(
+            raise PartitionLimitError(
                 f"topic {name!r} cannot have {count} partitions: no topic may have more "
-                f"than {MAX_PARTITIONS}"
+                f"than {MAX_PARTITIONS}",
+                name, count, MAX_PARTITIONS, hard=True,
             )
         if count > self.max_partitions:
-            raise InvalidConfigError(
+            raise PartitionLimitError(
                 f"topic {name!r} cannot have {count} partitions: this store allows at most "
                 f"{self.max_partitions} per topic (each is a directory of files; if you mean "
-                f"it, open the store with max_partitions={count}, or on the command line "
-                f"pass --max-partitions {count} or set LOGSTORE_MAX_PARTITIONS={count})"
+                f"it, open the store with max_partitions={count})",
+                name, count, self.max_partitions, hard=False,
             )
 
     def _make_partitions(self, topic: Topic, first: int, cfg: TopicConfig) -> None:

@@ -108,7 +108,8 @@ def test_cli_refuses_too_many_partitions_in_one_line_and_takes_a_higher_maximum(
 ) -> None:
     root = tmp_path / "store"
     line = _one_error_line(_cli(root, "topics", "create", "t", "-p", "10001"))
-    assert "10001" in line and "--max-partitions" in line
+    assert "10001" in line and "--max-partitions 10001" in line
+    assert "max_partitions=" not in line  # the command line's words, not the API's
     assert not root.exists() or _partition_dirs(root) == []
 
     env = {**os.environ, "LOGSTORE_MAX_PARTITIONS": "3"}
