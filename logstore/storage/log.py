@@ -109,6 +109,29 @@ def is_leftover(name: str) -> bool:
     )
 
 
+def synced_recovery_point(fs: FileSystem, directory: str, cp: Checkpoint | None) -> int:
+    """The offset below which every record of the partition in ``directory`` is known to
+    be fsynced: the checkpoint's recovery point, or the head's when that is higher.
+
+    The checkpoint moves only on roll, flush and close. After every fsync of the active
+    segment (each append with flush "always") the recovery point moves to the log end and
+    the head is rewritten *after* that fsync, so whatever head content survives a crash
+    (a kill, or a power cut: its in-place write is kept, lost or torn, and a torn head
+    fails its CRC) never names offsets that were not synced. Without a readable
+    checkpoint nothing is trusted (0): deleting the checkpoint accepts a loss.
+    """
+    if cp is None:
+        return 0
+    point = cp.recovery_point
+    try:
+        head = unpack_head(fs.read_file(os.path.join(directory, HEAD_NAME))[:HEAD_SIZE])
+    except FileNotFoundError:
+        head = None
+    if head is not None:
+        point = max(point, head.recovery_point)
+    return point
+
+
 def is_partition_file(name: str) -> bool:
     """Whether ``name`` is one logstore creates in a partition directory: a segment file,
     the checkpoint, the head, a lock file, or a leftover (:func:`is_leftover`)."""
@@ -428,7 +451,7 @@ class PartitionLog:
         cp = read_checkpoint(fs, self.directory)
         self.was_clean = cp is not None and cp.clean
         self.log_start_offset = cp.log_start_offset if cp else (logs[0] if logs else 0)
-        self.recovery_point = cp.recovery_point if cp else 0
+        self.recovery_point = synced_recovery_point(fs, self.directory, cp)
         segments = [Segment(fs, self.directory, base, self.config) for base in logs]
         try:
             self._load_segments(segments, cp)
@@ -485,12 +508,23 @@ class PartitionLog:
         first = max(0, bisect.bisect_right(bases, self.recovery_point) - 1)
         for i in range(first, len(segments)):
             seg = segments[i]
-            dropped = seg.recover()
+            dropped = seg.recover(self.recovery_point)
+            is_last = i == len(segments) - 1
+            if not is_last and seg.next_offset < self.recovery_point:
+                # cut at a batch boundary before the recovery point: synced records are
+                # gone, and the later segments are not deleted to cover it up
+                raise CorruptRecordError(
+                    f"{seg.log_path}: the segment ends at offset {seg.next_offset} (position "
+                    f"{seg.size}), but offsets up to {self.recovery_point - 1} were synced: "
+                    f"records are missing (restore the partition from a copy, or delete "
+                    f"its checkpoint file to accept the loss)",
+                    seg.log_path,
+                    seg.size,
+                )
             self.recovered_bytes += dropped
             # a producer retrying a batch that reached the log before a crash or failed
             # fsync must find it, not write it twice
             self._producers.update(seg.producer_batches)
-            is_last = i == len(segments) - 1
             if not is_last and (dropped or seg.next_offset != segments[i + 1].base_offset):
                 for later in segments[i + 1 :]:
                     if self._read_only:
@@ -753,6 +787,10 @@ class PartitionLog:
         ):
             self.active_segment.log_file.fsync()
             self._last_flush_ms = now
+            # Every offset appended so far is now synced (older segments were synced when
+            # they rolled). The head written after this append carries the new recovery
+            # point, so recovery after a crash never cuts what was acknowledged.
+            self.recovery_point = self.log_end_offset
 
     def flush(self) -> None:
         """fsync everything appended so far and advance the recovery point."""
