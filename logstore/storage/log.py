@@ -36,6 +36,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Self
@@ -94,6 +95,15 @@ _INT32_MAX = 2**31 - 1
 MAX_PRODUCERS = 1024
 """Idempotent producers remembered per partition log (least recently used forgotten)."""
 _BASE_OFFSET = struct.Struct(">q")
+
+
+_FOLLOW_TIMEOUT_S = 1.0
+"""How long a reader waits for a head naming a segment the directory lacks to move on."""
+
+
+class _HeadMovedOnError(StorageError):
+    """The head read names a segment that is no longer in the directory: another process
+    has rolled and deleted it since (the head is read again)."""
 
 
 def is_leftover(name: str) -> bool:
@@ -308,6 +318,20 @@ class PartitionLog:
                 cached.close_files()
             self._open_sealed.clear()
             known.clear()
+        bases = sorted(
+            parsed[0]
+            for name in self.fs.listdir(self.directory)
+            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
+        )
+        if head.active_base_offset not in bases:
+            # Checked before any state here changes, so the caller can read the head again
+            # and retry: another process rolled and deleted this segment (retention,
+            # delete_records, an offsets snapshot) after this head was read.
+            raise _HeadMovedOnError(
+                f"partition {self.directory}: the head names active segment "
+                f"{head.active_base_offset}, which is not in the directory",
+                self.directory,
+            )
         was_active = self._segments[-1].base_offset if self._segments else None
         if was_active is not None and was_active != head.active_base_offset:
             # Another process rolled: the segment that was active here holds state from an
@@ -316,11 +340,6 @@ class PartitionLog:
             stale = known.pop(was_active) if was_active in known else None
             if stale is not None:
                 stale.close_files()
-        bases = sorted(
-            parsed[0]
-            for name in self.fs.listdir(self.directory)
-            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
-        )
         bases = [b for b in bases if b <= head.active_base_offset]
         segments: list[Segment] = []
         for base in bases:
@@ -334,12 +353,6 @@ class PartitionLog:
         # segments wholly below the log start are on their way out
         while len(segments) > 1 and segments[1].base_offset <= head.log_start_offset:
             segments.pop(0).close_files()
-        if not segments or segments[-1].base_offset != head.active_base_offset:
-            raise StorageError(
-                f"partition {self.directory}: the head names active segment "
-                f"{head.active_base_offset}, which is not in the directory",
-                self.directory,
-            )
         self._set_segments(segments)
 
     def refresh(self) -> None:
@@ -350,9 +363,51 @@ class PartitionLog:
             self._refresh_locked()
 
     def _refresh_locked(self) -> None:
+        """Follow the head (no writer lock held). Another process may roll, or delete
+        segments, between this process reading the head and listing the directory: the
+        head has then moved on, so it is read again. Only a head that keeps naming a
+        segment the directory does not have (for over a second) is an error."""
+        deadline: float | None = None
+        while True:
+            head = self._read_head()
+            if head is None or head == self._head_seen:
+                return
+            try:
+                self._apply_head(head, writer=False)
+                return
+            except (_HeadMovedOnError, FileNotFoundError) as err:
+                # the head's active segment went between the listing and its opening, or
+                # before the listing: nothing of this head was taken (_head_seen is the
+                # old one), so the next head is applied in full
+                if self._read_head() != head:
+                    continue  # a newer head: follow that one
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + _FOLLOW_TIMEOUT_S
+                if now >= deadline:
+                    if isinstance(err, FileNotFoundError):
+                        raise StorageError(
+                            f"partition {self.directory}: the head names active segment "
+                            f"{head.active_base_offset}, whose file {err.filename} is missing",
+                            self.directory,
+                            errno=err.errno,
+                        ) from err
+                    raise
+                time.sleep(0.001)
+
+    def _segment_vanished(self, err: FileNotFoundError) -> None:
+        """A segment file this process had listed is gone: another process deleted it
+        (retention, ``delete_records``, an offsets snapshot) after writing a head that
+        says so. Follow that head (the caller then retries), or, if the head has not moved,
+        raise: the file went missing behind logstore's back."""
         head = self._read_head()
-        if head is not None and head != self._head_seen:
-            self._apply_head(head, writer=False)
+        if head is None or head == self._head_seen:
+            raise StorageError(
+                f"partition {self.directory}: segment file {err.filename} is missing "
+                f"(deleted by something other than logstore?)",
+                str(err.filename) if err.filename else self.directory,
+                errno=err.errno,
+            ) from err
+        self._refresh_locked()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -848,13 +903,18 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             self._refresh_locked()
-            self._check_offset(offset)
-            found = self._locate(offset)
-            data = b""
-            if found is not None:
-                seg, header = found
-                data = seg.read_from(header.position, max_bytes)
-            return FetchResult(data, self.high_watermark, self.log_start_offset)
+            while True:
+                self._check_offset(offset)
+                try:
+                    found = self._locate(offset)
+                    data = b""
+                    if found is not None:
+                        seg, header = found
+                        data = seg.read_from(header.position, max_bytes)
+                except FileNotFoundError as err:
+                    self._segment_vanished(err)
+                    continue
+                return FetchResult(data, self.high_watermark, self.log_start_offset)
 
     def read_records(
         self,
@@ -877,14 +937,21 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             self._refresh_locked()
-            self._check_offset(offset)
-            found = self._locate(offset)
-            if found is None:
-                return []
-            seg, first = found
-            if max_records is not None and first.last_offset - offset + 1 >= max_records:
-                max_bytes = 1  # the first batch holds all that is wanted: read only it
-            data = seg.read_from(first.position, max_bytes)
+            while True:
+                self._check_offset(offset)
+                try:
+                    found = self._locate(offset)
+                    if found is None:
+                        return []
+                    seg, first = found
+                    wanted = max_bytes
+                    if max_records is not None and first.last_offset - offset + 1 >= max_records:
+                        wanted = 1  # the first batch holds all that is wanted: read only it
+                    data = seg.read_from(first.position, wanted)
+                except FileNotFoundError as err:
+                    self._segment_vanished(err)
+                    continue
+                break
         out: list[Any] = []
         limit = max_records
         try:
@@ -918,16 +985,23 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             self._refresh_locked()
-            for seg in self._segments:
-                if seg.next_offset <= self.log_start_offset:
-                    continue
-                self._track_sealed(seg)
-                if seg.largest_timestamp() < timestamp:
-                    continue
-                found = seg.find_offset_by_timestamp(timestamp, self.log_start_offset)
-                if found is not None:
-                    return found
-            return None
+            while True:
+                try:
+                    return self._offset_for_timestamp(timestamp)
+                except FileNotFoundError as err:
+                    self._segment_vanished(err)
+
+    def _offset_for_timestamp(self, timestamp: int) -> int | None:
+        for seg in self._segments:
+            if seg.next_offset <= self.log_start_offset:
+                continue
+            self._track_sealed(seg)
+            if seg.largest_timestamp() < timestamp:
+                continue
+            found = seg.find_offset_by_timestamp(timestamp, self.log_start_offset)
+            if found is not None:
+                return found
+        return None
 
     # ------------------------------------------------------------------ retention
 
