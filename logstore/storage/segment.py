@@ -152,9 +152,23 @@ class Segment:
     def create(
         cls, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig, now_ms: int
     ) -> Segment:
-        """A new, empty segment (its files exist once this returns; the caller fsyncs the dir)."""
+        """A new, empty segment (its files exist once this returns; the caller fsyncs the dir).
+
+        A file already there was left by a writer killed in the middle of a roll: it
+        created the file and wrote to it, but died before its head named the segment, so
+        nothing in it was acknowledged (the segment starts at the log end). It is emptied:
+        appending after its bytes would hold the same offsets twice.
+        """
         segment = cls(fs, directory, base_offset, config)
         segment._open_files(create=True)
+        left = segment.cut_to(0, 0, 0)
+        if left:
+            log.warning(
+                "%s: dropping %d bytes a writer left in this new segment (it died in the "
+                "middle of a roll, before any of them was acknowledged)",
+                segment.log_path,
+                left,
+            )
         segment.index.reset()
         segment.time_index.reset()
         segment.created_ms = now_ms

@@ -190,3 +190,64 @@ def test_churn_producers_and_consumers_killed_while_segments_roll(
 def test_churn_soak(tmp_path: Path, reliability_report: Callable[[str], None]) -> None:
     run_churn(tmp_path, float(os.environ.get("LOGSTORE_CHURN_S", "100")), reliability_report,
               producers=3, consumers=4)
+
+
+_HALF_ROLL_CHILD = """
+import os, signal, sys
+import logstore
+from logstore.storage.log import PartitionLog
+from logstore.storage.segment import Segment
+
+rolled = []
+original_roll, original_append = PartitionLog._roll, Segment.append
+
+def roll(self, now):
+    original_roll(self, now)
+    rolled.append(self.active_segment.base_offset)
+
+def append(self, parts, headers):
+    position = original_append(self, parts, headers)
+    if rolled:  # the new segment holds a batch; the head does not name it yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return position
+
+PartitionLog._roll, Segment.append = roll, append
+store = logstore.open(sys.argv[1])
+while True:
+    store.append("t", b"x" * 40, partition=0)
+"""
+
+
+def test_a_writer_killed_in_the_middle_of_a_roll_leaves_no_batch_in_the_next_segment(
+    tmp_path: Path,
+) -> None:
+    """A writer killed after creating the next segment and writing a batch to it, but
+    before rewriting the head: while other processes keep the partition open, the next
+    writer rolls to the same base offset. Before the fix it appended after the dead
+    writer's unacknowledged batch, so the segment held offset N twice and every read of
+    it raised CorruptRecordError ("the offsets do not follow on"); found by the churn
+    soak."""
+    data = tmp_path / "d"
+    with logstore.open(data) as store:
+        store.create_topic("t", 1, segment_bytes=1024)
+        for _ in range(5):
+            store.append("t", b"y" * 40, partition=0)
+        plog = store.partition("t", 0)  # held open: the next writer joins via the head
+        proc = subprocess.run([sys.executable, "-c", _HALF_ROLL_CHILD, str(data)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        bases = sorted(int(p.stem) for p in (data / "t-0").glob("*.log"))
+        assert len(bases) == 2, bases
+        plog.refresh()
+        end = plog.log_end_offset  # the head's: the dead writer's last batch is not in it
+        assert end == bases[1]
+        for i in range(60):  # a roll to bases[1] again, then more
+            store.append("t", b"z%d" % i, partition=0)
+        records = []
+        offset = plog.log_start_offset
+        while offset < plog.log_end_offset:
+            got = plog.read_records(offset)
+            records += got
+            offset = got[-1].offset + 1
+        assert [r.offset for r in records] == list(range(plog.log_end_offset))
+        assert [r.value for r in records[end:]] == [b"z%d" % i for i in range(60)]
