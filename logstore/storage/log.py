@@ -15,7 +15,11 @@ Recovery on open:
    Otherwise every segment from the one holding the recovery point onwards is rescanned
    with CRC checks, its indexes rebuilt, and the log cut at the first incomplete or corrupt
    batch (a WARNING names file, position and bytes dropped); later segments are deleted, so
-   offsets stay contiguous.
+   offsets stay contiguous. The recovery point is the higher of the checkpoint's and the
+   head's (:func:`synced_recovery_point`: with flush "always", the last acknowledged
+   append), and nothing below it is ever cut: a bad batch there is a
+   :class:`~logstore.errors.CorruptRecordError` naming file and position, and the files
+   stay as they are.
 4. Segments before the recovery point are trusted; if reading one finds damage, that is a
    :class:`~logstore.errors.CorruptRecordError` naming file and position, never a silent
    truncation.
