@@ -15,7 +15,9 @@ partition has its own, so a partition opens, recovers and closes independently, 
 three facts change together in one rename.
 
 * ``recovery_point``: every offset below it is known to be fsynced; after a crash only
-  segments from the one holding it onwards are rescanned.
+  segments from the one holding it onwards are rescanned. It moves here on roll, flush and
+  close; the partition ``head`` carries it further, to the last fsynced append (see
+  ``synced_recovery_point`` in ``log.py``).
 * ``log_start_offset``: the first offset readers may see (moved by retention and
   ``delete_records``).
 * ``clean``: 1 when the partition was closed cleanly and nothing was written since; it is

@@ -16,9 +16,14 @@ entries past ``index_entries``). ``generation`` grows whenever the set of segmen
 changes (roll, retention, ``delete_records``), telling other processes to list the
 directory again.
 
-The head describes a running system; it is not a durability record. After a machine
-crash it is ignored, and the first process to open the partition recovers it from the
-segments and the checkpoint as usual, then writes a fresh head.
+The head describes a running system. After a crash the first process to open the
+partition recovers it from the segments and the checkpoint as usual, then writes a fresh
+head; of the old head it uses only ``recovery_point`` (when the checkpoint is readable):
+the writer rewrites the head after each append's fsync, so its recovery point is the
+synced end of the active segment (with flush "always", the last acknowledged append),
+which recovery must not cut below (``synced_recovery_point`` in ``log.py``). The head is
+never fsynced: a crash may leave an older head (a lower recovery point, so less is
+protected, never more) or a torn one (its CRC fails and it is ignored).
 
 No I/O here: packing and unpacking only.
 """

@@ -15,7 +15,11 @@ Recovery on open:
    Otherwise every segment from the one holding the recovery point onwards is rescanned
    with CRC checks, its indexes rebuilt, and the log cut at the first incomplete or corrupt
    batch (a WARNING names file, position and bytes dropped); later segments are deleted, so
-   offsets stay contiguous.
+   offsets stay contiguous. The recovery point is the higher of the checkpoint's and the
+   head's (:func:`synced_recovery_point`: with flush "always", the last acknowledged
+   append), and nothing below it is ever cut: a bad batch there is a
+   :class:`~logstore.errors.CorruptRecordError` naming file and position, and the files
+   stay as they are.
 4. Segments before the recovery point are trusted; if reading one finds damage, that is a
    :class:`~logstore.errors.CorruptRecordError` naming file and position, never a silent
    truncation.
@@ -36,6 +40,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Self
@@ -96,6 +101,15 @@ MAX_PRODUCERS = 1024
 _BASE_OFFSET = struct.Struct(">q")
 
 
+_FOLLOW_TIMEOUT_S = 1.0
+"""How long a reader waits for a head naming a segment the directory lacks to move on."""
+
+
+class _HeadMovedOnError(StorageError):
+    """The head read names a segment that is no longer in the directory: another process
+    has rolled and deleted it since (the head is read again)."""
+
+
 def is_leftover(name: str) -> bool:
     """Whether ``name`` is a temporary file a partition's own writes can leave behind:
     ``~checkpoint.tmp``, or (older logstore and Kafka names, recognised only in exactly
@@ -107,6 +121,29 @@ def is_leftover(name: str) -> bool:
     return bool(dot) and dot + suffix in _LEFTOVER_SUFFIXES and (
         parse_segment_name(stem) is not None
     )
+
+
+def synced_recovery_point(fs: FileSystem, directory: str, cp: Checkpoint | None) -> int:
+    """The offset below which every record of the partition in ``directory`` is known to
+    be fsynced: the checkpoint's recovery point, or the head's when that is higher.
+
+    The checkpoint moves only on roll, flush and close. After every fsync of the active
+    segment (each append with flush "always") the recovery point moves to the log end and
+    the head is rewritten *after* that fsync, so whatever head content survives a crash
+    (a kill, or a power cut: its in-place write is kept, lost or torn, and a torn head
+    fails its CRC) never names offsets that were not synced. Without a readable
+    checkpoint nothing is trusted (0): deleting the checkpoint accepts a loss.
+    """
+    if cp is None:
+        return 0
+    point = cp.recovery_point
+    try:
+        head = unpack_head(fs.read_file(os.path.join(directory, HEAD_NAME))[:HEAD_SIZE])
+    except FileNotFoundError:
+        head = None
+    if head is not None:
+        point = max(point, head.recovery_point)
+    return point
 
 
 def is_partition_file(name: str) -> bool:
@@ -285,6 +322,20 @@ class PartitionLog:
                 cached.close_files()
             self._open_sealed.clear()
             known.clear()
+        bases = sorted(
+            parsed[0]
+            for name in self.fs.listdir(self.directory)
+            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
+        )
+        if head.active_base_offset not in bases:
+            # Checked before any state here changes, so the caller can read the head again
+            # and retry: another process rolled and deleted this segment (retention,
+            # delete_records, an offsets snapshot) after this head was read.
+            raise _HeadMovedOnError(
+                f"partition {self.directory}: the head names active segment "
+                f"{head.active_base_offset}, which is not in the directory",
+                self.directory,
+            )
         was_active = self._segments[-1].base_offset if self._segments else None
         if was_active is not None and was_active != head.active_base_offset:
             # Another process rolled: the segment that was active here holds state from an
@@ -293,11 +344,6 @@ class PartitionLog:
             stale = known.pop(was_active) if was_active in known else None
             if stale is not None:
                 stale.close_files()
-        bases = sorted(
-            parsed[0]
-            for name in self.fs.listdir(self.directory)
-            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
-        )
         bases = [b for b in bases if b <= head.active_base_offset]
         segments: list[Segment] = []
         for base in bases:
@@ -311,12 +357,6 @@ class PartitionLog:
         # segments wholly below the log start are on their way out
         while len(segments) > 1 and segments[1].base_offset <= head.log_start_offset:
             segments.pop(0).close_files()
-        if not segments or segments[-1].base_offset != head.active_base_offset:
-            raise StorageError(
-                f"partition {self.directory}: the head names active segment "
-                f"{head.active_base_offset}, which is not in the directory",
-                self.directory,
-            )
         self._set_segments(segments)
 
     def refresh(self) -> None:
@@ -327,9 +367,51 @@ class PartitionLog:
             self._refresh_locked()
 
     def _refresh_locked(self) -> None:
+        """Follow the head (no writer lock held). Another process may roll, or delete
+        segments, between this process reading the head and listing the directory: the
+        head has then moved on, so it is read again. Only a head that keeps naming a
+        segment the directory does not have (for over a second) is an error."""
+        deadline: float | None = None
+        while True:
+            head = self._read_head()
+            if head is None or head == self._head_seen:
+                return
+            try:
+                self._apply_head(head, writer=False)
+                return
+            except (_HeadMovedOnError, FileNotFoundError) as err:
+                # the head's active segment went between the listing and its opening, or
+                # before the listing: nothing of this head was taken (_head_seen is the
+                # old one), so the next head is applied in full
+                if self._read_head() != head:
+                    continue  # a newer head: follow that one
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + _FOLLOW_TIMEOUT_S
+                if now >= deadline:
+                    if isinstance(err, FileNotFoundError):
+                        raise StorageError(
+                            f"partition {self.directory}: the head names active segment "
+                            f"{head.active_base_offset}, whose file {err.filename} is missing",
+                            self.directory,
+                            errno=err.errno,
+                        ) from err
+                    raise
+                time.sleep(0.001)
+
+    def _segment_vanished(self, err: FileNotFoundError) -> None:
+        """A segment file this process had listed is gone: another process deleted it
+        (retention, ``delete_records``, an offsets snapshot) after writing a head that
+        says so. Follow that head (the caller then retries), or, if the head has not moved,
+        raise: the file went missing behind logstore's back."""
         head = self._read_head()
-        if head is not None and head != self._head_seen:
-            self._apply_head(head, writer=False)
+        if head is None or head == self._head_seen:
+            raise StorageError(
+                f"partition {self.directory}: segment file {err.filename} is missing "
+                f"(deleted by something other than logstore?)",
+                str(err.filename) if err.filename else self.directory,
+                errno=err.errno,
+            ) from err
+        self._refresh_locked()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -428,7 +510,7 @@ class PartitionLog:
         cp = read_checkpoint(fs, self.directory)
         self.was_clean = cp is not None and cp.clean
         self.log_start_offset = cp.log_start_offset if cp else (logs[0] if logs else 0)
-        self.recovery_point = cp.recovery_point if cp else 0
+        self.recovery_point = synced_recovery_point(fs, self.directory, cp)
         segments = [Segment(fs, self.directory, base, self.config) for base in logs]
         try:
             self._load_segments(segments, cp)
@@ -485,12 +567,23 @@ class PartitionLog:
         first = max(0, bisect.bisect_right(bases, self.recovery_point) - 1)
         for i in range(first, len(segments)):
             seg = segments[i]
-            dropped = seg.recover()
+            dropped = seg.recover(self.recovery_point)
+            is_last = i == len(segments) - 1
+            if not is_last and seg.next_offset < self.recovery_point:
+                # cut at a batch boundary before the recovery point: synced records are
+                # gone, and the later segments are not deleted to cover it up
+                raise CorruptRecordError(
+                    f"{seg.log_path}: the segment ends at offset {seg.next_offset} (position "
+                    f"{seg.size}), but offsets up to {self.recovery_point - 1} were synced: "
+                    f"records are missing (restore the partition from a copy, or delete "
+                    f"its checkpoint file to accept the loss)",
+                    seg.log_path,
+                    seg.size,
+                )
             self.recovered_bytes += dropped
             # a producer retrying a batch that reached the log before a crash or failed
             # fsync must find it, not write it twice
             self._producers.update(seg.producer_batches)
-            is_last = i == len(segments) - 1
             if not is_last and (dropped or seg.next_offset != segments[i + 1].base_offset):
                 for later in segments[i + 1 :]:
                     if self._read_only:
@@ -753,6 +846,10 @@ class PartitionLog:
         ):
             self.active_segment.log_file.fsync()
             self._last_flush_ms = now
+            # Every offset appended so far is now synced (older segments were synced when
+            # they rolled). The head written after this append carries the new recovery
+            # point, so recovery after a crash never cuts what was acknowledged.
+            self.recovery_point = self.log_end_offset
 
     def flush(self) -> None:
         """fsync everything appended so far and advance the recovery point."""
@@ -810,13 +907,18 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             self._refresh_locked()
-            self._check_offset(offset)
-            found = self._locate(offset)
-            data = b""
-            if found is not None:
-                seg, header = found
-                data = seg.read_from(header.position, max_bytes)
-            return FetchResult(data, self.high_watermark, self.log_start_offset)
+            while True:
+                self._check_offset(offset)
+                try:
+                    found = self._locate(offset)
+                    data = b""
+                    if found is not None:
+                        seg, header = found
+                        data = seg.read_from(header.position, max_bytes)
+                except FileNotFoundError as err:
+                    self._segment_vanished(err)
+                    continue
+                return FetchResult(data, self.high_watermark, self.log_start_offset)
 
     def read_records(
         self,
@@ -839,14 +941,21 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             self._refresh_locked()
-            self._check_offset(offset)
-            found = self._locate(offset)
-            if found is None:
-                return []
-            seg, first = found
-            if max_records is not None and first.last_offset - offset + 1 >= max_records:
-                max_bytes = 1  # the first batch holds all that is wanted: read only it
-            data = seg.read_from(first.position, max_bytes)
+            while True:
+                self._check_offset(offset)
+                try:
+                    found = self._locate(offset)
+                    if found is None:
+                        return []
+                    seg, first = found
+                    wanted = max_bytes
+                    if max_records is not None and first.last_offset - offset + 1 >= max_records:
+                        wanted = 1  # the first batch holds all that is wanted: read only it
+                    data = seg.read_from(first.position, wanted)
+                except FileNotFoundError as err:
+                    self._segment_vanished(err)
+                    continue
+                break
         out: list[Any] = []
         limit = max_records
         try:
@@ -880,16 +989,23 @@ class PartitionLog:
         with self._lock:
             self._check_open()
             self._refresh_locked()
-            for seg in self._segments:
-                if seg.next_offset <= self.log_start_offset:
-                    continue
-                self._track_sealed(seg)
-                if seg.largest_timestamp() < timestamp:
-                    continue
-                found = seg.find_offset_by_timestamp(timestamp, self.log_start_offset)
-                if found is not None:
-                    return found
-            return None
+            while True:
+                try:
+                    return self._offset_for_timestamp(timestamp)
+                except FileNotFoundError as err:
+                    self._segment_vanished(err)
+
+    def _offset_for_timestamp(self, timestamp: int) -> int | None:
+        for seg in self._segments:
+            if seg.next_offset <= self.log_start_offset:
+                continue
+            self._track_sealed(seg)
+            if seg.largest_timestamp() < timestamp:
+                continue
+            found = seg.find_offset_by_timestamp(timestamp, self.log_start_offset)
+            if found is not None:
+                return found
+        return None
 
     # ------------------------------------------------------------------ retention
 

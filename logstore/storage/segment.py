@@ -152,9 +152,23 @@ class Segment:
     def create(
         cls, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig, now_ms: int
     ) -> Segment:
-        """A new, empty segment (its files exist once this returns; the caller fsyncs the dir)."""
+        """A new, empty segment (its files exist once this returns; the caller fsyncs the dir).
+
+        A file already there was left by a writer killed in the middle of a roll: it
+        created the file and wrote to it, but died before its head named the segment, so
+        nothing in it was acknowledged (the segment starts at the log end). It is emptied:
+        appending after its bytes would hold the same offsets twice.
+        """
         segment = cls(fs, directory, base_offset, config)
         segment._open_files(create=True)
+        left = segment.cut_to(0, 0, 0)
+        if left:
+            log.warning(
+                "%s: dropping %d bytes a writer left in this new segment (it died in the "
+                "middle of a roll, before any of them was acknowledged)",
+                segment.log_path,
+                left,
+            )
         segment.index.reset()
         segment.time_index.reset()
         segment.created_ms = now_ms
@@ -291,13 +305,21 @@ class Segment:
         self.next_offset = max(self.next_offset, header.next_offset)
         self._bytes_since_index_entry += header.size
 
-    def recover(self) -> int:
+    def recover(self, synced_end: int = 0) -> int:
         """Rescan the whole log with CRC checks, rebuild both indexes and cut the log at the
-        first incomplete or corrupt batch. Returns the number of bytes dropped."""
-        self._open_files()
-        return self._rebuild_indexes(truncate=True)
+        first incomplete or corrupt batch. Returns the number of bytes dropped.
 
-    def _rebuild_indexes(self, *, truncate: bool) -> int:
+        Offsets below ``synced_end`` (the partition's recovery point) were fsynced before
+        the crash, so they are never cut: damage before it raises instead.
+
+        Raises:
+            CorruptRecordError: the first bad batch holds an offset below ``synced_end``
+                (nothing is cut; the error names the file and the position).
+        """
+        self._open_files()
+        return self._rebuild_indexes(truncate=True, synced_end=synced_end)
+
+    def _rebuild_indexes(self, *, truncate: bool, synced_end: int = 0) -> int:
         assert self._index is not None and self._time_index is not None
         known_end = self.next_offset
         self._index.reset()
@@ -347,7 +369,7 @@ class Segment:
             self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
         dropped = size - position
         if dropped:
-            if not truncate:
+            if not truncate or self.next_offset < synced_end:
                 # Keep nothing half-built, in memory or on disk: with empty indexes every
                 # lookup scans from the start (right answers before the damage, this error
                 # at it), and no later lookup skips the segment for a partial largest
@@ -357,10 +379,18 @@ class Segment:
                 self.next_offset = max(known_end, self.next_offset)
                 self.max_timestamp = _UNKNOWN_LARGEST
                 self.offset_of_max_timestamp = self.base_offset
+                if not truncate:
+                    where, accept = "the segment lies before the recovery point", ""
+                else:
+                    where = (
+                        f"offsets up to {synced_end - 1} were synced before the crash, and "
+                        f"this batch holds offset {self.next_offset}"
+                    )
+                    accept = ", or delete the partition's checkpoint file to accept the loss"
                 raise CorruptRecordError(
                     f"{self.log_path}: {problem} at position {position} "
-                    f"(the segment lies before the recovery point, so it is not repaired "
-                    f"automatically; run `logstore verify` and restore from a copy)",
+                    f"({where}, so it is not repaired automatically; run `logstore verify` "
+                    f"and restore from a copy{accept})",
                     self.log_path,
                     position,
                 )

@@ -22,7 +22,7 @@ from logstore.records import HEADER_SIZE, crc_valid, decode_batch_records, decod
 from logstore.storage.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint
 from logstore.storage.files import FileHandle, FileSystem
 from logstore.storage.index import OFFSET_ENTRY, TIME_ENTRY
-from logstore.storage.log import is_leftover
+from logstore.storage.log import is_leftover, synced_recovery_point
 from logstore.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
@@ -207,19 +207,22 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
         findings.append(Finding(segment_path(directory, logs[0], LOG_SUFFIX), None, REPAIR,
                                 f"wholly below the log start offset {start}: deleted on open"))
         logs.pop(0)
+    synced = synced_recovery_point(fs, directory, cp)  # below it nothing is ever cut
     rescan_from = 0  # index into logs of the first segment the next open rescans
     if cp is not None:
         if cp.clean:
             rescan_from = len(logs)
         else:
-            rescan_from = max(0, sum(1 for b in logs if b <= cp.recovery_point) - 1)
+            rescan_from = max(0, sum(1 for b in logs if b <= synced) - 1)
     reports: list[SegmentReport] = []
     expected = logs[0] if logs else 0
     for i, base in enumerate(logs):
         path = segment_path(directory, base, LOG_SUFFIX)
         repairs = i >= rescan_from
         if base != expected and i > 0:
-            repairs = i - 1 >= rescan_from  # decided while rescanning the segment before
+            # decided while rescanning the segment before, which must not end below the
+            # recovery point
+            repairs = i - 1 >= rescan_from and expected >= synced
             findings.append(_damage(
                 path, None, repairs,
                 f"offsets jump from {expected} to this segment's base {base}",
@@ -249,7 +252,7 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
         reports.append(SegmentReport(base, next_offset, size, len(good), records))
         if stop is not None:
             position, problem = stop
-            if repairs and cp is not None and next_offset < cp.recovery_point:
+            if repairs and next_offset < synced:
                 repairs = False  # the cut would lose records known to be synced: refused
             findings.append(_damage(
                 path, position, repairs, problem,
@@ -268,14 +271,14 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
         expected = next_offset
     if (
         cp is not None and logs and reports and len(reports) == len(logs)
-        and reports[-1].next_offset < cp.recovery_point
+        and reports[-1].next_offset < synced
         and not any(f.position is not None for f in findings)
     ):
         path = segment_path(directory, logs[-1], LOG_SUFFIX)
         findings.append(Finding(
             path, reports[-1].size, CORRUPT,
-            f"the log ends at offset {reports[-1].next_offset}, but the checkpoint says "
-            f"offsets up to {cp.recovery_point - 1} were synced: records are missing; "
+            f"the log ends at offset {reports[-1].next_offset}, but the checkpoint and head "
+            f"say offsets up to {synced - 1} were synced: records are missing; "
             f"opening raises CorruptRecordError (restore from a copy, or delete the "
             f"checkpoint to accept the loss)",
         ))

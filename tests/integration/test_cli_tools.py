@@ -562,6 +562,7 @@ def test_verify_predicts_exactly_the_cut_that_recovery_makes(tmp_path: Path) -> 
 
     from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
     from logstore.storage.files import DEFAULT_FS
+    from logstore.storage.head import HEAD_NAME, pack_head, unpack_head
     from logstore.storage.verify import REPAIR
 
     rng = random.Random(7)
@@ -570,12 +571,17 @@ def test_verify_predicts_exactly_the_cut_that_recovery_makes(tmp_path: Path) -> 
         _small_store(data)
         directory = data / "s-0"
         # a crash: the partition was not closed cleanly (the recovery point is where the
-        # last roll left it), and the active tail is damaged
+        # last roll left it, and the head vouches for nothing past it: appends not yet
+        # synced), and the active tail is damaged
         cp = read_checkpoint(DEFAULT_FS, str(directory))
         assert cp is not None
         last = sorted(directory.glob("*.log"))[-1]
         write_checkpoint(DEFAULT_FS, str(directory), Checkpoint(int(last.stem),
                                                                 cp.log_start_offset, False))
+        head = unpack_head((directory / HEAD_NAME).read_bytes())
+        assert head is not None
+        (directory / HEAD_NAME).write_bytes(
+            pack_head(head._replace(recovery_point=int(last.stem))))
         raw = bytearray(last.read_bytes())
         damage = rng.choice(["cut", "flip", "garbage"])
         where = rng.randrange(len(raw))

@@ -19,8 +19,16 @@ base. So each damaged partition is opened in one of these modes:
   file and position (at open or read time), never as a short log or a wrong record.
 * ``crash``: the checkpoint a kill -9 leaves (``clean 0``, recovery point = base of the
   active segment; :func:`test_crash_mode_matches_checkpoint_left_by_abandon` checks this
-  against a real ``PartitionLog._abandon()``). The active segment is rescanned and cut at
-  the first bad batch; sealed segments are trusted, so damage there is a typed error.
+  against a real ``PartitionLog._abandon()``), and a head whose recovery point is that
+  base too: nothing in the active segment is known to be synced (appends under flush
+  "interval" or "never", or a power cut that lost the head's writes). The active segment
+  is rescanned and cut at the first bad batch; sealed segments are trusted, so damage
+  there is a typed error.
+* ``crash-synced``: the same checkpoint with the head a kill -9 leaves under flush
+  "always": its recovery point is the log end (every acknowledged append was fsynced
+  before the head was rewritten). Every byte of the active segment lies below the
+  recovery point, so damage is a typed error, never a cut (issue 11, points 3 and 4);
+  only bytes past the log end (a torn append) are cut.
 * ``crash-rp0``: ``clean 0`` with recovery point 0 (a crash under flush "never", or a
   lost checkpoint): every segment is rescanned; the segment holding the first bad batch
   is cut there and later segments are deleted.
@@ -75,7 +83,7 @@ from logstore.storage.checkpoint import (
     write_checkpoint,
 )
 from logstore.storage.files import DEFAULT_FS
-from logstore.storage.head import HEAD_NAME
+from logstore.storage.head import HEAD_NAME, pack_head, unpack_head
 from logstore.storage.log import PartitionLog
 from logstore.types import Record, TopicPartition
 from tests.reliability.limits import time_limit
@@ -84,6 +92,8 @@ T0 = 1_700_000_000_000
 OFFSETS_DIR = "__consumer_offsets-0"
 MODES = ("clean", "crash")
 ALL_MODES = ("clean", "crash", "crash-rp0")
+CUT_MODES = ("crash", "crash-rp0")
+"""Modes in which recovery may cut damaged batches (of the segments it rescans)."""
 CASE_LIMIT_S = 2.0
 """A case (open + every check) slower than this is a violation (a hang, in effect)."""
 HARD_LIMIT_S = 20.0
@@ -348,7 +358,8 @@ class Damage:
     """One change to one file (path relative to the store root)."""
 
     target: str
-    kind: str  # none | cut | flip | zero | append | replace | delete | create | mkdir
+    kind: str  # none | cut | flip | zero | append | replace | replace-range | delete | create
+    # | mkdir
     at: int = 0
     length: int = 0
     mask: int = 0
@@ -363,6 +374,8 @@ class Damage:
             return f"zero@{self.at}+{self.length}"
         if self.kind in ("append", "replace", "create"):
             return f"{self.kind}[{len(self.data)}B]"
+        if self.kind == "replace-range":
+            return f"garbage@{self.at}+{len(self.data)}"
         return self.kind
 
     def apply(self, root: str) -> tuple[int, int] | None:
@@ -395,6 +408,14 @@ class Damage:
                 f.seek(self.at)
                 f.write(bytes([byte ^ self.mask]))
                 return self.at, self.at + 1
+            if self.kind == "replace-range":  # the bytes at [at, at + len) overwritten
+                f.seek(self.at)
+                old = f.read(len(self.data))
+                f.seek(self.at)
+                f.write(self.data)
+                changed = [i for i, (a, b) in enumerate(zip(old, self.data, strict=False))
+                           if a != b]
+                return (self.at + changed[0], self.at + changed[-1] + 1) if changed else None
             if self.kind == "zero":
                 f.seek(self.at)
                 old = f.read(self.length)
@@ -453,8 +474,13 @@ def set_mode(root: str, dirname: str, mode: str, active_base: int) -> None:
     directory = os.path.join(root, dirname)
     cp = read_checkpoint(DEFAULT_FS, directory)
     assert cp is not None and cp.clean, f"{dirname}: the baseline was closed cleanly"
-    point = active_base if mode == "crash" else 0
+    point = 0 if mode == "crash-rp0" else active_base
     write_checkpoint(DEFAULT_FS, directory, Checkpoint(point, cp.log_start_offset, clean=False))
+    if mode != "crash-synced":  # the head vouches for nothing past the checkpoint either
+        head_path = os.path.join(directory, HEAD_NAME)
+        head = unpack_head(Path(head_path).read_bytes())
+        assert head is not None, f"{dirname}: the baseline has a head"
+        Path(head_path).write_bytes(pack_head(head._replace(recovery_point=point)))
 
 
 def rescanned(mode: str, segment: int, active_base: int) -> bool:
@@ -690,7 +716,7 @@ def verify_offsets(store_path: str, base: Baseline, case: Case, root: str,
         except Exception as err:
             check_typed(v, err, "committed offsets", expect_paths, bounds)
             v.outcome = "typed-error"
-            if log_damage and case.mode != "clean":
+            if log_damage and case.mode in CUT_MODES:
                 v.fail(f"reading offsets raised {type(err).__name__} where recovery should cut")
             answers.append(type(err))
             continue
@@ -707,7 +733,7 @@ def verify_offsets(store_path: str, base: Baseline, case: Case, root: str,
         v.outcome = "truncated"
         matches = [j for j, state in enumerate(info.states) if state == seen]
         if log_damage and first_bad in matches:
-            if case.mode == "clean":
+            if case.mode not in CUT_MODES:
                 v.fail(f"commits from batch {first_bad} on lost without an error")
             continue
         v.outcome = "wrong"
@@ -960,8 +986,12 @@ def test_crash_mode_matches_checkpoint_left_by_abandon(tmp_path: Path) -> None:
         log.append_records([(T0 + i, b"k", b"x" * 90, ())])
     assert len(log.segments) >= 3
     active = log.active_segment.base_offset
+    end = log.log_end_offset
     log._abandon()
     assert read_checkpoint(DEFAULT_FS, str(tmp_path / "p")) == Checkpoint(active, 0, False)
+    # ... and the head that ``crash-synced`` mode keeps: flush "always" synced every append
+    head = unpack_head((tmp_path / "p" / HEAD_NAME).read_bytes())
+    assert head is not None and head.recovery_point == end > active
 
 
 def test_corruption_log_tail_cut_at_every_byte_of_last_batch(
@@ -1281,6 +1311,44 @@ def test_corruption_metadata_log(
     damages += [Damage(target, "zero", info.batches[3].start + 5, length=64)]
     cases = [Case("metadata-log", mode, (d,), seed=909) for d in damages for mode in MODES]
     run_family(baseline, scratch, cases, reliability_report)
+
+
+def test_corruption_damage_below_the_recovery_point_after_an_unclean_stop(
+    baseline: Baseline, scratch: str, reliability_report: Callable[[str], None]
+) -> None:
+    """Issue 11, points 3 and 4: after a kill -9 under flush "always" (``crash-synced``),
+    every acknowledged batch of the active segment was fsynced. Flips, cuts, zeroed
+    stretches and garbage over them, in data logs and the offsets log, are typed errors
+    naming the file: never a shorter log or a rewound committed offset. Bytes past the log
+    end (a torn append) are still cut silently."""
+    rng = random.Random(1111)
+    below: list[Damage] = []
+    targets = [(p.log_name(p.active_base), p.batches_of(p.active_base))
+               for p in (baseline.parts["events-0"], baseline.parts["bulk-0"])]
+    targets.append((baseline.offsets.log_name, list(baseline.offsets.batches)))
+    for target, batches in targets:
+        size = batches[-1].end
+        below += [Damage(target, "flip", rng.randrange(size), mask=1 << rng.randrange(8))
+                  for _ in range(20)]
+        below += [Damage(target, "cut", rng.randrange(size)) for _ in range(6)]
+        below += [Damage(target, "cut", b.start) for b in rng.sample(batches, 3)]
+        below += [Damage(target, "flip", batches[-1].start + byte, mask=0x08)
+                  for byte in range(0, HEADER_SIZE, 5)
+                  if not 12 <= byte < 16]  # partitionLeaderEpoch: outside the CRC, unused
+        at = rng.randrange(size)
+        below += [Damage(target, "zero", at, length=min(64, size - at))]
+        b = rng.choice(batches)
+        below += [Damage(target, "replace-range", b.start, data=rng.randbytes(b.end - b.start))]
+    cases = [Case("synced-damage", "crash-synced", (d,), seed=1111) for d in below]
+    # "identical" only where a random flip lands in partitionLeaderEpoch
+    run_family(baseline, scratch, cases, reliability_report,
+               expect=("typed-error", "identical"))
+    assert FAMILY_TALLIES["synced-damage"].outcomes["identical"] <= 2
+    tail = [Damage(target, "append", data=rng.randbytes(rng.randint(1, 700)))
+            for target, _ in targets for _ in range(4)]
+    tail += [Damage(target, "zero", batches[-1].end, length=61) for target, batches in targets]
+    cases = [Case("synced-torn-tail", "crash-synced", (d,), seed=1111) for d in tail]
+    run_family(baseline, scratch, cases, reliability_report, expect=("identical",))
 
 
 def test_corruption_offsets_snapshot(
