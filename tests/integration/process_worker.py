@@ -15,9 +15,9 @@
         (latency from the timestamp the writer put in the record to when it was read)
     python process_worker.py send-until DIR TOPIC WORKER_ID STOP_FILE MAX_AGE_MS
         sends records (key b"k<seq % 13>") one at a time through a Producer until
-        STOP_FILE exists; prints "ack <partition> <offset> <value> <monotonic_ns>" for
-        each acknowledged record and "err <value> <error class> <monotonic_ns>" for each
-        refused one
+        STOP_FILE exists; prints "ack <partition> <offset> <value> <sent_ns> <acked_ns>"
+        (time.monotonic_ns() before send() and after result()) for each acknowledged
+        record and "err <value> <error class> <monotonic_ns>" for each refused one
     python process_worker.py read-until DIR TOPIC STOP_FILE MAX_AGE_MS
         reads every partition of TOPIC (assign(), no group) from the beginning, printing
         "rec <partition> <offset> <value>" per record and "err <error class>" per typed
@@ -148,6 +148,7 @@ def send_until(directory: str, topic: str, worker: str, stop: str, max_age_ms: i
         while not os.path.exists(stop):
             value = f"{worker}:{seq}"
             seq += 1
+            sent = time.monotonic_ns()
             try:
                 meta = producer.send(topic, value.encode(), key=f"k{seq % 13}".encode()).result()
             except logstore.LogstoreError as err:
@@ -155,7 +156,8 @@ def send_until(directory: str, topic: str, worker: str, stop: str, max_age_ms: i
                 out.flush()
                 time.sleep(0.005)
                 continue
-            out.write(f"ack {meta.partition} {meta.offset} {value} {time.monotonic_ns()}\n")
+            acked = time.monotonic_ns()
+            out.write(f"ack {meta.partition} {meta.offset} {value} {sent} {acked}\n")
             out.flush()
 
 

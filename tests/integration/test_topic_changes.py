@@ -33,13 +33,16 @@ def _read_topic(store: logstore.Store, topic: str) -> dict[str, tuple[int, int]]
     return found
 
 
-def _acks(output: str) -> list[tuple[int, int, str, int]]:
-    """``(partition, offset, value, monotonic_ns)`` of a ``send-until`` worker's acks."""
+def _acks(output: str) -> list[tuple[int, int, str, int, int]]:
+    """``(partition, offset, value, sent_ns, acked_ns)`` of a ``send-until`` worker's acks
+    (``time.monotonic_ns()``, one clock for every process of the machine)."""
     out = []
     for line in output.splitlines():
         parts = line.split()
-        if parts[:1] == ["ack"] and len(parts) == 5:
-            out.append((int(parts[1]), int(parts[2]), parts[3], int(parts[4])))
+        if parts[:1] == ["ack"] and len(parts) == 6:
+            out.append(
+                (int(parts[1]), int(parts[2]), parts[3], int(parts[4]), int(parts[5]))
+            )
     return out
 
 
@@ -61,10 +64,11 @@ def test_issue_11_delete_and_recreate_under_live_producer_and_reader(tmp_path: P
     The producer re-resolves the topic (like Kafka's producer refreshing metadata on
     UNKNOWN_TOPIC_OR_PARTITION): a send that found its partition deleted fails with
     TopicNotFoundError, later sends go to the new incarnation. Every ack is checked
-    against the incarnation it was made in: an ack after a re-create returned must be in
-    that incarnation (its contents read just before the next delete, or at the end), if
-    made before that read began; acks made while a delete and re-create ran cannot be
-    told apart (there are few), nor checked those between the read and the delete.
+    against the incarnation it was made in: a record sent after a re-create returned and
+    acknowledged before that incarnation's contents were read (just before the next
+    delete, or at the end) must be there; a send that overlapped a delete (it may have
+    landed just before it) or an ack after the read cannot be told apart, and is not
+    classified.
     """
     data = tmp_path / "data"
     stop = tmp_path / "stop"
@@ -107,19 +111,21 @@ def test_issue_11_delete_and_recreate_under_live_producer_and_reader(tmp_path: P
     bounds = [(0, 0, 0), *windows, (end, end, end)]
     lost: list[tuple[int, int, str]] = []
     checked = ambiguous = 0
-    for partition, offset, value, at in acks:
+    for partition, offset, value, sent, acked in acks:
         for i in range(len(bounds) - 1):
-            # acked after re-create i-1 returned, before incarnation i was read
-            if bounds[i][2] < at < bounds[i + 1][0]:
+            # sent after re-create i-1 returned, acked before incarnation i was read
+            if bounds[i][2] < sent and acked < bounds[i + 1][0]:
                 checked += 1
                 if snapshots[i].get(value) != (partition, offset):
                     lost.append((partition, offset, value))
-            elif bounds[i + 1][1] <= at <= bounds[i + 1][2]:
+            elif sent <= bounds[i + 1][2] and acked >= bounds[i + 1][1]:
                 ambiguous += 1
     assert lost == [], f"{len(lost)} acknowledged records are in no live partition: {lost[:5]}"
-    # few acks fall in a delete's window (those of the next incarnation among them are
-    # made before create_topic returns), and none was lost in the others
-    assert checked >= 0.8 * len(acks), (checked, ambiguous, len(acks))
+    # every incarnation had at least 150 acks after it was made and before it was read
+    # (the waits above), all checked; acks while a delete ran (the next incarnation's
+    # among them, made before create_topic returned) or between a read and the next
+    # delete are not classified, however many a loaded machine lets through
+    assert checked >= 4 * 150, (checked, ambiguous, len(acks))
     new_acks = [a for a in acks if a[3] > windows[-1][2]]
     assert len(new_acks) >= 150  # the producer moved to the new incarnation
     refused = [line.split()[2] for line in out.splitlines() if line.startswith("err ")]
@@ -167,7 +173,7 @@ def test_issue_11_add_partitions_under_keyed_producer_and_group_of_three(
         out, err = producer.communicate(timeout=60)
         assert producer.returncode == 0, err
         acks = _acks(out)
-        wanted = {(p, o) for p, o, _, _ in acks}
+        wanted = {(p, o) for p, o, *_ in acks}
 
         def consumed() -> set[tuple[int, int]]:
             got = set()
