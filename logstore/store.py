@@ -81,6 +81,7 @@ from logstore.storage.files import (
     ReadOnlyFileSystem,
     temp_path,
 )
+from logstore.storage.head import WRITER_LOCK_NAME
 from logstore.storage.log import PartitionLog, is_partition_file
 from logstore.storage.segment import LOG_SUFFIX, parse_segment_name
 from logstore.topic import (
@@ -367,7 +368,7 @@ class Store:
         topic = self._topics.get(name)
         if topic is not None and topic.topic_id != topic_id:
             # deleted and created again (by another process): a new incarnation
-            topic.close(f"topic {name!r} was deleted (and created again)")
+            topic.close(f"topic {name!r} was deleted (and created again)", deleted=True)
             topic = None
         if topic is None:
             topic = Topic(
@@ -460,7 +461,16 @@ class Store:
             return
         if all(is_partition_file(name) for name in fs.listdir(directory)):
             doomed = os.path.join(self.path, _DELETED_PREFIX + secrets.token_hex(8))
-            fs.rename(directory, doomed)
+            # Under the partition's writer lock: an append another process is making
+            # completes first (acknowledged while the partition was live), and every
+            # later one finds its head file gone and fails; none lands in the renamed
+            # directory after its check and is acknowledged for nothing.
+            writer = fs.lock_file(os.path.join(directory, WRITER_LOCK_NAME))
+            try:
+                writer.acquire()
+                fs.rename(directory, doomed)
+            finally:
+                writer.close()
             directory = doomed
         if not self._remove_own_dir(directory):
             log.warning(
@@ -702,11 +712,26 @@ class Store:
     def describe_topic(self, name: str) -> TopicDescription:
         return self.topic(name).describe()
 
+    def refresh_topic(self, name: str) -> Topic:
+        """Topic ``name`` as its registry file says now (one small file read): a topic
+        deleted and created again (by any process) is a new :class:`Topic`, the old one
+        closed (its use raises TopicNotFoundError); a grown or altered one has its new
+        config. Producers and consumers call this every ``metadata_max_age_ms``.
+
+        Raises:
+            TopicNotFoundError: the topic is gone (the cached one is closed).
+        """
+        with self._lock:
+            self._check_open()
+            return self._fresh_topic(name)
+
     def _fresh_topic(self, name: str) -> Topic:
-        """Topic ``name`` as its registry file says now (hold the registry lock)."""
+        """Topic ``name`` as its registry file says now."""
         topic = self._load_topic(name) if validate_name_quietly(name) else None
         if topic is None:
-            self._topics.pop(name, None)
+            gone = self._topics.pop(name, None)
+            if gone is not None:
+                gone.close(f"topic {name!r} was deleted", deleted=True)
             return self.topic(name)  # raises TopicNotFoundError
         return topic
 
@@ -715,7 +740,7 @@ class Store:
         self._check_writable(f"delete topic {name!r}")
         with self._registry():
             topic = self._fresh_topic(name)
-            topic.close(f"topic {name!r} was deleted")
+            topic.close(f"topic {name!r} was deleted", deleted=True)
             self._fs.unlink(self._topic_file(name))
             self._fs.fsync_dir(os.path.join(self.path, TOPICS_DIR))
             del self._topics[name]
@@ -850,7 +875,8 @@ class Store:
         follows the topic's ``flush`` policy.
         """
         self._check_writable(f"append to topic {topic!r}")
-        return self.topic(topic).append(value, key, headers, partition, timestamp)
+        with self._forget_if_deleted(topic):
+            return self.topic(topic).append(value, key, headers, partition, timestamp)
 
     def append_many(
         self,
@@ -862,7 +888,21 @@ class Store:
         """Append ``(value, key, headers, partition, timestamp)`` tuples, one batch per
         partition; returns the metadata of each in input order."""
         self._check_writable(f"append to topic {topic!r}")
-        return self.topic(topic).append_many(records, compression=Compression.parse(compression))
+        with self._forget_if_deleted(topic):
+            return self.topic(topic).append_many(
+                records, compression=Compression.parse(compression)
+            )
+
+    @contextlib.contextmanager
+    def _forget_if_deleted(self, name: str) -> Iterator[None]:
+        """On TopicNotFoundError, re-read topic ``name``'s registry file, so the next
+        call finds the new incarnation (or none) rather than the deleted one."""
+        try:
+            yield
+        except TopicNotFoundError:
+            with contextlib.suppress(TopicNotFoundError, StoreClosedError):
+                self.refresh_topic(name)
+            raise
 
     def read(
         self, topic: str, partition: int, offset: int, max_records: int | None = None

@@ -158,6 +158,7 @@ class Topic:
         self._lock = threading.Lock()
         self._partitioner = KeyHashPartitioner(config.partitioner)
         self._closed_because: str | None = None
+        self._deleted = False
 
     @property
     def num_partitions(self) -> int:
@@ -176,6 +177,11 @@ class Topic:
             )
         with self._lock:
             if self._closed_because is not None:
+                if self._deleted:
+                    raise TopicNotFoundError(
+                        f"topic {self.name!r} cannot be used: {self._closed_because} "
+                        f"(look it up again for a topic created since)"
+                    )
                 raise StoreClosedError(
                     f"topic {self.name!r} cannot be used: {self._closed_because}"
                 )
@@ -280,10 +286,19 @@ class Topic:
             for plog in self._logs.values():
                 plog.reconfigure(config)
 
-    def close(self, reason: str = "its store is closed (open the store again)") -> None:
-        """Close every open partition; later use raises StoreClosedError with ``reason``."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (the store closed, or this incarnation deleted)."""
+        return self._closed_because is not None
+
+    def close(
+        self, reason: str = "its store is closed (open the store again)", *, deleted: bool = False
+    ) -> None:
+        """Close every open partition; later use raises StoreClosedError with ``reason``
+        (TopicNotFoundError if ``deleted``: this incarnation of the topic is gone)."""
         with self._lock:
             self._closed_because = reason
+            self._deleted = deleted
             logs, self._logs = list(self._logs.values()), {}
         errors: list[BaseException] = []
         for plog in logs:

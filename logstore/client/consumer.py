@@ -15,6 +15,16 @@ next fetch), before a partition is given up in a rebalance, and on close, which 
 at-least-once delivery. Leaving a ``with`` block (or an iteration) by an exception does
 not count the record being handled when the exception was raised as consumed.
 
+Metadata: a consumer re-reads the registry file of each topic it reads at most every
+``metadata_max_age_ms`` (and at once on an unknown partition or a deleted topic). A topic
+that grew is rebalanced by the group at once (or, with ``assign()``, its new partitions
+are readable); partitions added while the consumer ran are read from their beginning
+when the group has no committed offset for them (the consumer knew the topic before they
+existed, so all their records are new to it). A topic deleted and created again is a new
+incarnation: positions in the old one are dropped and each partition starts again from
+the group's committed offset in the new one, else from its beginning. While a topic is
+deleted and not created again, ``poll()`` raises TopicNotFoundError.
+
 Delivery recipes:
 
 * at-most-once: ``commit()`` right after ``poll()``, then process.
@@ -30,11 +40,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from logstore.client.group import GroupFiles, Ownership
+from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
 from logstore.errors import (
     InvalidConfigError,
     LogstoreError,
     OffsetOutOfRangeError,
+    PartitionNotFoundError,
     StoreClosedError,
+    TopicNotFoundError,
 )
 from logstore.storage.files import LockFile
 from logstore.types import Header, TopicPartition
@@ -42,6 +55,7 @@ from logstore.types import Header, TopicPartition
 if TYPE_CHECKING:
     from logstore.metadata import OffsetStore
     from logstore.store import Store
+    from logstore.topic import Topic
 
 OFFSET_RESETS = ("earliest", "latest", "none")
 
@@ -106,6 +120,9 @@ class Consumer:
             rebalance (commit in ``on_revoke`` to hand over exactly where you are).
         consumer_timeout_ms: iteration stops after this long without records (None:
             iterate until closed).
+        metadata_max_age_ms: re-read the registry file of each topic read at most this
+            often (and at once on an unknown partition or a deleted topic): a grown
+            topic is rebalanced, a re-created one read in its new incarnation, within it.
     """
 
     def __init__(
@@ -126,10 +143,15 @@ class Consumer:
         on_revoke: Callback | None = None,
         consumer_timeout_ms: int | None = None,
         member_id: str | None = None,
+        metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
     ) -> None:
         if auto_offset_reset not in OFFSET_RESETS:
             raise InvalidConfigError(
                 f"auto_offset_reset={auto_offset_reset!r} is not one of {OFFSET_RESETS}"
+            )
+        if metadata_max_age_ms < 0:
+            raise InvalidConfigError(
+                f"metadata_max_age_ms={metadata_max_age_ms} must be >= 0"
             )
         if max_poll_records < 1 or fetch_max_bytes < 1 or session_timeout_ms < 1:
             raise InvalidConfigError(
@@ -178,6 +200,15 @@ class Consumer:
         self._state_version = -1
         self._last_heartbeat = 0.0
         self._wanted: list[TopicPartition] = []
+        # What this consumer knows of each topic it reads: the incarnation (topic id) and
+        # partition count, as of _metadata_at; and the partitions to start at their
+        # beginning when the group has no committed offset (added, or re-created, since
+        # the consumer first saw their topic).
+        self.metadata_max_age_ms = metadata_max_age_ms
+        self._incarnations: dict[str, str | None] = {}
+        self._counts: dict[str, int] = {}
+        self._from_start: set[TopicPartition] = set()
+        self._metadata_at = time.monotonic()
         self._lock = threading.RLock()
         if topics is not None:
             self.subscribe(topics)
@@ -190,8 +221,11 @@ class Consumer:
         if self._subscription:
             raise InvalidConfigError("this consumer subscribed to topics; it cannot also assign")
         tps = [TopicPartition(*tp) for tp in partitions]
+        topics = {name: self._store.refresh_topic(name) for name in {tp.topic for tp in tps}}
         for tp in tps:
-            self._store.topic(tp.topic).partition(tp.partition)  # validates
+            topics[tp.topic].partition(tp.partition)  # validates
+        for topic in topics.values():
+            self._know(topic)
         self._end_run()
         self._assigned = tps
         self._positions = {tp: p for tp, p in self._positions.items() if tp in tps}
@@ -203,7 +237,7 @@ class Consumer:
             raise InvalidConfigError("subscribe needs a group_id (or use assign())")
         names = sorted(set(topics))
         for name in names:
-            self._store.topic(name)  # validates
+            self._know(self._store.refresh_topic(name))  # validates
         self._subscription = names
         if self._files is None:
             self._files = GroupFiles(self._store.path, self.group_id, self._store.fs)
@@ -214,14 +248,91 @@ class Consumer:
         self._rejoin(add=True)
 
     def _partition_counts(self) -> dict[str, int]:
-        return {t: self._store.topic(t).num_partitions for t in self._subscription}
+        """The subscribed topics' partition counts as their registry files say now (0 for
+        a deleted topic)."""
+        counts = {}
+        for name in self._subscription:
+            topic = self._refresh_topic(name)
+            counts[name] = 0 if topic is None else topic.num_partitions
+        return counts
+
+    # ------------------------------------------------------------------ metadata
+
+    def _know(self, topic: Topic) -> None:
+        """Note ``topic``'s incarnation and partition count, and act on a change since
+        this consumer last looked: a new incarnation drops its positions; partitions
+        added are read from their beginning (without a committed offset)."""
+        name = topic.name
+        if name in self._incarnations and self._incarnations[name] != topic.topic_id:
+            self._restart_topic(name)
+            self._from_start.update(
+                TopicPartition(name, p) for p in range(topic.num_partitions)
+            )
+        elif name in self._counts and topic.num_partitions > self._counts[name]:
+            self._from_start.update(
+                TopicPartition(name, p)
+                for p in range(self._counts[name], topic.num_partitions)
+            )
+        self._incarnations[name] = topic.topic_id
+        self._counts[name] = topic.num_partitions
+
+    def _restart_topic(self, name: str) -> None:
+        """Forget positions and fetched records of topic ``name`` (deleted, or deleted and
+        created again: they belong to another incarnation)."""
+        tps = {tp for tp in [*self._assigned, *self._positions, *self._buffers]
+               if tp.topic == name}
+        if tps:
+            self._end_run(*tps)
+        for tp in tps:
+            self._positions.pop(tp, None)
+            self._buffers.pop(tp, None)
+
+    def _refresh_topic(self, name: str) -> Topic | None:
+        """Topic ``name`` as its registry file says now (None if it is deleted)."""
+        try:
+            topic = self._store.refresh_topic(name)
+        except TopicNotFoundError:
+            if name in self._incarnations:
+                self._restart_topic(name)
+                self._from_start.update(tp for tp in self._assigned if tp.topic == name)
+                del self._incarnations[name]
+            self._counts[name] = 0
+            return None
+        self._know(topic)
+        return topic
+
+    def _refresh_metadata(self, *, force: bool = False) -> None:
+        """Every ``metadata_max_age_ms`` (or now, if ``force``), re-read the registry
+        files of the topics read; rebalance the group if a subscribed one changed.
+
+        Raises:
+            TopicNotFoundError: a topic read is deleted (and not created again).
+        """
+        now = time.monotonic()
+        if not force and (now - self._metadata_at) * 1000 < self.metadata_max_age_ms:
+            return
+        self._metadata_at = now
+        names = sorted({*self._subscription, *(tp.topic for tp in self._assigned)})
+        before = {name: (self._incarnations.get(name), self._counts.get(name)) for name in names}
+        gone = [name for name in names if self._refresh_topic(name) is None]
+        changed = any(
+            (self._incarnations.get(name), self._counts.get(name)) != before[name]
+            for name in self._subscription
+        )
+        if changed and self._files is not None:
+            self._rejoin(add=True)
+        if gone:
+            raise TopicNotFoundError(
+                f"topic {', '.join(map(repr, gone))} was deleted while this consumer read "
+                f"it (it reads it again once created again)"
+            )
 
     def _rejoin(self, *, add: bool) -> None:
         assert self._files is not None
         state = self._files.change(
             add=(self.member_id, self._subscription) if add else None,
             assignor=self.assignor,
-            partitions=self._partition_counts(),
+            partitions=self._partition_counts,
         )
         self._state_version = self._files.state_version()
         self._last_heartbeat = time.monotonic()
@@ -230,6 +341,10 @@ class Consumer:
     def _apply_state(self, generation: int, wanted: list[TopicPartition]) -> None:
         """Give up partitions no longer ours, then take the new ones once free."""
         assert self._ownership is not None
+        unknown = {tp.topic for tp in wanted if tp.partition >= self._counts.get(tp.topic, 0)}
+        for name in unknown:  # another member saw the topic grow first: look now
+            self._refresh_topic(name)
+        wanted = [tp for tp in wanted if tp.partition < self._counts.get(tp.topic, 0)]
         self._generation = generation
         self._wanted = sorted(wanted)
         revoked = sorted(self._ownership.owned - set(wanted))
@@ -298,8 +413,15 @@ class Consumer:
             if committed is not None:
                 plog.refresh()
                 if plog.log_start_offset <= committed.offset <= plog.log_end_offset:
+                    self._from_start.discard(tp)
                     return committed.offset
                 # Kafka: a committed offset out of range resets per auto_offset_reset
+        if tp in self._from_start:
+            # added or re-created since this consumer first saw the topic: every record
+            # in it is new to the consumer
+            self._from_start.discard(tp)
+            plog.refresh()
+            return plog.log_start_offset
         return self._reset(tp)
 
     def _reset(self, tp: TopicPartition) -> int:
@@ -331,6 +453,7 @@ class Consumer:
             raise OffsetOutOfRangeError(offset, 0, 0)
         self._end_run(tp)
         self._positions[tp] = offset
+        self._from_start.discard(tp)
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
         for tp in tps or tuple(self._assigned):
@@ -403,9 +526,16 @@ class Consumer:
         deadline = time.monotonic() + timeout_ms / 1000
         pause = 0.0001
         while True:
+            self._refresh_metadata()
             self._heartbeat()
             self._maybe_auto_commit()
-            runs = self._fetch(limit)
+            try:
+                runs = self._fetch(limit)
+            except (TopicNotFoundError, PartitionNotFoundError):
+                # deleted, re-created or grown since the last look: look now (raises
+                # TopicNotFoundError if a topic read is gone), then fetch again
+                self._refresh_metadata(force=True)
+                runs = self._fetch(limit)
             if runs or time.monotonic() >= deadline:
                 return runs
             time.sleep(pause)
@@ -415,7 +545,10 @@ class Consumer:
         """Up to ``limit`` records from the positions on, a run per partition."""
         out: list[Run] = []
         count = 0
-        tps = [tp for tp in self._assigned if tp not in self._paused]
+        tps = [
+            tp for tp in self._assigned
+            if tp not in self._paused and tp.partition < self._counts.get(tp.topic, 0)
+        ]  # a re-created topic may have fewer partitions than an assign() named
         n = len(tps)
         for i in range(n):
             if count >= limit:
@@ -647,7 +780,7 @@ class Consumer:
                 self._files.change(
                     remove=self.member_id,
                     assignor=self.assignor,
-                    partitions=self._partition_counts(),
+                    partitions=self._partition_counts,
                 )
         finally:
             self._closed = True

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from logstore.client.assignors import ASSIGNORS
@@ -142,13 +143,18 @@ class GroupFiles:
         add: tuple[str, list[str]] | None = None,
         remove: str | None = None,
         assignor: str,
-        partitions: dict[str, int],
+        partitions: dict[str, int] | Callable[[], dict[str, int]],
     ) -> GroupState:
         """Under the group lock: drop dead members, apply ``add``/``remove``, and if the
-        membership changed, reassign and bump the generation. Returns the state."""
+        membership or a subscribed topic's partition count (``partitions``, or what it
+        returns: called under the lock, so a member that read the registry before
+        another member rebalanced for a grown topic cannot shrink the assignment back)
+        changed, reassign and bump the generation. Returns the state."""
         with self._mutex:
             self._lock.acquire()
             try:
+                if callable(partitions):
+                    partitions = partitions()
                 state = self.read_state()
                 before = dict(state.members)
                 for member in list(state.members):

@@ -5,6 +5,13 @@ batch until it holds ``batch_bytes``, until ``linger_ms`` passes (a background t
 flushes it), or until ``flush()``/``close()``. Each batch is one RecordBatch v2 append,
 so the topic's ``flush`` policy (fsync) is paid once per batch, not per record.
 
+Metadata: the producer looks a topic up again (re-reads its registry file) at most every
+``metadata_max_age_ms``, and at once after an unknown partition or a deleted topic, so a
+grown topic's new partitions take keys within that time, and a topic deleted and created
+again is written in its new incarnation. A batch sent before the producer noticed a
+deletion fails with TopicNotFoundError (it is never written into deleted files, nor moved
+to the new incarnation, whose partition count may differ).
+
 Idempotence: every producer has a random 63-bit producer id; each partition's batches
 carry consecutive base sequences. A batch retried after an error that may or may not have
 written it is recognised by the partition log and not written twice.
@@ -39,6 +46,10 @@ log = logging.getLogger(__name__)
 Callback = Callable[[RecordMetadata | None, BaseException | None], Any]
 DEFAULT_LINGER_MS = 5
 DEFAULT_BATCH_BYTES = 256 * 1024
+DEFAULT_METADATA_MAX_AGE_MS = 1000
+"""How often producers and consumers re-read a topic's registry file (Kafka's
+``metadata.max.age.ms`` is 300000, for a network round trip to a broker; here it is one
+small local file read)."""
 _RECORD_OVERHEAD = 36  # most bytes a record adds beyond key, value and headers (varints)
 _BATCH_OVERHEAD = 61  # the RecordBatch v2 header
 
@@ -96,6 +107,7 @@ class _Batch:
         "created",
         "error",
         "event",
+        "incarnation",
         "partition",
         "producer",
         "records",
@@ -104,9 +116,10 @@ class _Batch:
         "topic",
     )
 
-    def __init__(self, producer: Producer, topic: str, partition: int) -> None:
+    def __init__(self, producer: Producer, incarnation: Topic, partition: int) -> None:
         self.producer = producer
-        self.topic = topic
+        self.incarnation = incarnation  # the topic (by id) the records were sent to
+        self.topic = incarnation.name
         self.partition = partition
         self.records: list[tuple[int, bytes | None, bytes | None, Any]] = []
         self.timestamps: list[int] = []
@@ -148,6 +161,9 @@ class Producer:
             A failed append is never committed (the next writer cuts it off), so a retry
             writes the batch exactly once.
         retry_backoff_ms: the wait before each retry.
+        metadata_max_age_ms: re-read a topic's registry file at most this often (and at
+            once after an unknown partition or a deleted topic): partitions added by
+            another process take keys, and a re-created topic is written, within it.
     """
 
     def __init__(
@@ -160,11 +176,14 @@ class Producer:
         idempotent: bool = True,
         retries: int = 3,
         retry_backoff_ms: int = 20,
+        metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
     ) -> None:
-        if linger_ms < 0 or batch_bytes < 1:
+        if linger_ms < 0 or batch_bytes < 1 or metadata_max_age_ms < 0:
             raise ValueError(
-                f"linger_ms={linger_ms} and batch_bytes={batch_bytes} must be >= 0 and >= 1"
+                f"linger_ms={linger_ms}, batch_bytes={batch_bytes} and metadata_max_age_ms="
+                f"{metadata_max_age_ms} must be >= 0, >= 1 and >= 0"
             )
+        self.metadata_max_age_ms = metadata_max_age_ms
         self._store = store
         self.linger_ms = linger_ms
         self.batch_bytes = batch_bytes
@@ -173,7 +192,7 @@ class Producer:
         self.retries = retries
         self.retry_backoff_ms = retry_backoff_ms
         self._sequences: dict[tuple[str, int], int] = {}
-        self._topics: dict[str, Topic] = {}
+        self._topics: dict[str, tuple[Topic, float]] = {}  # topic, when looked up
         self._batches: dict[tuple[str, int], _Batch] = {}
         # batches taken out of _batches wait here, per partition, in the order they were
         # sealed; whoever writes drains a partition's queue under its lock, so a
@@ -188,11 +207,24 @@ class Producer:
 
     # ------------------------------------------------------------------ sending
 
-    def _topic(self, name: str) -> Topic:
-        topic = self._topics.get(name)
-        if topic is None:
-            topic = self._topics[name] = self._store.topic(name)
-        return topic
+    def _topic(self, name: str, *, refresh: bool = False) -> Topic:
+        """Topic ``name``, looked up again if ``refresh``, if it was deleted, or if the
+        last look-up is older than ``metadata_max_age_ms``."""
+        now = time.monotonic()
+        cached = self._topics.get(name)
+        if (
+            cached is None
+            or refresh
+            or cached[0].closed
+            or (now - cached[1]) * 1000 >= self.metadata_max_age_ms
+        ):
+            try:
+                topic = self._store.refresh_topic(name)
+            except TopicNotFoundError:
+                self._topics.pop(name, None)
+                raise
+            self._topics[name] = cached = (topic, now)
+        return cached[0]
 
     def send(
         self,
@@ -217,7 +249,9 @@ class Producer:
         if partition is None:
             partition = t.choose_partition(key)
         elif type(partition) is not int or not 0 <= partition < t.num_partitions:
-            t.partition(partition)  # raises PartitionNotFoundError with the details
+            t = self._topic(topic, refresh=True)  # added by another process since?
+            if type(partition) is not int or not 0 <= partition < t.num_partitions:
+                t.partition(partition)  # raises PartitionNotFoundError with the details
         if timestamp is None:
             timestamp = self._clock_ms()
         elif type(timestamp) is not int or timestamp < 0:
@@ -235,11 +269,11 @@ class Producer:
             tp = (topic, partition)
             batch = self._batches.get(tp)
             sealed_early = None
-            if batch is not None and batch.size + size > limit:
+            if batch is not None and (batch.size + size > limit or batch.incarnation is not t):
                 self._seal(batch)
                 sealed_early, batch = batch, None
             if batch is None:
-                batch = self._batches[tp] = _Batch(self, topic, partition)
+                batch = self._batches[tp] = _Batch(self, t, partition)
                 if self.linger_ms:
                     self._ensure_lingerer()
             index = len(batch.records)
@@ -296,7 +330,7 @@ class Producer:
         """Append one batch (its partition's write lock is held)."""
         tp = (batch.topic, batch.partition)
         try:
-            plog = self._topic(batch.topic).partition(batch.partition)
+            plog = batch.incarnation.partition(batch.partition)
             with self._lock:
                 sequence = self._sequences.get(tp, 0)
                 self._sequences[tp] = (sequence + len(batch.records)) % (2**31)
@@ -318,10 +352,13 @@ class Producer:
                         len(batch.records), batch.topic, batch.partition,
                     )
                     time.sleep(self.retry_backoff_ms / 1000)
-                    plog = self._topic(batch.topic).partition(batch.partition)  # reopened
+                    plog = batch.incarnation.partition(batch.partition)  # reopened
             batch.base_offset = result.base_offset
         except TopicNotFoundError as err:
-            batch.error = self._topic(batch.topic).deleted(err)
+            with self._lock:  # the next send() looks the topic up again
+                if self._topics.get(batch.topic, (None,))[0] is batch.incarnation:
+                    del self._topics[batch.topic]
+            batch.error = batch.incarnation.deleted(err)
         except LogstoreError as err:
             batch.error = err
         finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from logstore.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
+from logstore.storage.head import WRITER_LOCK_NAME
 from logstore.store import Store
 from logstore.topic import PartitionInfo
 
@@ -306,19 +309,25 @@ def test_store_append_raises_topic_not_found_when_another_store_deleted_the_topi
 ) -> None:
     """Two Stores act as two processes. The writer has partition 0 open (and partition 1
     not yet) when the other deletes the topic: its appends, through ``append`` and a
-    producer, are refused, not acknowledged into unlinked files or an orphan directory."""
+    producer, are refused, not acknowledged into unlinked files or an orphan directory
+    (the producer's send, once the writer's store has seen the topic gone, raises at once
+    like any send to an unknown topic)."""
     data = tmp_path / "data"
     with _open(data) as writer, _open(data) as other:
         writer.create_topic("t", 2)
         writer.append("t", b"before", partition=0)
         producer = writer.producer(linger_ms=0)
+        future = producer.send("t", b"before", partition=0)
+        assert future.result().offset == 1
         other.delete_topic("t")
+        future = producer.send("t", b"after", partition=0)  # its cached topic
+        with pytest.raises(TopicNotFoundError, match="'t' was deleted"):
+            future.result()
         for partition in (0, 1):
-            with pytest.raises(TopicNotFoundError, match="'t' was deleted"):
+            with pytest.raises(TopicNotFoundError, match=r"'t' was deleted|unknown topic 't'"):
                 writer.append("t", b"after", partition=partition)
-            future = producer.send("t", b"after", partition=partition)
-            with pytest.raises(TopicNotFoundError, match="'t' was deleted"):
-                future.result()
+            with pytest.raises(TopicNotFoundError, match="unknown topic 't'"):
+                producer.send("t", b"after", partition=partition)
         producer.close()
     assert not [n for n in os.listdir(data) if n.startswith("t-")]
 
@@ -555,3 +564,22 @@ def test_store_apply_retention_applies_every_topic(tmp_path: Path) -> None:
         for p in range(2):
             assert store.partition("a", p).log_start_offset == 1
         assert store.partition("b", 0).log_start_offset == 0
+
+
+def test_delete_waits_for_an_append_in_progress_in_another_process(tmp_path: Path) -> None:
+    """An append holds its partition's writer lock from its deleted-check to its head
+    write; the delete takes that lock before it renames the directory, so no append
+    is acknowledged after it checked but with its bytes in the renamed directory."""
+    with logstore.open(tmp_path) as store:
+        store.create_topic("t", 1)
+        writer = store.fs.lock_file(os.path.join(tmp_path, "t-0", WRITER_LOCK_NAME))
+        writer.acquire()  # as an append in progress in another process holds it
+        deleting = threading.Thread(target=store.delete_topic, args=("t",))
+        deleting.start()
+        time.sleep(0.2)
+        assert os.path.isdir(tmp_path / "t-0")  # not renamed under the append
+        writer.release()
+        deleting.join(10)
+        writer.close()
+        assert not deleting.is_alive()
+        assert not os.path.exists(tmp_path / "t-0")
