@@ -366,6 +366,8 @@ def _consume(
     def commit(tps: list[TopicPartition] | None = None) -> None:
         chosen = {}
         for tp in consumer.assignment() if tps is None else tps:
+            if not store.has_topic(tp.topic):
+                continue  # deleted meanwhile: its offsets went with it
             at = unprinted.get(tp)
             if at is None:
                 at = consumer.position(tp)
