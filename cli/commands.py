@@ -8,13 +8,11 @@ exits non-zero; there is never a traceback.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import click
@@ -22,7 +20,7 @@ import click
 import logstore
 from logstore import TopicPartition
 
-from .common import TIME_HELP, parse_time, table, user_errors
+from .common import TIME_HELP, parse_time, table, until_interrupted, user_errors
 from .datadir import open_store
 
 
@@ -314,26 +312,16 @@ def consume(
         out.write(b"".join(render_record(r, fmt, fields) for r in records))
         out.flush()
 
-    with until_signalled() as stopped, open_store(data_dir, read_only_ok=group is None) as store:
+    with until_interrupted(*_STOP_SIGNALS) as stopped, open_store(
+        data_dir, read_only_ok=group is None
+    ) as store:
         _consume(store, topic, group, from_beginning, offset, start_ms, partition,
                  max_messages, follow, emit, stopped.is_set, commit_interval_ms / 1000)
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextlib.contextmanager
-def until_signalled() -> Iterator[threading.Event]:
-    """An event set by SIGINT, SIGTERM or SIGHUP while the block runs: ``consume`` then
-    stops after the current poll, commits what it printed and leaves its group."""
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
-                for sig in _STOP_SIGNALS}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+"""What stops ``consume`` cleanly: it finishes the poll, commits what it printed and
+leaves its group."""
 
 
 def _consume(

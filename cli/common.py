@@ -147,15 +147,20 @@ def table(header: list[str], rows: list[list[str]]) -> None:
 
 
 @contextlib.contextmanager
-def until_interrupted() -> Iterator[threading.Event]:
-    """An event set by Ctrl-C (SIGINT) while the block runs, so a long command can stop
-    cleanly (commit, flush, summarise) instead of dying with a traceback."""
+def until_interrupted(
+    *signals: signal.Signals,
+) -> Iterator[threading.Event]:
+    """An event set by Ctrl-C (SIGINT), or by any of ``signals`` if given, while the block
+    runs, so a long command can stop cleanly (commit, flush, summarise) instead of dying
+    with a traceback."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
+                for sig in signals or (signal.SIGINT,)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _Progress:

@@ -83,7 +83,7 @@ from logstore.storage.files import (
 )
 from logstore.storage.head import WRITER_LOCK_NAME
 from logstore.storage.log import PartitionLog, is_partition_file
-from logstore.storage.segment import LOG_SUFFIX, parse_segment_name
+from logstore.storage.segment import is_segment_log
 from logstore.topic import (
     HeadersArg,
     Topic,
@@ -446,10 +446,7 @@ class Store:
 
     def _holds_segments(self, directory: str) -> bool:
         fs = self._fs
-        return fs.is_dir(directory) and any(
-            (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
-            for name in fs.listdir(directory)
-        )
+        return fs.is_dir(directory) and any(map(is_segment_log, fs.listdir(directory)))
 
     def _discard_partition_dir(self, directory: str) -> None:
         """Remove a deleted topic's partition directory. It is renamed to
@@ -1035,10 +1032,7 @@ def orphan_dirs(fs: FileSystem, root: str, partitions: Mapping[str, int]) -> Ite
             if deleted or (match is not None and match["topic"] in partitions):
                 yield Orphan(full, removable=True, records=False)
             continue
-        logs = [
-            name for name in names
-            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
-        ]
+        logs = [name for name in names if is_segment_log(name)]
         if not (deleted or logs):
             continue
         yield Orphan(

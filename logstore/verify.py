@@ -39,7 +39,7 @@ from logstore.storage.files import (
     LockFile,
     ReadOnlyFileSystem,
 )
-from logstore.storage.segment import LOG_SUFFIX, parse_segment_name, segment_path
+from logstore.storage.segment import LOG_SUFFIX, segment_log_bases, segment_path
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
 from logstore.store import (
     _TEMP_PREFIX,
@@ -155,10 +155,7 @@ def segment_logs(
             f"no partition {topic}-{partition} in {os.fspath(path)} (no directory "
             f"{directory}; see 'logstore topics describe {topic}')"
         )
-    bases = sorted(
-        parsed[0] for name in fs.listdir(directory)
-        if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
-    )
+    bases = segment_log_bases(fs.listdir(directory))
     return [segment_path(directory, base, LOG_SUFFIX) for base in bases]
 
 

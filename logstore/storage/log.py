@@ -74,7 +74,7 @@ from logstore.storage.head import (
     pack_head,
     unpack_head,
 )
-from logstore.storage.segment import LOG_SUFFIX, Segment, parse_segment_name
+from logstore.storage.segment import LOG_SUFFIX, Segment, parse_segment_name, segment_log_bases
 from logstore.types import (
     AppendResult,
     BatchHeader,
@@ -322,11 +322,7 @@ class PartitionLog:
                 cached.close_files()
             self._open_sealed.clear()
             known.clear()
-        bases = sorted(
-            parsed[0]
-            for name in self.fs.listdir(self.directory)
-            if (parsed := parse_segment_name(name)) is not None and parsed[1] == LOG_SUFFIX
-        )
+        bases = segment_log_bases(self.fs.listdir(self.directory))
         if head.active_base_offset not in bases:
             # Checked before any state here changes, so the caller can read the head again
             # and retry: another process rolled and deleted this segment (retention,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from logstore.config import TopicConfig
@@ -50,6 +50,18 @@ def parse_segment_name(name: str) -> tuple[int, str] | None:
     ):
         return None
     return int(stem), suffix
+
+
+def is_segment_log(name: str) -> bool:
+    """Whether ``name`` is a segment's ``.log`` file (``<20 digits>.log``)."""
+    parsed = parse_segment_name(name)
+    return parsed is not None and parsed[1] == LOG_SUFFIX
+
+
+def segment_log_bases(names: Iterable[str]) -> list[int]:
+    """The base offsets of the segment ``.log`` files among ``names``, in order."""
+    found = (parse_segment_name(name) for name in names)
+    return sorted(parsed[0] for parsed in found if parsed is not None and parsed[1] == LOG_SUFFIX)
 
 
 class Segment:

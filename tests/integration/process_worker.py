@@ -39,6 +39,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import TextIO
 
 import logstore
 from logstore.types import TopicPartition
@@ -182,13 +183,13 @@ def read_until(directory: str, topic: str, stop: str, max_age_ms: int) -> None:
                 continue
             if records:
                 idle_since = time.monotonic()
-            out.write(
-                "".join(
-                    f"rec {r.partition} {r.offset} {(r.value or b'').decode()}\n"
-                    for r in records
-                )
-            )
-            out.flush()
+            _print_records(out, records)
+
+
+def _print_records(out: TextIO, records: list[logstore.ConsumerRecord]) -> None:
+    out.write("".join(f"rec {r.partition} {r.offset} {(r.value or b'').decode()}\n"
+                      for r in records))
+    out.flush()
 
 
 def member(directory: str, topic: str, group: str, stop: str, max_age_ms: int) -> None:
@@ -225,13 +226,7 @@ def member(directory: str, topic: str, group: str, stop: str, max_age_ms: int) -
             records = consumer.poll(timeout_ms=50)
             if records:
                 idle_since = time.monotonic()
-            out.write(
-                "".join(
-                    f"rec {r.partition} {r.offset} {(r.value or b'').decode()}\n"
-                    for r in records
-                )
-            )
-            out.flush()
+            _print_records(out, records)
             since_commit += len(records)
             if since_commit >= 50:
                 consumer.commit()
