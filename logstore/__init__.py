@@ -7,10 +7,9 @@
         records = store.read("events", meta.partition, meta.offset)
 """
 
-from logstore.client.admin import GroupDescription, GroupNotEmptyError, PartitionLag
+from logstore.client.admin import GroupDescription, PartitionLag
 from logstore.client.aio import AsyncConsumer, AsyncProducer
 from logstore.client.consumer import (
-    CommitFailedError,
     Consumer,
     ConsumerRecord,
     NoOffsetError,
@@ -19,9 +18,14 @@ from logstore.client.consumer import (
 from logstore.client.producer import Producer, RecordFuture
 from logstore.config import TopicConfig
 from logstore.errors import (
+    CommitFailedError,
     CorruptIndexError,
     CorruptionError,
     CorruptRecordError,
+    FencedInstanceIdError,
+    GroupError,
+    GroupNotEmptyError,
+    IllegalGenerationError,
     InvalidConfigError,
     InvalidRecordError,
     InvalidTopicError,
@@ -32,12 +36,14 @@ from logstore.errors import (
     PartitionLimitError,
     PartitionNotFoundError,
     ReadOnlyStoreError,
+    RebalanceInProgressError,
     RecordTooLargeError,
     StorageError,
     StoreClosedError,
     StoreLockedError,
     TopicExistsError,
     TopicNotFoundError,
+    UnknownMemberIdError,
 )
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
@@ -67,10 +73,13 @@ __all__ = [
     "CorruptIndexError",
     "CorruptRecordError",
     "CorruptionError",
+    "FencedInstanceIdError",
     "FetchResult",
     "FileSystem",
     "GroupDescription",
+    "GroupError",
     "GroupNotEmptyError",
+    "IllegalGenerationError",
     "InvalidConfigError",
     "InvalidRecordError",
     "InvalidTopicError",
@@ -87,6 +96,7 @@ __all__ = [
     "PartitionNotFoundError",
     "Producer",
     "ReadOnlyStoreError",
+    "RebalanceInProgressError",
     "Record",
     "RecordFuture",
     "RecordMetadata",
@@ -103,6 +113,7 @@ __all__ = [
     "TopicExistsError",
     "TopicNotFoundError",
     "TopicPartition",
+    "UnknownMemberIdError",
     "__version__",
     "open",
     "verify_store",

@@ -17,6 +17,13 @@
     │   ├── NotAStoreError        .found  (a non-empty directory without store.json)
     │   └── ReadOnlyStoreError    (a write to a store opened read_only=True)
     ├── LogFailedError            (an earlier write or fsync failed; reopen the store)
+    ├── GroupError                .group  (consumer-group coordination; .kafka_code)
+    │   ├── RebalanceInProgressError  (rejoin the group)
+    │   ├── IllegalGenerationError    (a request from an older generation: fenced)
+    │   ├── UnknownMemberIdError      (not (any longer) a member: fenced)
+    │   ├── FencedInstanceIdError     (another member took this group.instance.id)
+    │   ├── GroupNotEmptyError        (live members; stop them first)
+    │   └── CommitFailedError         (partitions this member does not own any longer)
     └── CorruptionError           .path .position
         ├── CorruptRecordError
         └── CorruptIndexError     (indexes are rebuilt automatically on open)
@@ -157,6 +164,57 @@ class LogFailedError(LogstoreError):
     After a failed fsync the kernel may have dropped the dirty pages, so retrying and
     acknowledging would risk losing data silently (PostgreSQL's "fsyncgate").
     """
+
+
+class GroupError(LogstoreError):
+    """A consumer-group request the coordinator refused. ``kafka_code`` is Kafka's error
+    code for it (the wire server answers with it)."""
+
+    kafka_code = -1
+
+    def __init__(self, message: str, group: str | None = None) -> None:
+        super().__init__(message)
+        self.group = group
+
+
+class RebalanceInProgressError(GroupError):
+    """The group is rebalancing: the member must rejoin (Kafka's REBALANCE_IN_PROGRESS)."""
+
+    kafka_code = 27
+
+
+class IllegalGenerationError(GroupError):
+    """A request carried an older generation than the group's: the member was fenced
+    (Kafka's ILLEGAL_GENERATION); it must rejoin before it fetches or commits again."""
+
+    kafka_code = 22
+
+
+class UnknownMemberIdError(GroupError):
+    """The member is not (any longer) in the group: it left, or was removed after missing
+    its session or poll deadline (Kafka's UNKNOWN_MEMBER_ID); it must rejoin."""
+
+    kafka_code = 25
+
+
+class FencedInstanceIdError(GroupError):
+    """Another member joined with this member's ``group_instance_id`` (Kafka's
+    FENCED_INSTANCE_ID)."""
+
+    kafka_code = 82
+
+
+class GroupNotEmptyError(GroupError):
+    """The group has live members; stop them before resetting or deleting its offsets."""
+
+    kafka_code = 68
+
+
+class CommitFailedError(GroupError):
+    """A commit for partitions this consumer does not own (any longer): after a rebalance
+    another member reads them, and only it may commit their offsets."""
+
+    kafka_code = 22
 
 
 class CorruptionError(LogstoreError):

@@ -12,16 +12,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
 from logstore.client.group import GROUPS_DIR, GroupFiles, group_dir_name, group_from_dir_name
-from logstore.errors import InvalidConfigError, LogstoreError
+from logstore.errors import GroupNotEmptyError, InvalidConfigError
 from logstore.metadata import CommittedOffset
 from logstore.types import TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store
-
-
-class GroupNotEmptyError(LogstoreError):
-    """The group has live members; stop them before resetting or deleting its offsets."""
 
 
 class PartitionLag(NamedTuple):

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Self
 from logstore.client.group import GroupFiles, Ownership
 from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
 from logstore.errors import (
+    CommitFailedError,
     InvalidConfigError,
     LogstoreError,
     OffsetOutOfRangeError,
@@ -58,11 +59,6 @@ if TYPE_CHECKING:
     from logstore.topic import Topic
 
 OFFSET_RESETS = ("earliest", "latest", "none")
-
-
-class CommitFailedError(LogstoreError):
-    """A commit for partitions this consumer does not own (any longer): after a rebalance
-    another member reads them, and only it may commit their offsets."""
 
 
 class NoOffsetError(LogstoreError):
