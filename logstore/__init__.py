@@ -9,12 +9,7 @@
 
 from logstore.client.admin import GroupDescription, PartitionLag
 from logstore.client.aio import AsyncConsumer, AsyncProducer
-from logstore.client.consumer import (
-    Consumer,
-    ConsumerRecord,
-    NoOffsetError,
-    OffsetAndTimestamp,
-)
+from logstore.client.consumer import Consumer, NoOffsetError
 from logstore.client.producer import Producer, RecordFuture
 from logstore.config import TopicConfig
 from logstore.errors import (
@@ -52,7 +47,9 @@ from logstore.topic import PartitionInfo, Topic, TopicDescription
 from logstore.types import (
     AppendResult,
     Compression,
+    ConsumerRecord,
     FetchResult,
+    OffsetAndTimestamp,
     Record,
     RecordMetadata,
     TimestampType,

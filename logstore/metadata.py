@@ -27,7 +27,6 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
 
 import crc32c
 
@@ -36,7 +35,7 @@ from logstore.errors import CorruptionError, InvalidRecordError, OffsetOutOfRang
 from logstore.records import RecordInput
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
-from logstore.types import Clock, TopicPartition
+from logstore.types import Clock, CommittedOffset, TopicPartition
 
 OFFSETS_TOPIC = "__consumer_offsets"
 SNAPSHOT_NAME = "offsets.snapshot"
@@ -51,14 +50,6 @@ _I64 = struct.Struct(">q")
 
 
 TOPIC_ID_HEADER = "topic_id"
-
-
-class CommittedOffset(NamedTuple):
-    offset: int
-    metadata: str
-    commit_timestamp: int
-    topic_id: str | None = None
-    """The topic incarnation it was committed against (None: before topic ids)."""
 
 
 OffsetKey = tuple[str, str, int]  # group, topic, partition

@@ -85,7 +85,6 @@ from logstore.storage.head import WRITER_LOCK_NAME
 from logstore.storage.log import PartitionLog, is_partition_file
 from logstore.storage.segment import is_segment_log
 from logstore.topic import (
-    HeadersArg,
     Topic,
     TopicDescription,
     new_topic_id,
@@ -95,6 +94,7 @@ from logstore.topic import (
 from logstore.types import (
     Clock,
     Compression,
+    HeadersArg,
     Record,
     RecordMetadata,
     SystemClock,

@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from logstore.config import TopicConfig
@@ -26,15 +26,13 @@ from logstore.partitioner import KeyHashPartitioner
 from logstore.records import RecordInput
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
-from logstore.types import Clock, Compression, Header, RecordMetadata
+from logstore.types import Clock, Compression, Header, HeadersArg, RecordMetadata
 
 log = logging.getLogger(__name__)
 
 TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 """Kafka's rule for topic names; ``.`` and ``..`` are refused too."""
 INTERNAL_PREFIX = "__"
-
-HeadersArg = Mapping[str, "bytes | None"] | Sequence[Header] | None
 
 
 def validate_topic_name(name: object) -> str:

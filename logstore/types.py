@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 Header = tuple[str, "bytes | None"]
 """One record header: a UTF-8 key and a value that may be null."""
+
+HeadersArg = Mapping[str, "bytes | None"] | Sequence[Header] | None
+"""Headers as callers pass them: a mapping, ``(key, value)`` pairs, or None."""
 
 
 class Compression(enum.IntEnum):
@@ -148,3 +151,91 @@ class TopicPartition(NamedTuple):
 
     topic: str
     partition: int
+
+
+class ConsumerRecord(NamedTuple):
+    """A record as a consumer receives it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[Header]
+
+
+class OffsetAndTimestamp(NamedTuple):
+    """The first record at or after a timestamp (Kafka's ListOffsets answer)."""
+
+    offset: int
+    timestamp: int
+
+
+class CommittedOffset(NamedTuple):
+    """A consumer group's committed offset for one partition."""
+
+    offset: int
+    metadata: str
+    commit_timestamp: int
+    topic_id: str | None = None
+    """The topic incarnation it was committed against (None: before topic ids)."""
+
+
+class TopicMetadata(NamedTuple):
+    """What clients know of a topic: its incarnation, partition count and config."""
+
+    name: str
+    topic_id: str | None
+    """The incarnation (Kafka's topic id); a topic deleted and created again has a new
+    one. None for a topic created before ids existed."""
+    partitions: int
+    partitioner: str
+    """How keys map to partitions: ``"murmur3"`` (logstore's default) or ``"murmur2"``
+    (Kafka's Java client's)."""
+    max_message_bytes: int
+    """The largest record batch the topic accepts."""
+
+
+class GroupMember(NamedTuple):
+    """Who sends a fetch or commit on behalf of a group: the coordinator refuses it when
+    ``generation`` is not the group's current one or the member is gone (fencing)."""
+
+    group: str
+    member_id: str
+    generation: int
+
+
+class JoinResult(NamedTuple):
+    """A completed join (Kafka's JoinGroup response): the new generation, the protocol
+    chosen among those every member supports, and, for the leader only, every member's
+    metadata to compute the assignment from."""
+
+    generation: int
+    protocol: str
+    leader: str
+    member_id: str
+    members: Sequence[tuple[str, bytes]]
+    """``(member_id, metadata)`` of every member, in join order, for the leader; empty
+    for the others."""
+
+
+class MemberInfo(NamedTuple):
+    member_id: str
+    group_instance_id: str | None
+    metadata: bytes
+    assignment: bytes
+
+
+class GroupInfo(NamedTuple):
+    """A group as its coordinator sees it (Kafka's DescribeGroups)."""
+
+    group: str
+    state: str
+    """Kafka's names: "Empty", "PreparingRebalance", "CompletingRebalance", "Stable" or
+    "Dead" (no such group)."""
+    protocol_type: str
+    protocol: str
+    generation: int
+    leader: str | None
+    members: Sequence[MemberInfo]

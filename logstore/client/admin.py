@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from logstore.client.group import GROUPS_DIR, GroupFiles, group_dir_name, group_from_dir_name
 from logstore.errors import GroupNotEmptyError, InvalidConfigError
-from logstore.metadata import CommittedOffset
-from logstore.types import TopicPartition
+from logstore.types import CommittedOffset, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store

@@ -18,10 +18,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
-from logstore.client.consumer import Consumer, ConsumerRecord
+from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
-from logstore.topic import HeadersArg
-from logstore.types import RecordMetadata, TopicPartition
+from logstore.types import ConsumerRecord, HeadersArg, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store

@@ -36,8 +36,8 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Self
 
 from logstore.client.group import GroupFiles, Ownership
 from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
@@ -51,7 +51,7 @@ from logstore.errors import (
     TopicNotFoundError,
 )
 from logstore.storage.files import LockFile
-from logstore.types import Header, TopicPartition
+from logstore.types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.metadata import OffsetStore
@@ -72,25 +72,8 @@ encoded, so a megabyte of tiny records would otherwise sit in the fetch buffer a
 megabytes for every partition."""
 
 
-class ConsumerRecord(NamedTuple):
-    """A record as a consumer receives it."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[Header]
-
-
 Run = tuple[TopicPartition, list[ConsumerRecord]]
 """Records of one partition from one fetch, in offset order."""
-
-
-class OffsetAndTimestamp(NamedTuple):
-    offset: int
-    timestamp: int
 
 
 Callback = Callable[[list[TopicPartition]], object]

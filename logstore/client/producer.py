@@ -34,8 +34,8 @@ from logstore.errors import (
     StoreClosedError,
     TopicNotFoundError,
 )
-from logstore.topic import HeadersArg, check_bytes, check_timestamp, normalize_headers
-from logstore.types import Compression, RecordMetadata
+from logstore.topic import check_bytes, check_timestamp, normalize_headers
+from logstore.types import Compression, HeadersArg, RecordMetadata
 
 if TYPE_CHECKING:
     from logstore.store import Store

@@ -26,10 +26,10 @@ from hypothesis.stateful import (
 
 import logstore
 from logstore import metadata
-from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, CommittedOffset
+from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME
 from logstore.storage.files import FileHandle, FileSystem
 from logstore.storage.log import PartitionLog
-from logstore.types import TopicPartition
+from logstore.types import CommittedOffset, TopicPartition
 from tests.conftest import FakeClock
 
 SNAPSHOT_EVERY = 4

@@ -47,7 +47,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import logstore
-from logstore.client.consumer import ConsumerRecord
 from logstore.config import TopicConfig
 from logstore.errors import (
     CorruptRecordError,
@@ -78,7 +77,7 @@ from logstore.records import (
 from logstore.records import compression as compression_module
 from logstore.storage.checkpoint import CHECKPOINT_NAME
 from logstore.storage.log import PartitionLog
-from logstore.types import Compression, TopicPartition
+from logstore.types import Compression, ConsumerRecord, TopicPartition
 from logstore_cli.main import cli
 from tests.strategies import compressions, record_inputs
 

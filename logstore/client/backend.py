@@ -1,0 +1,270 @@
+"""What the clients need from wherever the records live: the backend seam.
+
+:class:`Producer`, :class:`Consumer`, their asyncio twins and group administration talk
+to a :class:`Backend` and to nothing else. :class:`~logstore.backend.local.LocalBackend`
+serves an embedded store (a data directory); the wire server serves one over Kafka's
+protocol, and a Kafka-cluster backend would be one more implementation. The interface is
+shaped after the Kafka requests a client sends, so that such an implementation needs
+nothing else:
+
+=========================  ==============================================
+method                     Kafka request
+=========================  ==============================================
+``topic_metadata``         Metadata
+``append``                 Produce (records the client batched)
+``append_batch``           Produce (a RecordBatch v2 the caller encoded)
+``init_producer_id``       InitProducerId
+``fetch``                  Fetch (``max_wait_ms`` long polling)
+``offset_range``           ListOffsets (earliest, latest)
+``offset_for_timestamp``   ListOffsets (by timestamp)
+``committed_offsets``      OffsetFetch
+``commit_offsets``         OffsetCommit (generation-fenced)
+``delete_offsets``         OffsetDelete
+``join_group``             JoinGroup
+``sync_group``             SyncGroup
+``heartbeat``              Heartbeat
+``leave_group``            LeaveGroup
+``describe_group``         DescribeGroups
+``list_groups``            ListGroups
+``delete_group``           DeleteGroups
+=========================  ==============================================
+
+The group methods are Kafka's classic group protocol: the coordinator knows members,
+generations and opaque protocol metadata; the group's leader computes the assignment
+(:mod:`logstore.client.membership`). Joining and syncing never block longer than
+``wait_ms``: ``None`` means "not complete yet, call again" (a rebalance completes once
+every member has rejoined), so several members may share one thread.
+
+Errors are the :class:`~logstore.errors.LogstoreError` tree: TopicNotFoundError,
+PartitionNotFoundError, OffsetOutOfRangeError (per partition, in ``fetch``'s answer),
+StorageError and LogFailedError (retriable by a producer), RebalanceInProgressError,
+IllegalGenerationError, UnknownMemberIdError, FencedInstanceIdError (group requests),
+GroupNotEmptyError, CommitFailedError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from logstore.errors import LogstoreError
+from logstore.types import (
+    AppendResult,
+    CommittedOffset,
+    Compression,
+    ConsumerRecord,
+    GroupInfo,
+    GroupMember,
+    Header,
+    JoinResult,
+    OffsetAndTimestamp,
+    TopicMetadata,
+    TopicPartition,
+)
+
+RecordTuple = tuple[int, "bytes | None", "bytes | None", Sequence[Header]]
+"""One record to append: ``(timestamp_ms, key, value, headers)``."""
+
+PartitionFetch = list[ConsumerRecord] | LogstoreError
+"""One partition's answer to a fetch: its records from the offset asked for (maybe
+none yet), or the error for that partition (e.g. OffsetOutOfRangeError)."""
+
+
+class Backend(Protocol):
+    """The operations clients use. Thread-safe; shared by every client of one store."""
+
+    def now_ms(self) -> int:
+        """The backend's clock (ms since the epoch): default record timestamps."""
+        ...
+
+    # ------------------------------------------------------------------ metadata
+
+    def topic_metadata(self, topic: str) -> TopicMetadata:
+        """Topic ``topic`` as it is now (not cached by the backend: clients cache).
+
+        Raises:
+            TopicNotFoundError: there is no such topic.
+        """
+        ...
+
+    def list_topics(self) -> list[str]:
+        """The names of the topics clients may use (not internal ones)."""
+        ...
+
+    # ------------------------------------------------------------------ produce
+
+    def init_producer_id(self) -> tuple[int, int]:
+        """A new idempotent producer's ``(producer_id, producer_epoch)``."""
+        ...
+
+    def append(
+        self,
+        tp: TopicPartition,
+        records: Sequence[RecordTuple],
+        *,
+        topic_id: str | None,
+        compression: Compression = Compression.NONE,
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+        base_sequence: int = -1,
+    ) -> AppendResult:
+        """Append ``records`` to ``tp`` as one batch; a batch whose producer id and
+        sequence were already written is not written again (idempotence).
+
+        ``topic_id`` is the incarnation the records were sent to: if the topic was
+        deleted (and maybe created again) since, nothing is written.
+
+        Raises:
+            TopicNotFoundError: the topic (that incarnation) is gone.
+            PartitionNotFoundError, RecordTooLargeError, InvalidRecordError.
+            StorageError, LogFailedError: the write failed; nothing was committed, so
+                retrying with the same sequence writes the batch once.
+        """
+        ...
+
+    def append_batch(self, tp: TopicPartition, batch: bytes) -> AppendResult:
+        """Append RecordBatch v2 bytes as they are (offsets assigned in place), after
+        checking their CRC and header: the wire server's Produce, a mirror's copy."""
+        ...
+
+    # ------------------------------------------------------------------ fetch
+
+    def fetch(
+        self,
+        positions: Mapping[TopicPartition, int],
+        *,
+        max_records: int,
+        max_bytes: int,
+        max_wait_ms: int = 0,
+        member: GroupMember | None = None,
+    ) -> dict[TopicPartition, PartitionFetch]:
+        """Records of each partition from its offset in ``positions`` on: at most
+        ``max_records`` and about ``max_bytes`` (at least one batch) per partition.
+        Waits up to ``max_wait_ms`` until some partition has a record (the answer may
+        omit partitions with none).
+
+        Raises:
+            IllegalGenerationError, UnknownMemberIdError: ``member`` is not (any longer)
+                a member of its group in that generation: it was fenced.
+            TopicNotFoundError, PartitionNotFoundError: for the whole request.
+        """
+        ...
+
+    def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
+        """``(log_start_offset, high_watermark)`` of ``tp``."""
+        ...
+
+    def offset_for_timestamp(
+        self, tp: TopicPartition, timestamp: int
+    ) -> OffsetAndTimestamp | None:
+        """The first record of ``tp`` with a timestamp >= ``timestamp`` (None: none)."""
+        ...
+
+    # ------------------------------------------------------------------ offsets
+
+    def committed_offsets(
+        self, group: str, tps: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, CommittedOffset]:
+        """``group``'s committed offsets (of ``tps``, or all), as committed: an offset's
+        ``topic_id`` says which incarnation of its topic it belongs to."""
+        ...
+
+    def commit_offsets(
+        self,
+        group: str,
+        offsets: Mapping[TopicPartition, tuple[int, str]],
+        *,
+        member: GroupMember | None = None,
+    ) -> None:
+        """Commit ``(offset, metadata)`` per partition for ``group``, against the
+        topics' current incarnations. With ``member``, atomically with the check that it
+        is still a member of that generation.
+
+        Raises:
+            IllegalGenerationError, UnknownMemberIdError: ``member`` was fenced; nothing
+                was committed.
+        """
+        ...
+
+    def delete_offsets(self, group: str, tps: Iterable[TopicPartition]) -> None:
+        """Forget ``group``'s committed offsets of ``tps``."""
+        ...
+
+    # ------------------------------------------------------------------ groups
+
+    def join_group(
+        self,
+        group: str,
+        member_id: str,
+        *,
+        protocol_type: str,
+        protocols: Sequence[tuple[str, bytes]],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        group_instance_id: str | None = None,
+        wait_ms: int = 0,
+    ) -> JoinResult | None:
+        """Join (or rejoin) ``group`` with ``protocols`` (``(name, metadata)`` in order
+        of preference). Starts a rebalance unless the member is already in the current
+        generation with the same protocols. Returns the new generation once every member
+        has rejoined (or was removed: dead, or silent for its ``rebalance_timeout_ms``),
+        else None after ``wait_ms`` (call again).
+
+        Raises:
+            FencedInstanceIdError, InvalidConfigError (no protocol in common).
+        """
+        ...
+
+    def sync_group(
+        self,
+        group: str,
+        member_id: str,
+        generation: int,
+        assignments: Mapping[str, bytes],
+        *,
+        wait_ms: int = 0,
+    ) -> bytes | None:
+        """This member's assignment in ``generation``. The leader passes every member's
+        (``assignments``); the others pass none and get None until the leader has
+        synced (after ``wait_ms``: call again).
+
+        Raises:
+            RebalanceInProgressError: a new rebalance started: rejoin.
+            IllegalGenerationError, UnknownMemberIdError: fenced.
+        """
+        ...
+
+    def heartbeat(self, group: str, member_id: str, generation: int) -> None:
+        """Tell the coordinator this member is alive (and polling).
+
+        Raises:
+            RebalanceInProgressError: rejoin (give up partitions first).
+            IllegalGenerationError, UnknownMemberIdError: fenced: the member lost its
+                partitions; rejoin.
+        """
+        ...
+
+    def leave_group(self, group: str, member_id: str) -> None:
+        """Leave ``group`` (its partitions move to the others at once)."""
+        ...
+
+    def describe_group(self, group: str) -> GroupInfo:
+        """``group``'s state, generation and members with their metadata and assignment
+        (state "Dead" and no members if there is no such group)."""
+        ...
+
+    def list_groups(self) -> list[str]:
+        """Groups with members or committed offsets."""
+        ...
+
+    def delete_group(self, group: str) -> None:
+        """Forget an empty group: its offsets and membership.
+
+        Raises:
+            GroupNotEmptyError: it has live members.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds for its clients (idempotent)."""
+        ...
