@@ -53,11 +53,8 @@ import re
 import secrets
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
-from logstore.client import admin
-from logstore.client.consumer import Consumer
-from logstore.client.producer import Producer
 from logstore.config import DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS, TopicConfig
 from logstore.errors import (
     InvalidConfigError,
@@ -100,6 +97,11 @@ from logstore.types import (
     SystemClock,
     TopicPartition,
 )
+
+if TYPE_CHECKING:  # transitional: these methods move to the package facade
+    from logstore.client import admin
+    from logstore.client.consumer import Consumer
+    from logstore.client.producer import Producer
 
 log = logging.getLogger(__name__)
 
@@ -818,6 +820,8 @@ class Store:
     def producer(self, **options: Any) -> Producer:
         """A :class:`~logstore.client.producer.Producer` on this store (options: linger_ms,
         batch_bytes, compression, idempotent)."""
+        from logstore.client.producer import Producer  # noqa: PLC0415
+
         self._check_writable("make a producer")
         return Producer(self, **options)
 
@@ -827,6 +831,8 @@ class Store:
         takes consumers without a group only: a group records members and offsets)."""
         if options.get("group_id") is not None:
             self._check_writable(f"consume as group {options['group_id']!r}")
+        from logstore.client.consumer import Consumer  # noqa: PLC0415
+
         self._check_open()
         return Consumer(self, topics, **options)
 
@@ -834,19 +840,27 @@ class Store:
 
     def list_groups(self) -> list[str]:
         """Consumer groups with committed offsets or members."""
+        from logstore.client import admin  # noqa: PLC0415
+
         return admin.list_groups(self)
 
     def describe_group(self, group: str) -> admin.GroupDescription:
         """Live members, assignment, committed offset, log end and lag per partition."""
+        from logstore.client import admin  # noqa: PLC0415
+
         return admin.describe_group(self, group)
 
     def reset_offsets(self, group: str, **options: Any) -> dict[TopicPartition, int]:
         """New offsets for an inactive group (``to_earliest``, ``to_latest``,
         ``to_datetime``, ``to_offset`` or ``shift_by``); a dry run unless ``execute``."""
+        from logstore.client import admin  # noqa: PLC0415
+
         return admin.reset_offsets(self, group, **options)
 
     def delete_group(self, group: str) -> None:
         """Forget an inactive group's offsets and membership."""
+        from logstore.client import admin  # noqa: PLC0415
+
         admin.delete_group(self, group)
 
     def partition(self, topic: str, partition: int) -> PartitionLog:

@@ -47,7 +47,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+from logstore.backend import backend_for
 from logstore.errors import LogstoreError
+from logstore.store import Store
 from logstore.types import (
     AppendResult,
     CommittedOffset,
@@ -268,3 +270,11 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release what the backend holds for its clients (idempotent)."""
         ...
+
+
+def resolve_backend(target: Store | Backend) -> Backend:
+    """The backend behind ``target``: a store's :class:`~logstore.backend.LocalBackend`
+    (one per store), or ``target`` itself."""
+    if isinstance(target, Store):
+        return backend_for(target)
+    return target

@@ -21,25 +21,27 @@ from __future__ import annotations
 
 import collections
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Self
 
+from logstore.client.backend import Backend, resolve_backend
 from logstore.errors import (
+    InvalidConfigError,
     LogFailedError,
     LogstoreError,
+    PartitionNotFoundError,
     StorageError,
     StoreClosedError,
     TopicNotFoundError,
 )
-from logstore.topic import check_bytes, check_timestamp, normalize_headers
-from logstore.types import Compression, HeadersArg, RecordMetadata
+from logstore.partitioner import KeyHashPartitioner
+from logstore.records.inputs import check_bytes, check_timestamp, normalize_headers
+from logstore.types import Compression, HeadersArg, RecordMetadata, TopicMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store
-    from logstore.topic import Topic
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +109,19 @@ class _Batch:
         "created",
         "error",
         "event",
-        "incarnation",
         "partition",
         "producer",
         "records",
         "size",
         "timestamps",
         "topic",
+        "topic_id",
     )
 
-    def __init__(self, producer: Producer, incarnation: Topic, partition: int) -> None:
+    def __init__(self, producer: Producer, topic: TopicMetadata, partition: int) -> None:
         self.producer = producer
-        self.incarnation = incarnation  # the topic (by id) the records were sent to
-        self.topic = incarnation.name
+        self.topic = topic.name
+        self.topic_id = topic.topic_id  # the incarnation the records were sent to
         self.partition = partition
         self.records: list[tuple[int, bytes | None, bytes | None, Any]] = []
         self.timestamps: list[int] = []
@@ -149,7 +151,7 @@ class Producer:
     """Sends records to a store's topics. Thread-safe; use as a context manager.
 
     Args:
-        store: the open store.
+        store: the open store (or another :class:`~logstore.client.backend.Backend`).
         linger_ms: how long a record may wait for more to share its batch (Kafka's
             ``linger.ms``); 0 writes each ``send()`` at once.
         batch_bytes: a batch is written once its records reach about this size.
@@ -168,7 +170,7 @@ class Producer:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Backend,
         *,
         linger_ms: int = DEFAULT_LINGER_MS,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
@@ -179,20 +181,23 @@ class Producer:
         metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
     ) -> None:
         if linger_ms < 0 or batch_bytes < 1 or metadata_max_age_ms < 0:
-            raise ValueError(
+            raise InvalidConfigError(
                 f"linger_ms={linger_ms}, batch_bytes={batch_bytes} and metadata_max_age_ms="
                 f"{metadata_max_age_ms} must be >= 0, >= 1 and >= 0"
             )
         self.metadata_max_age_ms = metadata_max_age_ms
-        self._store = store
+        self._backend = resolve_backend(store)
         self.linger_ms = linger_ms
         self.batch_bytes = batch_bytes
         self.compression = Compression.parse(compression)
-        self.producer_id = secrets.randbits(63) if idempotent else -1
+        self.producer_id, self._producer_epoch = (
+            self._backend.init_producer_id() if idempotent else (-1, -1)
+        )
         self.retries = retries
         self.retry_backoff_ms = retry_backoff_ms
         self._sequences: dict[tuple[str, int], int] = {}
-        self._topics: dict[str, tuple[Topic, float]] = {}  # topic, when looked up
+        # per topic: what it is, its partitioner (the null-key round robin), when looked up
+        self._topics: dict[str, tuple[TopicMetadata, KeyHashPartitioner, float]] = {}
         self._batches: dict[tuple[str, int], _Batch] = {}
         # batches taken out of _batches wait here, per partition, in the order they were
         # sealed; whoever writes drains a partition's queue under its lock, so a
@@ -203,28 +208,29 @@ class Producer:
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._lingerer: threading.Thread | None = None
-        self._clock_ms = store.clock.now_ms
+        self._clock_ms = self._backend.now_ms
 
     # ------------------------------------------------------------------ sending
 
-    def _topic(self, name: str, *, refresh: bool = False) -> Topic:
-        """Topic ``name``, looked up again if ``refresh``, if it was deleted, or if the
+    def _topic(
+        self, name: str, *, refresh: bool = False
+    ) -> tuple[TopicMetadata, KeyHashPartitioner, float]:
+        """Topic ``name`` and its partitioner, looked up again if ``refresh`` or if the
         last look-up is older than ``metadata_max_age_ms``."""
         now = time.monotonic()
         cached = self._topics.get(name)
-        if (
-            cached is None
-            or refresh
-            or cached[0].closed
-            or (now - cached[1]) * 1000 >= self.metadata_max_age_ms
-        ):
+        if cached is None or refresh or (now - cached[2]) * 1000 >= self.metadata_max_age_ms:
             try:
-                topic = self._store.refresh_topic(name)
+                topic = self._backend.topic_metadata(name)
             except TopicNotFoundError:
                 self._topics.pop(name, None)
                 raise
-            self._topics[name] = cached = (topic, now)
-        return cached[0]
+            if cached is None or cached[1].algorithm != topic.partitioner:
+                partitioner = KeyHashPartitioner(topic.partitioner)
+            else:
+                partitioner = cached[1]  # the null-key round robin goes on
+            self._topics[name] = cached = (topic, partitioner, now)
+        return cached
 
     def send(
         self,
@@ -241,17 +247,20 @@ class Producer:
             InvalidRecordError: key, value, headers or timestamp of the wrong type.
             TopicNotFoundError, PartitionNotFoundError, StoreClosedError.
         """
-        t = self._topic(topic)
+        t, partitioner, _ = self._topic(topic)
         if key is not None and type(key) is not bytes:
             key = check_bytes("key", key)
         if value is not None and type(value) is not bytes:
             value = check_bytes("value", value)
         if partition is None:
-            partition = t.choose_partition(key)
-        elif type(partition) is not int or not 0 <= partition < t.num_partitions:
-            t = self._topic(topic, refresh=True)  # added by another process since?
-            if type(partition) is not int or not 0 <= partition < t.num_partitions:
-                t.partition(partition)  # raises PartitionNotFoundError with the details
+            partition = partitioner.partition(key, t.partitions)
+        elif type(partition) is not int or not 0 <= partition < t.partitions:
+            t, _, _ = self._topic(topic, refresh=True)  # added by another process since?
+            if type(partition) is not int or not 0 <= partition < t.partitions:
+                raise PartitionNotFoundError(
+                    f"topic {topic!r} has no partition {partition!r} (it has partitions "
+                    f"0..{t.partitions - 1})"
+                )
         if timestamp is None:
             timestamp = self._clock_ms()
         elif type(timestamp) is not int or timestamp < 0:
@@ -262,14 +271,14 @@ class Producer:
             size += sum(12 + len(k.encode()) + (len(v) if v else 0) for k, v in hdrs)
         # a batch never grows past what the topic accepts (Kafka caps it at
         # max.request.size); a record too large alone fails alone
-        limit = min(self.batch_bytes, t.config.max_message_bytes - _BATCH_OVERHEAD)
+        limit = min(self.batch_bytes, t.max_message_bytes - _BATCH_OVERHEAD)
         with self._lock:
             if self._closed:
                 raise StoreClosedError("producer is closed")
             tp = (topic, partition)
             batch = self._batches.get(tp)
             sealed_early = None
-            if batch is not None and (batch.size + size > limit or batch.incarnation is not t):
+            if batch is not None and (batch.size + size > limit or batch.topic_id != t.topic_id):
                 self._seal(batch)
                 sealed_early, batch = batch, None
             if batch is None:
@@ -330,17 +339,18 @@ class Producer:
         """Append one batch (its partition's write lock is held)."""
         tp = (batch.topic, batch.partition)
         try:
-            plog = batch.incarnation.partition(batch.partition)
             with self._lock:
                 sequence = self._sequences.get(tp, 0)
                 self._sequences[tp] = (sequence + len(batch.records)) % (2**31)
             for attempt in range(self.retries + 1):
                 try:
-                    result = plog.append_records(
+                    result = self._backend.append(
+                        TopicPartition(*tp),
                         batch.records,
+                        topic_id=batch.topic_id,
                         compression=self.compression,
                         producer_id=self.producer_id,
-                        producer_epoch=0 if self.producer_id >= 0 else -1,
+                        producer_epoch=self._producer_epoch,
                         base_sequence=sequence if self.producer_id >= 0 else -1,
                     )
                     break
@@ -352,13 +362,13 @@ class Producer:
                         len(batch.records), batch.topic, batch.partition,
                     )
                     time.sleep(self.retry_backoff_ms / 1000)
-                    plog = batch.incarnation.partition(batch.partition)  # reopened
             batch.base_offset = result.base_offset
         except TopicNotFoundError as err:
             with self._lock:  # the next send() looks the topic up again
-                if self._topics.get(batch.topic, (None,))[0] is batch.incarnation:
+                cached = self._topics.get(batch.topic)
+                if cached is not None and cached[0].topic_id == batch.topic_id:
                     del self._topics[batch.topic]
-            batch.error = batch.incarnation.deleted(err)
+            batch.error = err
         except LogstoreError as err:
             batch.error = err
         finally:

@@ -1,0 +1,246 @@
+"""The backend that serves an embedded store: clients on a data directory, no server.
+
+:class:`LocalBackend` implements :class:`logstore.client.backend.Backend` over a
+:class:`~logstore.store.Store`: topics and partition logs for records, the offsets log for
+commits, the file-based :class:`~logstore.groups.GroupCoordinator` for groups (shared by
+every process that opens the directory). One backend serves every client of one store
+(:func:`backend_for`), so the clients of a store share its coordinator and its caches.
+
+This module is the only one between the clients and the storage files: the clients know
+topics by name and incarnation id, never their logs, directories or lock files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from logstore.errors import (
+    LogstoreError,
+    OffsetOutOfRangeError,
+    TopicNotFoundError,
+)
+from logstore.store import Store
+from logstore.topic import Topic
+from logstore.types import (
+    AppendResult,
+    CommittedOffset,
+    Compression,
+    ConsumerRecord,
+    GroupMember,
+    OffsetAndTimestamp,
+    TopicMetadata,
+    TopicPartition,
+)
+
+_WAIT_FIRST_S = 0.0001
+_WAIT_MAX_S = 0.002
+"""A fetch waiting for records looks again after 0.1 ms, backing off to 2 ms: appends by
+other processes are seen within 2 ms, at a cost of a few stats per look."""
+
+
+class LocalBackend:
+    """The :class:`~logstore.client.backend.Backend` of an embedded store. Thread-safe.
+
+    Use :func:`backend_for` (one backend per store); the store must stay open while
+    clients use it.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def now_ms(self) -> int:
+        return self._store.clock.now_ms()
+
+    # ------------------------------------------------------------------ metadata
+
+    def topic_metadata(self, topic: str) -> TopicMetadata:
+        found = self._store.refresh_topic(topic)
+        return _metadata(found)
+
+    def list_topics(self) -> list[str]:
+        return self._store.list_topics()
+
+    def _incarnation(self, name: str, topic_id: str | None) -> Topic:
+        """Topic ``name`` in incarnation ``topic_id``.
+
+        Raises:
+            TopicNotFoundError: that incarnation was deleted (maybe created again).
+        """
+        topic = self._store.topic(name)
+        if topic.topic_id != topic_id or topic.closed:
+            topic = self._store.refresh_topic(name)
+            if topic.topic_id != topic_id:
+                raise TopicNotFoundError(
+                    f"topic {name!r} was deleted and created again since the records were "
+                    f"sent (they are not written into the new topic; send them again)"
+                )
+        return topic
+
+    # ------------------------------------------------------------------ produce
+
+    def init_producer_id(self) -> tuple[int, int]:
+        return secrets.randbits(63), 0
+
+    def append(
+        self,
+        tp: TopicPartition,
+        records: Sequence[tuple[int, bytes | None, bytes | None, Any]],
+        *,
+        topic_id: str | None,
+        compression: Compression = Compression.NONE,
+        producer_id: int = -1,
+        producer_epoch: int = -1,
+        base_sequence: int = -1,
+    ) -> AppendResult:
+        topic = self._incarnation(tp.topic, topic_id)
+        try:
+            return topic.partition(tp.partition).append_records(
+                records,
+                compression=compression,
+                producer_id=producer_id,
+                producer_epoch=producer_epoch,
+                base_sequence=base_sequence,
+            )
+        except TopicNotFoundError as err:
+            raise topic.deleted(err) from err
+
+    def append_batch(self, tp: TopicPartition, batch: bytes) -> AppendResult:
+        topic = self._store.topic(tp.topic)
+        try:
+            return topic.partition(tp.partition).append_batches(batch)
+        except TopicNotFoundError as err:
+            raise topic.deleted(err) from err
+
+    # ------------------------------------------------------------------ fetch
+
+    def fetch(
+        self,
+        positions: Mapping[TopicPartition, int],
+        *,
+        max_records: int,
+        max_bytes: int,
+        max_wait_ms: int = 0,
+        member: GroupMember | None = None,
+    ) -> dict[TopicPartition, list[ConsumerRecord] | LogstoreError]:
+        deadline = time.monotonic() + max_wait_ms / 1000
+        pause = _WAIT_FIRST_S
+        while True:
+            if member is not None:
+                self.check_member(member)
+            out = self._fetch_once(positions, max_records, max_bytes)
+            if any(out.values()) or time.monotonic() >= deadline:
+                return out
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, _WAIT_MAX_S)
+
+    def _fetch_once(
+        self, positions: Mapping[TopicPartition, int], max_records: int, max_bytes: int
+    ) -> dict[TopicPartition, list[ConsumerRecord] | LogstoreError]:
+        out: dict[TopicPartition, list[ConsumerRecord] | LogstoreError] = {}
+        store = self._store
+        for tp, offset in positions.items():
+            plog = store.topic(tp.topic).partition(tp.partition)
+            try:
+                out[tp] = plog.read_records(
+                    offset,
+                    max_records,
+                    max_bytes,
+                    record_type=ConsumerRecord,
+                    topic_partition=tp,
+                )
+            except OffsetOutOfRangeError as err:
+                out[tp] = err
+        return out
+
+    def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
+        plog = self._store.topic(tp.topic).partition(tp.partition)
+        plog.refresh()
+        return plog.log_start_offset, plog.log_end_offset
+
+    def offset_for_timestamp(
+        self, tp: TopicPartition, timestamp: int
+    ) -> OffsetAndTimestamp | None:
+        plog = self._store.topic(tp.topic).partition(tp.partition)
+        offset = plog.offset_for_timestamp(timestamp)
+        if offset is None:
+            return None
+        record = plog.read_records(offset, max_records=1)[0]
+        return OffsetAndTimestamp(record.offset, record.timestamp)
+
+    # ------------------------------------------------------------------ offsets
+
+    def committed_offsets(
+        self, group: str, tps: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, CommittedOffset]:
+        offsets = self._store.offsets
+        if tps is None:
+            return offsets.group_offsets(group)
+        out = {}
+        for tp in tps:
+            found = offsets.committed(group, tp)
+            if found is not None:
+                out[tp] = found
+        return out
+
+    def commit_offsets(
+        self,
+        group: str,
+        offsets: Mapping[TopicPartition, tuple[int, str]],
+        *,
+        member: GroupMember | None = None,
+    ) -> None:
+        if not offsets:
+            return
+        ids = {t: self._store.topic(t).topic_id for t in {tp.topic for tp in offsets}}
+        with self._fenced(member):
+            self._store.offsets.commit(group, dict(offsets), ids)
+
+    def delete_offsets(self, group: str, tps: Iterable[TopicPartition]) -> None:
+        self._store.offsets.delete(group, list(tps))
+
+    # ------------------------------------------------------------------ groups
+
+    def check_member(self, member: GroupMember) -> None:
+        """Raise the fencing error if ``member`` is not in its group's generation."""
+        del member  # the group coordinator checks it (wired in with logstore.groups)
+
+    @contextlib.contextmanager
+    def _fenced(self, member: GroupMember | None) -> Iterator[None]:
+        if member is not None:
+            self.check_member(member)
+        yield
+
+    def close(self) -> None:
+        """Nothing to release: the store owns the files."""
+
+
+def _metadata(topic: Topic) -> TopicMetadata:
+    config = topic.config
+    return TopicMetadata(
+        topic.name, topic.topic_id, config.partitions, config.partitioner,
+        config.max_message_bytes,
+    )
+
+
+_BACKENDS: weakref.WeakKeyDictionary[Store, LocalBackend] = weakref.WeakKeyDictionary()
+_BACKENDS_LOCK = threading.Lock()
+
+
+def backend_for(store: Store) -> LocalBackend:
+    """The backend serving ``store`` (one per store, made on first use)."""
+    with _BACKENDS_LOCK:
+        backend = _BACKENDS.get(store)
+        if backend is None:
+            backend = _BACKENDS[store] = LocalBackend(store)
+        return backend
