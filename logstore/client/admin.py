@@ -1,18 +1,20 @@
 """Consumer-group administration: list, describe (with lag), reset offsets, delete.
 
-What ``kafka-consumer-groups.sh`` does, on a store: offsets come from the offsets log,
-live members and their partitions from the group's files.
+What ``kafka-consumer-groups.sh`` does, through the backend seam: committed offsets and
+the group's members come from the backend (on an embedded store, its offsets log and
+group coordinator), each member's partitions from its assignment in Kafka's consumer
+protocol.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
-from logstore.client.group import GROUPS_DIR, GroupFiles, group_dir_name, group_from_dir_name
-from logstore.errors import GroupNotEmptyError, InvalidConfigError
+from logstore.client.backend import Backend, resolve_backend
+from logstore.errors import GroupNotEmptyError, InvalidConfigError, TopicNotFoundError
+from logstore.records.consumer_protocol import decode_assignment
 from logstore.types import CommittedOffset, TopicPartition
 
 if TYPE_CHECKING:
@@ -33,7 +35,9 @@ class PartitionLag(NamedTuple):
 
 class GroupDescription(NamedTuple):
     group: str
-    state: str  # "Stable" (live members) or "Empty"
+    state: str
+    """"Empty" (no live members), or Kafka's name of the group's state: "Stable",
+    "PreparingRebalance" or "CompletingRebalance"."""
     generation: int
     members: dict[str, list[TopicPartition]]
     partitions: list[PartitionLag]
@@ -43,76 +47,83 @@ class GroupDescription(NamedTuple):
         return sum(p.lag or 0 for p in self.partitions)
 
 
-def list_groups(store: Store) -> list[str]:
-    """Groups with committed offsets or a membership record."""
-    names = set(store.offsets.groups())
-    root = os.path.join(store.path, GROUPS_DIR)
-    if store.fs.is_dir(root):
-        names.update(group_from_dir_name(n) for n in store.fs.listdir(root))
-    return sorted(names)
+def list_groups(store: Store | Backend) -> list[str]:
+    """Groups with committed offsets or members."""
+    return resolve_backend(store).list_groups()
 
 
-def _live_members(store: Store, group: str) -> tuple[int, dict[str, list[TopicPartition]]]:
-    root = os.path.join(store.path, GROUPS_DIR, group_dir_name(group))
-    if not store.fs.is_dir(root):
-        return 0, {}
-    files = GroupFiles(store.path, group, store.fs)
-    try:
-        state = files.read_state()
-        live = {m: state.assignment.get(m, []) for m in state.members if files.is_alive(m)}
-        return state.generation, live
-    finally:
-        files.close()
+def _live_members(backend: Backend, group: str) -> tuple[str, int, dict[str, list[TopicPartition]]]:
+    """The group's state, generation, and each live member's partitions."""
+    info = backend.describe_group(group)
+    members = {m.member_id: decode_assignment(m.assignment) for m in info.members}
+    return info.state, info.generation, members
 
 
-def current_offsets(store: Store, group: str) -> dict[TopicPartition, CommittedOffset]:
+def current_offsets(store: Store | Backend, group: str) -> dict[TopicPartition, CommittedOffset]:
     """``group``'s committed offsets that belong to the topics as they are now (not to a
     deleted topic of the same name, nor to one that no longer exists)."""
+    backend = resolve_backend(store)
+    ids: dict[str, str | None] = {}
     out = {}
-    for tp, c in store.offsets.group_offsets(group).items():
-        if store.has_topic(tp.topic) and store.topic(tp.topic).topic_id == c.topic_id:
+    for tp, c in backend.committed_offsets(group).items():
+        if tp.topic not in ids:
+            ids[tp.topic] = _topic_id(backend, tp.topic)
+        if ids[tp.topic] is not _MISSING and ids[tp.topic] == c.topic_id:
             out[tp] = c
     return out
 
 
-def describe_group(store: Store, group: str) -> GroupDescription:
+_MISSING = "\0missing"  # no topic has this id
+
+
+def _topic_id(backend: Backend, name: str) -> str | None:
+    try:
+        return backend.topic_metadata(name).topic_id
+    except TopicNotFoundError:
+        return _MISSING
+
+
+def describe_group(store: Store | Backend, group: str) -> GroupDescription:
     """Members, assignment, committed offsets, log ends and lag of every partition the
     group has offsets for or is assigned."""
-    generation, members = _live_members(store, group)
-    committed = store.offsets.group_offsets(group)
+    backend = resolve_backend(store)
+    state, generation, members = _live_members(backend, group)
+    committed = backend.committed_offsets(group)
     owners = {tp: m for m, tps in members.items() for tp in tps}
+    ids: dict[str, str | None] = {}
     rows = []
     for tp in sorted(set(committed) | set(owners)):
-        if not store.has_topic(tp.topic):
+        if tp.topic not in ids:
+            ids[tp.topic] = _topic_id(backend, tp.topic)
+        if ids[tp.topic] is _MISSING:
             continue
-        plog = store.partition(tp.topic, tp.partition)
-        plog.refresh()
-        end = plog.log_end_offset
+        end = backend.offset_range(tp)[1]
         c = committed.get(tp)
         stale = None
-        if c is not None and c.topic_id != store.topic(tp.topic).topic_id:
+        if c is not None and c.topic_id != ids[tp.topic]:
             stale, c = c.offset, None
         offset = None if c is None else c.offset
         lag = None if offset is None else max(0, end - offset)
         rows.append(
             PartitionLag(tp.topic, tp.partition, offset, end, lag, owners.get(tp), stale)
         )
-    return GroupDescription(group, "Stable" if members else "Empty", generation, members, rows)
+    shown = state if members else "Empty"
+    return GroupDescription(group, shown, generation, members, rows)
 
 
 def _targets(
-    store: Store, group: str, topics: Iterable[str] | None
+    backend: Backend, group: str, topics: Iterable[str] | None
 ) -> list[TopicPartition]:
     if topics is None:
-        return sorted(current_offsets(store, group))
+        return sorted(current_offsets(backend, group))
     out = []
     for name in topics:
-        out += [TopicPartition(name, p) for p in range(store.topic(name).num_partitions)]
+        out += [TopicPartition(name, p) for p in range(backend.topic_metadata(name).partitions)]
     return out
 
 
 def reset_offsets(
-    store: Store,
+    store: Store | Backend,
     group: str,
     *,
     topics: Iterable[str] | None = None,
@@ -137,25 +148,25 @@ def reset_offsets(
             "reset_offsets needs exactly one of to_earliest, to_latest, to_datetime, "
             "to_offset, shift_by"
         )
-    _, members = _live_members(store, group)
+    backend = resolve_backend(store)
+    _, _, members = _live_members(backend, group)
     if members:
         raise GroupNotEmptyError(
             f"group {group!r} has {len(members)} live member(s) ({', '.join(sorted(members))}); "
-            f"stop them before resetting its offsets"
+            f"stop them before resetting its offsets",
+            group,
         )
-    committed = current_offsets(store, group)
+    committed = current_offsets(backend, group)
     result: dict[TopicPartition, int] = {}
-    for tp in _targets(store, group, topics):
-        plog = store.partition(tp.topic, tp.partition)
-        plog.refresh()
-        start, end = plog.log_start_offset, plog.log_end_offset
+    for tp in _targets(backend, group, topics):
+        start, end = backend.offset_range(tp)
         if to_earliest:
             new = start
         elif to_latest:
             new = end
         elif to_datetime is not None:
-            found = plog.offset_for_timestamp(int(to_datetime.timestamp() * 1000))
-            new = end if found is None else found
+            found = backend.offset_for_timestamp(tp, int(to_datetime.timestamp() * 1000))
+            new = end if found is None else found.offset
         elif to_offset is not None:
             new = to_offset
         else:
@@ -164,24 +175,14 @@ def reset_offsets(
             new = base + (shift_by or 0)
         result[tp] = min(max(new, start), end)
     if execute and result:
-        ids = {tp.topic: store.topic(tp.topic).topic_id for tp in result}
-        store.offsets.commit(group, {tp: (o, "") for tp, o in result.items()}, ids)
+        backend.commit_offsets(group, {tp: (o, "") for tp, o in result.items()})
     return result
 
 
-def delete_group(store: Store, group: str) -> None:
-    """Forget an inactive group: its committed offsets and membership files.
+def delete_group(store: Store | Backend, group: str) -> None:
+    """Forget an inactive group: its committed offsets and membership.
 
     Raises:
         GroupNotEmptyError: the group has live members.
     """
-    _, members = _live_members(store, group)
-    if members:
-        raise GroupNotEmptyError(
-            f"group {group!r} has live members ({', '.join(sorted(members))}); stop them "
-            f"before deleting it"
-        )
-    store.offsets.delete(group, list(store.offsets.group_offsets(group)))
-    root = os.path.join(store.path, GROUPS_DIR, group_dir_name(group))
-    if store.fs.is_dir(root):
-        store.fs.rmtree(root)
+    resolve_backend(store).delete_group(group)

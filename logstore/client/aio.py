@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Self
 
+from logstore.client.backend import Backend
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
 from logstore.types import ConsumerRecord, HeadersArg, RecordMetadata, TopicPartition
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 class AsyncProducer:
     """A :class:`~logstore.client.producer.Producer` for asyncio code (same options)."""
 
-    def __init__(self, store: Store, **options: Any) -> None:
+    def __init__(self, store: Store | Backend, **options: Any) -> None:
         self._producer = Producer(store, **options)
 
     async def send(
@@ -92,7 +93,9 @@ class AsyncProducer:
 class AsyncConsumer:
     """A :class:`~logstore.client.consumer.Consumer` for asyncio code (same options)."""
 
-    def __init__(self, store: Store, topics: Iterable[str] | None = None, **options: Any):
+    def __init__(
+        self, store: Store | Backend, topics: Iterable[str] | None = None, **options: Any
+    ) -> None:
         self._consumer = Consumer(store, topics, **options)
         self._buffer: deque[ConsumerRecord] = deque()
 
@@ -119,20 +122,20 @@ class AsyncConsumer:
         """The next record; like the blocking iterator, each record counts as handed out
         (its position moves past it) only when it is returned here."""
         consumer = self._consumer
-        consumer._settle()
-        consumer._async_in_flight = None  # the application came back: it handled it
+        consumer.handout.came_back()  # the application handled the record in flight
         timeout = consumer.consumer_timeout_ms
         loop = asyncio.get_running_loop()
         idle_since = loop.time()
         while True:
             while self._buffer:
                 record = self._buffer.popleft()
-                if consumer._hand_out(record):
+                if consumer.may_hand_out(TopicPartition(record.topic, record.partition)):
+                    consumer.handout.hand_out_one(record)
                     return record
-            if consumer._closed:
+            if consumer.closed:
                 raise StopAsyncIteration
-            runs = await asyncio.to_thread(consumer._poll_runs, 100, None)
-            consumer._fetchable.update(tp for tp, _ in runs)
+            runs = await asyncio.to_thread(consumer.poll_runs, 100, None)
+            consumer.handout.allow(runs)
             for _, run in runs:
                 self._buffer.extend(run)
             if not runs and timeout is not None and (loop.time() - idle_since) * 1000 >= timeout:
@@ -146,4 +149,4 @@ class AsyncConsumer:
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
         self._buffer.clear()
-        await asyncio.to_thread(self._consumer._close, failed=exc_type is not None)
+        await asyncio.to_thread(self._consumer.close_after, failed=exc_type is not None)

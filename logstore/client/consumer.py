@@ -2,28 +2,30 @@
 
 * ``assign([...])`` reads the given partitions, with no group coordination.
 * ``subscribe([...])`` (with a ``group_id``) joins the group: its live members divide
-  the topics' partitions (see :mod:`logstore.client.group`), every group gets every record
-  (pub-sub across groups, a work queue within one).
+  the topics' partitions (see :mod:`logstore.client.membership`), every group gets every
+  record (pub-sub across groups, a work queue within one).
 
 Positions start from the group's committed offset, else ``auto_offset_reset``
 ("earliest" or "latest"). A partition's *position* is the offset after the last record
 **handed to the application** (Kafka's rule): everything one ``poll()`` returns, or, when
 iterating, each record as it is yielded, never the rest of what a fetch read ahead.
-``commit()`` with no arguments stores the positions in the store's offsets log; with
-``enable_auto_commit`` they are committed every ``auto_commit_interval_ms`` (before the
-next fetch), before a partition is given up in a rebalance, and on close, which gives
+``commit()`` with no arguments stores the positions in the group's committed offsets;
+with ``enable_auto_commit`` they are committed every ``auto_commit_interval_ms`` (before
+the next fetch), before a partition is given up in a rebalance, and on close, which gives
 at-least-once delivery. Leaving a ``with`` block (or an iteration) by an exception does
 not count the record being handled when the exception was raised as consumed.
 
-Metadata: a consumer re-reads the registry file of each topic it reads at most every
-``metadata_max_age_ms`` (and at once on an unknown partition or a deleted topic). A topic
-that grew is rebalanced by the group at once (or, with ``assign()``, its new partitions
-are readable); partitions added while the consumer ran are read from their beginning
-when the group has no committed offset for them (the consumer knew the topic before they
-existed, so all their records are new to it). A topic deleted and created again is a new
-incarnation: positions in the old one are dropped and each partition starts again from
-the group's committed offset in the new one, else from its beginning. While a topic is
-deleted and not created again, ``poll()`` raises TopicNotFoundError.
+Fencing: a member that stopped polling for longer than ``max_poll_interval_ms`` (a
+process paused by SIGSTOP, a loop stuck in the application) is removed from its group,
+and its partitions move to the others. When it polls again, ``poll()`` raises
+:class:`~logstore.errors.UnknownMemberIdError` (or IllegalGenerationError) once, after
+dropping those partitions (``on_lost``, not ``on_revoke``: they are another member's
+now), and its ``commit()`` raises :class:`~logstore.errors.CommitFailedError`: it can
+neither go on reading them unknowingly nor commit over their new owner. The next
+``poll()`` rejoins.
+
+Metadata: see :mod:`logstore.client.topics`. While a topic is deleted and not created
+again, ``poll()`` raises TopicNotFoundError.
 
 Delivery recipes:
 
@@ -39,26 +41,29 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
-from logstore.client.group import GroupFiles, Ownership
+from logstore.client.backend import Backend, resolve_backend
+from logstore.client.handout import Handout, Run
+from logstore.client.membership import Membership
 from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
+from logstore.client.topics import Change, TopicView
 from logstore.errors import (
     CommitFailedError,
+    IllegalGenerationError,
     InvalidConfigError,
     LogstoreError,
     OffsetOutOfRangeError,
     PartitionNotFoundError,
     StoreClosedError,
     TopicNotFoundError,
+    UnknownMemberIdError,
 )
-from logstore.storage.files import LockFile
-from logstore.types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
+from logstore.types import ConsumerRecord, OffsetAndTimestamp, TopicMetadata, TopicPartition
 
 if TYPE_CHECKING:
-    from logstore.metadata import OffsetStore
     from logstore.store import Store
-    from logstore.topic import Topic
 
 OFFSET_RESETS = ("earliest", "latest", "none")
+DEFAULT_MAX_POLL_INTERVAL_MS = 300_000  # Kafka's max.poll.interval.ms
 
 
 class NoOffsetError(LogstoreError):
@@ -71,10 +76,8 @@ up to ``fetch_max_bytes``, but a decoded record costs about 100 bytes more than 
 encoded, so a megabyte of tiny records would otherwise sit in the fetch buffer as tens of
 megabytes for every partition."""
 
-
-Run = tuple[TopicPartition, list[ConsumerRecord]]
-"""Records of one partition from one fetch, in offset order."""
-
+_FENCED = (IllegalGenerationError, UnknownMemberIdError)
+_WAIT_SLICE_MS = 50  # a waiting poll looks at its group at least this often
 
 Callback = Callable[[list[TopicPartition]], object]
 
@@ -83,7 +86,7 @@ class Consumer:
     """Reads records. Not thread-safe (like Kafka's consumer): use one per thread.
 
     Args:
-        store: the open store.
+        store: the open store (or another :class:`~logstore.client.backend.Backend`).
         topics: topics to subscribe to (needs ``group_id``), or None to ``assign`` later.
         group_id: the consumer group; committed offsets are kept per group.
         auto_offset_reset: where to start without a committed offset: "earliest",
@@ -91,22 +94,30 @@ class Consumer:
         enable_auto_commit: commit returned positions every ``auto_commit_interval_ms``.
         max_poll_records: the most records one ``poll()`` returns.
         fetch_max_bytes: bytes read from one partition per fetch.
-        session_timeout_ms: a dead member's partitions move within this time.
-        heartbeat_interval_ms: how often membership is checked (default a third of the
-            session timeout).
+        session_timeout_ms: a member whose process died is noticed at once (its lock
+            is free); one reached over the network would be dropped after this long.
+        heartbeat_interval_ms: how often a member tells the group it is alive (default
+            a third of the session timeout).
+        max_poll_interval_ms: a member that does not poll for longer than this leaves
+            the group, and its partitions move to the others (Kafka's rule; default 5
+            minutes). Its next poll raises UnknownMemberIdError, then it rejoins.
         assignor: "range", "roundrobin" or "sticky".
         on_assign, on_revoke: called with the partitions gained or about to be lost in a
             rebalance (commit in ``on_revoke`` to hand over exactly where you are).
+        on_lost: called with the partitions lost when this member was fenced (they are
+            another member's already: a commit would be refused).
         consumer_timeout_ms: iteration stops after this long without records (None:
             iterate until closed).
-        metadata_max_age_ms: re-read the registry file of each topic read at most this
-            often (and at once on an unknown partition or a deleted topic): a grown
-            topic is rebalanced, a re-created one read in its new incarnation, within it.
+        metadata_max_age_ms: look at each topic read at most this often (and at once on
+            an unknown partition or a deleted topic): a grown topic is rebalanced, a
+            re-created one read in its new incarnation, within it.
+        group_instance_id: a static member's id (Kafka's ``group.instance.id``): a new
+            member with the same id takes its place.
     """
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Backend,
         topics: Iterable[str] | None = None,
         *,
         group_id: str | None = None,
@@ -117,12 +128,15 @@ class Consumer:
         fetch_max_bytes: int = 1 << 20,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int | None = None,
+        max_poll_interval_ms: int = DEFAULT_MAX_POLL_INTERVAL_MS,
         assignor: str = "range",
         on_assign: Callback | None = None,
         on_revoke: Callback | None = None,
+        on_lost: Callback | None = None,
         consumer_timeout_ms: int | None = None,
         member_id: str | None = None,
         metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
+        group_instance_id: str | None = None,
     ) -> None:
         if auto_offset_reset not in OFFSET_RESETS:
             raise InvalidConfigError(
@@ -132,12 +146,18 @@ class Consumer:
             raise InvalidConfigError(
                 f"metadata_max_age_ms={metadata_max_age_ms} must be >= 0"
             )
-        if max_poll_records < 1 or fetch_max_bytes < 1 or session_timeout_ms < 1:
+        if (
+            max_poll_records < 1
+            or fetch_max_bytes < 1
+            or session_timeout_ms < 1
+            or max_poll_interval_ms < 1
+        ):
             raise InvalidConfigError(
-                f"max_poll_records={max_poll_records}, fetch_max_bytes={fetch_max_bytes} and "
-                f"session_timeout_ms={session_timeout_ms} must be positive"
+                f"max_poll_records={max_poll_records}, fetch_max_bytes={fetch_max_bytes}, "
+                f"session_timeout_ms={session_timeout_ms} and max_poll_interval_ms="
+                f"{max_poll_interval_ms} must be positive"
             )
-        self._store = store
+        self._backend = resolve_backend(store)
         self.group_id = group_id
         self.auto_offset_reset = auto_offset_reset
         self.enable_auto_commit = enable_auto_commit and group_id is not None
@@ -146,22 +166,19 @@ class Consumer:
         self.fetch_max_bytes = fetch_max_bytes
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms or max(1, session_timeout_ms // 3)
+        self.max_poll_interval_ms = max_poll_interval_ms
         self.assignor = assignor
         self.on_assign = on_assign
         self.on_revoke = on_revoke
+        self.on_lost = on_lost
         self.consumer_timeout_ms = consumer_timeout_ms
         self.member_id = member_id or f"member-{secrets.token_hex(8)}"
+        self.group_instance_id = group_instance_id
         # The offset after the last record handed to the application, per partition: what
         # commit() and auto-commit store. Never beyond what was handed out.
         self._positions: dict[TopicPartition, int] = {}
-        # Iteration: the partitions whose records fetched for iteration may still be
-        # handed out (a seek, pause, poll or rebalance since the fetch drops them), the
-        # run of records being handed out (partition, records, the iterator over them),
-        # and the asyncio twin's last record handed out. Their positions are written into
-        # _positions lazily (_settle), so handing out a record costs nothing extra.
-        self._fetchable: set[TopicPartition] = set()
-        self._run: tuple[TopicPartition, list[ConsumerRecord], Any] | None = None  # list_iterator
-        self._async_in_flight: ConsumerRecord | None = None
+        self.handout = Handout(self._positions)
+        """Which fetched records iteration hands out (shared with the asyncio twin)."""
         # A fetch decodes up to fetch_max_bytes; what one poll does not return waits here
         # (records, index of the next) for the next poll, as Kafka's fetch buffer does.
         self._buffers: dict[TopicPartition, list[Any]] = {}
@@ -171,26 +188,16 @@ class Consumer:
         self._closed = False
         self._next_partition = 0
         self._last_commit = time.monotonic()
-        self._offsets: OffsetStore | None = store.offsets if group_id is not None else None
-        self._files: GroupFiles | None = None
-        self._ownership: Ownership | None = None
-        self._member_lock: LockFile | None = None
-        self._generation = -1
-        self._state_version = -1
-        self._last_heartbeat = 0.0
-        self._wanted: list[TopicPartition] = []
-        # What this consumer knows of each topic it reads: the incarnation (topic id) and
-        # partition count, as of _metadata_at; and the partitions to start at their
-        # beginning when the group has no committed offset (added, or re-created, since
-        # the consumer first saw their topic).
+        self._membership: Membership | None = None
         self.metadata_max_age_ms = metadata_max_age_ms
-        self._incarnations: dict[str, str | None] = {}
-        self._counts: dict[str, int] = {}
-        self._from_start: set[TopicPartition] = set()
-        self._metadata_at = time.monotonic()
+        self._topics = TopicView(self._backend, metadata_max_age_ms)
         self._lock = threading.RLock()
         if topics is not None:
             self.subscribe(topics)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # ------------------------------------------------------------------ assignment
 
@@ -200,14 +207,15 @@ class Consumer:
         if self._subscription:
             raise InvalidConfigError("this consumer subscribed to topics; it cannot also assign")
         tps = [TopicPartition(*tp) for tp in partitions]
-        topics = {name: self._store.refresh_topic(name) for name in {tp.topic for tp in tps}}
+        found = {name: self._backend.topic_metadata(name) for name in {tp.topic for tp in tps}}
         for tp in tps:
-            topics[tp.topic].partition(tp.partition)  # validates
-        for topic in topics.values():
-            self._know(topic)
-        self._end_run()
+            _check_partition(found[tp.topic], tp.partition)
+        for topic in found.values():
+            self._on_change(topic.name, self._topics.note(topic))
+        self.handout.end()
         self._assigned = tps
-        self._positions = {tp: p for tp, p in self._positions.items() if tp in tps}
+        for tp in [tp for tp in self._positions if tp not in tps]:
+            del self._positions[tp]
 
     def subscribe(self, topics: Iterable[str]) -> None:
         """Join the group and share the partitions of ``topics`` with its other members."""
@@ -216,200 +224,139 @@ class Consumer:
             raise InvalidConfigError("subscribe needs a group_id (or use assign())")
         names = sorted(set(topics))
         for name in names:
-            self._know(self._store.refresh_topic(name))  # validates
+            topic = self._backend.topic_metadata(name)  # validates
+            self._on_change(name, self._topics.note(topic))
         self._subscription = names
-        if self._files is None:
-            self._files = GroupFiles(self._store.path, self.group_id, self._store.fs)
-            self._ownership = Ownership(self._files)
-            member_lock = self._store.fs.lock_file(self._files.member_lock_path(self.member_id))
-            member_lock.acquire()
-            self._member_lock = member_lock
-        self._rejoin(add=True)
-
-    def _partition_counts(self) -> dict[str, int]:
-        """The subscribed topics' partition counts as their registry files say now (0 for
-        a deleted topic)."""
-        counts = {}
-        for name in self._subscription:
-            topic = self._refresh_topic(name)
-            counts[name] = 0 if topic is None else topic.num_partitions
-        return counts
-
-    # ------------------------------------------------------------------ metadata
-
-    def _know(self, topic: Topic) -> None:
-        """Note ``topic``'s incarnation and partition count, and act on a change since
-        this consumer last looked: a new incarnation drops its positions; partitions
-        added are read from their beginning (without a committed offset)."""
-        name = topic.name
-        if name in self._incarnations and self._incarnations[name] != topic.topic_id:
-            self._restart_topic(name)
-            self._from_start.update(
-                TopicPartition(name, p) for p in range(topic.num_partitions)
+        if self._membership is None:
+            self._membership = Membership(
+                self._backend,
+                self.group_id,
+                self.member_id,
+                assignor=self.assignor,
+                session_timeout_ms=self.session_timeout_ms,
+                max_poll_interval_ms=self.max_poll_interval_ms,
+                heartbeat_interval_ms=self.heartbeat_interval_ms,
+                group_instance_id=self.group_instance_id,
             )
-        elif name in self._counts and topic.num_partitions > self._counts[name]:
-            self._from_start.update(
-                TopicPartition(name, p)
-                for p in range(self._counts[name], topic.num_partitions)
-            )
-        self._incarnations[name] = topic.topic_id
-        self._counts[name] = topic.num_partitions
-
-    def _restart_topic(self, name: str) -> None:
-        """Forget positions and fetched records of topic ``name`` (deleted, or deleted and
-        created again: they belong to another incarnation)."""
-        tps = {tp for tp in [*self._assigned, *self._positions, *self._buffers]
-               if tp.topic == name}
-        if tps:
-            self._end_run(*tps)
-        for tp in tps:
-            self._positions.pop(tp, None)
-            self._buffers.pop(tp, None)
-
-    def _refresh_topic(self, name: str) -> Topic | None:
-        """Topic ``name`` as its registry file says now (None if it is deleted)."""
-        try:
-            topic = self._store.refresh_topic(name)
-        except TopicNotFoundError:
-            if name in self._incarnations:
-                self._restart_topic(name)
-                self._from_start.update(tp for tp in self._assigned if tp.topic == name)
-                del self._incarnations[name]
-            self._counts[name] = 0
-            return None
-        self._know(topic)
-        return topic
-
-    def _refresh_metadata(self, *, force: bool = False) -> None:
-        """Every ``metadata_max_age_ms`` (or now, if ``force``), re-read the registry
-        files of the topics read; rebalance the group if a subscribed one changed.
-
-        Raises:
-            TopicNotFoundError: a topic read is deleted (and not created again).
-        """
-        now = time.monotonic()
-        if not force and (now - self._metadata_at) * 1000 < self.metadata_max_age_ms:
-            return
-        self._metadata_at = now
-        names = sorted({*self._subscription, *(tp.topic for tp in self._assigned)})
-        before = {name: (self._incarnations.get(name), self._counts.get(name)) for name in names}
-        gone = [name for name in names if self._refresh_topic(name) is None]
-        changed = any(
-            (self._incarnations.get(name), self._counts.get(name)) != before[name]
-            for name in self._subscription
-        )
-        if changed and self._files is not None:
-            self._rejoin(add=True)
-        if gone:
-            raise TopicNotFoundError(
-                f"topic {', '.join(map(repr, gone))} was deleted while this consumer read "
-                f"it (it reads it again once created again)"
-            )
-
-    def _rejoin(self, *, add: bool) -> None:
-        assert self._files is not None
-        state = self._files.change(
-            add=(self.member_id, self._subscription) if add else None,
-            assignor=self.assignor,
-            partitions=self._partition_counts,
-        )
-        self._state_version = self._files.state_version()
-        self._last_heartbeat = time.monotonic()
-        self._apply_state(state.generation, state.assignment.get(self.member_id, []))
-
-    def _apply_state(self, generation: int, wanted: list[TopicPartition]) -> None:
-        """Give up partitions no longer ours, then take the new ones once free."""
-        assert self._ownership is not None
-        unknown = {tp.topic for tp in wanted if tp.partition >= self._counts.get(tp.topic, 0)}
-        for name in unknown:  # another member saw the topic grow first: look now
-            self._refresh_topic(name)
-        wanted = [tp for tp in wanted if tp.partition < self._counts.get(tp.topic, 0)]
-        self._generation = generation
-        self._wanted = sorted(wanted)
-        revoked = sorted(self._ownership.owned - set(wanted))
-        self._end_run()
-        if revoked:
-            if self.on_revoke is not None:
-                self.on_revoke(revoked)
-            if self.enable_auto_commit:
-                self._commit_positions(revoked)
-            for tp in revoked:
-                self._ownership.give_up(tp)
-                self._positions.pop(tp, None)
-                self._buffers.pop(tp, None)
-        self._take_free_partitions()
-
-    def _take_free_partitions(self) -> None:
-        assert self._ownership is not None
-        gained = [
-            tp for tp in self._wanted if tp not in self._ownership and self._ownership.try_take(tp)
-        ]
-        if gained:
-            self._assigned = [tp for tp in self._wanted if tp in self._ownership]
-            if self.on_assign is not None:
-                self.on_assign(gained)
-        else:
-            self._assigned = [tp for tp in self._wanted if tp in self._ownership]
-
-    def _heartbeat(self) -> None:
-        """Notice membership changes (cheap: a stat), and every heartbeat interval look
-        for dead members; take partitions whose previous owner has let go."""
-        if self._files is None:
-            return
-        now = time.monotonic()
-        version = self._files.state_version()
-        if now - self._last_heartbeat >= self.heartbeat_interval_ms / 1000:
-            self._rejoin(add=self.member_id not in self._files.read_state().members)
-            return
-        if version != self._state_version:
-            self._state_version = version
-            state = self._files.read_state()
-            if self.member_id not in state.members:  # removed as dead by mistake: rejoin
-                self._rejoin(add=True)
-                return
-            self._apply_state(state.generation, state.assignment.get(self.member_id, []))
-        elif len(self._assigned) < len(self._wanted):
-            self._take_free_partitions()
+        self._membership.subscribe(names)
+        self._poll_group()
 
     def assignment(self) -> list[TopicPartition]:
         """The partitions this consumer reads now."""
         return list(self._assigned)
 
     def rebalancing(self) -> bool:
-        """Whether the group gave this member partitions it does not read yet (their
-        previous owner has not handed them over); ``poll()`` takes them once it has."""
-        return len(self._assigned) < len(self._wanted)
+        """Whether the group is moving partitions to or from this member (``poll()``
+        takes part in the rebalance)."""
+        return self._membership is not None and self._membership.rebalancing
+
+    def _poll_group(self) -> None:
+        """Take part in the group: heartbeat, rejoin, give up and take partitions.
+
+        Raises:
+            UnknownMemberIdError, IllegalGenerationError: this member was fenced (its
+                partitions are dropped; the next call rejoins).
+        """
+        membership = self._membership
+        if membership is None:
+            return
+        try:
+            membership.poll(
+                on_revoke=self._revoked, on_assign=self._gained, on_lost=self._lost
+            )
+        finally:
+            self._assigned = [tp for tp in membership.assignment if self._topics.readable(tp)]
+
+    def _gained(self, tps: list[TopicPartition]) -> None:
+        unknown = {tp.topic for tp in tps if not self._topics.readable(tp)}
+        for name in unknown:  # another member saw the topic grow first: look now
+            self._on_change(name, self._topics.look(name)[1])
+        if self.on_assign is not None:
+            self.on_assign(list(tps))
+
+    def _revoked(self, tps: list[TopicPartition]) -> None:
+        """``tps`` move to other members: hand over exactly where this one is."""
+        self.handout.end()
+        if self.on_revoke is not None:
+            self.on_revoke(list(tps))
+        if self.enable_auto_commit:
+            self._commit_positions(tps)
+        self._forget(tps)
+
+    def _lost(self, tps: list[TopicPartition]) -> None:
+        """``tps`` were taken from this member when it was fenced: nothing to commit."""
+        self.handout.end()
+        if self.on_lost is not None:
+            self.on_lost(list(tps))
+        self._forget(tps)
+
+    def _forget(self, tps: Iterable[TopicPartition]) -> None:
+        for tp in tps:
+            self._positions.pop(tp, None)
+            self._buffers.pop(tp, None)
+
+    # ------------------------------------------------------------------ metadata
+
+    def _on_change(self, name: str, change: Change) -> None:
+        """Act on what changed in topic ``name``: positions in a deleted or re-created
+        topic belong to another incarnation; a deleted topic's partitions start from
+        their beginning once it exists again."""
+        if change in (Change.RECREATED, Change.DELETED):
+            tps = {tp for tp in [*self._assigned, *self._positions, *self._buffers]
+                   if tp.topic == name}
+            if tps:
+                self.handout.end(*tps)
+            self._forget(tps)
+        if change is Change.DELETED:
+            self._topics.from_start.update(tp for tp in self._assigned if tp.topic == name)
+
+    def _refresh_metadata(self, *, force: bool = False) -> None:
+        """Every ``metadata_max_age_ms`` (or now, if ``force``), look at the topics read;
+        rejoin the group if a subscribed one changed.
+
+        Raises:
+            TopicNotFoundError: a topic read is deleted (and not created again).
+        """
+        if not force and not self._topics.due():
+            return
+        self._topics.looked()
+        names = sorted({*self._subscription, *(tp.topic for tp in self._assigned)})
+        gone, changed = [], False
+        for name in names:
+            topic, change = self._topics.look(name)
+            self._on_change(name, change)
+            if topic is None:
+                gone.append(name)
+            changed |= change is not Change.NONE and name in self._subscription
+        if changed and self._membership is not None:
+            self._membership.request_rejoin()
+        if gone:
+            raise TopicNotFoundError(
+                f"topic {', '.join(map(repr, gone))} was deleted while this consumer read "
+                f"it (it reads it again once created again)"
+            )
 
     # ------------------------------------------------------------------ positions
 
     def _committed_or_reset(self, tp: TopicPartition) -> int:
-        topic = self._store.topic(tp.topic)
-        plog = topic.partition(tp.partition)
-        if self._offsets is not None and self.group_id is not None:
-            committed = self._offsets.committed(self.group_id, tp)
-            if committed is not None and committed.topic_id != topic.topic_id:
-                committed = None  # committed against a deleted topic of the same name
-            if committed is not None:
-                plog.refresh()
-                if plog.log_start_offset <= committed.offset <= plog.log_end_offset:
-                    self._from_start.discard(tp)
-                    return committed.offset
-                # Kafka: a committed offset out of range resets per auto_offset_reset
-        if tp in self._from_start:
+        committed = self.committed(tp)
+        start, end = self._backend.offset_range(tp)
+        if committed is not None and start <= committed <= end:
+            self._topics.from_start.discard(tp)
+            return committed
+        # (Kafka: a committed offset out of range resets per auto_offset_reset)
+        if tp in self._topics.from_start:
             # added or re-created since this consumer first saw the topic: every record
             # in it is new to the consumer
-            self._from_start.discard(tp)
-            plog.refresh()
-            return plog.log_start_offset
-        return self._reset(tp)
+            self._topics.from_start.discard(tp)
+            return start
+        return self._reset(tp, start, end)
 
-    def _reset(self, tp: TopicPartition) -> int:
-        plog = self._store.topic(tp.topic).partition(tp.partition)
-        plog.refresh()
+    def _reset(self, tp: TopicPartition, start: int, end: int) -> int:
         if self.auto_offset_reset == "earliest":
-            return plog.log_start_offset
+            return start
         if self.auto_offset_reset == "latest":
-            return plog.log_end_offset
+            return end
         raise NoOffsetError(
             f"{tp.topic}-{tp.partition} has no committed offset for group {self.group_id!r} "
             f"and auto_offset_reset is 'none' (seek() first)"
@@ -419,7 +366,7 @@ class Consumer:
         """The offset of the next record ``poll()`` returns from ``tp``."""
         tp = TopicPartition(*tp)
         self._check_assigned(tp)
-        self._settle()
+        self.handout.settle()
         if tp not in self._positions:
             self._positions[tp] = self._committed_or_reset(tp)
         return self._positions[tp]
@@ -430,38 +377,27 @@ class Consumer:
         self._check_assigned(tp)
         if offset < 0:
             raise OffsetOutOfRangeError(offset, 0, 0)
-        self._end_run(tp)
+        self.handout.end(tp)
         self._positions[tp] = offset
-        self._from_start.discard(tp)
+        self._topics.from_start.discard(tp)
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
         for tp in tps or tuple(self._assigned):
-            plog = self._store.topic(tp.topic).partition(tp.partition)
-            plog.refresh()
-            self.seek(tp, plog.log_start_offset)
+            self.seek(tp, self._backend.offset_range(TopicPartition(*tp))[0])
 
     def seek_to_end(self, *tps: TopicPartition) -> None:
         for tp in tps or tuple(self._assigned):
-            plog = self._store.topic(tp.topic).partition(tp.partition)
-            plog.refresh()
-            self.seek(tp, plog.log_end_offset)
+            self.seek(tp, self._backend.offset_range(TopicPartition(*tp))[1])
 
     def offsets_for_times(
         self, timestamps: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """For each partition, the first offset with a timestamp >= the given one (Kafka's
         ListOffsets), or None if there is none."""
-        out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
-        for given, ts in timestamps.items():
-            tp = TopicPartition(*given)
-            plog = self._store.topic(tp.topic).partition(tp.partition)
-            offset = plog.offset_for_timestamp(ts)
-            if offset is None:
-                out[tp] = None
-            else:
-                record = plog.read_records(offset, max_records=1)[0]
-                out[tp] = OffsetAndTimestamp(offset, record.timestamp)
-        return out
+        return {
+            TopicPartition(*tp): self._backend.offset_for_timestamp(TopicPartition(*tp), ts)
+            for tp, ts in timestamps.items()
+        }
 
     def seek_to_timestamp(self, timestamp: int, *tps: TopicPartition) -> None:
         """Replay from ``timestamp`` (ms): every partition (or ``tps``) continues at its
@@ -489,50 +425,64 @@ class Consumer:
 
         Every record returned counts as handed to the application: the positions move
         past them (and the next ``commit()`` or auto-commit stores that).
+
+        Raises:
+            UnknownMemberIdError, IllegalGenerationError: this member was fenced (see
+                the module's docstring); the next poll rejoins.
+            TopicNotFoundError: a topic read was deleted.
         """
         out: list[ConsumerRecord] = []
-        for tp, run in self._poll_runs(timeout_ms, max_records):
+        for tp, run in self.poll_runs(timeout_ms, max_records):
             self._positions[tp] = run[-1].offset + 1
             out += run
         return out
 
-    def _poll_runs(self, timeout_ms: int, max_records: int | None) -> list[Run]:
+    def poll_runs(self, timeout_ms: int, max_records: int | None) -> list[Run]:
         """Fetch up to ``max_records`` (one run of records per partition), waiting up to
-        ``timeout_ms`` for some; the positions do not move (the caller moves them)."""
+        ``timeout_ms`` for some; the positions do not move (the caller moves them, as
+        :meth:`poll` does at once and iteration does record by record)."""
         self._check_open()
-        self._end_run()  # records an iteration fetched before are not handed out now
+        self.handout.end()  # records an iteration fetched before are not handed out now
         limit = max_records or self.max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000
         pause = 0.0001
         while True:
             self._refresh_metadata()
-            self._heartbeat()
+            self._poll_group()
             self._maybe_auto_commit()
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
             try:
-                runs = self._fetch(limit)
+                runs = self._fetch(limit, min(left_ms, _WAIT_SLICE_MS))
             except (TopicNotFoundError, PartitionNotFoundError):
                 # deleted, re-created or grown since the last look: look now (raises
                 # TopicNotFoundError if a topic read is gone), then fetch again
                 self._refresh_metadata(force=True)
-                runs = self._fetch(limit)
+                runs = self._fetch(limit, 0)
+            except _FENCED:
+                self._poll_group()  # finds out, drops the partitions and raises
+                raise
             if runs or time.monotonic() >= deadline:
                 return runs
-            time.sleep(pause)
-            pause = min(pause * 2, 0.002)
+            if not self._fetchable_partitions():  # nothing to wait on in a fetch
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(pause * 2, 0.002)
 
-    def _fetch(self, limit: int) -> list[Run]:
-        """Up to ``limit`` records from the positions on, a run per partition."""
-        out: list[Run] = []
-        count = 0
-        tps = [
-            tp for tp in self._assigned
-            if tp not in self._paused and tp.partition < self._counts.get(tp.topic, 0)
-        ]  # a re-created topic may have fewer partitions than an assign() named
+    def _fetchable_partitions(self) -> list[TopicPartition]:
+        return [
+            tp for tp in self._assigned if tp not in self._paused and self._topics.readable(tp)
+        ]
+
+    def _fetch(self, limit: int, wait_ms: int) -> list[Run]:
+        """Up to ``limit`` records from the positions on, a run per partition, from the
+        fetch buffers and, for partitions with none buffered, one fetch (waiting up to
+        ``wait_ms`` for records when nothing is buffered)."""
+        tps = self._fetchable_partitions()
         n = len(tps)
-        for i in range(n):
-            if count >= limit:
-                break
-            tp = tps[(self._next_partition + i) % n]
+        if n:
+            tps = tps[self._next_partition % n :] + tps[: self._next_partition % n]
+            self._next_partition = (self._next_partition + 1) % n
+        wanted: dict[TopicPartition, int] = {}
+        for tp in tps:
             position = self.position(tp)
             buffered = self._buffers.get(tp)
             if (
@@ -540,30 +490,40 @@ class Consumer:
                 or buffered[1] >= len(buffered[0])
                 or buffered[0][buffered[1]].offset != position  # after a seek or reset
             ):
-                plog = self._store.topic(tp.topic).partition(tp.partition)
-                try:
-                    records = plog.read_records(
-                        position,
-                        max(limit - count, FETCH_MAX_RECORDS),
-                        self.fetch_max_bytes,
-                        record_type=ConsumerRecord,
-                        topic_partition=tp,
-                    )
-                except OffsetOutOfRangeError:
-                    self._positions[tp] = self._reset(tp)
-                    continue
-                if not records:
-                    self._buffers.pop(tp, None)
-                    continue
-                buffered = self._buffers[tp] = [records, 0]
+                self._buffers.pop(tp, None)
+                wanted[tp] = position
+        if wanted:
+            self._fill(wanted, limit, 0 if len(wanted) < n else wait_ms)
+        out: list[Run] = []
+        count = 0
+        for tp in tps:
+            buffered = self._buffers.get(tp)
+            if count >= limit or buffered is None:
+                continue
             records, start = buffered
             taken = records[start : start + limit - count]
             buffered[1] = start + len(taken)
             out.append((tp, taken))
             count += len(taken)
-        if n:
-            self._next_partition = (self._next_partition + 1) % n
         return out
+
+    def _fill(self, wanted: dict[TopicPartition, int], limit: int, wait_ms: int) -> None:
+        membership = self._membership
+        answers = self._backend.fetch(
+            wanted,
+            max_records=max(limit, FETCH_MAX_RECORDS),
+            max_bytes=self.fetch_max_bytes,
+            max_wait_ms=wait_ms,
+            member=None if membership is None else membership.member,
+        )
+        for tp, answer in answers.items():
+            if isinstance(answer, OffsetOutOfRangeError):
+                start, end = self._backend.offset_range(tp)
+                self._positions[tp] = self._reset(tp, start, end)
+            elif isinstance(answer, LogstoreError):
+                raise answer
+            elif answer:
+                self._buffers[tp] = [answer, 0]
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Records one at a time. Each record counts as handed out when it is yielded, so
@@ -572,6 +532,7 @@ class Consumer:
         a ``with`` block by that exception does not count it as consumed."""
         limit = self.consumer_timeout_ms
         idle_since = time.monotonic()
+        handout = self.handout
         while not self._closed:
             wait_ms = 100
             if limit is not None:
@@ -579,84 +540,30 @@ class Consumer:
                 if left <= 0:
                     return
                 wait_ms = min(wait_ms, max(1, int(left)))
-            runs = self._poll_runs(wait_ms, None)
-            self._fetchable.update(tp for tp, _ in runs)
+            runs = self.poll_runs(wait_ms, None)
+            handout.allow(runs)
             for tp, run in runs:
-                if not self._may_hand_out(tp):
+                if not self.may_hand_out(tp):
                     continue
-                # The records are handed out by a list iterator (at C speed); how far it
-                # has got says which records the application has (see _in_flight),
-                # and _end_run stops it when a seek, pause, poll or close comes between.
-                it = iter(run)
-                self._run = (tp, run, it)
+                it = handout.start(tp, run)
                 yield from it
-                if self._run is not None and self._run[2] is it:
-                    # the loop body came back after the run's last record: handled
-                    self._positions[tp] = run[-1].offset + 1
-                    self._run = None
+                handout.finish(it)
             if runs:
                 idle_since = time.monotonic()  # idle time counts from the last hand-out
 
-    def _may_hand_out(self, tp: TopicPartition) -> bool:
+    def may_hand_out(self, tp: TopicPartition) -> bool:
         """Whether records fetched for iteration from ``tp`` may still be handed out: not
         once it was sought, paused or revoked, or the consumer polled or closed."""
         return (
             not self._closed
-            and tp in self._fetchable
+            and tp in self.handout.fetchable
             and tp not in self._paused
             and tp in self._assigned
         )
 
-    def _in_flight(self) -> tuple[TopicPartition, ConsumerRecord] | None:
-        """The last record handed out by iteration, if the application has not come back
-        for the next one yet (it may be handling it still)."""
-        if self._run is not None:
-            tp, run, it = self._run
-            index = len(run) - it.__length_hint__() - 1
-            return (tp, run[index]) if index >= 0 else None
-        if self._async_in_flight is not None:
-            record = self._async_in_flight
-            return TopicPartition(record.topic, record.partition), record
-        return None
-
-    def _settle(self) -> None:
-        """Write the position after the last record handed out into ``_positions``."""
-        found = self._in_flight()
-        if found is not None:
-            self._positions[found[0]] = found[1].offset + 1
-
-    def _end_run(self, *tps: TopicPartition) -> None:
-        """Settle the position, and hand out nothing more of the records iteration
-        fetched from ``tps`` (every partition if none are named)."""
-        self._settle()
-        if tps:
-            self._fetchable.difference_update(tps)
-        else:
-            self._fetchable.clear()
-        if self._run is not None and (not tps or self._run[0] in tps):
-            _, run, it = self._run
-            it.__setstate__(len(run))  # exhausted: ``yield from`` ends at the next step
-            self._run = None
-        record = self._async_in_flight
-        if record is not None and (
-            not tps or TopicPartition(record.topic, record.partition) in tps
-        ):
-            self._async_in_flight = None
-
-    def _hand_out(self, record: ConsumerRecord) -> bool:
-        """For the asyncio twin, one record at a time: whether ``record`` (fetched by
-        :meth:`_poll_runs`) may be handed out; if so it becomes the record in flight."""
-        tp = TopicPartition(record.topic, record.partition)
-        if not self._may_hand_out(tp):
-            return False
-        self._settle()
-        self._positions[tp] = record.offset + 1
-        self._async_in_flight = record
-        return True
-
     def pause(self, *tps: TopicPartition) -> None:
         paused = [TopicPartition(*tp) for tp in tps]
-        self._end_run(*paused)
+        self.handout.end(*paused)
         self._paused.update(paused)
 
     def resume(self, *tps: TopicPartition) -> None:
@@ -672,40 +579,59 @@ class Consumer:
         """Commit ``offsets`` (the next offsets to read), or every current position.
 
         Raises:
-            CommitFailedError: a partition is not (any longer) this member's.
+            CommitFailedError: a partition is not (any longer) this member's: it was
+                reassigned in a rebalance, or this member was fenced.
         """
         self._check_open()
-        if self._offsets is None or self.group_id is None:
+        if self.group_id is None:
             raise InvalidConfigError("commit needs a group_id")
         if offsets is None:
-            self._settle()
+            self.handout.settle()
             chosen = {tp: (p, metadata) for tp, p in self._positions.items()}
         else:
             chosen = {
                 TopicPartition(*tp): (v if isinstance(v, tuple) else (v, metadata))
                 for tp, v in offsets.items()
             }
-        if self._ownership is not None:
-            foreign = [tp for tp in chosen if tp not in self._ownership]
+        if self._membership is not None:
+            owned = set(self._membership.assignment)
+            foreign = [tp for tp in chosen if tp not in owned]
             if foreign:
                 raise CommitFailedError(
                     f"cannot commit {', '.join(f'{t}-{p}' for t, p in foreign)} for group "
                     f"{self.group_id!r}: this member does not own them in generation "
-                    f"{self._generation} (they were reassigned in a rebalance)"
+                    f"{self._membership.generation} (they were reassigned in a rebalance)",
+                    self.group_id,
                 )
-        self._offsets.commit(self.group_id, chosen, self._topic_ids(chosen))
+        self._commit(chosen)
         self._last_commit = time.monotonic()
 
-    def _topic_ids(self, tps: Iterable[TopicPartition]) -> dict[str, str | None]:
-        return {t: self._store.topic(t).topic_id for t in {tp.topic for tp in tps}}
+    def _commit(self, chosen: Mapping[TopicPartition, tuple[int, str]]) -> None:
+        assert self.group_id is not None
+        membership = self._membership
+        member = None if membership is None else membership.member
+        if membership is not None and member is None and chosen:
+            raise CommitFailedError(
+                f"cannot commit for group {self.group_id!r}: this member is rejoining the "
+                f"group (its partitions may have moved; poll() first)",
+                self.group_id,
+            )
+        try:
+            self._backend.commit_offsets(self.group_id, chosen, member=member)
+        except _FENCED as err:
+            raise CommitFailedError(
+                f"cannot commit for group {self.group_id!r}: this member was fenced "
+                f"({err}); its partitions are another member's now",
+                self.group_id,
+            ) from err
 
     def _commit_positions(self, tps: Iterable[TopicPartition]) -> None:
-        if self._offsets is None or self.group_id is None:
+        if self.group_id is None:
             return
-        self._settle()
+        self.handout.settle()
         chosen = {tp: (self._positions[tp], "") for tp in tps if tp in self._positions}
         if chosen:
-            self._offsets.commit(self.group_id, chosen, self._topic_ids(chosen))
+            self._commit(chosen)
 
     def _maybe_auto_commit(self) -> None:
         if (
@@ -716,12 +642,15 @@ class Consumer:
             self._last_commit = time.monotonic()
 
     def committed(self, tp: TopicPartition | tuple[str, int]) -> int | None:
-        """The group's committed offset for ``tp`` (None if none)."""
-        if self._offsets is None or self.group_id is None:
+        """The group's committed offset for ``tp`` (None if none, or if it was committed
+        against a deleted topic of the same name)."""
+        if self.group_id is None:
             return None
         tp = TopicPartition(*tp)
-        found = self._offsets.committed(self.group_id, tp)
-        if found is None or found.topic_id != self._store.topic(tp.topic).topic_id:
+        found = self._backend.committed_offsets(self.group_id, [tp]).get(tp)
+        if tp.topic not in self._topics.incarnations:
+            self._on_change(tp.topic, self._topics.look(tp.topic)[1])
+        if found is None or found.topic_id != self._topics.incarnations.get(tp.topic):
             return None
         return found.offset
 
@@ -733,43 +662,41 @@ class Consumer:
 
     def close(self) -> None:
         """Commit (with auto-commit), leave the group and release partitions. Idempotent."""
-        self._close()
+        self.close_after(failed=False)
 
-    def _close(self, *, failed: bool = False) -> None:
+    def close_after(self, *, failed: bool) -> None:
+        """Close; ``failed``: an exception escaped while the application handled the
+        record in flight, so it was not consumed (neither auto-commit nor the next member
+        may skip it)."""
         if self._closed:
             return
-        found = self._in_flight()
+        found = self.handout.in_flight()
+        self.handout.end()  # an iteration in progress hands out nothing more
         if failed and found is not None:
-            # an exception escaped while the application handled this record: it was not
-            # consumed, so neither auto-commit nor the next member may skip it
-            self._end_run()
             self._positions[found[0]] = found[1].offset
-        else:
-            self._end_run()  # an iteration in progress hands out nothing more
         try:
-            if self._files is None and self.enable_auto_commit:
-                self._commit_positions(list(self._assigned))  # assign(): no group files
-            if self._files is not None and self._ownership is not None:
-                owned = sorted(self._ownership.owned)
-                if owned and self.on_revoke is not None:
-                    self.on_revoke(owned)
+            if self._membership is None:
                 if self.enable_auto_commit:
-                    self._commit_positions(owned)
-                self._ownership.give_up_all()
-                self._files.change(
-                    remove=self.member_id,
-                    assignor=self.assignor,
-                    partitions=self._partition_counts,
-                )
+                    self._commit_positions(list(self._assigned))
+            else:
+                self._membership.leave(on_revoke=self._revoked)
         finally:
             self._closed = True
-            if self._member_lock is not None:
-                self._member_lock.close()
-            if self._files is not None:
-                self._files.close()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        self._close(failed=exc_type is not None)
+        self.close_after(failed=exc_type is not None)
+
+
+def _check_partition(topic: TopicMetadata, partition: object) -> None:
+    if (
+        isinstance(partition, bool)
+        or not isinstance(partition, int)
+        or not 0 <= partition < topic.partitions
+    ):
+        raise PartitionNotFoundError(
+            f"topic {topic.name!r} has no partition {partition!r} (it has partitions "
+            f"0..{topic.partitions - 1})"
+        )
