@@ -177,10 +177,12 @@ class GroupCoordinator:
     ) -> JoinResult | None:
         """Join (or rejoin) ``group`` (Kafka's JoinGroup).
 
-        A new member, changed protocols or the leader rejoining a stable group start a
-        rebalance; a follower rejoining with the same protocols gets the current
-        generation. The rebalance completes once every member has rejoined or was
-        removed (dead, or silent past its ``rebalance_timeout_ms``).
+        A new member, changed protocols, or a member rejoining after it received its
+        assignment in the current generation (it wants a rebalance: a topic grew, it
+        revoked partitions) start a rebalance; a member that has not received its
+        assignment yet and rejoins with the same protocols gets the current generation.
+        The rebalance completes once every member has rejoined or was removed (dead,
+        or silent past its ``rebalance_timeout_ms``).
 
         Returns:
             The completed generation (with every member's metadata for the leader), or
@@ -244,6 +246,7 @@ class GroupCoordinator:
                 for m in st.members.values():
                     m.assignment = bytes(assignments.get(m.member_id, b""))
                 st.state, st.since_ms = "Stable", now
+            member.synced = True
             return member.assignment
 
         return self._waiting(group, attempt, wait_ms, create=False)
@@ -596,9 +599,7 @@ class GroupCoordinator:
             existing.session_timeout_ms = wanted.session_timeout_ms
             existing.rebalance_timeout_ms = wanted.rebalance_timeout_ms
             existing.group_instance_id = wanted.group_instance_id
-            if st.state != "PreparingRebalance" and (
-                changed or (st.state == "Stable" and member_id == st.leader)
-            ):
+            if st.state != "PreparingRebalance" and (changed or existing.synced):
                 sm.prepare_rebalance(st, now)
             existing.rejoined = True
         sm.try_complete(st, now)

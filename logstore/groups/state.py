@@ -59,6 +59,10 @@ class Member:
     rejoined: bool = True
     """Whether it rejoined since the current rebalance began (PreparingRebalance)."""
     assignment: bytes = b""
+    synced: bool = False
+    """Whether it received its assignment in this generation. A member that did and
+    joins again asks for a rebalance (it saw a topic grow, or revoked partitions); one
+    that did not is told the current generation again."""
 
     def metadata(self, protocol: str) -> bytes:
         """Its metadata for ``protocol`` (b"" if it does not support it)."""
@@ -75,6 +79,7 @@ class Member:
             "generation": self.generation,
             "rejoined": self.rejoined,
             "assignment": _b64(self.assignment),
+            "synced": self.synced,
         }
 
     @classmethod
@@ -91,6 +96,7 @@ class Member:
             int(raw["generation"]),
             bool(raw["rejoined"]),
             _unb64(raw["assignment"]),
+            bool(raw["synced"]),
         )
 
 
@@ -244,6 +250,7 @@ def try_complete(state: GroupState, now_ms: int) -> None:
     for member in ordered:
         member.generation = state.generation
         member.assignment = b""
+        member.synced = False
 
 
 def common_protocols(members: list[Member]) -> list[str]:

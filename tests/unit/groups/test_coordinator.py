@@ -118,14 +118,19 @@ def test_coordinator_second_member_rebalances_and_leader_is_kept(
     coordinator.heartbeat(G, "b", 2)
 
 
-def test_coordinator_follower_rejoin_with_same_protocols_keeps_the_generation(
+def test_coordinator_rejoin_before_sync_gets_the_current_generation(
     coordinator: GroupCoordinator,
 ) -> None:
-    stable(coordinator, "a", "b")
-    gen = coordinator.describe(G).generation
-    result = join(coordinator, "b")
-    assert result is not None and result.generation == gen
+    stable(coordinator, "a")
+    assert join(coordinator, "b") is None
+    assert join(coordinator, "a") is not None
+    coordinator.sync(G, "a", 2, {"a": b"A", "b": b"B"})
+    result = join(coordinator, "b")  # b missed its answer: it gets the same generation
+    assert result is not None and result.generation == 2
     assert coordinator.describe(G).state == "Stable"
+    assert coordinator.sync(G, "b", 2, {}) == b"B"
+    assert join(coordinator, "b") is None  # after its sync, a rejoin asks for a rebalance
+    assert coordinator.describe(G).state == "PreparingRebalance"
 
 
 def test_coordinator_changed_protocols_or_leader_rejoin_rebalance(
