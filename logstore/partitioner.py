@@ -16,6 +16,7 @@ from typing import Protocol
 import mmh3
 
 from logstore.config import PARTITIONERS
+from logstore.errors import InvalidConfigError
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
@@ -58,7 +59,7 @@ class KeyHashPartitioner:
 
     def __init__(self, algorithm: str = "murmur3") -> None:
         if algorithm not in PARTITIONERS:
-            raise ValueError(
+            raise InvalidConfigError(
                 f"unknown partitioner {algorithm!r} (use one of: {', '.join(PARTITIONERS)})"
             )
         self.algorithm = algorithm

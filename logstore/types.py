@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Protocol
 
+from logstore.errors import InvalidConfigError
+
 Header = tuple[str, "bytes | None"]
 """One record header: a UTF-8 key and a value that may be null."""
 
@@ -33,13 +35,15 @@ class Compression(enum.IntEnum):
         """Return the codec named by ``value`` ("gzip", 1, Compression.GZIP ...)."""
         if isinstance(value, Compression):
             return value
-        if isinstance(value, int):
-            return cls(value)
         try:
-            return cls[value.upper()]
-        except KeyError:
-            names = ", ".join(c.name.lower() for c in cls)
-            raise ValueError(f"unknown compression {value!r} (use one of: {names})") from None
+            if isinstance(value, int) and not isinstance(value, bool):
+                return cls(value)
+            if isinstance(value, str):
+                return cls[value.upper()]
+        except (KeyError, ValueError):
+            pass
+        names = ", ".join(c.name.lower() for c in cls)
+        raise InvalidConfigError(f"unknown compression {value!r} (use one of: {names})")
 
 
 class TimestampType(enum.IntEnum):

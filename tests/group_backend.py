@@ -66,6 +66,9 @@ class GroupBackend:
     def heartbeat(self, group: str, member_id: str, generation: int) -> None:
         self.coordinator.heartbeat(group, member_id, generation)
 
+    def group_changed(self, group: str, member_id: str, generation: int) -> bool:
+        return self.coordinator.changed(GroupMember(group, member_id, generation))
+
     def leave_group(self, group: str, member_id: str) -> None:
         self.coordinator.leave(group, member_id)
 

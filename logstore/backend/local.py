@@ -25,6 +25,7 @@ from logstore.errors import (
     OffsetOutOfRangeError,
     TopicNotFoundError,
 )
+from logstore.groups import GroupCoordinator
 from logstore.store import Store
 from logstore.topic import Topic
 from logstore.types import (
@@ -32,7 +33,9 @@ from logstore.types import (
     CommittedOffset,
     Compression,
     ConsumerRecord,
+    GroupInfo,
     GroupMember,
+    JoinResult,
     OffsetAndTimestamp,
     TopicMetadata,
     TopicPartition,
@@ -53,7 +56,7 @@ class LocalBackend:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._lock = threading.Lock()
+        self._groups = GroupCoordinator(store.path, store.fs, store.clock)
 
     @property
     def store(self) -> Store:
@@ -211,18 +214,76 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ groups
 
+    def join_group(
+        self,
+        group: str,
+        member_id: str,
+        *,
+        protocol_type: str,
+        protocols: Sequence[tuple[str, bytes]],
+        session_timeout_ms: int,
+        rebalance_timeout_ms: int,
+        group_instance_id: str | None = None,
+        wait_ms: int = 0,
+    ) -> JoinResult | None:
+        return self._groups.join(
+            group,
+            member_id,
+            protocol_type=protocol_type,
+            protocols=protocols,
+            session_timeout_ms=session_timeout_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+            group_instance_id=group_instance_id,
+            liveness="lock",  # an embedded member lives as long as its process
+            wait_ms=wait_ms,
+        )
+
+    def sync_group(
+        self,
+        group: str,
+        member_id: str,
+        generation: int,
+        assignments: Mapping[str, bytes],
+        *,
+        wait_ms: int = 0,
+    ) -> bytes | None:
+        return self._groups.sync(group, member_id, generation, assignments, wait_ms=wait_ms)
+
+    def heartbeat(self, group: str, member_id: str, generation: int) -> None:
+        self._groups.heartbeat(group, member_id, generation)
+
+    def group_changed(self, group: str, member_id: str, generation: int) -> bool:
+        return self._groups.changed(GroupMember(group, member_id, generation))
+
+    def leave_group(self, group: str, member_id: str) -> None:
+        self._groups.leave(group, member_id)
+
+    def describe_group(self, group: str) -> GroupInfo:
+        return self._groups.describe(group)
+
+    def list_groups(self) -> list[str]:
+        return sorted({*self._store.offsets.groups(), *self._groups.list_groups()})
+
+    def delete_group(self, group: str) -> None:
+        self._groups.delete(group)  # GroupNotEmptyError while it has live members
+        offsets = self._store.offsets
+        offsets.delete(group, list(offsets.group_offsets(group)))
+
     def check_member(self, member: GroupMember) -> None:
         """Raise the fencing error if ``member`` is not in its group's generation."""
-        del member  # the group coordinator checks it (wired in with logstore.groups)
+        self._groups.check(member)
 
     @contextlib.contextmanager
     def _fenced(self, member: GroupMember | None) -> Iterator[None]:
-        if member is not None:
-            self.check_member(member)
-        yield
+        if member is None:
+            yield
+        else:
+            with self._groups.fenced(member):
+                yield
 
     def close(self) -> None:
-        """Nothing to release: the store owns the files."""
+        """Release the member locks this process holds."""
+        self._groups.close()
 
 
 def _metadata(topic: Topic) -> TopicMetadata:

@@ -55,7 +55,9 @@ def list_groups(store: Store | Backend) -> list[str]:
 def _live_members(backend: Backend, group: str) -> tuple[str, int, dict[str, list[TopicPartition]]]:
     """The group's state, generation, and each live member's partitions."""
     info = backend.describe_group(group)
-    members = {m.member_id: decode_assignment(m.assignment) for m in info.members}
+    members = {
+        m.member_id: sorted(decode_assignment(m.assignment).partitions) for m in info.members
+    }
     return info.state, info.generation, members
 
 

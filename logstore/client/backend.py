@@ -23,6 +23,7 @@ method                     Kafka request
 ``join_group``             JoinGroup
 ``sync_group``             SyncGroup
 ``heartbeat``              Heartbeat
+``group_changed``          (none: a local shortcut; False over a network)
 ``leave_group``            LeaveGroup
 ``describe_group``         DescribeGroups
 ``list_groups``            ListGroups
@@ -244,6 +245,14 @@ class Backend(Protocol):
             IllegalGenerationError, UnknownMemberIdError: fenced: the member lost its
                 partitions; rejoin.
         """
+        ...
+
+    def group_changed(self, group: str, member_id: str, generation: int) -> bool:
+        """Whether the backend can tell without a request that ``group`` moved on from
+        ``generation`` (a rebalance started or completed, or the member was removed):
+        the member then heartbeats at once instead of at its next heartbeat interval.
+        LocalBackend tells with a ``stat``; a backend behind a network answers False
+        (it learns of rebalances from heartbeats, as Kafka's clients do)."""
         ...
 
     def leave_group(self, group: str, member_id: str) -> None:

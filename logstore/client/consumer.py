@@ -35,6 +35,7 @@ Delivery recipes:
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -48,6 +49,7 @@ from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
 from logstore.client.topics import Change, TopicView
 from logstore.errors import (
     CommitFailedError,
+    FencedInstanceIdError,
     IllegalGenerationError,
     InvalidConfigError,
     LogstoreError,
@@ -76,7 +78,7 @@ up to ``fetch_max_bytes``, but a decoded record costs about 100 bytes more than 
 encoded, so a megabyte of tiny records would otherwise sit in the fetch buffer as tens of
 megabytes for every partition."""
 
-_FENCED = (IllegalGenerationError, UnknownMemberIdError)
+_FENCED = (IllegalGenerationError, UnknownMemberIdError, FencedInstanceIdError)
 _WAIT_SLICE_MS = 50  # a waiting poll looks at its group at least this often
 
 Callback = Callable[[list[TopicPartition]], object]
@@ -290,6 +292,19 @@ class Consumer:
             self.on_lost(list(tps))
         self._forget(tps)
 
+    def _fenced(
+        self, err: IllegalGenerationError | UnknownMemberIdError | FencedInstanceIdError
+    ) -> None:
+        """A fetch or commit was refused with ``err``: unless that only raced a rebalance
+        this member takes part in, it was fenced: its partitions are lost, and ``err``
+        is raised (the next poll rejoins)."""
+        membership = self._membership
+        if membership is None or not membership.transient(err):
+            if membership is not None:
+                membership.lose(err, on_lost=self._lost)
+                self._assigned = []
+            raise err
+
     def _forget(self, tps: Iterable[TopicPartition]) -> None:
         for tp in tps:
             self._positions.pop(tp, None)
@@ -458,9 +473,9 @@ class Consumer:
                 # TopicNotFoundError if a topic read is gone), then fetch again
                 self._refresh_metadata(force=True)
                 runs = self._fetch(limit, 0)
-            except _FENCED:
-                self._poll_group()  # finds out, drops the partitions and raises
-                raise
+            except _FENCED as err:
+                self._fenced(err)  # raises unless it only raced this member's rebalance
+                runs = []
             if runs or time.monotonic() >= deadline:
                 return runs
             if not self._fetchable_partitions():  # nothing to wait on in a fetch
@@ -473,16 +488,29 @@ class Consumer:
         ]
 
     def _fetch(self, limit: int, wait_ms: int) -> list[Run]:
-        """Up to ``limit`` records from the positions on, a run per partition, from the
-        fetch buffers and, for partitions with none buffered, one fetch (waiting up to
-        ``wait_ms`` for records when nothing is buffered)."""
+        """Up to ``limit`` records from the positions on, a run per partition, taking
+        partitions in turn (from the fetch buffer, or fetching one with none buffered)
+        until ``limit`` is reached; if none has a record, one fetch of them all waits up
+        to ``wait_ms`` for the first."""
         tps = self._fetchable_partitions()
         n = len(tps)
-        if n:
-            tps = tps[self._next_partition % n :] + tps[: self._next_partition % n]
-            self._next_partition = (self._next_partition + 1) % n
-        wanted: dict[TopicPartition, int] = {}
+        if not n:
+            return []
+        first = self._next_partition % n
+        tps = tps[first:] + tps[:first]
+        self._next_partition = (first + 1) % n
+        out = self._take(tps, limit, fetch=True)
+        if not out and wait_ms > 0:
+            self._fill({tp: self.position(tp) for tp in tps}, limit, wait_ms)
+            out = self._take(tps, limit, fetch=False)
+        return out
+
+    def _take(self, tps: list[TopicPartition], limit: int, *, fetch: bool) -> list[Run]:
+        out: list[Run] = []
+        count = 0
         for tp in tps:
+            if count >= limit:
+                break
             position = self.position(tp)
             buffered = self._buffers.get(tp)
             if (
@@ -491,15 +519,12 @@ class Consumer:
                 or buffered[0][buffered[1]].offset != position  # after a seek or reset
             ):
                 self._buffers.pop(tp, None)
-                wanted[tp] = position
-        if wanted:
-            self._fill(wanted, limit, 0 if len(wanted) < n else wait_ms)
-        out: list[Run] = []
-        count = 0
-        for tp in tps:
-            buffered = self._buffers.get(tp)
-            if count >= limit or buffered is None:
-                continue
+                if not fetch:
+                    continue
+                self._fill({tp: position}, limit, 0)
+                buffered = self._buffers.get(tp)
+                if buffered is None:
+                    continue
             records, start = buffered
             taken = records[start : start + limit - count]
             buffered[1] = start + len(taken)
@@ -617,8 +642,20 @@ class Consumer:
                 self.group_id,
             )
         try:
-            self._backend.commit_offsets(self.group_id, chosen, member=member)
+            try:
+                self._backend.commit_offsets(self.group_id, chosen, member=member)
+            except IllegalGenerationError as err:
+                # a rebalance this member joined completed meanwhile: commit the
+                # partitions it still owns in the new generation
+                if membership is None or not membership.transient(err):
+                    raise
+                if not membership.catch_up():
+                    raise
+                member = membership.member
+                self._backend.commit_offsets(self.group_id, chosen, member=member)
         except _FENCED as err:
+            with contextlib.suppress(*_FENCED):
+                self._fenced(err)
             raise CommitFailedError(
                 f"cannot commit for group {self.group_id!r}: this member was fenced "
                 f"({err}); its partitions are another member's now",

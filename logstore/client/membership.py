@@ -246,6 +246,16 @@ class Membership:
             self._next_member_id()
         self._phase, self._generation, self._joined, self._rejoin = "unjoined", -1, None, False
 
+    def catch_up(self) -> bool:
+        """While joining: learn the generation the rebalance completed with, if it did
+        (no sync: no partition changes hands), so commits of the partitions this member
+        still owns carry it. Returns whether the generation moved on."""
+        if self._phase != "joining":
+            return False
+        before = self._generation
+        self._join(0)
+        return self._generation != before
+
     def transient(self, error: GroupError) -> bool:
         """Whether a fetch or commit refused with ``error`` only raced a rebalance this
         member takes part in (its generation completed a moment before it heard): the
@@ -278,7 +288,10 @@ class Membership:
         if self._phase == "stable":
             if self._rejoin:
                 self._phase = "joining"
-            elif self._now_ms() - self._last_heartbeat >= self.heartbeat_interval_ms:
+            elif (
+                self._now_ms() - self._last_heartbeat >= self.heartbeat_interval_ms
+                or self._backend.group_changed(self.group, self._member_id, self._generation)
+            ):
                 try:
                     self._backend.heartbeat(self.group, self._member_id, self._generation)
                     self._last_heartbeat = self._now_ms()
@@ -290,6 +303,13 @@ class Membership:
                 return
         if self._phase == "syncing":
             self._sync(on_revoke, on_assign, wait_ms)
+            synced: Phase = self._phase  # (_sync moves it on)
+            if synced == "stable" and self._rejoin:
+                # it revoked partitions: rejoin now, so the follow-up rebalance that
+                # moves them completes as soon as their new owner joins
+                self._phase, self._rejoin = "joining", False
+                if self._join(wait_ms):
+                    self._sync(on_revoke, on_assign, wait_ms)
 
     def _join(self, wait_ms: int) -> bool:
         """Join (or keep joining); True once the generation completed."""

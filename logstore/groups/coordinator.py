@@ -366,6 +366,20 @@ class GroupCoordinator:
         st = self._cached_state(g)
         _validate(st or GroupState(), member.group, member.member_id, member.generation)
 
+    def changed(self, member: GroupMember) -> bool:
+        """Whether the group moved on from ``member``'s generation: a rebalance started
+        or completed, or the member was removed. Cheap (a ``stat`` when nothing changed
+        since the last look); changes nothing and raises no fencing error. (A member
+        that died is found by the next heartbeat, join or sync of any member.)"""
+        g = self._group(member.group, create=False)
+        st = self._cached_state(g)
+        return (
+            st is None
+            or st.state != "Stable"
+            or st.generation != member.generation
+            or member.member_id not in st.members
+        )
+
     @contextlib.contextmanager
     def fenced(self, member: GroupMember) -> Iterator[None]:
         """Hold the group's lock after checking ``member`` (as :meth:`check`, against the
@@ -602,7 +616,7 @@ class GroupCoordinator:
             if st.state != "PreparingRebalance" and (changed or existing.synced):
                 sm.prepare_rebalance(st, now)
             existing.rejoined = True
-        sm.try_complete(st, now)
+        sm.try_complete(st, now, completer=member_id)
         self._touch(g, st.members[member_id], now, force=True)
 
     def _mutate(

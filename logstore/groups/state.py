@@ -229,10 +229,13 @@ def expire(state: GroupState, now_ms: int, dead: Set[str]) -> None:
     try_complete(state, now_ms)
 
 
-def try_complete(state: GroupState, now_ms: int) -> None:
+def try_complete(state: GroupState, now_ms: int, completer: str | None = None) -> None:
     """Complete the rebalance once every member has rejoined: the next generation, the
-    protocol every member supports (by vote, as Kafka picks it), the leader kept if it
-    rejoined, else the first joiner. With no members left the group becomes Empty."""
+    protocol every member supports (by vote, as Kafka picks it), and its leader: the
+    member whose join completed it (``completer``: it is awake, so the assignment is
+    computed at once, even when several members share one thread), else the old leader
+    if it rejoined, else the first joiner. With no members left the group becomes
+    Empty."""
     if state.state != "PreparingRebalance":
         return
     if any(not m.rejoined for m in state.members.values()):
@@ -244,7 +247,9 @@ def try_complete(state: GroupState, now_ms: int) -> None:
         return
     ordered = state.ordered()
     state.protocol = choose_protocol(ordered)
-    if state.leader not in state.members:
+    if completer in state.members:
+        state.leader = completer
+    elif state.leader not in state.members:
         state.leader = ordered[0].member_id
     state.state = "CompletingRebalance"
     for member in ordered:
