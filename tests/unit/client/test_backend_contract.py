@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -356,8 +357,6 @@ def test_poll_reads_every_assigned_partition_within_max_records(env: Env, topic:
 
 
 def test_poll_waits_for_a_record_appended_meanwhile(env: Env, topic: str) -> None:
-    import threading
-
     with Consumer(env.backend, auto_offset_reset="earliest") as consumer:
         consumer.assign([TP0])
         assert consumer.poll() == []
@@ -736,10 +735,12 @@ def test_group_a_silent_member_is_removed_and_fenced(env: Env, topic: str) -> No
     a = _member(env, "a", **timeouts)
     b = _member(env, "b", **timeouts)
     _settle(a, b)
-    time.sleep(0.4)  # a stops polling (a stuck loop, a SIGSTOP); b goes on
+    silent_until = time.monotonic() + 0.4  # a stops polling (a stuck loop, a SIGSTOP)
     deadline = time.monotonic() + 10
-    while sorted(b.assignment()) != [TP0, TP1] and time.monotonic() < deadline:
-        b.poll(timeout_ms=10)
+    while (
+        time.monotonic() < silent_until or sorted(b.assignment()) != [TP0, TP1]
+    ) and time.monotonic() < deadline:
+        b.poll(timeout_ms=10)  # b goes on
     assert sorted(b.assignment()) == [TP0, TP1]
     b.commit({TP0: 2, TP1: 2})
     with pytest.raises(CommitFailedError):  # a's generation is over: refused
