@@ -230,8 +230,8 @@ class MemoryBackend:
         """Move ``tp``'s log start offset up to ``before_offset`` (Kafka's DeleteRecords)."""
         with self._cond:
             part = self._partition(tp)
-            part.log_start_offset = max(part.log_start_offset, min(before_offset,
-                                                                   part.log_end_offset))
+            start = min(before_offset, part.log_end_offset)
+            part.log_start_offset = max(part.log_start_offset, start)
             part.batches = [b for b in part.batches if b.next_offset > part.log_start_offset]
 
     # ------------------------------------------------------------------ metadata
@@ -323,7 +323,9 @@ class MemoryBackend:
         ], size)
         part.batches.append(batch)
         part.log_end_offset = batch.next_offset
-        result = AppendResult(base, batch.next_offset - 1, -1, len(rows))
+        # log_append_time: when it was appended, as LocalBackend answers (Kafka's
+        # Produce answers -1 unless the topic uses LogAppendTime)
+        result = AppendResult(base, batch.next_offset - 1, self.now_ms(), len(rows))
         if idempotent:
             part.remember(producer_id, producer_epoch, base_sequence, result)
         self._cond.notify_all()
@@ -350,7 +352,7 @@ class MemoryBackend:
                 first = first or last
             assert first is not None and last is not None
             count = last.last_offset - first.base_offset + 1
-            return AppendResult(first.base_offset, last.last_offset, -1, count)
+            return AppendResult(first.base_offset, last.last_offset, last.log_append_time, count)
 
     # ------------------------------------------------------------------ fetch
 
