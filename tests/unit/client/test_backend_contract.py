@@ -844,3 +844,26 @@ def test_admin_delete_group_forgets_its_offsets(env: Env, topic: str) -> None:
     assert "g" not in admin.list_groups(env.backend)
     assert "other" in admin.list_groups(env.backend)
     assert admin.describe_group(env.backend, "g").partitions == []
+
+
+@pytest.mark.groups
+@pytest.mark.xfail(
+    reason="seam gap: a coordinator answers a replaced static member with "
+    "FencedInstanceIdError (Kafka's FENCED_INSTANCE_ID); the Consumer turns only "
+    "IllegalGeneration/UnknownMemberId into CommitFailedError, and GroupMember carries no "
+    "group_instance_id for the backend to tell the two apart",
+    raises=logstore.FencedInstanceIdError,
+    strict=False,
+)
+def test_group_a_static_member_replaced_by_its_successor_can_no_longer_commit(
+    env: Env, topic: str
+) -> None:
+    old = _member(env, "old", group_instance_id="worker-1")
+    _settle(old)
+    new = _member(env, "new", group_instance_id="worker-1")  # takes worker-1's place
+    _settle(new)
+    with pytest.raises(CommitFailedError):
+        old.commit({TP0: 1})
+    assert _committed(env, "g") == {}
+    old.close()
+    new.close()
