@@ -293,7 +293,7 @@ class FlakyBackend:
 
 def test_a_retried_batch_is_written_once(env: Env, topic: str) -> None:
     flaky = FlakyBackend(env.backend)
-    with Producer(flaky, linger_ms=0, retry_backoff_ms=0) as producer:  # type: ignore[arg-type]
+    with Producer(flaky, linger_ms=0, retry_backoff_ms=0) as producer:
         first = producer.send(topic, b"a", partition=0).result()
         second = producer.send(topic, b"b", partition=0).result()
     assert flaky.appends == 3
@@ -303,9 +303,7 @@ def test_a_retried_batch_is_written_once(env: Env, topic: str) -> None:
 
 def test_a_non_idempotent_retry_is_written_twice(env: Env, topic: str) -> None:
     flaky = FlakyBackend(env.backend)
-    with Producer(  # type: ignore[arg-type]
-        flaky, linger_ms=0, retry_backoff_ms=0, idempotent=False
-    ) as producer:
+    with Producer(flaky, linger_ms=0, retry_backoff_ms=0, idempotent=False) as producer:
         assert producer.send(topic, b"a", partition=0).result().offset == 1
     assert _values(_read(env, TP0)) == [b"a", b"a"]  # why idempotence is the default
 

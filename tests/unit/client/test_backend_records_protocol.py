@@ -13,7 +13,7 @@ import pytest
 
 import logstore
 from logstore.backend import backend_for
-from logstore.client.backend import Backend
+from logstore.client.backend import Backend, PartitionFetch
 from logstore.errors import (
     CorruptRecordError,
     InvalidRecordError,
@@ -28,7 +28,6 @@ from tests.fakes import MemoryBackend
 
 T = "events"
 TP0, TP1 = TopicPartition(T, 0), TopicPartition(T, 1)
-BUDGET = {"max_records": 1000, "max_bytes": 1 << 20}
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -49,8 +48,14 @@ def _append(backend: Backend, tp: TopicPartition, *values: bytes, **options: int
     backend.append(tp, rows, topic_id=topic_id, **options)  # type: ignore[arg-type]
 
 
+def _fetch(
+    backend: Backend, positions: dict[TopicPartition, int], max_wait_ms: int = 0
+) -> dict[TopicPartition, PartitionFetch]:
+    return backend.fetch(positions, max_records=1000, max_bytes=1 << 20, max_wait_ms=max_wait_ms)
+
+
 def _records(backend: Backend, tp: TopicPartition, offset: int = 0) -> list[ConsumerRecord]:
-    answer = backend.fetch({tp: offset}, **BUDGET).get(tp, [])
+    answer = _fetch(backend, {tp: offset}).get(tp, [])
     assert isinstance(answer, list)
     return answer
 
@@ -112,15 +117,15 @@ def test_fetch_budgets_cap_records_and_bytes_but_return_one_batch(backend: Backe
 def test_fetch_out_of_range_answers_per_partition(backend: Backend) -> None:
     _append(backend, TP1, b"a")
 
-    answer = backend.fetch({TP0: 5, TP1: 0}, **BUDGET)
+    answer = _fetch(backend, {TP0: 5, TP1: 0})
 
     error = answer[TP0]
     assert isinstance(error, OffsetOutOfRangeError)
     assert (error.offset, error.log_start_offset, error.log_end_offset) == (5, 0, 0)
     assert [r.value for r in answer[TP1]] == [b"a"]  # type: ignore[union-attr]
-    assert not backend.fetch({TP0: 0}, **BUDGET).get(TP0)  # at the end: nothing, no error
+    assert not _fetch(backend, {TP0: 0}).get(TP0)  # at the end: nothing, no error
     with pytest.raises(TopicNotFoundError):
-        backend.fetch({TopicPartition("nope", 0): 0}, **BUDGET)
+        _fetch(backend, {TopicPartition("nope", 0): 0})
 
 
 def test_fetch_waits_until_a_record_is_appended(backend: Backend) -> None:
@@ -128,7 +133,7 @@ def test_fetch_waits_until_a_record_is_appended(backend: Backend) -> None:
     timer.start()
     started = time.monotonic()
 
-    answer = backend.fetch({TP0: 0, TP1: 0}, **BUDGET, max_wait_ms=5000)
+    answer = _fetch(backend, {TP0: 0, TP1: 0}, max_wait_ms=5000)
 
     timer.join()
     assert [r.value for r in answer[TP1]] == [b"late"]  # type: ignore[union-attr]
@@ -138,7 +143,7 @@ def test_fetch_waits_until_a_record_is_appended(backend: Backend) -> None:
 def test_fetch_with_nothing_to_read_waits_max_wait_ms(backend: Backend) -> None:
     started = time.monotonic()
 
-    answer = backend.fetch({TP0: 0}, **BUDGET, max_wait_ms=100)
+    answer = _fetch(backend, {TP0: 0}, max_wait_ms=100)
 
     assert not answer.get(TP0)
     assert time.monotonic() - started >= 0.09
