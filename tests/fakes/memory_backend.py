@@ -607,11 +607,13 @@ class MemoryBackend:
         g.protocol_type = protocol_type
         member = g.members.get(member_id)
         now = self._monotonic()
-        if member is not None and member.protocols == protocols:
+        if member is not None and member.protocols == protocols and g.state != "Stable":
             member.last_seen = now
             if g.state == "PreparingRebalance":
                 g.rejoined.add(member_id)
-            return member  # already in the current generation (or rejoining)
+            return member  # rejoining, or not synced yet: the current generation
+        # a new member, new protocols, or a member that synced and rejoins (it wants a
+        # rebalance: a topic grew, or it revoked partitions): rebalance
         if member is None:
             member = g.members[member_id] = _Member(
                 member_id, group_instance_id, protocols, session_timeout_ms,
@@ -666,6 +668,16 @@ class MemoryBackend:
             if g.state == "PreparingRebalance":
                 raise RebalanceInProgressError(f"group {group!r} is rebalancing (rejoin)", group)
             self._check_generation(g, generation)
+
+    def group_changed(self, group: str, member_id: str, generation: int) -> bool:
+        with self._cond:
+            g = self._groups.get(group)
+            return (
+                g is None
+                or g.state != "Stable"
+                or g.generation != generation
+                or member_id not in g.members
+            )
 
     def leave_group(self, group: str, member_id: str) -> None:
         with self._cond:

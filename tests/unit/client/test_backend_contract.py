@@ -744,9 +744,33 @@ def test_group_a_silent_member_is_removed_and_fenced(env: Env, topic: str) -> No
     with pytest.raises(CommitFailedError):  # a's generation is over: refused
         a.commit({TP0: 3})
     assert _committed(env, "g") == {TP0: 2, TP1: 2}
+    assert a.assignment() == []  # the refused commit dropped them (on_lost), no hand-over
+    a.close()
+    b.close()
+
+
+@pytest.mark.groups
+def test_group_a_silent_member_gets_a_fencing_error_from_its_next_poll(
+    env: Env, topic: str
+) -> None:
+    _fill(env, 0, 3)
+    _fill(env, 1, 3)
+    timeouts = {"session_timeout_ms": 150, "max_poll_interval_ms": 150}
+    lost: list[list[TopicPartition]] = []
+    a = _member(env, "a", on_lost=lost.append, **timeouts)
+    b = _member(env, "b", **timeouts)
+    _settle(a, b)
+    owned = a.assignment()
+    silent_until = time.monotonic() + 0.4
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < silent_until or sorted(b.assignment()) != [TP0, TP1]
+    ) and time.monotonic() < deadline:
+        b.poll(timeout_ms=10)
     with pytest.raises((UnknownMemberIdError, IllegalGenerationError)):
         a.poll()
-    assert a.assignment() == []  # dropped, not handed over
+    assert a.assignment() == [] and lost == [owned]
+    _settle(a, b)  # the next polls rejoin: the partitions are shared again
     a.close()
     b.close()
 
@@ -845,14 +869,6 @@ def test_admin_delete_group_forgets_its_offsets(env: Env, topic: str) -> None:
 
 
 @pytest.mark.groups
-@pytest.mark.xfail(
-    reason="seam gap: a coordinator answers a replaced static member with "
-    "FencedInstanceIdError (Kafka's FENCED_INSTANCE_ID); the Consumer turns only "
-    "IllegalGeneration/UnknownMemberId into CommitFailedError, and GroupMember carries no "
-    "group_instance_id for the backend to tell the two apart",
-    raises=logstore.FencedInstanceIdError,
-    strict=False,
-)
 def test_group_a_static_member_replaced_by_its_successor_can_no_longer_commit(
     env: Env, topic: str
 ) -> None:
