@@ -267,18 +267,28 @@ class Consumer:
                 on_revoke=self._revoked, on_assign=self._gained, on_lost=self._lost
             )
         finally:
-            self._assigned = [tp for tp in membership.assignment if self._topics.readable(tp)]
+            self._sync_assignment()
+
+    def _sync_assignment(self) -> None:
+        """``assignment()`` as the membership says now (callbacks may seek and commit
+        the partitions they are given)."""
+        if self._membership is not None:
+            self._assigned = [
+                tp for tp in self._membership.assignment if self._topics.readable(tp)
+            ]
 
     def _gained(self, tps: list[TopicPartition]) -> None:
         unknown = {tp.topic for tp in tps if not self._topics.readable(tp)}
         for name in unknown:  # another member saw the topic grow first: look now
             self._on_change(name, self._topics.look(name)[1])
+        self._sync_assignment()
         if self.on_assign is not None:
             self.on_assign(list(tps))
 
     def _revoked(self, tps: list[TopicPartition]) -> None:
         """``tps`` move to other members: hand over exactly where this one is."""
         self.handout.end()
+        self._sync_assignment()
         if self.on_revoke is not None:
             self.on_revoke(list(tps))
         if self.enable_auto_commit:
