@@ -16,6 +16,10 @@ the CRC-32C (Castagnoli, as in Kafka's batches) of every byte before it, in lowe
 hex. The payload is what lies between the first newline and the newline that ends it
 (added by the writer, so any payload round-trips exactly).
 
+A file's bytes that do not start with the magic line are not this format: readers of
+files that earlier versions of logstore wrote otherwise (plain JSON, a text checkpoint)
+test :func:`is_state` and fall back to their old reader; writers write only this format.
+
 No I/O happens here except in :func:`write_state` and :func:`read_state`, which go
 through the :class:`~logstore.storage.files.FileSystem` seam.
 """
@@ -90,6 +94,13 @@ def decode_state(kind: str, data: bytes, path: str) -> bytes:
             crc_at,
         )
     return data[len(header) : crc_at - 1]
+
+
+def is_state(data: bytes) -> bool:
+    """Whether ``data`` is (the start of) a state file rather than another format (files
+    written by earlier versions of logstore, before this format, are read by their own
+    readers)."""
+    return data.startswith(MAGIC)
 
 
 def write_state(fs: FileSystem, path: str, kind: str, payload: bytes) -> None:
