@@ -103,9 +103,12 @@ def is_state(data: bytes) -> bool:
     return data.startswith(MAGIC)
 
 
-def write_state(fs: FileSystem, path: str, kind: str, payload: bytes) -> None:
-    """Replace state file ``path`` atomically: a crash leaves the old or the new one."""
-    fs.write_file_atomic(path, encode_state(kind, payload))
+def write_state(
+    fs: FileSystem, path: str, kind: str, payload: bytes, *, tmp: str | None = None
+) -> None:
+    """Replace state file ``path`` atomically: a crash leaves the old or the new one
+    (``tmp``: the temporary file's name, by default ``~<name>.tmp`` beside it)."""
+    fs.write_file_atomic(path, encode_state(kind, payload), tmp=tmp)
 
 
 def read_state(fs: FileSystem, path: str, kind: str) -> bytes:
