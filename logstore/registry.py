@@ -21,7 +21,17 @@ Everything here takes a :class:`~logstore.storage.files.FileSystem` and the stor
 the :class:`~logstore.store.Store` holds the locks. Cleanup only ever deletes names
 logstore itself creates (segment files, checkpoint, head, lock files, ``~<name>.tmp``
 temporaries), one by one, and a directory only once that left it empty: a user's file is
-never removed, wherever it is.
+never removed, wherever it is. Temporary names start with ``~``, which no topic name may
+contain, so a 249-character topic name still fits the file system's 255-byte limit.
+
+Creating a topic (or adding partitions) writes a creation marker naming the topic and its
+new partitions, makes their directories, writes the registry file (the commit point) and
+removes the marker. If that is interrupted, by an error or a KeyboardInterrupt, the new
+directories go at once; after a crash the marker tells the next open which directories
+to remove, quietly (one INFO line). Deleting a topic removes the registry file first,
+then renames the partition directories to ``~deleted-<random>`` and removes them. A crash
+in between leaves directories no registered topic owns, and the next open removes them
+(only if they hold nothing but logstore's own files), with one summary line.
 """
 
 from __future__ import annotations
@@ -36,10 +46,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from logstore.config import MAX_PARTITIONS, TopicConfig
-from logstore.errors import CorruptionError, InvalidTopicError, LogstoreError, StorageError
+from logstore.errors import (
+    CorruptionError,
+    InvalidTopicError,
+    LogstoreError,
+    StorageError,
+)
 from logstore.storage.files import TEMP_PREFIX, TEMP_SUFFIX, FileSystem
 from logstore.storage.head import WRITER_LOCK_NAME
-from logstore.storage.log import is_partition_file
+from logstore.storage.log import PartitionLog, is_partition_file
 from logstore.storage.segment import is_segment_log
 from logstore.storage.statefile import decode_state, is_state, write_state
 from logstore.topic import partition_dir, validate_topic_name
@@ -410,3 +425,43 @@ def remove_leftovers(fs: FileSystem, root: str, partitions: Mapping[str, int]) -
             "did not create (move those away)",
             summary(kept),
         )
+
+
+# ---------------------------------------------------------------------- creating partitions
+
+
+def make_partitions(
+    fs: FileSystem, root: str, name: str, topic_id: str | None, first: int, cfg: TopicConfig
+) -> None:
+    """Make partitions ``first`` to ``cfg.partitions - 1`` of topic ``name`` and write its
+    registry file (the commit point), under a creation marker. The caller holds the
+    registry lock.
+
+    Anything that stops it before the commit (an error, a KeyboardInterrupt) removes the
+    new directories before it propagates; after a crash, the marker tells the next open
+    to remove them."""
+    end = cfg.partitions
+    marker = write_creating_marker(fs, root, name, first, end)
+    try:
+        for p in range(first, end):
+            directory = partition_dir(root, name, p)
+            # no registered topic owns it (we hold the registry lock): the leftover of a
+            # deleted topic that no open has cleaned yet. Its records belong to another
+            # incarnation and must not become this one's.
+            if holds_segments(fs, directory):
+                discard_partition_dir(fs, root, directory)
+            PartitionLog(directory, cfg, fs=fs).close()
+        fs.fsync_dir(root)
+        write_topic_file(fs, root, name, cfg, topic_id)
+    except BaseException:
+        try:
+            abandon_partitions(fs, root, name, first, end, marker)
+        except Exception as err:  # the first failure is the one to report
+            log.warning(
+                "could not remove the partitions of the interrupted create of topic %r "
+                "(the next open removes them): %s",
+                name,
+                err,
+            )
+        raise
+    fs.unlink(marker, missing_ok=True)

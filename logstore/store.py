@@ -11,30 +11,11 @@ On disk::
     <root>/__consumer_offsets-0/    committed offsets (:mod:`logstore.metadata`)
 
 A directory is a store if it holds ``store.json``; a missing or empty one becomes a store
-on its first open, and any other is refused (:mod:`logstore.storedir`).
-
-Creating a topic (or adding partitions) writes a marker ``__topics/~creating-<random>``
-naming the topic and its new partitions, makes their directories, writes the registry
-file (the commit point) and removes the marker. If that is interrupted, by an error or a
-KeyboardInterrupt, the new directories go at once; after a crash the marker tells the
-next open which directories to remove, quietly (one INFO line). Deleting a topic removes
-the registry file first, then renames the partition directories to ``~deleted-<random>``
-and removes them. A crash in between leaves directories no registered topic owns, and the
-next open removes them (only if they hold nothing but logstore's own files), with one
-summary line.
-
-``read_only=True`` opens the store through a
-:class:`~logstore.storage.files.ReadOnlyFileSystem`: nothing is created, written, locked
-for writing or cleaned (what recovery would repair is repaired in memory), and every write
-raises :class:`~logstore.errors.ReadOnlyStoreError`. It works on a read-only mount and on
-a copy the user may read but not write.
-
-A topic may have at most ``max_partitions`` partitions (10,000 by default): a larger count
-is refused with :class:`~logstore.errors.InvalidConfigError` before anything is made.
-
-Temporary names start with ``~``, which no topic name may contain, so a 249-character
-topic name still fits the file system's 255-byte limit. Nothing is written outside
-``root``: topic names are checked against Kafka's rule before any path is built.
+on its first open, and any other is refused (:mod:`logstore.storedir`). Creating and
+deleting topics is crash-safe: a creation marker or a ``~deleted-`` directory tells the
+next open what to remove (:mod:`logstore.registry`, which also says what cleanup may
+delete: only logstore's own files). Nothing is written outside ``root``: topic names are
+checked against Kafka's rule before any path is built.
 
 This is the storage-level store: it imports no client. ``logstore.open`` and
 ``logstore.Store`` (:mod:`logstore.embedded`) add the producer, consumer and group
@@ -51,14 +32,11 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
-from logstore.config import DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS, TopicConfig
+from logstore.config import DEFAULT_MAX_PARTITIONS, TopicConfig
 from logstore.errors import (
     InvalidConfigError,
-    PartitionLimitError,
     ReadOnlyStoreError,
-    StorageError,
     StoreClosedError,
-    StoreLockedError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -67,17 +45,15 @@ from logstore.registry import (
     TOPICS_DIR,
     CreatingMarker,
     Orphan,
-    abandon_partitions,
     creating_markers,
     discard_partition_dir,
-    holds_segments,
+    make_partitions,
     orphan_dirs,
     read_topic_file,
     registry_entries,
     remove_leftovers,
     topic_file,
     validate_name_quietly,
-    write_creating_marker,
     write_topic_file,
 )
 from logstore.storage.files import DEFAULT_FS, FileSystem, ReadOnlyFileSystem, temp_path
@@ -88,10 +64,11 @@ from logstore.storedir import (
     LOCK_FILE,
     OPENING_LOCK_FILE,
     STORE_FILE,
-    make_data_directory,
-    read_marker,
-    refuse_foreign_directory,
-    write_marker,
+    check_data_directory,
+    check_max_partitions,
+    check_partition_count,
+    lock_store,
+    prepare_data_directory,
 )
 from logstore.topic import Topic, TopicDescription, new_topic_id, partition_dir, validate_topic_name
 from logstore.types import Clock, Compression, HeadersArg, Record, RecordMetadata, SystemClock
@@ -161,15 +138,7 @@ class Store:
         fs: FileSystem = DEFAULT_FS,
         clock: Clock | None = None,
     ) -> None:
-        if (
-            isinstance(max_partitions, bool)
-            or not isinstance(max_partitions, int)
-            or not 1 <= max_partitions <= MAX_PARTITIONS
-        ):
-            raise InvalidConfigError(
-                f"max_partitions={max_partitions!r} is out of range (use an int in "
-                f"[1, {MAX_PARTITIONS}])"
-            )
+        check_max_partitions(max_partitions)
         self.max_partitions = max_partitions
         self.path = os.path.abspath(os.fspath(path))
         self.read_only = read_only
@@ -181,21 +150,7 @@ class Store:
         self._init = init
         # Nothing is written until the directory is known to be a store, an empty one,
         # or one the caller asked to make a store in.
-        if read_only:
-            if not fs.dir_exists(self.path) or self._read_marker() is None:
-                raise StorageError(
-                    f"no store at {self.path} (it has no {STORE_FILE}, and a read-only open "
-                    f"makes none)",
-                    self.path,
-                )
-        elif not fs.dir_exists(self.path):
-            if not create:
-                raise StorageError(
-                    f"no store at {self.path} (pass create=True to make one)", self.path
-                )
-            make_data_directory(fs, self.path)
-        elif self._read_marker() is None:
-            self._refuse_foreign_directory()
+        check_data_directory(fs, self.path, create=create, init=init, read_only=read_only)
         # Opens take turns (a short, blocking lock), so two plain opens at the same moment
         # never refuse each other, and the exclusive-to-shared switch below (not atomic
         # with flock) cannot be raced by another opener.
@@ -207,20 +162,10 @@ class Store:
             opening.close()
 
     def _open_locked(self, fs: FileSystem, exclusive: bool) -> None:
-        self._store_lock = fs.lock_file(os.path.join(self.path, LOCK_FILE))
+        self._store_lock, alone = lock_store(fs, self.path, exclusive=exclusive)
         try:
-            alone = self._store_lock.acquire(blocking=False)
-            shared_ok = not alone and not exclusive
-            if not alone and not (
-                shared_ok and self._store_lock.acquire(shared=True, blocking=False)
-            ):
-                raise StoreLockedError(
-                    f"{self.path} is in use by another Store"
-                    + (" (opened exclusive=True; close it first)" if not exclusive else
-                       " (close the other Stores, or open without exclusive=True)")
-                )
             self._state = _State.OPEN
-            self._check_format()
+            prepare_data_directory(self._fs, self.path, init=self._init, read_only=self.read_only)
             self._registry_lock = fs.lock_file(os.path.join(self.path, TOPICS_DIR, LOCK_FILE))
             with self._registry():
                 self._load_topics()
@@ -245,31 +190,6 @@ class Store:
                 self._registry_lock.release()
 
     # ------------------------------------------------------------------ open
-
-    def _read_marker(self) -> dict[str, Any] | None:
-        """The content of ``store.json``, None if there is none (see
-        :func:`~logstore.storedir.read_marker` for what it raises)."""
-        return read_marker(self._fs, self.path)
-
-    def _refuse_foreign_directory(self) -> None:
-        """Raise NotAStoreError if the directory (without a marker) holds anything but
-        what initialising a store creates, unless ``init`` asked for a store here."""
-        if not self._init:
-            refuse_foreign_directory(self._fs, self.path)
-
-    def _check_format(self) -> None:
-        """Under the opening lock: check the marker, or write it (and the registry
-        directory), into an empty directory, or one ``init`` allows."""
-        if self.read_only:
-            if self._read_marker() is None:
-                raise StorageError(f"no store at {self.path}: {STORE_FILE} is gone", self.path)
-            return
-        if self._read_marker() is None:
-            self._refuse_foreign_directory()  # again: files may have appeared since
-            self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
-            write_marker(self._fs, self.path)
-            return
-        self._fs.mkdir(os.path.join(self.path, TOPICS_DIR), exist_ok=True)
 
     def _registry_entries(self) -> list[str]:
         """The registry directory's topic files (none if a read-only store has none)."""
@@ -402,53 +322,10 @@ class Store:
             return topic
 
     def _check_partition_count(self, name: str, count: int) -> None:
-        if count > MAX_PARTITIONS:
-            raise PartitionLimitError(
-                f"topic {name!r} cannot have {count} partitions: no topic may have more "
-                f"than {MAX_PARTITIONS}",
-                name, count, MAX_PARTITIONS, hard=True,
-            )
-        if count > self.max_partitions:
-            raise PartitionLimitError(
-                f"topic {name!r} cannot have {count} partitions: this store allows at most "
-                f"{self.max_partitions} per topic (each is a directory of files; if you mean "
-                f"it, open the store with max_partitions={count})",
-                name, count, self.max_partitions, hard=False,
-            )
+        check_partition_count(name, count, self.max_partitions)
 
     def _make_partitions(self, topic: Topic, first: int, cfg: TopicConfig) -> None:
-        """Make partitions ``first`` to ``cfg.partitions - 1`` of ``topic`` and write its
-        registry file (the commit point), under a creation marker.
-
-        Anything that stops it before the commit (an error, a KeyboardInterrupt) removes
-        the new directories before it propagates; after a crash, the marker tells the next
-        open to remove them."""
-        name = topic.name
-        end = cfg.partitions
-        marker = write_creating_marker(self._fs, self.path, name, first, end)
-        try:
-            for p in range(first, end):
-                directory = partition_dir(self.path, name, p)
-                # no registered topic owns it (we hold the registry lock): the leftover of
-                # a deleted topic that no open has cleaned yet. Its records belong to
-                # another incarnation and must not become this one's.
-                if holds_segments(self._fs, directory):
-                    discard_partition_dir(self._fs, self.path, directory)
-                PartitionLog(directory, cfg, fs=self._fs).close()
-            self._fs.fsync_dir(self.path)
-            self._write_topic(topic, cfg)
-        except BaseException:
-            try:
-                abandon_partitions(self._fs, self.path, name, first, end, marker)
-            except Exception as err:  # the first failure is the one to report
-                log.warning(
-                    "could not remove the partitions of the interrupted create of topic %r "
-                    "(the next open removes them): %s",
-                    name,
-                    err,
-                )
-            raise
-        self._fs.unlink(marker, missing_ok=True)
+        make_partitions(self._fs, self.path, topic.name, topic.topic_id, first, cfg)
 
     def _write_topic(self, topic: Topic, cfg: TopicConfig) -> None:
         write_topic_file(self._fs, self.path, topic.name, cfg, topic.topic_id)

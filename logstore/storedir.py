@@ -1,4 +1,5 @@
-"""The data directory of a store: its marker ``store.json``, and what is refused.
+"""The data directory of a store: its marker ``store.json``, its lock, and what is refused
+(a foreign directory, more partitions than the store allows).
 
 A directory is a store if it holds ``store.json``, a state file of kind ``store`` (see
 :mod:`logstore.storage.statefile`) whose payload is JSON::
@@ -27,8 +28,16 @@ import json
 import os
 from typing import Any
 
-from logstore.errors import CorruptionError, NotAStoreError, StorageError
-from logstore.storage.files import FileSystem, temp_path
+from logstore.config import MAX_PARTITIONS
+from logstore.errors import (
+    CorruptionError,
+    InvalidConfigError,
+    NotAStoreError,
+    PartitionLimitError,
+    StorageError,
+    StoreLockedError,
+)
+from logstore.storage.files import FileSystem, LockFile, temp_path
 from logstore.storage.statefile import decode_state, is_state, write_state
 
 FORMAT_NAME = "logstore"
@@ -147,3 +156,109 @@ def make_data_directory(fs: FileSystem, root: str) -> None:
             errno=err.errno,
         ) from err
     fs.fsync_dir(parent)
+
+
+def check_data_directory(
+    fs: FileSystem, root: str, *, create: bool, init: bool, read_only: bool
+) -> None:
+    """Before anything is locked or written: make ``root`` if it is missing (and
+    ``create``), and refuse it if it is no store and cannot become one.
+
+    Raises:
+        StorageError: no store there (read-only, or missing with ``create`` False), or
+            another program's or version's marker.
+        NotAStoreError: it holds other files and no marker, and ``init`` is False.
+        CorruptionError: its marker is damaged.
+    """
+    if read_only:
+        if not fs.dir_exists(root) or read_marker(fs, root) is None:
+            raise StorageError(
+                f"no store at {root} (it has no {STORE_FILE}, and a read-only open makes "
+                f"none)",
+                root,
+            )
+    elif not fs.dir_exists(root):
+        if not create:
+            raise StorageError(f"no store at {root} (pass create=True to make one)", root)
+        make_data_directory(fs, root)
+    elif read_marker(fs, root) is None and not init:
+        refuse_foreign_directory(fs, root)
+
+
+def prepare_data_directory(fs: FileSystem, root: str, *, init: bool, read_only: bool) -> None:
+    """Under the opening lock: check the marker, or write it (and the registry
+    directory) into an empty directory, or one ``init`` allows."""
+    if read_only:
+        if read_marker(fs, root) is None:
+            raise StorageError(f"no store at {root}: {STORE_FILE} is gone", root)
+        return
+    if read_marker(fs, root) is None:
+        if not init:
+            refuse_foreign_directory(fs, root)  # again: files may have appeared since
+        fs.mkdir(os.path.join(root, _TOPICS_DIR), exist_ok=True)
+        write_marker(fs, root)
+        return
+    fs.mkdir(os.path.join(root, _TOPICS_DIR), exist_ok=True)
+
+
+def lock_store(fs: FileSystem, root: str, *, exclusive: bool) -> tuple[LockFile, bool]:
+    """Take store ``root``'s lock (the caller holds the opening lock): exclusively if
+    no other Store has it, else shared (unless ``exclusive``). Returns the lock and
+    whether it is held exclusively (this Store is alone: it may clean up).
+
+    Raises:
+        StoreLockedError: ``exclusive`` and another Store is open, or another Store was
+            opened ``exclusive``.
+    """
+    lock = fs.lock_file(os.path.join(root, LOCK_FILE))
+    try:
+        alone = lock.acquire(blocking=False)
+        if not alone and (exclusive or not lock.acquire(shared=True, blocking=False)):
+            raise StoreLockedError(
+                f"{root} is in use by another Store"
+                + (" (opened exclusive=True; close it first)" if not exclusive else
+                   " (close the other Stores, or open without exclusive=True)")
+            )
+    except BaseException:
+        lock.close()
+        raise
+    return lock, alone
+
+
+def check_max_partitions(max_partitions: object) -> None:
+    """Refuse a store's ``max_partitions`` outside [1, MAX_PARTITIONS].
+
+    Raises:
+        InvalidConfigError: it is not an int in range.
+    """
+    if (
+        isinstance(max_partitions, bool)
+        or not isinstance(max_partitions, int)
+        or not 1 <= max_partitions <= MAX_PARTITIONS
+    ):
+        raise InvalidConfigError(
+            f"max_partitions={max_partitions!r} is out of range (use an int in "
+            f"[1, {MAX_PARTITIONS}])"
+        )
+
+
+def check_partition_count(name: str, count: int, max_partitions: int) -> None:
+    """Refuse ``count`` partitions for topic ``name`` above ``max_partitions`` (the
+    store's cap) or :data:`~logstore.config.MAX_PARTITIONS` (anyone's).
+
+    Raises:
+        PartitionLimitError: too many (``hard``: above anyone's cap).
+    """
+    if count > MAX_PARTITIONS:
+        raise PartitionLimitError(
+            f"topic {name!r} cannot have {count} partitions: no topic may have more "
+            f"than {MAX_PARTITIONS}",
+            name, count, MAX_PARTITIONS, hard=True,
+        )
+    if count > max_partitions:
+        raise PartitionLimitError(
+            f"topic {name!r} cannot have {count} partitions: this store allows at most "
+            f"{max_partitions} per topic (each is a directory of files; if you mean "
+            f"it, open the store with max_partitions={count})",
+            name, count, max_partitions, hard=False,
+        )
