@@ -5,12 +5,14 @@ One small state file (:mod:`~logstore.storage.statefile`, kind ``checkpoint``) n
 rename, fsync of the directory)::
 
     logstore-state 1 checkpoint
-    {"clean": true, "log_start_offset": 0, "recovery_point": 1200}
+    recovery_point 1200
+    log_start_offset 0
+    clean 1
     crc32c 5c9e1a0b
 
-Checkpoints written by earlier versions (``logstore-partition-checkpoint 1`` and one
-``name value`` line per field, then ``crc32c <hex>``) are read too; only the new format
-is written. The checkpoint is advisory: a damaged one (:func:`decode_checkpoint` raises
+(the fields in this order, one ``name value`` line each). Checkpoints written by earlier
+versions (the same lines under ``logstore-partition-checkpoint 1``) are read too; only the
+new format is written. The checkpoint is advisory: a damaged one (:func:`decode_checkpoint` raises
 :class:`~logstore.errors.CorruptionError` naming it) is ignored by :func:`read_checkpoint`
 with a WARNING, and the partition then recovers from its segments alone.
 
@@ -25,13 +27,12 @@ three facts change together in one rename.
   ``synced_recovery_point`` in ``log.py``).
 * ``log_start_offset``: the first offset readers may see (moved by retention and
   ``delete_records``).
-* ``clean``: true when the partition was closed cleanly and nothing was written since; it is
-  set to false before the first write after an open.
+* ``clean``: 1 when the partition was closed cleanly and nothing was written since; it is
+  set to 0 before the first write after an open.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import NamedTuple
@@ -55,13 +56,15 @@ class Checkpoint(NamedTuple):
     clean: bool
 
 
+_FIELDS = (b"recovery_point ", b"log_start_offset ", b"clean ")
+
+
 def encode_checkpoint(cp: Checkpoint) -> bytes:
     """The bytes of checkpoint ``cp`` (a state file)."""
-    payload = json.dumps({
-        "clean": bool(cp.clean),
-        "log_start_offset": cp.log_start_offset,
-        "recovery_point": cp.recovery_point,
-    }, sort_keys=True)
+    payload = (
+        f"recovery_point {cp.recovery_point}\nlog_start_offset {cp.log_start_offset}\n"
+        f"clean {int(cp.clean)}"
+    )
     return encode_state(CHECKPOINT_KIND, payload.encode("ascii"))
 
 
@@ -76,23 +79,16 @@ def decode_checkpoint(data: bytes, path: str) -> Checkpoint:
         CorruptionError: it is damaged (naming ``path``).
     """
     if is_state(data):
-        payload = decode_state(CHECKPOINT_KIND, data, path)
+        lines = decode_state(CHECKPOINT_KIND, data, path).split(b"\n")
         try:
-            fields = json.loads(payload)
-            if not isinstance(fields, dict) or set(fields) != {
-                "clean", "log_start_offset", "recovery_point"
-            }:
-                raise ValueError("not a checkpoint object")
-            point, start, clean = (
-                fields["recovery_point"], fields["log_start_offset"], fields["clean"]
-            )
-            if type(point) is not int or type(start) is not int or type(clean) is not bool:
-                raise ValueError(f"field types {fields!r}")
-            cp = Checkpoint(point, start, clean)
-        except (ValueError, RecursionError) as err:
-            raise CorruptionError(
-                f"checkpoint {path} is damaged: {err}", path, 0
-            ) from err
+            if len(lines) != 3 or not all(map(bytes.startswith, lines, _FIELDS)):
+                raise ValueError("unexpected layout")
+            point, start, clean = (line.split(b" ", 1)[1] for line in lines)
+            if clean not in (b"0", b"1"):
+                raise ValueError(f"clean {clean!r}")
+            cp = Checkpoint(int(point), int(start), clean == b"1")
+        except ValueError as err:
+            raise CorruptionError(f"checkpoint {path} is damaged: {err}", path, 0) from err
     else:
         cp = _decode_legacy(data, path)
     if cp.recovery_point < 0 or cp.log_start_offset < 0:

@@ -263,7 +263,7 @@ def test_a_damaged_checkpoint_is_recovered_from_the_segments(
     root = tmp_path / "s"
     _new_store(root)
     path = root / "t-0" / "checkpoint"
-    _flip(path, b'"recovery_point"')
+    _flip(path, b"recovery_point")
     [finding] = verify_store(root).repairs
     assert finding.path == str(path)
     with logstore.open(root) as store:

@@ -62,7 +62,7 @@ def test_checkpoint_round_trips(tmp_path: Path, cp: Checkpoint) -> None:
 def test_checkpoint_file_is_a_state_file_in_the_documented_format(tmp_path: Path) -> None:
     write_checkpoint(FS, str(tmp_path), Checkpoint(1200, 7, True))
     assert (tmp_path / CHECKPOINT_NAME).read_bytes() == _state(
-        '{"clean": true, "log_start_offset": 7, "recovery_point": 1200}'
+        "recovery_point 1200\nlog_start_offset 7\nclean 1"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no .tmp left
 
@@ -74,24 +74,26 @@ def test_read_checkpoint_reads_the_legacy_text_format(tmp_path: Path) -> None:
     assert (tmp_path / CHECKPOINT_NAME).read_bytes().startswith(b"logstore-state 1 checkpoint")
 
 
-_GOOD = '{"clean": true, "log_start_offset": 0, "recovery_point": 10}'
+_GOOD = "recovery_point 10\nlog_start_offset 0\nclean 1"
 
 
 @pytest.mark.parametrize(
     "content",
     [
         _state(_GOOD)[:-3],  # torn
-        _state(_GOOD).replace(b"10}", b"11}"),  # CRC no longer matches
+        _state(_GOOD).replace(b"point 10", b"point 11"),  # CRC no longer matches
         _state(_GOOD, kind="topic"),
-        _state('{"clean": true, "log_start_offset": 0}'),
-        _state('{"clean": 1, "log_start_offset": 0, "recovery_point": 10}'),
-        _state('{"clean": true, "log_start_offset": 0, "recovery_point": -1}'),
-        _state('{"clean": true, "log_start_offset": 0, "recovery_point": 1.5}'),
-        _state("[" * 10_000),
-        _state("not json"),
+        _state("recovery_point 10\nlog_start_offset 0"),
+        _state(_GOOD + "\nextra 1"),
+        _state("log_start_offset 0\nrecovery_point 10\nclean 1"),
+        _state("recovery_point 10\nlog_start_offset 0\nclean yes"),
+        _state("recovery_point -1\nlog_start_offset 0\nclean 1"),
+        _state("recovery_point 1.5\nlog_start_offset 0\nclean 1"),
+        _state("recovery_point\nlog_start_offset 0\nclean 1"),
+        _state("not a checkpoint"),
     ],
-    ids=["torn", "crc", "other-kind", "missing-field", "int-flag", "negative", "float",
-         "nested", "not-json"],
+    ids=["torn", "crc", "other-kind", "missing-field", "extra-field", "reordered",
+         "bad-flag", "negative", "float", "no-value", "garbage"],
 )
 def test_a_damaged_checkpoint_is_a_corruption_error_naming_it_and_read_as_none(
     tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
