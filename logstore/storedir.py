@@ -38,7 +38,13 @@ from logstore.errors import (
     StoreLockedError,
 )
 from logstore.storage.files import FileSystem, LockFile, temp_path
-from logstore.storage.statefile import decode_state, is_state, write_state
+from logstore.storage.statefile import (
+    MAGIC,
+    decode_state,
+    is_state,
+    looks_like_damaged_state,
+    write_state,
+)
 
 FORMAT_NAME = "logstore"
 FORMAT_VERSION = 1
@@ -70,7 +76,17 @@ def decode_marker(data: bytes, path: str) -> Any:
         ValueError: it is not JSON (it is not logstore's, or an old marker damaged).
     """
     if not is_state(data):
-        return json.loads(data)  # a marker of an earlier version (or another program's)
+        try:
+            return json.loads(data)  # a marker of an earlier version (or another program's)
+        except ValueError as err:
+            if looks_like_damaged_state(data):
+                raise CorruptionError(
+                    f"{path} is damaged: it is logstore's marker, but its first line is not "
+                    f"{MAGIC.decode()}{STORE_KIND}",
+                    path,
+                    0,
+                ) from err
+            raise
     payload = decode_state(STORE_KIND, data, path)
     try:
         return json.loads(payload)

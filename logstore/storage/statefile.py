@@ -105,6 +105,17 @@ def is_state(data: bytes) -> bool:
     return data.startswith(MAGIC)
 
 
+def looks_like_damaged_state(data: bytes) -> bool:
+    """Whether ``data``, which :func:`is_state` refused, still looks like a state file:
+    the start of the magic line (a file cut short) or a CRC line at its end (a damaged
+    first line). A reader that falls back to an older format uses it to call such a file
+    damaged rather than foreign."""
+    if data and MAGIC.startswith(data[: len(MAGIC)]):
+        return True
+    crc_at = len(data) - _CRC_LINE_SIZE
+    return crc_at >= 0 and _CRC_LINE.match(data, crc_at) is not None
+
+
 def write_state(
     fs: FileSystem, path: str, kind: str, payload: bytes, *, tmp: str | None = None
 ) -> None:

@@ -294,6 +294,49 @@ def test_a_damaged_creation_marker_is_removed_with_a_warning_and_its_partitions_
     assert not (root / "t-1").exists() and not (root / "t-2").exists()  # orphans, removed
 
 
+def _damaged_copies(data: bytes) -> list[tuple[str, bytes]]:
+    """Every cut, and every byte with its lowest or highest bit flipped."""
+    cases = [(f"cut-{n}", data[:n]) for n in range(len(data))]
+    for at in range(len(data)):
+        for mask in (0x01, 0x80):
+            copy = bytearray(data)
+            copy[at] ^= mask
+            cases.append((f"flip-{at}-{mask:02x}", bytes(copy)))
+    return cases
+
+
+@pytest.mark.parametrize("name", ["__topics/t", "store.json"])
+def test_every_cut_and_bit_flip_of_a_registry_file_or_store_json_is_a_typed_error(
+    tmp_path: Path, name: str
+) -> None:
+    """Never a foreign exception, never a store opened without the topic: a
+    CorruptionError naming the file (the one exception: store.json emptied, which reads
+    as no marker of ours, a StorageError as before)."""
+    root = tmp_path / "s"
+    _new_store(root)
+    path = root / name
+    original = path.read_bytes()
+    problems = []
+    for ident, data in _damaged_copies(original):
+        path.write_bytes(data)
+        try:
+            logstore.open(root).close()
+        except CorruptionError as err:
+            if err.path != str(path):
+                problems.append(f"{ident}: names {err.path}")
+        except StorageError as err:
+            if not (name == "store.json" and data == b""):
+                problems.append(f"{ident}: {type(err).__name__}: {err}")
+        except Exception as err:
+            problems.append(f"{ident}: foreign {type(err).__name__}: {err}")
+        else:
+            problems.append(f"{ident}: opened")
+    path.write_bytes(original)
+    with logstore.open(root) as store:
+        assert store.list_topics() == ["t"]
+    assert not problems, "\n".join(problems[:20])
+
+
 # ---------------------------------------------------------------------- layering
 
 
