@@ -12,6 +12,7 @@ from logstore.client.aio import AsyncConsumer, AsyncProducer
 from logstore.client.consumer import Consumer, NoOffsetError
 from logstore.client.producer import Producer, RecordFuture
 from logstore.config import TopicConfig
+from logstore.embedded import Store, open
 from logstore.errors import (
     CommitFailedError,
     CorruptIndexError,
@@ -42,7 +43,6 @@ from logstore.errors import (
 )
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
-from logstore.store import Store, open
 from logstore.topic import PartitionInfo, Topic, TopicDescription
 from logstore.types import (
     AppendResult,

@@ -1,20 +1,19 @@
 """Committed consumer-group offsets, kept in an internal log plus a snapshot.
 
 Every commit appends records to the internal partition log ``__consumer_offsets-0`` in
-Kafka's own ``__consumer_offsets`` schema (so the bytes read like Kafka's):
+Kafka's own ``__consumer_offsets`` schema (so the bytes read like Kafka's; the codec is
+:mod:`logstore.records.offsets_schema`). A commit record also carries a ``topic_id``
+header: the id of the topic incarnation the offset was committed against. An offset of a
+deleted and re-created topic thus never applies to the new one. Opening replays only what
+follows the latest snapshot: ``__consumer_offsets-0/offsets.snapshot`` holds every live
+offset and the log offset it covers, written atomically every ``SNAPSHOT_EVERY`` commit
+records and when a store closes; the log below it is then deleted. So opening costs time
+in proportion to the live offsets plus a bounded tail, not to the whole commit history.
 
-* key, version 1: ``int16 version, string group, string topic, int32 partition``
-* value, version 3: ``int16 version, int64 offset, int32 leader_epoch (-1),
-  string metadata, int64 commit_timestamp``; a null value (tombstone) deletes the offset.
-
-(``string`` is an int16 length and UTF-8 bytes.) A commit record also carries a
-``topic_id`` header: the id of the topic incarnation the offset was committed against
-(Kafka's topic id; Kafka's own readers ignore record headers here). An offset of a deleted
-and re-created topic thus never applies to the new one. Opening replays only what follows the
-latest snapshot: ``__consumer_offsets-0/offsets.snapshot`` holds every live offset and the
-log offset it covers, written atomically every ``SNAPSHOT_EVERY`` commit records and when
-a store closes; the log below it is then deleted. So opening costs time in proportion to
-the live offsets plus a bounded tail, not to the whole commit history.
+The snapshot is a :mod:`~logstore.storage.statefile` of kind ``offsets-snapshot`` whose
+payload is JSON: ``{"version": 2, "next_offset": N, "offsets": [[group, topic,
+partition, offset, metadata, commit_timestamp, topic_id], ...]}``. Snapshots written by
+earlier versions (the same JSON followed by a ``crc32c <hex>`` line) are read too.
 
 Several processes share the log like any partition; each keeps its own in-memory view and
 catches up by reading the records other processes appended.
@@ -33,74 +32,49 @@ import crc32c
 from logstore.config import TopicConfig
 from logstore.errors import CorruptionError, InvalidRecordError, OffsetOutOfRangeError
 from logstore.records import RecordInput
+from logstore.records.offsets_schema import (
+    TOPIC_ID_HEADER,
+    OffsetKey,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+)
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
+from logstore.storage.statefile import decode_state, is_state, write_state
 from logstore.types import Clock, CommittedOffset, TopicPartition
+
+__all__ = [  # the schema's names stay importable from here
+    "MAX_METADATA_BYTES",
+    "OFFSETS_TOPIC",
+    "SNAPSHOT_EVERY",
+    "SNAPSHOT_KIND",
+    "SNAPSHOT_NAME",
+    "TOPIC_ID_HEADER",
+    "CommittedOffset",
+    "OffsetKey",
+    "OffsetStore",
+    "decode_key",
+    "decode_value",
+    "encode_key",
+    "encode_value",
+    "read_snapshot",
+]
 
 OFFSETS_TOPIC = "__consumer_offsets"
 SNAPSHOT_NAME = "offsets.snapshot"
+SNAPSHOT_KIND = "offsets-snapshot"
 SNAPSHOT_EVERY = 10_000
 MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes
-_KEY_VERSION = 1
-_VALUE_VERSION = 3
-_I16 = struct.Struct(">h")
-_I32 = struct.Struct(">i")
-_VALUE_HEAD = struct.Struct(">hqi")  # version, offset, leader epoch
-_I64 = struct.Struct(">q")
-
-
-TOPIC_ID_HEADER = "topic_id"
-
-
-OffsetKey = tuple[str, str, int]  # group, topic, partition
-
-
-def _string(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    if len(raw) > 32767:
-        raise InvalidRecordError(f"string of {len(raw)} bytes is too long for an int16 length")
-    return _I16.pack(len(raw)) + raw
-
-
-def _read_string(data: bytes, pos: int) -> tuple[str, int]:
-    (length,) = _I16.unpack_from(data, pos)
-    pos += 2
-    if length < 0 or pos + length > len(data):
-        raise ValueError(f"string length {length} overruns the record")
-    return data[pos : pos + length].decode("utf-8"), pos + length
-
-
-def encode_key(group: str, topic: str, partition: int) -> bytes:
-    return _I16.pack(_KEY_VERSION) + _string(group) + _string(topic) + _I32.pack(partition)
-
-
-def decode_key(data: bytes) -> OffsetKey:
-    (version,) = _I16.unpack_from(data, 0)
-    if version not in (0, 1):
-        raise ValueError(f"offset key version {version} is not an offset commit key")
-    group, pos = _read_string(data, 2)
-    topic, pos = _read_string(data, pos)
-    (partition,) = _I32.unpack_from(data, pos)
-    if pos + 4 != len(data):
-        raise ValueError("trailing bytes after an offset key")
-    return group, topic, partition
-
-
-def encode_value(offset: int, metadata: str, commit_timestamp: int) -> bytes:
-    return (
-        _VALUE_HEAD.pack(_VALUE_VERSION, offset, -1)
-        + _string(metadata)
-        + _I64.pack(commit_timestamp)
-    )
-
-
-def decode_value(data: bytes) -> CommittedOffset:
-    version, offset, _ = _VALUE_HEAD.unpack_from(data, 0)
-    if version != _VALUE_VERSION:
-        raise ValueError(f"offset value version {version} is not supported")
-    metadata, pos = _read_string(data, _VALUE_HEAD.size)
-    (timestamp,) = _I64.unpack_from(data, pos)
-    return CommittedOffset(offset, metadata, timestamp)
+def _legacy_snapshot_body(raw: bytes) -> bytes:
+    """The JSON of a snapshot written before state files: JSON, then ``crc32c <hex>``."""
+    body, sep, trailer = raw.rstrip(b"\n").rpartition(b"\n")
+    if not sep or not trailer.startswith(b"crc32c "):
+        raise ValueError("no checksum line")
+    if trailer[7:].decode("ascii") != f"{crc32c.crc32c(body):08x}":
+        raise ValueError("checksum mismatch")
+    return body
 
 
 def read_snapshot(
@@ -109,39 +83,44 @@ def read_snapshot(
     """``(next_offset, offsets)`` of the offsets snapshot at ``path``; None if there is none.
 
     Raises:
-        CorruptionError: the file is damaged (checksum, JSON or shape).
+        CorruptionError: the file is damaged (checksum, JSON or shape), naming ``path``.
     """
     try:
         raw = fs.read_file(path)
     except FileNotFoundError:
         return None
     try:
-        body, sep, trailer = raw.rstrip(b"\n").rpartition(b"\n")
-        if not sep or not trailer.startswith(b"crc32c "):
-            raise ValueError("no checksum line")
-        if trailer[7:].decode("ascii") != f"{crc32c.crc32c(body):08x}":
-            raise ValueError("checksum mismatch")
-        data = json.loads(body)
-        if not isinstance(data, dict) or not isinstance(data.get("offsets"), list):
-            raise ValueError("not a snapshot object")
-        applied = data["next_offset"]
-        if type(applied) is not int or applied < 0:
-            raise ValueError(f"next_offset {applied!r}")
-        offsets: dict[OffsetKey, CommittedOffset] = {}
-        for row in data["offsets"]:
-            g, t, p, o, m, ts, *rest = row
-            tid = rest[0] if rest else None
-            if not (isinstance(g, str) and isinstance(t, str) and isinstance(m, str)
-                    and type(p) is int and type(o) is int and type(ts) is int
-                    and len(rest) <= 1 and (tid is None or isinstance(tid, str))):
-                raise ValueError(f"row {row!r}")
-            offsets[(g, t, p)] = CommittedOffset(o, m, ts, tid)
+        body = (
+            decode_state(SNAPSHOT_KIND, raw, path) if is_state(raw)
+            else _legacy_snapshot_body(raw)
+        )
+        return _parse_snapshot(body)
+    except CorruptionError as err:
+        raise CorruptionError(f"offsets snapshot {err}", path, err.position) from err
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as err:
         raise CorruptionError(
             f"offsets snapshot {path} is damaged: {err} (delete it to rebuild committed "
             f"offsets from the log, if the log still holds them all)",
             path,
         ) from err
+
+
+def _parse_snapshot(body: bytes) -> tuple[int, dict[OffsetKey, CommittedOffset]]:
+    data = json.loads(body)
+    if not isinstance(data, dict) or not isinstance(data.get("offsets"), list):
+        raise ValueError("not a snapshot object")
+    applied = data["next_offset"]
+    if type(applied) is not int or applied < 0:
+        raise ValueError(f"next_offset {applied!r}")
+    offsets: dict[OffsetKey, CommittedOffset] = {}
+    for row in data["offsets"]:
+        g, t, p, o, m, ts, *rest = row
+        tid = rest[0] if rest else None
+        if not (isinstance(g, str) and isinstance(t, str) and isinstance(m, str)
+                and type(p) is int and type(o) is int and type(ts) is int
+                and len(rest) <= 1 and (tid is None or isinstance(tid, str))):
+            raise ValueError(f"row {row!r}")
+        offsets[(g, t, p)] = CommittedOffset(o, m, ts, tid)
     return applied, offsets
 
 
@@ -219,8 +198,7 @@ class OffsetStore:
                 body = json.dumps(
                     {"version": 2, "next_offset": self._applied, "offsets": rows}
                 ).encode()
-                data = body + b"\ncrc32c %08x\n" % crc32c.crc32c(body)
-                self._fs.write_file_atomic(self._snapshot_path(), data)
+                write_state(self._fs, self._snapshot_path(), SNAPSHOT_KIND, body)
                 self._log.delete_records(min(self._applied, self._log.log_end_offset))
                 self._since_snapshot = 0
             finally:

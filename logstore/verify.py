@@ -16,21 +16,26 @@ read-only (``flock`` works on it), or skipped if there is none, and the report s
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from logstore.config import TopicConfig
 from logstore.errors import (
     CorruptionError,
-    LogstoreError,
+    InvalidTopicError,
     PartitionNotFoundError,
     StorageError,
     StoreLockedError,
     TopicNotFoundError,
 )
 from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, read_snapshot
+from logstore.registry import (
+    TOPICS_DIR,
+    creating_markers,
+    orphan_dirs,
+    read_topic_file,
+    registry_entries,
+)
 from logstore.storage.checkpoint import read_checkpoint
 from logstore.storage.files import (
     DEFAULT_FS,
@@ -41,16 +46,7 @@ from logstore.storage.files import (
 )
 from logstore.storage.segment import LOG_SUFFIX, segment_log_bases, segment_path
 from logstore.storage.verify import CORRUPT, REPAIR, Finding, PartitionReport, verify_partition
-from logstore.store import (
-    _TEMP_PREFIX,
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    LOCK_FILE,
-    STORE_FILE,
-    TOPICS_DIR,
-    creating_markers,
-    orphan_dirs,
-)
+from logstore.storedir import LOCK_FILE, MARKER_JSON, STORE_FILE, check_marker, decode_marker
 from logstore.topic import partition_dir, validate_topic_name
 
 
@@ -74,53 +70,43 @@ class StoreReport(NamedTuple):
 
 
 def _store_file(fs: FileSystem, root: str, findings: list[Finding]) -> None:
-    """Check ``store.json``: damaged, it is a finding (opening fails); another format or
-    version is no store this logstore can check (raised)."""
+    """Check ``store.json`` (with the reader open uses): damaged, it is a finding (opening
+    fails); another format or version is no store this logstore can check (raised)."""
     path = os.path.join(root, STORE_FILE)
     try:
-        meta = json.loads(fs.read_file(path))
-    except (ValueError, FileNotFoundError) as err:  # FileNotFoundError: raced away
+        meta = decode_marker(fs.read_file(path), path)
+    except (CorruptionError, ValueError, RecursionError, FileNotFoundError) as err:
+        # FileNotFoundError: raced away
         findings.append(Finding(
             path, None, CORRUPT,
             f"{STORE_FILE} is damaged ({err}): opening the store fails; restore it from a "
-            f"copy (it holds {json.dumps({'format': FORMAT_NAME, 'version': FORMAT_VERSION})})",
+            f"copy (it holds {MARKER_JSON})",
         ))
         return
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise StorageError(f"{root} is not a logstore data directory ({path})", path)
-    if meta.get("version") != FORMAT_VERSION:
-        raise StorageError(
-            f"{root} has store format version {meta.get('version')!r}; this logstore "
-            f"checks version {FORMAT_VERSION}",
-            path,
-        )
+    check_marker(meta, root, path)
 
 
 def _registry(
     fs: FileSystem, root: str, findings: list[Finding], damaged: set[str]
 ) -> dict[str, int]:
-    """Each registered topic's partition count; the names of damaged registry files go
-    to ``damaged`` (a finding each)."""
+    """Each registered topic's partition count (with the reader open uses); the names of
+    damaged registry files go to ``damaged`` (a finding each)."""
     topics: dict[str, int] = {}
-    directory = os.path.join(root, TOPICS_DIR)
-    if not fs.is_dir(directory):
+    if not fs.is_dir(os.path.join(root, TOPICS_DIR)):
         return topics
-    for entry in fs.listdir(directory):
-        path = os.path.join(directory, entry)
-        if entry.startswith(_TEMP_PREFIX) or entry.startswith("."):
-            continue
+    for entry in registry_entries(fs, root):
         try:
-            meta = json.loads(fs.read_file(path))
-            if validate_topic_name(meta["name"]) != entry:
-                raise ValueError(f"it names topic {meta['name']!r}")
-            topics[entry] = TopicConfig.from_dict(meta["config"]).partitions
-        except (LogstoreError, ValueError, KeyError, TypeError) as err:
+            found = read_topic_file(fs, root, entry)
+        except (CorruptionError, InvalidTopicError) as err:
             damaged.add(entry)
             findings.append(Finding(
-                path, None, CORRUPT,
+                os.path.join(root, TOPICS_DIR, entry), None, CORRUPT,
                 f"topic registry file is damaged ({err}): opening the store fails; restore "
                 f"it from a copy, or delete it to drop the topic",
             ))
+            continue
+        if found is not None:  # None: deleted since the listing
+            topics[entry] = found.config.partitions
     return topics
 
 
@@ -223,7 +209,8 @@ def verify_store(
                 on_progress(len(reports), len(directories))
         if wanted is None:
             owned = dict(registered)
-            for marker in creating_markers(fs, root):
+            damaged_markers: list[CorruptionError] = []
+            for marker in creating_markers(fs, root, damaged_markers):
                 findings.append(Finding(
                     marker.path, None, REPAIR,
                     f"an interrupted create of topic {marker.topic!r} may have left partition "
@@ -232,6 +219,12 @@ def verify_store(
                     f"are removed on open",
                 ))
                 owned[marker.topic] = max(owned.get(marker.topic, 0), marker.end)
+            for err in damaged_markers:
+                findings.append(Finding(
+                    err.path or root, None, REPAIR,
+                    f"{err}: removed on open (the partition directories of the interrupted "
+                    f"create it named are then removed as orphans)",
+                ))
             for orphan in orphan_dirs(fs, root, owned):
                 if os.path.basename(orphan.path).rpartition("-")[0] in damaged:
                     continue  # its topic's registry file is damaged (a finding already)

@@ -16,6 +16,10 @@ the CRC-32C (Castagnoli, as in Kafka's batches) of every byte before it, in lowe
 hex. The payload is what lies between the first newline and the newline that ends it
 (added by the writer, so any payload round-trips exactly).
 
+A file's bytes that do not start with the magic line are not this format: readers of
+files that earlier versions of logstore wrote otherwise (plain JSON, a text checkpoint)
+test :func:`is_state` and fall back to their old reader; writers write only this format.
+
 No I/O happens here except in :func:`write_state` and :func:`read_state`, which go
 through the :class:`~logstore.storage.files.FileSystem` seam.
 """
@@ -54,7 +58,9 @@ def decode_state(kind: str, data: bytes, path: str) -> bytes:
         CorruptionError: ``data`` is not a state file of ``kind`` (another kind, another
             program's file, torn, or with a bad CRC); the message names ``path``.
     """
-    header = MAGIC + _check_kind(kind) + b"\n"
+    header = MAGIC + kind.encode("ascii", "replace") + b"\n"
+    if not data.startswith(header):
+        _check_kind(kind)  # a bad kind is the caller's error, not the file's
     if not data.startswith(MAGIC):
         raise CorruptionError(
             f"{path} is not a logstore state file (it does not start with "
@@ -92,9 +98,30 @@ def decode_state(kind: str, data: bytes, path: str) -> bytes:
     return data[len(header) : crc_at - 1]
 
 
-def write_state(fs: FileSystem, path: str, kind: str, payload: bytes) -> None:
-    """Replace state file ``path`` atomically: a crash leaves the old or the new one."""
-    fs.write_file_atomic(path, encode_state(kind, payload))
+def is_state(data: bytes) -> bool:
+    """Whether ``data`` is (the start of) a state file rather than another format (files
+    written by earlier versions of logstore, before this format, are read by their own
+    readers)."""
+    return data.startswith(MAGIC)
+
+
+def looks_like_damaged_state(data: bytes) -> bool:
+    """Whether ``data``, which :func:`is_state` refused, still looks like a state file:
+    the start of the magic line (a file cut short) or a CRC line at its end (a damaged
+    first line). A reader that falls back to an older format uses it to call such a file
+    damaged rather than foreign."""
+    if data and MAGIC.startswith(data[: len(MAGIC)]):
+        return True
+    crc_at = len(data) - _CRC_LINE_SIZE
+    return crc_at >= 0 and _CRC_LINE.match(data, crc_at) is not None
+
+
+def write_state(
+    fs: FileSystem, path: str, kind: str, payload: bytes, *, tmp: str | None = None
+) -> None:
+    """Replace state file ``path`` atomically: a crash leaves the old or the new one
+    (``tmp``: the temporary file's name, by default ``~<name>.tmp`` beside it)."""
+    fs.write_file_atomic(path, encode_state(kind, payload), tmp=tmp)
 
 
 def read_state(fs: FileSystem, path: str, kind: str) -> bytes:

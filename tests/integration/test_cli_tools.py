@@ -406,7 +406,7 @@ _VERIFY_CASES = [
     ("partition directory removed", lambda d: shutil.rmtree(d / "s-0"), 2,
      "partition directory is missing", logstore.TopicNotFoundError),
     ("registry file damaged", lambda d: (d / "__topics" / "s").write_text("{"), 2,
-     "topic registry file is damaged", logstore.StorageError),
+     "topic registry file is damaged", logstore.CorruptionError),
     ("offsets snapshot damaged",
      lambda d: (d / "__consumer_offsets-0" / "offsets.snapshot").write_text("x"), 2,
      "offsets snapshot", logstore.CorruptionError),

@@ -9,7 +9,6 @@ have come from the snapshot plus the tail."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from hypothesis.stateful import (
 
 import logstore
 from logstore import metadata
-from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME
+from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, read_snapshot
 from logstore.storage.files import FileHandle, FileSystem
 from logstore.storage.log import PartitionLog
 from logstore.types import CommittedOffset, TopicPartition
@@ -90,11 +89,8 @@ class OffsetsMachine(RuleBasedStateMachine):
             plog.close()
 
     def _snapshot_next_offset(self) -> int | None:
-        try:
-            with open(os.path.join(self._dir(), SNAPSHOT_NAME), "rb") as f:
-                return int(json.loads(f.read().rstrip(b"\n").rpartition(b"\n")[0])["next_offset"])
-        except FileNotFoundError:
-            return None
+        found = read_snapshot(FileSystem(), os.path.join(self._dir(), SNAPSHOT_NAME))
+        return None if found is None else found[0]
 
     # ------------------------------------------------------------------ rules
 

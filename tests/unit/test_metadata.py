@@ -18,6 +18,7 @@ from logstore.errors import CorruptionError, InvalidRecordError, StoreClosedErro
 from logstore.metadata import (
     MAX_METADATA_BYTES,
     OFFSETS_TOPIC,
+    SNAPSHOT_KIND,
     SNAPSHOT_NAME,
     CommittedOffset,
     decode_key,
@@ -25,7 +26,9 @@ from logstore.metadata import (
     encode_key,
     encode_value,
 )
+from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
+from logstore.storage.statefile import read_state
 from logstore.types import Record, TopicPartition
 from tests.conftest import FakeClock
 
@@ -277,7 +280,7 @@ def test_snapshot_written_and_log_start_moved_after_snapshot_every_records(
     assert start == end == small_snapshots
     assert records == []
     assert 0 not in _segment_bases(store)  # the segment holding offsets 0..4 is deleted
-    data = json.loads(Path(snapshot).read_bytes().rstrip(b"\n").rpartition(b"\n")[0])
+    data = json.loads(read_state(FileSystem(), snapshot, SNAPSHOT_KIND))
     assert data["next_offset"] == small_snapshots
     assert sorted((g, t, p, o, m) for g, t, p, o, m, *_ in data["offsets"]) == [
         ("g", "t", 0, 100, "last"),

@@ -22,7 +22,9 @@ from logstore.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
+from logstore.storage.files import FileSystem
 from logstore.storage.head import WRITER_LOCK_NAME
+from logstore.storage.statefile import read_state
 from logstore.store import Store
 from logstore.topic import PartitionInfo
 
@@ -34,6 +36,8 @@ class Clock:
     def now_ms(self) -> int:
         return self.now
 
+
+FS = FileSystem()  # reads the state files the store writes
 
 def _open(path: Path, clock: Clock | None = None) -> Store:
     return logstore.open(path, clock=clock or Clock())
@@ -77,7 +81,7 @@ def test_store_open_creates_store_json_lock_and_topic_registry(tmp_path: Path) -
         assert sorted(os.listdir(tmp_path / "data")) == [
             ".lock", ".opening.lock", "__topics", "store.json"
         ]
-        meta = json.loads((tmp_path / "data" / "store.json").read_text())
+        meta = json.loads(read_state(FS, str(tmp_path / "data" / "store.json"), "store"))
         assert meta == {"format": "logstore", "version": 1}
         assert store.list_topics() == []
 
@@ -146,7 +150,7 @@ def test_store_create_topic_makes_partition_dirs_and_registry_file(tmp_path: Pat
         assert store.has_topic("events") and not store.has_topic("other")
         for p in range(3):
             assert (tmp_path / "data" / f"events-{p}").is_dir()
-        meta = json.loads((tmp_path / "data" / "__topics" / "events").read_text())
+        meta = json.loads(read_state(FS, str(tmp_path / "data" / "__topics" / "events"), "topic"))
         assert meta["name"] == "events"
         assert meta["config"]["partitions"] == 3
         assert meta["config"]["retention_ms"] == 60_000

@@ -12,11 +12,15 @@ from click.testing import CliRunner
 
 import logstore
 from logstore.metadata import TOPIC_ID_HEADER
+from logstore.storage.files import FileSystem
+from logstore.storage.statefile import read_state
 from logstore.types import TopicPartition
 from logstore_cli.main import cli
 
 TP0 = TopicPartition("t", 0)
 
+
+FS = FileSystem()  # reads the state files the store writes
 
 def _consume_all(store: logstore.Store, group: str) -> list[int]:
     with store.consumer(["t"], group_id=group, auto_offset_reset="earliest") as consumer:
@@ -33,7 +37,7 @@ def test_topics_get_distinct_kafka_style_ids_kept_in_the_registry(tmp_path: Path
         second = store.create_topic("t", 1).topic_id
     assert first is not None and second is not None and first != second
     assert len(first) == 22 and "=" not in first  # 16 bytes, unpadded base64url
-    meta = json.loads((tmp_path / "s" / "__topics" / "t").read_text())
+    meta = json.loads(read_state(FS, str(tmp_path / "s" / "__topics" / "t"), "topic"))
     assert meta["id"] == second
     with logstore.open(tmp_path / "s") as again:
         assert again.topic("t").topic_id == second

@@ -1,7 +1,8 @@
 """The per-partition checkpoint file (logstore.storage.checkpoint).
 
-CRCs are recomputed with kafka-python's pure-Python CRC-32C, not the ``crc32c`` package
-the module uses.
+Written as a state file (logstore.storage.statefile); the text format of earlier versions
+(``_text``, "legacy") is still read. CRCs are recomputed with kafka-python's pure-Python
+CRC-32C, not the ``crc32c`` package the module uses.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from logstore.errors import CorruptionError
 from logstore.storage.checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
+    decode_checkpoint,
     read_checkpoint,
     write_checkpoint,
 )
@@ -26,6 +29,11 @@ with warnings.catch_warnings():
 
 FS = FileSystem()
 MAGIC = "logstore-partition-checkpoint 1"
+
+
+def _state(payload: str, kind: str = "checkpoint") -> bytes:
+    body = f"logstore-state 1 {kind}\n{payload}\n".encode()
+    return body + b"crc32c %08x\n" % kafka_python_crc32c(body)
 
 
 def _text(recovery_point: int, log_start_offset: int, clean: str, crc: str | None = None) -> str:
@@ -51,15 +59,52 @@ def test_checkpoint_round_trips(tmp_path: Path, cp: Checkpoint) -> None:
     assert read_checkpoint(FS, str(tmp_path)) == cp
 
 
-def test_checkpoint_file_has_documented_text_format(tmp_path: Path) -> None:
+def test_checkpoint_file_is_a_state_file_in_the_documented_format(tmp_path: Path) -> None:
     write_checkpoint(FS, str(tmp_path), Checkpoint(1200, 7, True))
-    assert (tmp_path / CHECKPOINT_NAME).read_text() == _text(1200, 7, "1")
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes() == _state(
+        "recovery_point 1200\nlog_start_offset 7\nclean 1"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no .tmp left
 
 
-def test_read_checkpoint_accepts_hand_written_file_with_valid_crc(tmp_path: Path) -> None:
+def test_read_checkpoint_reads_the_legacy_text_format(tmp_path: Path) -> None:
     (tmp_path / CHECKPOINT_NAME).write_text(_text(55, 3, "0"))
     assert read_checkpoint(FS, str(tmp_path)) == Checkpoint(55, 3, False)
+    write_checkpoint(FS, str(tmp_path), Checkpoint(56, 3, False))  # rewritten: new format
+    assert (tmp_path / CHECKPOINT_NAME).read_bytes().startswith(b"logstore-state 1 checkpoint")
+
+
+_GOOD = "recovery_point 10\nlog_start_offset 0\nclean 1"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _state(_GOOD)[:-3],  # torn
+        _state(_GOOD).replace(b"point 10", b"point 11"),  # CRC no longer matches
+        _state(_GOOD, kind="topic"),
+        _state("recovery_point 10\nlog_start_offset 0"),
+        _state(_GOOD + "\nextra 1"),
+        _state("log_start_offset 0\nrecovery_point 10\nclean 1"),
+        _state("recovery_point 10\nlog_start_offset 0\nclean yes"),
+        _state("recovery_point -1\nlog_start_offset 0\nclean 1"),
+        _state("recovery_point 1.5\nlog_start_offset 0\nclean 1"),
+        _state("recovery_point\nlog_start_offset 0\nclean 1"),
+        _state("not a checkpoint"),
+    ],
+    ids=["torn", "crc", "other-kind", "missing-field", "extra-field", "reordered",
+         "bad-flag", "negative", "float", "no-value", "garbage"],
+)
+def test_a_damaged_checkpoint_is_a_corruption_error_naming_it_and_read_as_none(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / CHECKPOINT_NAME
+    path.write_bytes(content)
+    with pytest.raises(CorruptionError) as err:
+        decode_checkpoint(content, str(path))
+    assert err.value.path == str(path) and str(path) in str(err.value)
+    assert read_checkpoint(FS, str(tmp_path)) is None  # advisory: recover from segments
+    assert f"ignoring damaged checkpoint {path}" in caplog.text
 
 
 def test_read_checkpoint_returns_none_when_missing(tmp_path: Path) -> None:
