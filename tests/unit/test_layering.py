@@ -68,7 +68,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("logstore.records",)),
     ("storage", ("logstore.storage",)),
     ("topics", ("logstore.topic", "logstore.metadata", "logstore.groups")),
-    ("store", ("logstore.store", "logstore.verify", "logstore.registry")),
+    ("store", ("logstore.store", "logstore.storedir", "logstore.registry", "logstore.verify")),
     ("backend", ("logstore.backend",)),
     ("client", ("logstore.client",)),
     ("server", ("logstore.server",)),
