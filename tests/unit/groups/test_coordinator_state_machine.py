@@ -139,6 +139,9 @@ class Groups(RuleBasedStateMachine):
                     stored.state == "PreparingRebalance"
                 ):
                     self.join(slot)
+        for slot in sorted(slots):  # the members that polled before the leader synced
+            if slot in self.joined:
+                self.sync(slot)
         stored = self.stored()
         ours = {self.ids[slot]: slot for slot in slots}
         if stored.state == "Stable" and set(stored.members) <= set(ours):
