@@ -225,4 +225,4 @@ class Groups(RuleBasedStateMachine):
 
 
 GroupsTest = Groups.TestCase
-GroupsTest.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+GroupsTest.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
