@@ -381,6 +381,8 @@ class GroupCoordinator:
         def validate(_g: _Group, st: GroupState, _now: int) -> Member:
             return _validate(st, member.group, member.member_id, member.generation)
 
+        if not self._fs.is_dir(g.directory):
+            validate(g, GroupState(), 0)  # no such group: refused, nothing created
         with self._locked(g):
             found = validate(g, self._peek(g) or GroupState(), 0)
             local = g.local.get(member.member_id)
@@ -604,7 +606,9 @@ class GroupCoordinator:
                     sm.remove(st, old.member_id, f"fenced:{old.group_instance_id}", now)
         existing = st.members.get(member_id)
         if existing is None:
-            if member_id not in g.local or g.local[member_id].lock is None:
+            local = g.local.get(member_id)
+            if local is None or local.lock is None or not local.handle.still_named():
+                # (a lock held on a file since deleted, by delete(), would look dead)
                 self._forget_local(g, member_id)
                 self._open_member(g, wanted, take_lock=wanted.liveness == "lock")
             wanted.join_seq = st.next_seq
@@ -633,6 +637,8 @@ class GroupCoordinator:
         create: bool,
     ) -> T:
         g = self._group(group, create=create)
+        if not create and not self._fs.is_dir(g.directory):
+            return attempt(g, GroupState(), self._clock.now_ms())  # refused: no group
         with self._locked(g):
             return self._advance_and_store(g, attempt)
 
@@ -668,6 +674,8 @@ class GroupCoordinator:
         tries, sleep briefly, retrying at once when the state file changes."""
         deadline = time.monotonic() + max(0, wait_ms) / 1000
         g = self._group(group, create=create)
+        if not create and not self._fs.is_dir(g.directory):
+            return attempt(g, GroupState(), self._clock.now_ms())  # refused: no group
         pause = 0.001
         while True:
             with self._locked(g):
