@@ -139,9 +139,13 @@ class Groups(RuleBasedStateMachine):
                     stored.state == "PreparingRebalance"
                 ):
                     self.join(slot)
-        for slot in sorted(slots):  # the members that polled before the leader synced
-            if slot in self.joined:
-                self.sync(slot)
+        for _ in range(2):  # members that polled before the generation completed or
+            for slot in sorted(slots):  # before the leader synced: join, sync again
+                joined = self.joined.get(slot)
+                if joined is None or joined.generation != self.stored().generation:
+                    self.join(slot)
+                if slot in self.joined:
+                    self.sync(slot)
         stored = self.stored()
         ours = {self.ids[slot]: slot for slot in slots}
         if stored.state == "Stable" and set(stored.members) <= set(ours):
