@@ -195,7 +195,8 @@ class Membership:
     # ------------------------------------------------------------------ requests
 
     def subscribe(self, topics: Iterable[str]) -> None:
-        """Share ``topics`` with the group; rejoins at the next poll if they changed."""
+        """Share ``topics`` with the group; rejoins at the next poll if they changed
+        (none: the next poll revokes everything and leaves the group)."""
         names = sorted(set(topics))
         if names != self._topics:
             self._topics = names
@@ -228,6 +229,8 @@ class Membership:
         if self._fatal is not None:
             raise self._fatal
         if not self._topics:
+            if self._phase not in ("unjoined", "fenced"):
+                self.leave(on_revoke=on_revoke)  # unsubscribed: hand everything back
             return
         try:
             self._step(on_revoke, on_assign, wait_ms)

@@ -363,7 +363,7 @@ class GroupCoordinator:
             FencedInstanceIdError: a newer member took its ``group_instance_id``.
         """
         g = self._group(member.group, create=False)
-        st = self._cached_state(g)
+        st = self._peek(g)
         _validate(st or GroupState(), member.group, member.member_id, member.generation)
 
     def changed(self, member: GroupMember) -> bool:
@@ -391,11 +391,23 @@ class GroupCoordinator:
                 the body does not run.
         """
         g = self._group(member.group, create=False)
+
+        def validate(_g: _Group, st: GroupState, _now: int) -> Member:
+            return _validate(st, member.group, member.member_id, member.generation)
+
+        if not self._fs.is_dir(g.directory):
+            validate(g, GroupState(), 0)  # no such group: refused, nothing created
         with self._locked(g):
-            self._advance_and_store(
-                g, lambda _g, st, _now: _validate(st, member.group, member.member_id,
-                                                  member.generation)
-            )
+            found = validate(g, self._peek(g) or GroupState(), 0)
+            local = g.local.get(member.member_id)
+            if (
+                local is None
+                or local.lock is None
+                or self._clock.now_ms() - local.touched_ms > found.rebalance_timeout_ms
+            ):
+                # not a live member of this process: judge its liveness (and store
+                # the verdict) before it may commit
+                self._advance_and_store(g, validate)
             yield
 
     # ------------------------------------------------------------------ lifecycle
@@ -459,11 +471,28 @@ class GroupCoordinator:
             return None
 
     def _load(self, g: _Group) -> GroupState | None:
-        """The group's stored state (None: it has none), caching it for :meth:`check`.
+        """The group's stored state, to change (None: it has none).
 
         Raises:
             CorruptionError: the state file is damaged (naming it).
         """
+        st = self._peek(g)
+        return None if st is None else st.clone()
+
+    def _peek(self, g: _Group) -> GroupState | None:
+        """The group's stored state, not to be changed: the cached one when the state
+        file's ``stat`` is unchanged (and was not "racily" recent), else read again.
+
+        Raises:
+            CorruptionError: the state file is damaged (naming it).
+        """
+        with g.mutex:
+            cached = g.cached
+            if cached is not None and cached[2] and self._stat(g) == cached[0]:
+                return cached[1]
+            return self._read(g)
+
+    def _read(self, g: _Group) -> GroupState | None:
         wall = time.time_ns() // 1_000_000
         key = self._stat(g)
         try:
@@ -486,7 +515,7 @@ class GroupCoordinator:
                 0,
             ) from err
         if key is not None and key == self._stat(g):
-            g.cached = (key, _copy(st), wall - key[0] > RACY_MS)
+            g.cached = (key, st, wall - key[0] > RACY_MS)
         return st
 
     def _legacy(self, g: _Group) -> GroupState | None:
@@ -498,13 +527,6 @@ class GroupCoordinator:
             return GroupState(generation=int(raw["generation"]))
         except (ValueError, KeyError, TypeError, FileNotFoundError):
             return None
-
-    def _cached_state(self, g: _Group) -> GroupState | None:
-        with g.mutex:
-            cached = g.cached
-            if cached is not None and cached[2] and self._stat(g) == cached[0]:
-                return cached[1]
-            return self._load(g)
 
     def _dead(self, g: _Group, st: GroupState, now: int) -> set[str]:
         return {m.member_id for m in st.members.values() if not self._alive(g, m, now)}
@@ -598,7 +620,9 @@ class GroupCoordinator:
                     sm.remove(st, old.member_id, f"fenced:{old.group_instance_id}", now)
         existing = st.members.get(member_id)
         if existing is None:
-            if member_id not in g.local or g.local[member_id].lock is None:
+            local = g.local.get(member_id)
+            if local is None or local.lock is None or not local.handle.still_named():
+                # (a lock held on a file since deleted, by delete(), would look dead)
                 self._forget_local(g, member_id)
                 self._open_member(g, wanted, take_lock=wanted.liveness == "lock")
             wanted.join_seq = st.next_seq
@@ -627,6 +651,8 @@ class GroupCoordinator:
         create: bool,
     ) -> T:
         g = self._group(group, create=create)
+        if not create and not self._fs.is_dir(g.directory):
+            return attempt(g, GroupState(), self._clock.now_ms())  # refused: no group
         with self._locked(g):
             return self._advance_and_store(g, attempt)
 
@@ -635,17 +661,16 @@ class GroupCoordinator:
     ) -> T:
         """Under the lock: load, expire dead members, run ``attempt``, store what changed
         (even when ``attempt`` raises: the expiry stands), drop removed members' files."""
-        st = self._load(g) or GroupState()
-        before = st.to_json()
+        before = self._peek(g) or GroupState()
+        st = before.clone()
         members_before = set(st.members)
         now = self._clock.now_ms()
         sm.expire(st, now, self._dead(g, st, now))
         try:
             return attempt(g, st, now)
         finally:
-            after = st.to_json()
-            if after != before:
-                statefile.write_state(self._fs, g.state_path, STATE_KIND, after)
+            if st != before:
+                statefile.write_state(self._fs, g.state_path, STATE_KIND, st.to_json())
                 g.cached = None
             for gone in members_before - set(st.members):
                 self._forget_local(g, gone)
@@ -663,6 +688,8 @@ class GroupCoordinator:
         tries, sleep briefly, retrying at once when the state file changes."""
         deadline = time.monotonic() + max(0, wait_ms) / 1000
         g = self._group(group, create=create)
+        if not create and not self._fs.is_dir(g.directory):
+            return attempt(g, GroupState(), self._clock.now_ms())  # refused: no group
         pause = 0.001
         while True:
             with self._locked(g):
@@ -676,10 +703,6 @@ class GroupCoordinator:
                 pause = min(pause * 2, 0.01)
                 if self._stat(g) != key:
                     break
-
-
-def _copy(st: GroupState) -> GroupState:
-    return GroupState.from_json(st.to_json())
 
 
 def _removed_error(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 from logstore.types import JoinResult
@@ -137,6 +137,14 @@ class GroupState:
         if member_id == self.leader:
             members = [(m.member_id, m.metadata(self.protocol)) for m in self.ordered()]
         return JoinResult(self.generation, self.protocol, self.leader or "", member_id, members)
+
+    def clone(self) -> GroupState:
+        """A copy to change (cheaper than decoding the file again)."""
+        return replace(
+            self,
+            members={k: replace(m, protocols=list(m.protocols)) for k, m in self.members.items()},
+            removed=dict(self.removed),
+        )
 
     # ------------------------------------------------------------------ encoding
 

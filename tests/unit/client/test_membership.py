@@ -245,3 +245,17 @@ def test_membership_topic_not_found_counts_as_no_partitions(
     a = reader(coordinators[0], "a", clock, {}, {})
     settle(a)
     assert a.membership.assignment == [] and a.membership.generation == 1
+
+
+def test_membership_unsubscribing_revokes_and_leaves(
+    coordinators: list[GroupCoordinator], clock: FakeClock,
+) -> None:
+    a = reader(coordinators[0], "a", clock, {T: 2}, {})
+    b = reader(coordinators[1], "b", clock, {T: 2}, {})
+    settle(a, b, clock=clock)
+    a_owned = a.membership.assignment
+    a.membership.subscribe([])
+    a.step()
+    assert a.events[-1] == ("revoke", a_owned) and a.membership.member is None
+    settle(b, clock=clock)
+    assert b.membership.assignment == [TP(T, 0), TP(T, 1)]

@@ -397,3 +397,29 @@ def test_coordinator_unknown_group_is_dead_and_fences_everyone(
     with pytest.raises(UnknownMemberIdError):
         coordinator.heartbeat("nope", "a", 1)
     assert coordinator.list_groups() == []
+
+
+def test_coordinator_requests_for_an_unknown_group_create_nothing(
+    coordinator: GroupCoordinator, root: str,
+) -> None:
+    with pytest.raises(UnknownMemberIdError), coordinator.fenced(GroupMember("nope", "a", 1)):
+        pytest.fail("must not run")
+    with pytest.raises(UnknownMemberIdError):
+        coordinator.sync("nope", "a", 1, {})
+    assert not os.path.exists(os.path.join(root, "__groups", "nope"))
+
+
+def test_coordinator_member_rejoining_a_deleted_group_is_alive_to_others(
+    root: str, clock: FakeClock,
+) -> None:
+    one, two = (GroupCoordinator(root, FileSystem(), clock) for _ in range(2))
+    try:
+        join(one, "a")
+        one.leave(G, "a")
+        one.delete(G)
+        assert join(one, "a") is not None  # the group forgot it: a new member
+        info = two.describe(G)  # two probes a's lock on its (new) member file
+        assert [m.member_id for m in info.members] == ["a"]
+    finally:
+        one.close()
+        two.close()
