@@ -372,7 +372,7 @@ class GroupCoordinator:
         since the last look); changes nothing and raises no fencing error. (A member
         that died is found by the next heartbeat, join or sync of any member.)"""
         g = self._group(member.group, create=False)
-        st = self._cached_state(g)
+        st = self._peek(g)
         return (
             st is None
             or st.state != "Stable"
