@@ -174,7 +174,7 @@ class Consumer:
         self.on_revoke = on_revoke
         self.on_lost = on_lost
         self.consumer_timeout_ms = consumer_timeout_ms
-        self.member_id = member_id or f"member-{secrets.token_hex(8)}"
+        self._member_id = member_id or f"member-{secrets.token_hex(8)}"
         self.group_instance_id = group_instance_id
         # The offset after the last record handed to the application, per partition: what
         # commit() and auto-commit store. Never beyond what was handed out.
@@ -200,6 +200,12 @@ class Consumer:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def member_id(self) -> str:
+        """This member's id in its group (after it was removed from the group and
+        rejoined, ``<id>-<n>``)."""
+        return self._member_id if self._membership is None else self._membership.member_id
 
     # ------------------------------------------------------------------ assignment
 
@@ -233,7 +239,7 @@ class Consumer:
             self._membership = Membership(
                 self._backend,
                 self.group_id,
-                self.member_id,
+                self._member_id,
                 assignor=self.assignor,
                 session_timeout_ms=self.session_timeout_ms,
                 max_poll_interval_ms=self.max_poll_interval_ms,
