@@ -9,7 +9,7 @@
 
 from logstore.client.admin import GroupDescription, PartitionLag
 from logstore.client.aio import AsyncConsumer, AsyncProducer
-from logstore.client.consumer import Consumer, NoOffsetError
+from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer, RecordFuture
 from logstore.config import TopicConfig
 from logstore.embedded import Store, open
@@ -27,6 +27,7 @@ from logstore.errors import (
     InvalidTopicError,
     LogFailedError,
     LogstoreError,
+    NoOffsetError,
     NotAStoreError,
     OffsetOutOfRangeError,
     PartitionLimitError,

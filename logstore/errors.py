@@ -12,6 +12,7 @@
     ├── TopicExistsError
     ├── PartitionNotFoundError    (also KeyError)
     ├── OffsetOutOfRangeError     .offset .log_start_offset .log_end_offset
+    ├── NoOffsetError             (no committed offset, auto_offset_reset="none")
     ├── RecordTooLargeError       .size .limit
     ├── StorageError              .path .errno  (an OSError while reading or writing a file)
     │   ├── NotAStoreError        .found  (a non-empty directory without store.json)
@@ -104,6 +105,11 @@ class OffsetOutOfRangeError(LogstoreError):
         self.offset = offset
         self.log_start_offset = log_start_offset
         self.log_end_offset = log_end_offset
+
+
+class NoOffsetError(LogstoreError):
+    """A consumer has no committed offset for a partition and ``auto_offset_reset`` is
+    "none": seek first."""
 
 
 class RecordTooLargeError(LogstoreError):

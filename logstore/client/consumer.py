@@ -35,16 +35,18 @@ Delivery recipes:
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 from logstore.client.backend import Backend, resolve_backend
+from logstore.client.commits import FENCING_ERRORS, commit_offsets
+from logstore.client.fetcher import Fetcher
 from logstore.client.handout import Handout, Run
 from logstore.client.membership import Membership
+from logstore.client.positions import OFFSET_RESETS, StartingPoints
 from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
 from logstore.client.topics import Change, TopicView
 from logstore.errors import (
@@ -52,7 +54,7 @@ from logstore.errors import (
     FencedInstanceIdError,
     IllegalGenerationError,
     InvalidConfigError,
-    LogstoreError,
+    NoOffsetError,
     OffsetOutOfRangeError,
     PartitionNotFoundError,
     StoreClosedError,
@@ -64,21 +66,16 @@ from logstore.types import ConsumerRecord, OffsetAndTimestamp, TopicMetadata, To
 if TYPE_CHECKING:
     from logstore.store import Store
 
-OFFSET_RESETS = ("earliest", "latest", "none")
+__all__ = [  # the names this module always offered, wherever they live now
+    "CommitFailedError",
+    "Consumer",
+    "ConsumerRecord",
+    "NoOffsetError",
+    "OffsetAndTimestamp",
+]
+
 DEFAULT_MAX_POLL_INTERVAL_MS = 300_000  # Kafka's max.poll.interval.ms
-
-
-class NoOffsetError(LogstoreError):
-    """No committed offset and ``auto_offset_reset="none"``: seek first."""
-
-
-FETCH_MAX_RECORDS = 10_000
-"""Records one partition fetch decodes at most (beyond a poll's own limit). A fetch reads
-up to ``fetch_max_bytes``, but a decoded record costs about 100 bytes more than it does
-encoded, so a megabyte of tiny records would otherwise sit in the fetch buffer as tens of
-megabytes for every partition."""
-
-_FENCED = (IllegalGenerationError, UnknownMemberIdError, FencedInstanceIdError)
+_FENCED = FENCING_ERRORS
 _WAIT_SLICE_MS = 50  # a waiting poll looks at its group at least this often
 
 Callback = Callable[[list[TopicPartition]], object]
@@ -181,18 +178,18 @@ class Consumer:
         self._positions: dict[TopicPartition, int] = {}
         self.handout = Handout(self._positions)
         """Which fetched records iteration hands out (shared with the asyncio twin)."""
-        # A fetch decodes up to fetch_max_bytes; what one poll does not return waits here
-        # (records, index of the next) for the next poll, as Kafka's fetch buffer does.
-        self._buffers: dict[TopicPartition, list[Any]] = {}
+        self._fetcher = Fetcher(self._backend, fetch_max_bytes)
         self._assigned: list[TopicPartition] = []
         self._subscription: list[str] = []
         self._paused: set[TopicPartition] = set()
         self._closed = False
-        self._next_partition = 0
         self._last_commit = time.monotonic()
         self._membership: Membership | None = None
         self.metadata_max_age_ms = metadata_max_age_ms
         self._topics = TopicView(self._backend, metadata_max_age_ms)
+        self._starts = StartingPoints(
+            self._backend, group_id, auto_offset_reset, self._topics, self._learn
+        )
         self._lock = threading.RLock()
         if topics is not None:
             self.subscribe(topics)
@@ -322,18 +319,22 @@ class Consumer:
             raise err
 
     def _forget(self, tps: Iterable[TopicPartition]) -> None:
+        tps = list(tps)
         for tp in tps:
             self._positions.pop(tp, None)
-            self._buffers.pop(tp, None)
+        self._fetcher.forget(tps)
 
     # ------------------------------------------------------------------ metadata
+
+    def _learn(self, name: str) -> None:
+        self._on_change(name, self._topics.look(name)[1])
 
     def _on_change(self, name: str, change: Change) -> None:
         """Act on what changed in topic ``name``: positions in a deleted or re-created
         topic belong to another incarnation; a deleted topic's partitions start from
         their beginning once it exists again."""
         if change in (Change.RECREATED, Change.DELETED):
-            tps = {tp for tp in [*self._assigned, *self._positions, *self._buffers]
+            tps = {tp for tp in [*self._assigned, *self._positions, *self._fetcher.buffered()]
                    if tp.topic == name}
             if tps:
                 self.handout.end(*tps)
@@ -369,37 +370,13 @@ class Consumer:
 
     # ------------------------------------------------------------------ positions
 
-    def _committed_or_reset(self, tp: TopicPartition) -> int:
-        committed = self.committed(tp)
-        start, end = self._backend.offset_range(tp)
-        if committed is not None and start <= committed <= end:
-            self._topics.from_start.discard(tp)
-            return committed
-        # (Kafka: a committed offset out of range resets per auto_offset_reset)
-        if tp in self._topics.from_start:
-            # added or re-created since this consumer first saw the topic: every record
-            # in it is new to the consumer
-            self._topics.from_start.discard(tp)
-            return start
-        return self._reset(tp, start, end)
-
-    def _reset(self, tp: TopicPartition, start: int, end: int) -> int:
-        if self.auto_offset_reset == "earliest":
-            return start
-        if self.auto_offset_reset == "latest":
-            return end
-        raise NoOffsetError(
-            f"{tp.topic}-{tp.partition} has no committed offset for group {self.group_id!r} "
-            f"and auto_offset_reset is 'none' (seek() first)"
-        )
-
     def position(self, tp: TopicPartition | tuple[str, int]) -> int:
         """The offset of the next record ``poll()`` returns from ``tp``."""
         tp = TopicPartition(*tp)
         self._check_assigned(tp)
         self.handout.settle()
         if tp not in self._positions:
-            self._positions[tp] = self._committed_or_reset(tp)
+            self._positions[tp] = self._starts.start(tp)
         return self._positions[tp]
 
     def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
@@ -504,67 +481,19 @@ class Consumer:
         ]
 
     def _fetch(self, limit: int, wait_ms: int) -> list[Run]:
-        """Up to ``limit`` records from the positions on, a run per partition, taking
-        partitions in turn (from the fetch buffer, or fetching one with none buffered)
-        until ``limit`` is reached; if none has a record, one fetch of them all waits up
-        to ``wait_ms`` for the first."""
-        tps = self._fetchable_partitions()
-        n = len(tps)
-        if not n:
-            return []
-        first = self._next_partition % n
-        tps = tps[first:] + tps[:first]
-        self._next_partition = (first + 1) % n
-        out = self._take(tps, limit, fetch=True)
-        if not out and wait_ms > 0:
-            self._fill({tp: self.position(tp) for tp in tps}, limit, wait_ms)
-            out = self._take(tps, limit, fetch=False)
-        return out
-
-    def _take(self, tps: list[TopicPartition], limit: int, *, fetch: bool) -> list[Run]:
-        out: list[Run] = []
-        count = 0
-        for tp in tps:
-            if count >= limit:
-                break
-            position = self.position(tp)
-            buffered = self._buffers.get(tp)
-            if (
-                buffered is None
-                or buffered[1] >= len(buffered[0])
-                or buffered[0][buffered[1]].offset != position  # after a seek or reset
-            ):
-                self._buffers.pop(tp, None)
-                if not fetch:
-                    continue
-                self._fill({tp: position}, limit, 0)
-                buffered = self._buffers.get(tp)
-                if buffered is None:
-                    continue
-            records, start = buffered
-            taken = records[start : start + limit - count]
-            buffered[1] = start + len(taken)
-            out.append((tp, taken))
-            count += len(taken)
-        return out
-
-    def _fill(self, wanted: dict[TopicPartition, int], limit: int, wait_ms: int) -> None:
         membership = self._membership
-        answers = self._backend.fetch(
-            wanted,
-            max_records=max(limit, FETCH_MAX_RECORDS),
-            max_bytes=self.fetch_max_bytes,
-            max_wait_ms=wait_ms,
+        return self._fetcher.fetch(
+            self._fetchable_partitions(),
+            limit,
+            wait_ms,
+            position=self.position,
+            reset=self._reset_out_of_range,
             member=None if membership is None else membership.member,
         )
-        for tp, answer in answers.items():
-            if isinstance(answer, OffsetOutOfRangeError):
-                start, end = self._backend.offset_range(tp)
-                self._positions[tp] = self._reset(tp, start, end)
-            elif isinstance(answer, LogstoreError):
-                raise answer
-            elif answer:
-                self._buffers[tp] = [answer, 0]
+
+    def _reset_out_of_range(self, tp: TopicPartition) -> None:
+        start, end = self._backend.offset_range(tp)
+        self._positions[tp] = self._starts.reset(tp, start, end)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         """Records one at a time. Each record counts as handed out when it is yielded, so
@@ -649,34 +578,7 @@ class Consumer:
 
     def _commit(self, chosen: Mapping[TopicPartition, tuple[int, str]]) -> None:
         assert self.group_id is not None
-        membership = self._membership
-        member = None if membership is None else membership.member
-        if membership is not None and member is None and chosen:
-            raise CommitFailedError(
-                f"cannot commit for group {self.group_id!r}: this member is rejoining the "
-                f"group (its partitions may have moved; poll() first)",
-                self.group_id,
-            )
-        try:
-            try:
-                self._backend.commit_offsets(self.group_id, chosen, member=member)
-            except IllegalGenerationError as err:
-                # a rebalance this member joined completed meanwhile: commit the
-                # partitions it still owns in the new generation
-                if membership is None or not membership.transient(err):
-                    raise
-                if not membership.catch_up():
-                    raise
-                member = membership.member
-                self._backend.commit_offsets(self.group_id, chosen, member=member)
-        except _FENCED as err:
-            with contextlib.suppress(*_FENCED):
-                self._fenced(err)
-            raise CommitFailedError(
-                f"cannot commit for group {self.group_id!r}: this member was fenced "
-                f"({err}); its partitions are another member's now",
-                self.group_id,
-            ) from err
+        commit_offsets(self._backend, self.group_id, chosen, self._membership, self._fenced)
 
     def _commit_positions(self, tps: Iterable[TopicPartition]) -> None:
         if self.group_id is None:
@@ -697,15 +599,7 @@ class Consumer:
     def committed(self, tp: TopicPartition | tuple[str, int]) -> int | None:
         """The group's committed offset for ``tp`` (None if none, or if it was committed
         against a deleted topic of the same name)."""
-        if self.group_id is None:
-            return None
-        tp = TopicPartition(*tp)
-        found = self._backend.committed_offsets(self.group_id, [tp]).get(tp)
-        if tp.topic not in self._topics.incarnations:
-            self._on_change(tp.topic, self._topics.look(tp.topic)[1])
-        if found is None or found.topic_id != self._topics.incarnations.get(tp.topic):
-            return None
-        return found.offset
+        return self._starts.committed(TopicPartition(*tp))
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -33,13 +33,14 @@ from logstore.backend import backend_for
 from logstore.client import admin
 from logstore.client.aio import AsyncConsumer, AsyncProducer
 from logstore.client.backend import Backend
-from logstore.client.consumer import Consumer, NoOffsetError
+from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
 from logstore.errors import (
     CommitFailedError,
     GroupNotEmptyError,
     IllegalGenerationError,
     InvalidConfigError,
+    NoOffsetError,
     PartitionNotFoundError,
     RecordTooLargeError,
     StorageError,
