@@ -13,7 +13,6 @@ import click
 
 import logstore
 from logstore.config import DEFAULT_MAX_PARTITIONS
-from logstore.storage.files import READ_ONLY_ERRNOS
 
 INIT_KEY = "logstore.init"
 """Where ``logstore --init`` is kept in the click context's ``meta`` (shared by every
@@ -79,7 +78,7 @@ def open_store(
     except logstore.NotAStoreError as err:
         raise click.ClickException(err.reworded("--init")) from err
     except logstore.StorageError as err:
-        if err.errno not in READ_ONLY_ERRNOS:
+        if not err.refused_write:
             raise
         try:
             store: logstore.Store | None = logstore.open(data_dir, read_only=True)

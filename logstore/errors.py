@@ -35,8 +35,12 @@ No I/O happens here.
 
 from __future__ import annotations
 
+import errno as _errno
 from collections.abc import Sequence
 from typing import Self
+
+READ_ONLY_ERRNOS = frozenset({_errno.EROFS, _errno.EACCES, _errno.EPERM})
+"""What ``errno`` a write refused by a read-only mount or missing permissions carries."""
 
 
 class LogstoreError(Exception):
@@ -132,6 +136,12 @@ class StorageError(LogstoreError):
         super().__init__(message)
         self.path = path
         self.errno = errno
+
+    @property
+    def refused_write(self) -> bool:
+        """Whether the OS refused a write: a read-only mount or missing permissions
+        (EROFS, EACCES, EPERM). A store may still open ``read_only=True`` then."""
+        return self.errno in READ_ONLY_ERRNOS
 
 
 class NotAStoreError(StorageError):
