@@ -1,0 +1,83 @@
+"""The names logstore creates in a partition directory, and what a listing of one holds.
+
+Recovery on open and ``verify`` read the same :class:`Listing`: segment ``.log`` files,
+index files without a ``.log`` (orphans, removed on open), and leftover temporaries
+(:func:`is_leftover`). No other name is ever touched: a user's ``notes.tmp`` stays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from logstore.storage.checkpoint import CHECKPOINT_NAME
+from logstore.storage.files import temp_path
+from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
+from logstore.storage.segment import LOG_SUFFIX, parse_segment_name
+
+_LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+_LEFTOVER_NAMES = frozenset({
+    os.path.basename(temp_path(CHECKPOINT_NAME)),
+    CHECKPOINT_NAME + ".tmp",  # how logstore 0.1 named it
+})
+_PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME})
+
+
+def is_leftover(name: str) -> bool:
+    """Whether ``name`` is a temporary file a partition's own writes can leave behind:
+    ``~checkpoint.tmp``, or (older logstore and Kafka names, recognised only in exactly
+    this form) ``checkpoint.tmp`` and a segment file's name plus ``.tmp``, ``.deleted``,
+    ``.cleaned`` or ``.swap``."""
+    if name in _LEFTOVER_NAMES:
+        return True
+    stem, dot, suffix = name.rpartition(".")
+    return bool(dot) and dot + suffix in _LEFTOVER_SUFFIXES and (
+        parse_segment_name(stem) is not None
+    )
+
+
+def is_partition_file(name: str) -> bool:
+    """Whether ``name`` is one logstore creates in a partition directory: a segment file,
+    the checkpoint, the head, a lock file, or a leftover (:func:`is_leftover`)."""
+    return name in _PARTITION_FILES or parse_segment_name(name) is not None or is_leftover(
+        name
+    )
+
+
+class Listing(NamedTuple):
+    """What a partition directory holds, by logstore's names."""
+
+    logs: list[int]
+    """Base offsets of the segment ``.log`` files, in order."""
+    orphans: list[str]
+    """Names of segment files (indexes, markers) whose ``.log`` is missing."""
+    leftovers: list[str]
+    """Names of leftover temporary files."""
+    sidecars: dict[int, set[str]]
+    """Base offset -> suffixes of the segment's other files (``.index``, ...)."""
+
+
+def read_listing(names: Iterable[str]) -> Listing:
+    """Sort the names of a partition directory into a :class:`Listing`."""
+    logs: list[int] = []
+    others: dict[int, list[str]] = {}
+    sidecars: dict[int, set[str]] = {}
+    leftovers: list[str] = []
+    for name in sorted(names):
+        if is_leftover(name):
+            leftovers.append(name)
+            continue
+        parsed = parse_segment_name(name)
+        if parsed is None:
+            continue
+        base, suffix = parsed
+        if suffix == LOG_SUFFIX:
+            logs.append(base)
+        else:
+            others.setdefault(base, []).append(name)
+            sidecars.setdefault(base, set()).add(suffix)
+    logs.sort()
+    have = set(logs)
+    orphans = [n for base, ns in sorted(others.items()) if base not in have for n in ns]
+    return Listing(logs, orphans, leftovers, sidecars)
