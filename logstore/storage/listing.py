@@ -14,7 +14,44 @@ from typing import NamedTuple
 from logstore.storage.checkpoint import CHECKPOINT_NAME
 from logstore.storage.files import temp_path
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME
-from logstore.storage.segment import LOG_SUFFIX, parse_segment_name
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+GAPS_SUFFIX = ".gaps"
+"""The marker of a segment that declares offset gaps (:mod:`logstore.storage.gaps`)."""
+SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, GAPS_SUFFIX)
+_NAME_DIGITS = 20
+
+def segment_path(directory: str, base_offset: int, suffix: str) -> str:
+    """The path of a segment file: ``<dir>/<base offset, 20 digits><suffix>``."""
+    return os.path.join(directory, f"{base_offset:0{_NAME_DIGITS}d}{suffix}")
+
+
+def parse_segment_name(name: str) -> tuple[int, str] | None:
+    """``(base_offset, suffix)`` for a segment file name, None for any other name."""
+    stem, dot, ext = name.partition(".")
+    suffix = dot + ext
+    if (
+        suffix not in SUFFIXES
+        or len(stem) != _NAME_DIGITS
+        or not (stem.isascii() and stem.isdigit())
+    ):
+        return None
+    return int(stem), suffix
+
+
+def is_segment_log(name: str) -> bool:
+    """Whether ``name`` is a segment's ``.log`` file (``<20 digits>.log``)."""
+    parsed = parse_segment_name(name)
+    return parsed is not None and parsed[1] == LOG_SUFFIX
+
+
+def segment_log_bases(names: Iterable[str]) -> list[int]:
+    """The base offsets of the segment ``.log`` files among ``names``, in order."""
+    found = (parse_segment_name(name) for name in names)
+    return sorted(parsed[0] for parsed in found if parsed is not None and parsed[1] == LOG_SUFFIX)
+
 
 _LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
 _LEFTOVER_NAMES = frozenset({
@@ -56,6 +93,12 @@ class Listing(NamedTuple):
     """Names of leftover temporary files."""
     sidecars: dict[int, set[str]]
     """Base offset -> suffixes of the segment's other files (``.index``, ...)."""
+
+    @property
+    def gaps(self) -> frozenset[int]:
+        """The bases of the segments that declare offset gaps (a ``.gaps`` marker)."""
+        have = set(self.logs)
+        return frozenset(b for b, s in self.sidecars.items() if GAPS_SUFFIX in s and b in have)
 
 
 def read_listing(names: Iterable[str]) -> Listing:

@@ -103,6 +103,7 @@ class PartitionLog(Recovery, LogReads):
         self._head_file = fs.open(os.path.join(directory, HEAD_NAME), create=True)
         self._head_seen: Head | None = None
         self._generation = 0
+        self.recovery_plan = None
         self.cleaner: Cleaner = DeleteCleaner(lambda: self.config, fs.mtime_ms)
         """The retention policy :meth:`apply_retention` applies."""
         try:

@@ -22,19 +22,27 @@ Recovery on open:
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import itertools
 import logging
 import os
+from collections.abc import Iterator, Mapping
 
 from logstore.errors import CorruptRecordError
 from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from logstore.storage.files import FileSystem
 from logstore.storage.head import HEAD_NAME, HEAD_SIZE, unpack_head
-from logstore.storage.listing import read_listing
+from logstore.storage.listing import Listing, read_listing
 from logstore.storage.logbase import LogState
-from logstore.storage.segment import Segment
+from logstore.storage.plan import (
+    Action,
+    RecoveryPlan,
+    live_segments,
+    log_start,
+    plan_recovery,
+    rescan_start,
+)
+from logstore.storage.segment import Segment, SegmentScan
 
 log = logging.getLogger("logstore.storage.log")
 
@@ -62,8 +70,35 @@ def synced_recovery_point(fs: FileSystem, directory: str, cp: Checkpoint | None)
     return point
 
 
+class _Scans(Mapping[int, SegmentScan]):
+    """The scans a plan asks for, made when first asked: only the segments an open
+    rescans are walked (the others are trusted and stay unopened)."""
+
+    def __init__(self, segments: dict[int, Segment], rescanned: list[int]) -> None:
+        self._segments = segments
+        self._rescanned = rescanned
+        self._done: dict[int, SegmentScan] = {}
+
+    def __getitem__(self, base: int) -> SegmentScan:
+        if base not in self._rescanned:
+            raise KeyError(base)
+        if base not in self._done:
+            self._done[base] = self._segments[base].scan()
+        return self._done[base]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._rescanned)
+
+    def __len__(self) -> int:
+        return len(self._rescanned)
+
+
 class Recovery(LogState):
-    """How a partition log loads and recovers its segments when it opens alone."""
+    """How a partition log loads and recovers its segments when it opens alone: it
+    builds a :class:`~logstore.storage.plan.RecoveryPlan` and carries it out."""
+
+    recovery_plan: RecoveryPlan | None
+    """The plan the open of this log carried out (None: it joined other processes)."""
 
     def _load(self) -> None:
         fs = self.fs
@@ -74,61 +109,53 @@ class Recovery(LogState):
                 raise
             names = []  # read-only: the missing directory reads as an empty partition
         listing = read_listing(names)
-        logs = listing.logs
-        if not self._read_only:
-            self._remove(listing.leftovers, "removing leftover file %s")
-            self._remove(listing.orphans, "removing index without a log: %s")
         cp = read_checkpoint(fs, self.directory)
         self.was_clean = cp is not None and cp.clean
-        self.log_start_offset = cp.log_start_offset if cp else (logs[0] if logs else 0)
+        self.log_start_offset = log_start(listing, cp)
         self.recovery_point = synced_recovery_point(fs, self.directory, cp)
-        segments = [Segment(fs, self.directory, base, self.config) for base in logs]
+        gaps = listing.gaps
+        segments = {
+            base: Segment(fs, self.directory, base, self.config, gaps=base in gaps)
+            for base in listing.logs
+        }
         try:
-            self._load_segments(segments, cp)
+            self._load_segments(listing, cp, segments)
         except BaseException:
-            for seg in segments:  # a failed open leaves no file open
+            for seg in segments.values():  # a failed open leaves no file open
                 with contextlib.suppress(Exception):
                     seg.close_files()
             raise
 
-    def _remove(self, names: list[str], message: str) -> None:
-        for name in names:
-            path = os.path.join(self.directory, name)
-            log.info(message, path)
-            self.fs.unlink(path, missing_ok=True)
-
-    def _load_segments(self, segments: list[Segment], cp: Checkpoint | None) -> None:
-        fs = self.fs
-        for seg, nxt in itertools.pairwise(segments):
-            seg.next_offset = nxt.base_offset
-        # A crash during retention can leave segments wholly below the log start offset.
-        while len(segments) > 1 and segments[1].base_offset <= self.log_start_offset:
-            gone = segments.pop(0)
-            if self._read_only:
-                gone.close_files()
-            else:
-                gone.delete()
-        if not segments:
+    def _load_segments(
+        self, listing: Listing, cp: Checkpoint | None, segments: dict[int, Segment]
+    ) -> None:
+        live = live_segments(listing, cp)
+        for base, nxt in itertools.pairwise(live):
+            segments[base].next_offset = nxt
+        first = rescan_start(live, self.was_clean, self.recovery_point)
+        scans = _Scans(segments, live[first:])
+        plan = plan_recovery(self.directory, listing, cp, self.recovery_point, scans)
+        self.recovery_plan = plan
+        kept = self._carry_out(plan, segments)
+        if not kept:
             base = self.log_start_offset
-            segments.append(Segment.create(fs, self.directory, base, self.config, self._now()))
+            kept.append(Segment.create(self.fs, self.directory, base, self.config, self._now()))
             self.recovery_point = base
             self.was_clean = True
             if not self._read_only:  # read-only: the empty segment lives in memory only
-                write_checkpoint(fs, self.directory, Checkpoint(base, base, clean=True))
+                write_checkpoint(self.fs, self.directory, Checkpoint(base, base, clean=True))
         elif self.was_clean:
-            segments[-1].load_active()
-        else:
-            segments = self._recover(segments)
-        if segments[-1].created_ms is None:
+            kept[-1].load_active()
+        if kept[-1].created_ms is None:
             # Kafka measures segment_ms from the load time when records carry no timestamp.
-            segments[-1].created_ms = self._now()
-        self._set_segments(segments)
-        self.log_start_offset = max(self.log_start_offset, segments[0].base_offset)
+            kept[-1].created_ms = self._now()
+        self._set_segments(kept)
+        self.log_start_offset = max(self.log_start_offset, kept[0].base_offset)
         self.log_start_offset = min(self.log_start_offset, self.log_end_offset)
         if self.recovery_point > self.log_end_offset:
             # every offset below the recovery point was fsynced: a log that ends before it
             # lost synced records (a file cut short), which is never repaired silently
-            active = segments[-1]
+            active = kept[-1]
             raise CorruptRecordError(
                 f"{active.log_path}: the log ends at offset {self.log_end_offset} (position "
                 f"{active.size}), but the checkpoint says offsets up to "
@@ -139,47 +166,67 @@ class Recovery(LogState):
             )
         self._last_flush_ms = self._now()
 
-    def _recover(self, segments: list[Segment]) -> list[Segment]:
-        bases = [s.base_offset for s in segments]
-        first = max(0, bisect.bisect_right(bases, self.recovery_point) - 1)
-        for i in range(first, len(segments)):
-            seg = segments[i]
-            dropped = seg.recover(self.recovery_point)
-            is_last = i == len(segments) - 1
-            if not is_last and seg.next_offset < self.recovery_point:
-                # cut at a batch boundary before the recovery point: synced records are
-                # gone, and the later segments are not deleted to cover it up
-                raise CorruptRecordError(
-                    f"{seg.log_path}: the segment ends at offset {seg.next_offset} (position "
-                    f"{seg.size}), but offsets up to {self.recovery_point - 1} were synced: "
-                    f"records are missing (restore the partition from a copy, or delete "
-                    f"its checkpoint file to accept the loss)",
-                    seg.log_path,
-                    seg.size,
-                )
-            self.recovered_bytes += dropped
-            # a producer retrying a batch that reached the log before a crash or failed
-            # fsync must find it, not write it twice
-            self._producers.update(seg.producer_batches)
-            if not is_last and (dropped or seg.next_offset != segments[i + 1].base_offset):
-                for later in segments[i + 1 :]:
-                    if self._read_only:
-                        log.warning(
-                            "ignoring %s: it follows data lost in %s (the store is read-only: "
-                            "the file stays)",
-                            later.log_path,
-                            seg.log_path,
-                        )
-                        later.close_files()
-                        continue
-                    log.warning(
-                        "deleting %s: it follows data lost in %s", later.log_path, seg.log_path
-                    )
-                    later.delete()
-                del segments[i + 1 :]
-                if not self._read_only:
-                    self.fs.fsync_dir(self.directory)
-                break
-        for seg in segments[:-1]:
+    def _carry_out(self, plan: RecoveryPlan, segments: dict[int, Segment]) -> list[Segment]:
+        """Do what ``plan`` says; return the segments that stay, in order.
+
+        Raises:
+            CorruptRecordError: the plan refuses (damage to synced records); the logs stay
+                as they are.
+        """
+        if not self._read_only:
+            self._remove(list(plan.remove))
+        kept: list[Segment] = []
+        dropped_later = False
+        for step in plan.segments:
+            seg = segments[step.base_offset]
+            if step.action is Action.DELETE:
+                after = kept[-1] if kept else None  # None: below the log start
+                self._delete(seg, after)
+                dropped_later |= after is not None
+                continue
+            if step.action is Action.KEEP and step.problem is not None:
+                seg.unbuild(seg.next_offset)  # the walk stopped at damage the open refuses
+            if step.action is Action.CUT:
+                assert step.cut_at is not None and step.problem is not None
+                self.recovered_bytes += seg.cut(step.cut_at, step.problem)
+            if step.action in (Action.CUT, Action.REBUILD):
+                # a producer retrying a batch that reached the log before a crash or failed
+                # fsync must find it, not write it twice
+                self._producers.update(seg.producer_batches)
+            kept.append(seg)
+        if dropped_later and not self._read_only:
+            self.fs.fsync_dir(self.directory)
+        if plan.error is not None:
+            raise CorruptRecordError(
+                f"{plan.error.path}: {plan.error.message}",
+                plan.error.path,
+                plan.error.position,
+            )
+        for seg, nxt in itertools.pairwise(kept):
+            seg.next_offset = nxt.base_offset
+        for seg in kept[:-1]:
             seg.close_files()  # reopened lazily, like every sealed segment
-        return segments
+        return kept
+
+    def _delete(self, seg: Segment, after: Segment | None) -> None:
+        """Delete a segment the plan drops: below the log start (``after`` None), or
+        following data lost in segment ``after``."""
+        if self._read_only:
+            if after is not None:
+                log.warning(
+                    "ignoring %s: it follows data lost in %s (the store is read-only: the "
+                    "file stays)",
+                    seg.log_path,
+                    after.log_path,
+                )
+            seg.close_files()
+            return
+        if after is not None:
+            log.warning("deleting %s: it follows data lost in %s", seg.log_path, after.log_path)
+        seg.delete()
+
+    def _remove(self, names: list[str]) -> None:
+        for name in names:
+            path = os.path.join(self.directory, name)
+            log.info("removing leftover file %s", path)
+            self.fs.unlink(path, missing_ok=True)

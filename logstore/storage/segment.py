@@ -9,59 +9,47 @@ segments opens without touching them.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, TypeVar
 
 from logstore.config import TopicConfig
 from logstore.errors import CorruptIndexError, CorruptRecordError, StoreClosedError
 from logstore.records import HEADER_SIZE, crc_valid, decode_batch_records, decode_header, scan
+from logstore.storage.batches import BatchWalk, WalkStop, walk_batches
 from logstore.storage.files import Buffer, FileHandle, FileSystem
 from logstore.storage.index import OffsetIndex, TimeIndex
+from logstore.storage.listing import (
+    GAPS_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    SUFFIXES,
+    TIME_INDEX_SUFFIX,
+    is_segment_log,
+    parse_segment_name,
+    segment_log_bases,
+    segment_path,
+)
 from logstore.types import BatchHeader
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-LOG_SUFFIX = ".log"
-INDEX_SUFFIX = ".index"
-TIME_INDEX_SUFFIX = ".timeindex"
-SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
-_NAME_DIGITS = 20
-_SCAN_CHUNK = 64 * 1024
 _UNKNOWN_LARGEST = 2**63 - 1
 """The largest timestamp of a segment whose damage stopped the index rebuild: never below
 a timestamp sought, so lookups scan the segment instead of skipping it."""
 
 
-def segment_path(directory: str, base_offset: int, suffix: str) -> str:
-    """The path of a segment file: ``<dir>/<base offset, 20 digits><suffix>``."""
-    return os.path.join(directory, f"{base_offset:0{_NAME_DIGITS}d}{suffix}")
+class SegmentScan(NamedTuple):
+    """What a CRC-checked walk of a whole segment found (the input of a recovery plan)."""
 
-
-def parse_segment_name(name: str) -> tuple[int, str] | None:
-    """``(base_offset, suffix)`` for a segment file name, None for any other name."""
-    stem, dot, ext = name.partition(".")
-    suffix = dot + ext
-    if (
-        suffix not in SUFFIXES
-        or len(stem) != _NAME_DIGITS
-        or not (stem.isascii() and stem.isdigit())
-    ):
-        return None
-    return int(stem), suffix
-
-
-def is_segment_log(name: str) -> bool:
-    """Whether ``name`` is a segment's ``.log`` file (``<20 digits>.log``)."""
-    parsed = parse_segment_name(name)
-    return parsed is not None and parsed[1] == LOG_SUFFIX
-
-
-def segment_log_bases(names: Iterable[str]) -> list[int]:
-    """The base offsets of the segment ``.log`` files among ``names``, in order."""
-    found = (parse_segment_name(name) for name in names)
-    return sorted(parsed[0] for parsed in found if parsed is not None and parsed[1] == LOG_SUFFIX)
+    size: int
+    """The ``.log`` file's size."""
+    end: int
+    """The position after the last good batch."""
+    next_offset: int
+    """The offset after the last good batch (the base offset if there is none)."""
+    stop: WalkStop | None
+    """Where and why the walk stopped before ``size`` (None: every batch is good)."""
 
 
 class Segment:
@@ -71,8 +59,20 @@ class Segment:
     counters are kept by :meth:`load`, :meth:`recover` and :meth:`append`.
     """
 
-    def __init__(self, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig):
+    def __init__(
+        self,
+        fs: FileSystem,
+        directory: str,
+        base_offset: int,
+        config: TopicConfig,
+        *,
+        gaps: bool = False,
+    ):
         self.fs = fs
+        self.gaps = gaps
+        """Whether the segment declares offset gaps (a ``.gaps`` marker: written by the
+        cleaner; see :mod:`logstore.storage.gaps`): its batches' offsets increase but may
+        skip, it may start after its base offset and end before the next segment's."""
         self.directory = directory
         self.base_offset = base_offset
         self.config = config
@@ -80,6 +80,7 @@ class Segment:
         self.log_path = prefix + LOG_SUFFIX
         self.index_path = prefix + INDEX_SUFFIX
         self.time_index_path = prefix + TIME_INDEX_SUFFIX
+        self.gaps_path = prefix + GAPS_SUFFIX
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
@@ -218,7 +219,7 @@ class Segment:
                 )
         except CorruptIndexError as err:
             log.warning("rebuilding indexes of %s: %s", self.log_path, err)
-            self._rebuild_indexes(truncate=False)
+            self._rebuild_indexes()
             return
         entry = self._time_index.last_entry
         if entry is not None:
@@ -254,7 +255,7 @@ class Segment:
             self._time_index.check_tail(self.next_offset)
         except CorruptIndexError as err:
             log.warning("rebuilding indexes of %s: %s", self.log_path, err)
-            self._rebuild_indexes(truncate=False)
+            self._rebuild_indexes()
             return
         entry = self._time_index.last_entry
         if entry is not None and entry[0] > self.max_timestamp:
@@ -274,39 +275,35 @@ class Segment:
             CorruptRecordError: naming the damaged batch (the log was closed cleanly, so
                 this is corruption, not a torn write).
         """
-        size = self.size
         self._bytes_since_index_entry = 0
-        expected: int | None = self.base_offset if indexed is None else None
+        walk = walk_batches(
+            self.log_file, position,
+            expected=self.base_offset if indexed is None else None,
+            first_ends_at=indexed, gaps=self.gaps, verify=False,
+        )
         previous: BatchHeader | None = None
-        while position < size:
-            try:
-                header = self._read_header(position)
-                if header is None or position + header.size > size:
-                    raise CorruptRecordError(
-                        f"{self.log_path}: incomplete record batch at position {position} "
-                        f"of a cleanly closed log ({size - position} bytes)",
-                        self.log_path,
-                        position,
-                    )
-                if expected is None:
-                    assert indexed is not None
-                    expected = indexed - header.last_offset_delta
-                self._check_contiguous(header, expected, position)
-            except CorruptRecordError as err:
-                raise self._blame(err, previous) from err
+        for header in walk:
             if (
                 self._bytes_since_index_entry > self.config.index_interval_bytes
                 and not self.index_full
             ):  # appends index such a batch (see _index_batch): the entry was lost
                 raise CorruptIndexError(
                     f"index {self.index_path} has no entry for the batch at position "
-                    f"{position}",
+                    f"{header.position}",
                     self.index_path,
                 )
             self._note_batch(header)
-            expected = header.next_offset
             previous = header
-            position += header.size
+        if walk.stop is not None:
+            stop = walk.stop
+            message = stop.message
+            if stop.reason.value == "incomplete":
+                message = (
+                    f"incomplete record batch at position {stop.position} of a cleanly "
+                    f"closed log ({self.size - stop.position} bytes)"
+                )
+            err = CorruptRecordError(f"{self.log_path}: {message}", self.log_path, stop.position)
+            raise self._blame(err, previous)
 
     def _note_batch(self, header: BatchHeader) -> None:
         if self.first_batch_timestamp is None:
@@ -317,23 +314,48 @@ class Segment:
         self.next_offset = max(self.next_offset, header.next_offset)
         self._bytes_since_index_entry += header.size
 
-    def recover(self, synced_end: int = 0) -> int:
-        """Rescan the whole log with CRC checks, rebuild both indexes and cut the log at the
-        first incomplete or corrupt batch. Returns the number of bytes dropped.
-
-        Offsets below ``synced_end`` (the partition's recovery point) were fsynced before
-        the crash, so they are never cut: damage before it raises instead.
-
-        Raises:
-            CorruptRecordError: the first bad batch holds an offset below ``synced_end``
-                (nothing is cut; the error names the file and the position).
-        """
+    def scan(self) -> SegmentScan:
+        """Rescan the whole log with CRC checks (recovery after a crash), rebuilding both
+        indexes from its good batches, and say where they end. Nothing is cut here: the
+        recovery plan decides (:func:`logstore.storage.recovery.plan_recovery`), then
+        :meth:`cut` or :meth:`unbuild` carry it out."""
         self._open_files()
-        return self._rebuild_indexes(truncate=True, synced_end=synced_end)
+        walk = self._index_walk()
+        return SegmentScan(self.size, walk.end, self.next_offset, walk.stop)
 
-    def _rebuild_indexes(self, *, truncate: bool, synced_end: int = 0) -> int:
+    def cut(self, position: int, problem: str) -> int:
+        """Cut the log at ``position`` (a torn tail past it); return the bytes dropped."""
+        dropped = self.size - position
+        if self.fs.read_only:
+            log.warning(
+                "reading %s only up to position %d: %s (the store is read-only, so the "
+                "%d bytes past it stay in the file)",
+                self.log_path, position, problem, dropped,
+            )
+        else:
+            log.warning(
+                "truncating %s at position %d, dropping %d bytes: %s",
+                self.log_path, position, dropped, problem,
+            )
+        self.log_file.truncate(position)  # read-only: in this process's view only
+        return dropped
+
+    def unbuild(self, known_end: int) -> None:
+        """Keep nothing half-built after a walk stopped at damage, in memory or on disk:
+        with empty indexes every lookup scans from the start (right answers before the
+        damage, an error at it), and no later lookup skips the segment for a partial
+        largest timestamp. A reopen finds the empty time index and tries again."""
         assert self._index is not None and self._time_index is not None
-        known_end = self.next_offset
+        self._index.reset()
+        self._time_index.reset()
+        self.next_offset = max(known_end, self.next_offset)
+        self.max_timestamp = _UNKNOWN_LARGEST
+        self.offset_of_max_timestamp = self.base_offset
+
+    def _index_walk(self) -> BatchWalk:
+        """Reset both indexes and the tail state, then rebuild them from a CRC-checked
+        walk of the whole log (which stops at the first bad batch)."""
+        assert self._index is not None and self._time_index is not None
         self._index.reset()
         self._time_index.reset()
         self.next_offset = self.base_offset
@@ -341,90 +363,37 @@ class Segment:
         self.offset_of_max_timestamp = self.base_offset
         self.first_batch_timestamp = None
         self._bytes_since_index_entry = 0
-        size = self.size
-        position = 0
-        problem = ""
-        while position < size:
-            chunk = self.log_file.pread(max(_SCAN_CHUNK, HEADER_SIZE), position)
-            try:
-                header = decode_header(chunk, 0)
-            except CorruptRecordError as err:
-                problem = str(err)
-                break
-            if header is None or position + header.size > size:
-                problem = "incomplete record batch"
-                break
-            if header.size > len(chunk):
-                chunk = self.log_file.pread(header.size, position)
-            consumed = 0
-            try:
-                for h in scan(chunk, verify=True):
-                    self._check_contiguous(h, self.next_offset, position + h.position)
-                    self._index_batch(h, position + h.position)
-                    if h.producer_id >= 0 and h.base_sequence >= 0:
-                        self.producer_batches[h.producer_id] = (
-                            h.base_sequence,
-                            h.base_offset,
-                            h.last_offset,
-                        )
-                    consumed = h.position + h.size
-            except CorruptRecordError as err:
-                problem = str(err)
-            if problem or consumed == 0:
-                position += consumed
-                problem = problem or "incomplete record batch"
-                break
-            position += consumed
+        walk = walk_batches(self.log_file, 0, expected=self.base_offset, gaps=self.gaps)
+        for h in walk:
+            self._index_batch(h, h.position)
+            if h.producer_id >= 0 and h.base_sequence >= 0:
+                self.producer_batches[h.producer_id] = (
+                    h.base_sequence, h.base_offset, h.last_offset
+                )
         if self.max_timestamp >= 0:
             # Kafka's recover() ends the same way: the largest timestamp is always indexed,
             # so a lazily opened sealed segment knows it without a scan.
             self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
-        dropped = size - position
-        if dropped:
-            if not truncate or self.next_offset < synced_end:
-                # Keep nothing half-built, in memory or on disk: with empty indexes every
-                # lookup scans from the start (right answers before the damage, this error
-                # at it), and no later lookup skips the segment for a partial largest
-                # timestamp. A reopen finds the empty time index and tries again.
-                self._index.reset()
-                self._time_index.reset()
-                self.next_offset = max(known_end, self.next_offset)
-                self.max_timestamp = _UNKNOWN_LARGEST
-                self.offset_of_max_timestamp = self.base_offset
-                if not truncate:
-                    where, accept = "the segment lies before the recovery point", ""
-                else:
-                    where = (
-                        f"offsets up to {synced_end - 1} were synced before the crash, and "
-                        f"this batch holds offset {self.next_offset}"
-                    )
-                    accept = ", or delete the partition's checkpoint file to accept the loss"
-                raise CorruptRecordError(
-                    f"{self.log_path}: {problem} at position {position} "
-                    f"({where}, so it is not repaired automatically; run `logstore verify` "
-                    f"and restore from a copy{accept})",
-                    self.log_path,
-                    position,
-                )
-            if self.fs.read_only:
-                log.warning(
-                    "reading %s only up to position %d: %s (the store is read-only, so the "
-                    "%d bytes past it stay in the file)",
-                    self.log_path,
-                    position,
-                    problem,
-                    dropped,
-                )
-            else:
-                log.warning(
-                    "truncating %s at position %d, dropping %d bytes: %s",
-                    self.log_path,
-                    position,
-                    dropped,
-                    problem,
-                )
-            self.log_file.truncate(position)  # read-only: in this process's view only
-        return dropped
+        return walk
+
+    def _rebuild_indexes(self) -> None:
+        """Rebuild the indexes of a segment before the recovery point (indexes are derived
+        data). Damage in its log is never repaired here.
+
+        Raises:
+            CorruptRecordError: the log has a bad batch (naming the file and position).
+        """
+        known_end = self.next_offset
+        stop = self._index_walk().stop
+        if stop is not None:
+            self.unbuild(known_end)
+            raise CorruptRecordError(
+                f"{self.log_path}: {stop.message} at position {stop.position} (the segment "
+                f"lies before the recovery point, so it is not repaired automatically; run "
+                f"`logstore verify` and restore from a copy)",
+                self.log_path,
+                stop.position,
+            )
 
     def _index_batch(self, header: BatchHeader, position: int) -> None:
         assert self._index is not None and self._time_index is not None
@@ -538,7 +507,7 @@ class Segment:
             return lookup()
         except CorruptIndexError as err:
             log.warning("rebuilding indexes of %s: %s", self.log_path, err)
-            self._rebuild_indexes(truncate=False)
+            self._rebuild_indexes()
             return lookup()
 
     def _index_lookup(self, offset: int) -> tuple[int, int]:
@@ -755,3 +724,18 @@ class Segment:
 
     def __repr__(self) -> str:
         return f"Segment(base_offset={self.base_offset}, next_offset={self.next_offset})"
+
+
+__all__ = [  # the naming helpers live in logstore.storage.listing; re-exported here
+    "GAPS_SUFFIX",
+    "INDEX_SUFFIX",
+    "LOG_SUFFIX",
+    "SUFFIXES",
+    "TIME_INDEX_SUFFIX",
+    "Segment",
+    "SegmentScan",
+    "is_segment_log",
+    "parse_segment_name",
+    "segment_log_bases",
+    "segment_path",
+]
