@@ -163,7 +163,14 @@ class Segment(SegmentReads):
 
     @classmethod
     def create(
-        cls, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig, now_ms: int
+        cls,
+        fs: FileSystem,
+        directory: str,
+        base_offset: int,
+        config: TopicConfig,
+        now_ms: int,
+        *,
+        gaps: bool = False,
     ) -> Segment:
         """A new, empty segment (its files exist once this returns; the caller fsyncs the dir).
 
@@ -172,7 +179,7 @@ class Segment(SegmentReads):
         nothing in it was acknowledged (the segment starts at the log end). It is emptied:
         appending after its bytes would hold the same offsets twice.
         """
-        segment = cls(fs, directory, base_offset, config)
+        segment = cls(fs, directory, base_offset, config, gaps=gaps)
         segment._open_files(create=True)
         left = segment.cut_to(0, 0, 0)
         if left:
@@ -518,7 +525,8 @@ class Segment(SegmentReads):
         open). The caller fsyncs the directory."""
         self.close_files()
         self._deleted = True
-        for path in (self.log_path, self.index_path, self.time_index_path):
+        paths = [self.log_path, self.index_path, self.time_index_path]
+        for path in [*paths, self.gaps_path] if self.gaps else paths:
             self.fs.unlink(path, missing_ok=True)
 
     def __repr__(self) -> str:

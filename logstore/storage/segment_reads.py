@@ -83,8 +83,9 @@ class SegmentReads:
 
     def _check_contiguous(self, header: BatchHeader, expected: int, position: int) -> None:
         """Offsets run on without gaps: ``baseOffset`` lies outside the CRC, so this is
-        what catches a damaged one before it serves records under wrong offsets."""
-        if header.base_offset != expected:
+        what catches a damaged one before it serves records under wrong offsets. (In a
+        segment that declares gaps they may skip, never go back.)"""
+        if header.base_offset != expected and not (self.gaps and header.base_offset > expected):
             raise CorruptRecordError(
                 f"{self.log_path}: record batch at position {position} has base offset "
                 f"{header.base_offset}, expected {expected} (the offsets do not follow on)",
@@ -166,7 +167,7 @@ class SegmentReads:
             previous = header
             position += header.size
         reached = self.base_offset if expected is None else expected
-        if offset < self.next_offset and reached < self.next_offset:
+        if offset < self.next_offset and reached < self.next_offset and not self.gaps:
             # the segment should hold offsets up to next_offset - 1 (the next segment's
             # base, or the committed end): moving on would silently skip offsets
             raise CorruptRecordError(

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 
 from logstore.errors import StorageError, TopicNotFoundError
 from logstore.storage.head import HEAD_SIZE, Head, pack_head, unpack_head
+from logstore.storage.listing import read_listing
 from logstore.storage.logbase import LogState
-from logstore.storage.segment import Segment, segment_log_bases
+from logstore.storage.segment import Segment
 
 log = logging.getLogger("logstore.storage.log")
 
@@ -149,7 +150,8 @@ class ProcessSharing(LogState):
                 cached.close_files()
             self._open_sealed.clear()
             known.clear()
-        bases = segment_log_bases(self.fs.listdir(self.directory))
+        listing = read_listing(self.fs.listdir(self.directory))
+        bases, gaps = listing.logs, listing.gaps
         if head.active_base_offset not in bases:
             # Checked before any state here changes, so the caller can read the head again
             # and retry: another process rolled and deleted this segment (retention,
@@ -170,7 +172,9 @@ class ProcessSharing(LogState):
         bases = [b for b in bases if b <= head.active_base_offset]
         segments: list[Segment] = []
         for base in bases:
-            seg = known.pop(base, None) or Segment(self.fs, self.directory, base, self.config)
+            seg = known.pop(base, None) or Segment(
+                self.fs, self.directory, base, self.config, gaps=base in gaps
+            )
             segments.append(seg)
         for gone in known.values():
             gone.close_files()
