@@ -91,36 +91,30 @@ class Listing(NamedTuple):
     """Names of segment files (indexes, markers) whose ``.log`` is missing."""
     leftovers: list[str]
     """Names of leftover temporary files."""
-    sidecars: dict[int, set[str]]
-    """Base offset -> suffixes of the segment's other files (``.index``, ...)."""
-
-    @property
-    def gaps(self) -> frozenset[int]:
-        """The bases of the segments that declare offset gaps (a ``.gaps`` marker)."""
-        have = set(self.logs)
-        return frozenset(b for b, s in self.sidecars.items() if GAPS_SUFFIX in s and b in have)
+    gaps: frozenset[int]
+    """The bases of the segments that declare offset gaps (a ``.gaps`` marker)."""
 
 
 def read_listing(names: Iterable[str]) -> Listing:
     """Sort the names of a partition directory into a :class:`Listing`."""
     logs: list[int] = []
-    others: dict[int, list[str]] = {}
-    sidecars: dict[int, set[str]] = {}
+    others: list[tuple[int, str]] = []
+    markers: list[int] = []
     leftovers: list[str] = []
-    for name in sorted(names):
-        if is_leftover(name):
-            leftovers.append(name)
-            continue
+    for name in names:
         parsed = parse_segment_name(name)
         if parsed is None:
+            if is_leftover(name):  # never a segment file's name
+                leftovers.append(name)
             continue
         base, suffix = parsed
         if suffix == LOG_SUFFIX:
             logs.append(base)
-        else:
-            others.setdefault(base, []).append(name)
-            sidecars.setdefault(base, set()).add(suffix)
+            continue
+        others.append((base, name))
+        if suffix == GAPS_SUFFIX:
+            markers.append(base)
     logs.sort()
     have = set(logs)
-    orphans = [n for base, ns in sorted(others.items()) if base not in have for n in ns]
-    return Listing(logs, orphans, leftovers, sidecars)
+    orphans = sorted(name for base, name in others if base not in have)
+    return Listing(logs, orphans, sorted(leftovers), frozenset(have.intersection(markers)))

@@ -156,11 +156,10 @@ class _Planner:
         """Whether a segment whose offsets end at ``end`` may be followed by ``nxt``."""
         return end == nxt or (base in self.gaps and end <= nxt)
 
-    def trusted(self, base: int, scan: SegmentScan | None, nxt: int | None) -> None:
-        """A segment the open does not rescan: kept; damage there is only reported."""
+    def trusted(self, base: int, scan: SegmentScan, nxt: int | None) -> None:
+        """A segment the open does not rescan, walked by ``verify``: kept; damage there
+        is only reported."""
         self.segments.append(SegmentPlan(base, Action.KEEP))
-        if scan is None:
-            return
         if scan.stop is not None:
             self.note(base, scan.stop.position, CORRUPT, _unrepaired(scan.stop.message))
         elif nxt is not None and not self.follows(base, scan.next_offset, nxt):
@@ -249,17 +248,16 @@ def plan_recovery(
         p.segments.append(SegmentPlan(base, Action.DELETE))
         p.note(base, None, REPAIR, f"wholly below the log start offset {start}: deleted on open")
     first = rescan_start(logs, cp is not None and cp.clean, synced)
-    for i, base in enumerate(logs):
-        nxt = logs[i + 1] if i + 1 < len(logs) else None
-        scan = scans.get(base)
-        if i < first:
-            p.trusted(base, scan, nxt)
-            continue
-        assert scan is not None, f"segment {base} is rescanned but has no scan"
-        if not p.rescanned(logs, i, scan):
+    for i, base in enumerate(logs[:first]):  # trusted: kept; damage only reported
+        if base in scans:
+            p.trusted(base, scans[base], logs[i + 1] if i + 1 < len(logs) else None)
+        else:  # not walked (the open): nothing to report
+            p.segments.append(SegmentPlan(base, Action.KEEP))
+    for i in range(first, len(logs)):
+        if not p.rescanned(logs, i, scans[logs[i]]):
             break
     else:
-        last = scans.get(logs[-1]) if logs else None
+        last = scans[logs[-1]] if logs and logs[-1] in scans else None
         if last is not None and last.stop is None and last.next_offset < synced:
             p.refuse(logs[-1], last.size, (
                 f"the log ends at offset {last.next_offset} (position {last.size}), but the "

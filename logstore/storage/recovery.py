@@ -1,23 +1,15 @@
 """Opening a partition alone: loading its segments and recovering them after a crash.
 
-Recovery on open:
-
-1. Leftover temporary files (:func:`~logstore.storage.listing.is_leftover`) and index
-   files without a ``.log`` are removed. No other name is ever touched.
-2. Segments wholly below the checkpointed log start offset are deleted (a crash in the
-   middle of retention).
-3. Clean shutdown (checkpoint ``clean 1``): only the last segment's index tail is read.
-   Otherwise every segment from the one holding the recovery point onwards is rescanned
-   with CRC checks, its indexes rebuilt, and the log cut at the first incomplete or corrupt
-   batch (a WARNING names file, position and bytes dropped); later segments are deleted, so
-   offsets stay contiguous. The recovery point is the higher of the checkpoint's and the
-   head's (:func:`synced_recovery_point`: with flush "always", the last acknowledged
-   append), and nothing below it is ever cut: a bad batch there is a
-   :class:`~logstore.errors.CorruptRecordError` naming file and position, and the files
-   stay as they are.
-4. Segments before the recovery point are trusted; if reading one finds damage, that is a
-   :class:`~logstore.errors.CorruptRecordError` naming file and position, never a silent
-   truncation.
+The rules are not here: they are :func:`~logstore.storage.plan.plan_recovery`, a pure
+function from what is on disk to a :class:`~logstore.storage.plan.RecoveryPlan` (the same
+one ``verify`` reports). The open lists the directory, reads the checkpoint and the
+recovery point (:func:`synced_recovery_point`), walks the segments the plan rescans (and
+only those: after a clean shutdown none, so open time does not grow with the data; each
+walk rebuilds the segment's indexes as it goes), then carries the plan out: leftovers
+removed, segments cut or deleted (a WARNING names each), or, when the plan refuses
+(damage to records known to be synced), a :class:`~logstore.errors.CorruptRecordError`
+naming file and position with the logs left as they are. After a clean shutdown the last
+segment's index tail is then read (:meth:`~logstore.storage.segment.Segment.load_active`).
 """
 
 from __future__ import annotations
@@ -76,7 +68,8 @@ class _Scans(Mapping[int, SegmentScan]):
 
     def __init__(self, segments: dict[int, Segment], rescanned: list[int]) -> None:
         self._segments = segments
-        self._rescanned = rescanned
+        self._rescanned = frozenset(rescanned)
+        self._order = rescanned
         self._done: dict[int, SegmentScan] = {}
 
     def __getitem__(self, base: int) -> SegmentScan:
@@ -86,8 +79,11 @@ class _Scans(Mapping[int, SegmentScan]):
             self._done[base] = self._segments[base].scan()
         return self._done[base]
 
+    def __contains__(self, base: object) -> bool:
+        return base in self._rescanned
+
     def __iter__(self) -> Iterator[int]:
-        return iter(self._rescanned)
+        return iter(self._order)
 
     def __len__(self) -> int:
         return len(self._rescanned)
@@ -179,6 +175,9 @@ class Recovery(LogState):
         dropped_later = False
         for step in plan.segments:
             seg = segments[step.base_offset]
+            if step.action is Action.KEEP and step.problem is None:
+                kept.append(seg)  # trusted: not opened
+                continue
             if step.action is Action.DELETE:
                 after = kept[-1] if kept else None  # None: below the log start
                 self._delete(seg, after)
@@ -205,7 +204,8 @@ class Recovery(LogState):
         for seg, nxt in itertools.pairwise(kept):
             seg.next_offset = nxt.base_offset
         for seg in kept[:-1]:
-            seg.close_files()  # reopened lazily, like every sealed segment
+            if seg.is_open:
+                seg.close_files()  # reopened lazily, like every sealed segment
         return kept
 
     def _delete(self, seg: Segment, after: Segment | None) -> None:
