@@ -263,6 +263,8 @@ def plan_recovery(
                 f"the log ends at offset {last.next_offset} (position {last.size}), but the "
                 f"checkpoint says offsets up to {synced - 1} were synced: {_RESTORE}"
             ))
+    planned = {s.base_offset for s in p.segments}
+    p.segments += [SegmentPlan(b, Action.KEEP) for b in logs if b not in planned]  # refused
     return RecoveryPlan(
         tuple(listing.leftovers) + tuple(listing.orphans),
         tuple(p.segments),
