@@ -229,19 +229,7 @@ def plan_recovery(
             those); ``verify`` passes every segment.
     """
     p = _Planner(directory, synced, listing.gaps)
-    for name in listing.leftovers:
-        p.findings.append(Finding(
-            os.path.join(directory, name), None, REPAIR, "leftover temp file: removed on open"
-        ))
-    for name in listing.orphans:
-        p.findings.append(Finding(
-            os.path.join(directory, name), None, REPAIR, "index without a .log: removed on open"
-        ))
-    if cp is None and listing.logs:
-        p.findings.append(Finding(
-            os.path.join(directory, CHECKPOINT_NAME), None, REPAIR,
-            "checkpoint missing or damaged: the next open rescans every segment",
-        ))
+    p.findings += _cleanup_findings(directory, listing, cp)
     start = log_start(listing, cp)
     logs = live_segments(listing, cp)
     for base in listing.logs[: len(listing.logs) - len(logs)]:
@@ -273,6 +261,24 @@ def plan_recovery(
         p.error,
         tuple(p.findings),
     )
+
+
+def _cleanup_findings(directory: str, listing: Listing, cp: Checkpoint | None) -> list[Finding]:
+    """Leftovers and orphans (removed on open), and a missing checkpoint."""
+    found = [
+        Finding(os.path.join(directory, n), None, REPAIR, "leftover temp file: removed on open")
+        for n in listing.leftovers
+    ]
+    found += [
+        Finding(os.path.join(directory, n), None, REPAIR, "index without a .log: removed on open")
+        for n in listing.orphans
+    ]
+    if cp is None and listing.logs:
+        found.append(Finding(
+            os.path.join(directory, CHECKPOINT_NAME), None, REPAIR,
+            "checkpoint missing or damaged: the next open rescans every segment",
+        ))
+    return found
 
 
 def _unrepaired(problem: str) -> str:

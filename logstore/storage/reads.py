@@ -95,25 +95,8 @@ class LogReads(ProcessSharing):
                     self._segment_vanished(err)
                     continue
                 break
-        out: list[Any] = []
-        limit = max_records
         try:
-            for header in scan(data, verify=True):
-                if header.is_control or header.last_offset < offset:
-                    continue
-                out += decode_batch_records(
-                    data,
-                    header,
-                    verify=False,
-                    start_offset=offset,
-                    limit=limit,
-                    record_type=record_type,
-                    topic_partition=topic_partition,
-                )
-                if max_records is not None:
-                    limit = max_records - len(out)
-                    if limit <= 0:
-                        break
+            return _decode(data, offset, max_records, record_type, topic_partition)
         except CorruptRecordError as err:
             position = first.position + (err.position or 0)
             raise CorruptRecordError(
@@ -121,7 +104,6 @@ class LogReads(ProcessSharing):
                 seg.log_path,
                 position,
             ) from err
-        return out
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
         """The first offset whose record timestamp is >= ``timestamp``; None if none is."""
@@ -145,3 +127,33 @@ class LogReads(ProcessSharing):
             if found is not None:
                 return found
         return None
+
+
+def _decode(
+    data: bytes,
+    offset: int,
+    max_records: int | None,
+    record_type: type[Any],
+    topic_partition: tuple[str, int] | None,
+) -> list[Any]:
+    """The records from ``offset`` on in the whole batches ``data`` (CRC-checked; control
+    records skipped), at most ``max_records``."""
+    out: list[Any] = []
+    limit = max_records
+    for header in scan(data, verify=True):
+        if header.is_control or header.last_offset < offset:
+            continue
+        out += decode_batch_records(
+            data,
+            header,
+            verify=False,
+            start_offset=offset,
+            limit=limit,
+            record_type=record_type,
+            topic_partition=topic_partition,
+        )
+        if max_records is not None:
+            limit = max_records - len(out)
+            if limit <= 0:
+                break
+    return out
