@@ -3,7 +3,14 @@
 Files are named by the segment's base offset, zero-padded to 20 digits
 (``00000000000000000000.log``), as Kafka names them. A segment knows byte positions and
 offsets, not topics. Its files are opened lazily, so a partition of a thousand sealed
-segments opens without touching them.
+segments opens without touching them. A segment written by the log cleaner carries a
+``.gaps`` marker and :attr:`Segment.gaps` (:mod:`logstore.storage.gaps`).
+
+:class:`Segment` is built from parts: :class:`~logstore.storage.segment_reads.SegmentReads`
+(find a batch, read from a position, offset for a timestamp) and
+:class:`~logstore.storage.segment_load.SegmentLoad` (open a sealed or the active segment
+without a full scan); here are the files, the full rescan (:meth:`Segment.scan`, with the
+batch walker of :mod:`logstore.storage.batches`), appends, sharing state, seal and delete.
 """
 
 from __future__ import annotations
