@@ -78,15 +78,16 @@ class BatchWalk:
     def __iter__(self) -> Iterator[BatchHeader]:
         position, end = self.end, self._end
         chunk, chunk_start = b"", position
+        step = CHUNK if self._verify else HEADER_SIZE  # without checks: headers only
         while position < end:
             if position - chunk_start + HEADER_SIZE > len(chunk):
                 chunk_start = position
-                chunk = self._handle.pread(min(max(CHUNK, HEADER_SIZE), end - position), position)
+                chunk = self._handle.pread(min(step, end - position), position)
             at = position - chunk_start
             header = self._header(chunk, at, position)
             if header is None:
                 return
-            if at + header.size > len(chunk):  # a batch past the chunk: read it whole
+            if self._verify and at + header.size > len(chunk):  # past the chunk: read it whole
                 chunk_start, at = position, 0
                 chunk = self._handle.pread(header.size, position)
             if not self._sound(chunk, header, at, position):
@@ -154,7 +155,9 @@ def walk_batches(
             when its base offset is not known.
         gaps: offsets may skip (a segment that declares gaps), but never go back.
         verify: check each batch's CRC-32C, counts and codec (the walk stops at the first
-            that fails); without it only headers and offsets are checked.
+            that fails); without it only headers and offsets are checked, and only the
+            headers are read (one small read a batch: the clean open's tail scan reads
+            no record bytes).
     """
     return BatchWalk(
         handle,
