@@ -9,11 +9,8 @@ unlink, mkdir, rmdir, list, stat, remove-tree and lock. OS errors surface as
 :class:`~logstore.errors.StorageError` naming the path (and ``errno``), raised ``from`` the
 ``OSError``.
 
-:class:`ReadOnlyFileSystem` wraps a file system for a store opened read-only: files open
-``O_RDONLY``, locks are taken on lock files opened read-only (or skipped where none
-exists), nothing is created, written, renamed or deleted, and what an open would repair
-(a torn tail cut off, an index rebuilt) is repaired in this process's memory only
-(:class:`PrivateHandle`).
+:class:`ReadOnlyFileSystem` (in :mod:`logstore.storage.readonly`, re-exported here) wraps
+a file system for a store opened read-only.
 
 Temporary files are named ``~<name>.tmp`` (:func:`temp_path`): no topic name holds a
 ``~``, and no user picks such a name by accident, so cleanup can tell them from files it
@@ -32,7 +29,7 @@ import stat as _stat
 from collections.abc import Sequence
 from typing import Self
 
-from logstore.errors import ReadOnlyStoreError, StorageError, StoreLockedError
+from logstore.errors import StorageError, StoreLockedError
 
 Buffer = bytes | bytearray | memoryview
 _IOV_MAX = 1024  # Linux's limit on buffers in one pwritev
@@ -40,7 +37,11 @@ TEMP_PREFIX = "~"
 TEMP_SUFFIX = ".tmp"
 READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 """What ``errno`` a write refused by a read-only mount or missing permissions carries."""
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+"""``open`` flags that would change a file (refused on a read-only file system)."""
+READ_FLAGS = os.O_RDONLY
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = fcntl.LOCK_SH, fcntl.LOCK_EX, fcntl.LOCK_NB, fcntl.LOCK_UN
+"""``flock`` operations, for :mod:`logstore.storage.locks`."""
 
 
 def temp_path(path: str) -> str:
@@ -49,7 +50,9 @@ def temp_path(path: str) -> str:
     return os.path.join(directory, f"{TEMP_PREFIX}{name}{TEMP_SUFFIX}")
 
 
-def _storage_error(action: str, path: str, err: OSError) -> StorageError:
+def storage_error(action: str, path: str, err: OSError) -> StorageError:
+    """A typed error for ``action`` on ``path`` failing with ``err`` (with a hint for a
+    full disk or a read-only file system)."""
     hint = ""
     if err.errno == errno.ENOSPC:
         hint = " (the disk is full: free space, then retry)"
@@ -123,7 +126,7 @@ class FileHandle:
         except OSError as err:
             with contextlib.suppress(OSError):
                 self.fs._ftruncate(self, start)
-            raise _storage_error("write to", self.path, err) from err
+            raise storage_error("write to", self.path, err) from err
         self.size = start + written
         return start
 
@@ -136,7 +139,7 @@ class FileHandle:
             while written < len(view):
                 written += self.fs._pwritev(self, (view[written:],), position + written)
         except OSError as err:
-            raise _storage_error("write to", self.path, err) from err
+            raise storage_error("write to", self.path, err) from err
         self.size = max(self.size, position + len(view))
 
     def refresh_size(self) -> int:
@@ -144,7 +147,7 @@ class FileHandle:
         try:
             self.size = os.fstat(self._fd).st_size
         except OSError as err:
-            raise _storage_error("stat", self.path, err) from err
+            raise storage_error("stat", self.path, err) from err
         return self.size
 
     def still_named(self) -> bool:
@@ -156,7 +159,7 @@ class FileHandle:
         except (FileNotFoundError, NotADirectoryError):
             return False
         except OSError as err:
-            raise _storage_error("stat", self.path, err) from err
+            raise storage_error("stat", self.path, err) from err
         return (named.st_dev, named.st_ino) == (own.st_dev, own.st_ino)
 
     def pread(self, size: int, position: int) -> bytes:
@@ -164,7 +167,7 @@ class FileHandle:
         try:
             return self.fs._pread(self, size, position)
         except OSError as err:
-            raise _storage_error("read", self.path, err) from err
+            raise storage_error("read", self.path, err) from err
 
     def read_all(self) -> bytes:
         chunks = []
@@ -181,14 +184,14 @@ class FileHandle:
         try:
             self.fs._ftruncate(self, size)
         except OSError as err:
-            raise _storage_error("truncate", self.path, err) from err
+            raise storage_error("truncate", self.path, err) from err
         self.size = size
 
     def fsync(self) -> None:
         try:
             self.fs._fsync(self)
         except OSError as err:
-            raise _storage_error("fsync", self.path, err) from err
+            raise storage_error("fsync", self.path, err) from err
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -196,7 +199,7 @@ class FileHandle:
             try:
                 self.fs._close(self, fd)
             except OSError as err:
-                raise _storage_error("close", self.path, err) from err
+                raise storage_error("close", self.path, err) from err
 
     @property
     def fd(self) -> int:
@@ -211,148 +214,6 @@ class FileHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class PrivateHandle(FileHandle):
-    """A file opened read-only whose changes stay in this process's memory.
-
-    What opening a store read-only would repair (a torn tail cut off, an index rebuilt
-    from its log) is done on these handles: reads see the change, the file never does.
-    A cut only lowers the size reads stop at (no copy, so a large log costs nothing);
-    the first write copies the file into memory (only index files are ever written
-    this way: appends and rolls are refused on a read-only store). ``fd`` is -1 for a
-    file that does not exist (one the store would create): it starts empty.
-    """
-
-    def __init__(self, fs: FileSystem, path: str, fd: int, size: int) -> None:
-        super().__init__(fs, path, fd, size)
-        self._copy: bytearray | None = None if fd >= 0 else bytearray()
-        self._changed = fd < 0
-        self._is_closed = False
-
-    def _own_copy(self) -> bytearray:
-        if self._copy is None:
-            self._copy = bytearray(self.read_all())
-            del self._copy[self.size :]
-        self._changed = True
-        return self._copy
-
-    def append_parts(self, parts: Sequence[Buffer]) -> int:
-        start = self.size
-        self.write_at(b"".join(bytes(memoryview(p)) for p in parts), start)
-        return start
-
-    def write_at(self, data: Buffer, position: int) -> None:
-        copy = self._own_copy()
-        raw = bytes(memoryview(data))
-        if len(copy) < position:
-            copy.extend(bytes(position - len(copy)))
-        copy[position : position + len(raw)] = raw
-        self.size = max(self.size, position + len(raw))
-
-    def truncate(self, size: int) -> None:
-        if self._copy is None and size <= self.size:
-            self.size = size  # reads stop here; the file keeps its bytes
-            self._changed = True
-            return
-        copy = self._own_copy()
-        del copy[size:]
-        copy.extend(bytes(size - len(copy)))
-        self.size = size
-
-    def refresh_size(self) -> int:
-        if self._changed:
-            return self.size  # the private view is what this process sees
-        return super().refresh_size()
-
-    def pread(self, size: int, position: int) -> bytes:
-        if self._copy is not None:
-            return bytes(self._copy[position : position + size])
-        if self._changed:
-            size = max(0, min(size, self.size - position))
-            if not size:
-                return b""
-        return super().pread(size, position)
-
-    def fsync(self) -> None:
-        pass  # nothing of this handle is meant for the disk
-
-    def close(self) -> None:
-        self._is_closed = True
-        super().close()
-
-    @property
-    def closed(self) -> bool:
-        return self._is_closed
-
-
-class LockHandle:
-    """An exclusive ``flock`` held on a lock file until :meth:`release`.
-
-    ``flock`` (not POSIX ``fcntl`` locks) because it conflicts even within one process and
-    is not dropped when some other descriptor of the same file is closed; the kernel frees
-    it when the holder dies, even by SIGKILL.
-    """
-
-    def __init__(self, fs: FileSystem, path: str, fd: int) -> None:
-        self.fs = fs
-        self.path = path
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            self.fs._unlock(self.path, fd)
-
-
-class LockFile:
-    """A lock file held open, whose ``flock`` is taken and dropped many times: shared or
-    exclusive, waiting or not. Used for the locks processes share a partition with."""
-
-    def __init__(self, fs: FileSystem, path: str, fd: int) -> None:
-        self.fs = fs
-        self.path = path
-        self._fd = fd
-
-    def acquire(self, *, shared: bool = False, blocking: bool = True) -> bool:
-        """Take (or convert to) the lock; False if ``blocking`` is off and it is held."""
-        op = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-        if not blocking:
-            op |= fcntl.LOCK_NB
-        try:
-            self.fs._flock(self._fd, op)
-        except BlockingIOError:
-            return False
-        except OSError as err:
-            raise _storage_error("lock", self.path, err) from err
-        return True
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            try:
-                self.fs._flock(self._fd, fcntl.LOCK_UN)
-            except OSError as err:
-                raise _storage_error("unlock", self.path, err) from err
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            self.fs._unlock(self.path, fd)
-
-
-class AbsentLock(LockFile):
-    """The lock of a read-only store whose lock file does not exist: no process has
-    opened the store for writing since it was copied, and none can create the file, so
-    there is nobody to take turns with. Every acquire succeeds."""
-
-    def __init__(self, fs: FileSystem, path: str) -> None:
-        super().__init__(fs, path, -1)
-
-    def acquire(self, *, shared: bool = False, blocking: bool = True) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
 
 
 class FileSystem:
@@ -443,13 +304,16 @@ class FileSystem:
         except FileNotFoundError:
             raise
         except OSError as err:
-            raise _storage_error("open", path, err) from err
+            raise storage_error("open", path, err) from err
+        return FileHandle(self, path, fd, self.size_of_open(path, fd))
+
+    def size_of_open(self, path: str, fd: int) -> int:
+        """The size of the file ``fd`` just opened from ``path`` (closed on failure)."""
         try:
-            size = os.fstat(fd).st_size
+            return os.fstat(fd).st_size
         except OSError as err:
             os.close(fd)
-            raise _storage_error("stat", path, err) from err
-        return FileHandle(self, path, fd, size)
+            raise storage_error("stat", path, err) from err
 
     def read_file(self, path: str) -> bytes:
         """The whole content of ``path`` (FileNotFoundError if it does not exist)."""
@@ -476,13 +340,13 @@ class FileSystem:
         try:
             self._fsync_dir(path)
         except OSError as err:
-            raise _storage_error("fsync directory", path, err) from err
+            raise storage_error("fsync directory", path, err) from err
 
     def rename(self, src: str, dst: str) -> None:
         try:
             self._rename(src, dst)
         except OSError as err:
-            raise _storage_error(f"rename {src} to", dst, err) from err
+            raise storage_error(f"rename {src} to", dst, err) from err
 
     def unlink(self, path: str, *, missing_ok: bool = False) -> None:
         try:
@@ -491,7 +355,7 @@ class FileSystem:
             if not missing_ok:
                 raise
         except OSError as err:
-            raise _storage_error("delete", path, err) from err
+            raise storage_error("delete", path, err) from err
 
     def mkdir(self, path: str, *, exist_ok: bool = False) -> None:
         try:
@@ -506,14 +370,14 @@ class FileSystem:
             if not exist_ok:
                 raise StorageError(f"cannot create directory {path}: it exists", path) from err
         except OSError as err:
-            raise _storage_error("create directory", path, err) from err
+            raise storage_error("create directory", path, err) from err
 
     def rmdir(self, path: str) -> None:
         """Remove the empty directory ``path`` (StorageError if it is not empty)."""
         try:
             self._rmdir(path)
         except OSError as err:
-            raise _storage_error("delete directory", path, err) from err
+            raise storage_error("delete directory", path, err) from err
 
     def rmtree(self, path: str) -> None:
         """Delete ``path`` and everything below it (no symlinks are followed)."""
@@ -528,7 +392,7 @@ class FileSystem:
         except FileNotFoundError:
             return
         except OSError as err:
-            raise _storage_error("delete directory", path, err) from err
+            raise storage_error("delete directory", path, err) from err
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -536,7 +400,7 @@ class FileSystem:
         except FileNotFoundError:
             raise
         except OSError as err:
-            raise _storage_error("list directory", path, err) from err
+            raise storage_error("list directory", path, err) from err
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(path)
@@ -583,13 +447,13 @@ class FileSystem:
         except FileNotFoundError:
             raise
         except OSError as err:
-            raise _storage_error("stat", path, err) from err
+            raise storage_error("stat", path, err) from err
 
     def mtime_ms(self, path: str) -> int:
         try:
             return os.stat(path).st_mtime_ns // 1_000_000
         except OSError as err:
-            raise _storage_error("stat", path, err) from err
+            raise storage_error("stat", path, err) from err
 
     def lock(self, path: str) -> LockHandle:
         """Take an exclusive lock on ``path`` (created if missing) without waiting.
@@ -605,7 +469,7 @@ class FileSystem:
                 f"{path} is held; close the other Store or wait for its process to exit)"
             ) from err
         except OSError as err:
-            raise _storage_error("lock", path, err) from err
+            raise storage_error("lock", path, err) from err
         return LockHandle(self, path, fd)
 
 
@@ -614,141 +478,33 @@ class FileSystem:
         try:
             return LockFile(self, path, self._open_lock(path))
         except OSError as err:
-            raise _storage_error("open lock file", path, err) from err
-
-
-class ReadOnlyFileSystem(FileSystem):
-    """``inner`` seen read-only, for a store opened with ``read_only=True``.
-
-    Reads go through ``inner``'s primitives (so a recording or fault-injecting file system
-    sees every one). Files open ``O_RDONLY``: opened for writing, they are
-    :class:`PrivateHandle` objects, whose changes stay in memory; a file opened with ``create``
-    that does not exist is an empty private one. Lock files are opened read-only (``flock``
-    works on those) and a missing one is an :class:`AbsentLock`. Every other change
-    (rename, unlink, mkdir, rmdir, directory fsync, atomic writes) raises
-    :class:`~logstore.errors.ReadOnlyStoreError` naming the store, before any system call.
-    """
-
-    read_only = True
-
-    def __init__(self, inner: FileSystem, root: str) -> None:
-        self.inner = inner
-        self.root = root
-
-    def _refuse(self, action: str, path: str) -> ReadOnlyStoreError:
-        return ReadOnlyStoreError(
-            f"cannot {action} {path}: the store {self.root} is open read-only, so nothing "
-            f"is written (open it without read_only=True, with write access, to change it)",
-            path,
-        )
-
-    # ----------------------------------------------------------------- reads: delegated
-
-    def _open(self, path: str, flags: int) -> int:
-        if flags & _WRITE_FLAGS:
-            raise self._refuse("open for writing", path)
-        return self.inner._open(path, flags)
-
-    def _pread(self, handle: FileHandle, size: int, position: int) -> bytes:
-        return self.inner._pread(handle, size, position)
-
-    def _close(self, handle: FileHandle, fd: int) -> None:
-        self.inner._close(handle, fd)
-
-    def _unlock(self, path: str, fd: int) -> None:
-        self.inner._unlock(path, fd)
-
-    def _flock(self, fd: int, operation: int) -> None:
-        self.inner._flock(fd, operation)
-
-    def listdir(self, path: str) -> list[str]:
-        return self.inner.listdir(path)
-
-    def exists(self, path: str) -> bool:
-        return self.inner.exists(path)
-
-    def is_dir(self, path: str) -> bool:
-        return self.inner.is_dir(path)
-
-    def dir_exists(self, path: str) -> bool:
-        return self.inner.dir_exists(path)
-
-    def size(self, path: str) -> int:
-        return self.inner.size(path)
-
-    def mtime_ms(self, path: str) -> int:
-        return self.inner.mtime_ms(path)
-
-    # ----------------------------------------------------------------- writes: refused
-
-    def _pwritev(self, handle: FileHandle, parts: Sequence[Buffer], position: int) -> int:
-        raise self._refuse("write to", handle.path)
-
-    def _ftruncate(self, handle: FileHandle, size: int) -> None:
-        raise self._refuse("truncate", handle.path)
-
-    def _fsync(self, handle: FileHandle) -> None:
-        pass  # nothing was written through this file system
-
-    def _fsync_dir(self, path: str) -> None:
-        raise self._refuse("fsync directory", path)
-
-    def _rename(self, src: str, dst: str) -> None:
-        raise self._refuse(f"rename {src} to", dst)
-
-    def _unlink(self, path: str) -> None:
-        raise self._refuse("delete", path)
-
-    def _mkdir(self, path: str) -> None:
-        raise self._refuse("create directory", path)
-
-    def _rmdir(self, path: str) -> None:
-        raise self._refuse("delete directory", path)
-
-    def _lock(self, path: str) -> int:
-        raise self._refuse("create lock file", path)
-
-    def _open_lock(self, path: str) -> int:
-        raise self._refuse("create lock file", path)
-
-    # ----------------------------------------------------------------- public
-
-    def open(self, path: str, *, create: bool = False, writable: bool = True) -> FileHandle:
-        try:
-            fd = self._open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            if not create:
-                raise
-            return PrivateHandle(self, path, -1, 0)
-        except OSError as err:
-            raise _storage_error("open", path, err) from err
-        try:
-            size = os.fstat(fd).st_size
-        except OSError as err:
-            os.close(fd)
-            raise _storage_error("stat", path, err) from err
-        if writable or create:
-            return PrivateHandle(self, path, fd, size)
-        return FileHandle(self, path, fd, size)
-
-    def write_file_atomic(self, path: str, data: bytes, *, tmp: str | None = None) -> None:
-        raise self._refuse("write", path)
-
-    def fsync_dir(self, path: str) -> None:
-        raise self._refuse("fsync directory", path)
-
-    def rmtree(self, path: str) -> None:
-        raise self._refuse("delete directory", path)
-
-    def lock_file(self, path: str) -> LockFile:
-        """The lock file opened read-only (an :class:`AbsentLock` if it does not exist)."""
-        try:
-            return LockFile(self, path, self._open(path, os.O_RDONLY))
-        except FileNotFoundError:
-            return AbsentLock(self, path)
-        except OSError as err:
-            raise _storage_error("open lock file", path, err) from err
+            raise storage_error("open lock file", path, err) from err
 
 
 DEFAULT_FS = FileSystem()
 """The real file system. Stateless, so sharing one instance is safe."""
+
+# Last, as they build on the names above (logstore.storage.files is always imported first).
+from logstore.storage.locks import LockFile, LockHandle  # noqa: E402
+from logstore.storage.readonly import ReadOnlyFileSystem  # noqa: E402
+
+__all__ = [
+    "DEFAULT_FS",
+    "LOCK_EX",
+    "LOCK_NB",
+    "LOCK_SH",
+    "LOCK_UN",
+    "READ_FLAGS",
+    "READ_ONLY_ERRNOS",
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "WRITE_FLAGS",
+    "Buffer",
+    "FileHandle",
+    "FileSystem",
+    "LockFile",
+    "LockHandle",
+    "ReadOnlyFileSystem",
+    "storage_error",
+    "temp_path",
+]

@@ -3,76 +3,84 @@
 Files are named by the segment's base offset, zero-padded to 20 digits
 (``00000000000000000000.log``), as Kafka names them. A segment knows byte positions and
 offsets, not topics. Its files are opened lazily, so a partition of a thousand sealed
-segments opens without touching them.
+segments opens without touching them. A segment written by the log cleaner carries a
+``.gaps`` marker and :attr:`Segment.gaps` (:mod:`logstore.storage.gaps`).
+
+:class:`Segment` is built from parts: :class:`~logstore.storage.segment_reads.SegmentReads`
+(find a batch, read from a position, offset for a timestamp) and
+:class:`~logstore.storage.segment_load.SegmentLoad` (open a sealed or the active segment
+without a full scan); here are the files, the full rescan (:meth:`Segment.scan`, with the
+batch walker of :mod:`logstore.storage.batches`), appends, sharing state, seal and delete.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import NamedTuple, TypeVar
 
 from logstore.config import TopicConfig
-from logstore.errors import CorruptIndexError, CorruptRecordError, StoreClosedError
-from logstore.records import HEADER_SIZE, crc_valid, decode_batch_records, decode_header, scan
+from logstore.errors import CorruptRecordError, StoreClosedError
+from logstore.storage.batches import BatchWalk, WalkStop, walk_batches
 from logstore.storage.files import Buffer, FileHandle, FileSystem
 from logstore.storage.index import OffsetIndex, TimeIndex
+from logstore.storage.listing import (
+    GAPS_SUFFIX,
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    SUFFIXES,
+    TIME_INDEX_SUFFIX,
+    is_segment_log,
+    parse_segment_name,
+    segment_log_bases,
+    segment_path,
+)
+from logstore.storage.segment_load import SegmentLoad
 from logstore.types import BatchHeader
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-LOG_SUFFIX = ".log"
-INDEX_SUFFIX = ".index"
-TIME_INDEX_SUFFIX = ".timeindex"
-SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
-_NAME_DIGITS = 20
-_SCAN_CHUNK = 64 * 1024
 _UNKNOWN_LARGEST = 2**63 - 1
 """The largest timestamp of a segment whose damage stopped the index rebuild: never below
 a timestamp sought, so lookups scan the segment instead of skipping it."""
 
 
-def segment_path(directory: str, base_offset: int, suffix: str) -> str:
-    """The path of a segment file: ``<dir>/<base offset, 20 digits><suffix>``."""
-    return os.path.join(directory, f"{base_offset:0{_NAME_DIGITS}d}{suffix}")
+class SegmentScan(NamedTuple):
+    """What a CRC-checked walk of a whole segment found (the input of a recovery plan)."""
+
+    size: int
+    """The ``.log`` file's size."""
+    end: int
+    """The position after the last good batch."""
+    next_offset: int
+    """The offset after the last good batch (the base offset if there is none)."""
+    stop: WalkStop | None
+    """Where and why the walk stopped before ``size`` (None: every batch is good)."""
 
 
-def parse_segment_name(name: str) -> tuple[int, str] | None:
-    """``(base_offset, suffix)`` for a segment file name, None for any other name."""
-    stem, dot, ext = name.partition(".")
-    suffix = dot + ext
-    if (
-        suffix not in SUFFIXES
-        or len(stem) != _NAME_DIGITS
-        or not (stem.isascii() and stem.isdigit())
-    ):
-        return None
-    return int(stem), suffix
-
-
-def is_segment_log(name: str) -> bool:
-    """Whether ``name`` is a segment's ``.log`` file (``<20 digits>.log``)."""
-    parsed = parse_segment_name(name)
-    return parsed is not None and parsed[1] == LOG_SUFFIX
-
-
-def segment_log_bases(names: Iterable[str]) -> list[int]:
-    """The base offsets of the segment ``.log`` files among ``names``, in order."""
-    found = (parse_segment_name(name) for name in names)
-    return sorted(parsed[0] for parsed in found if parsed is not None and parsed[1] == LOG_SUFFIX)
-
-
-class Segment:
+class Segment(SegmentLoad):
     """A ``.log`` file with its two sparse indexes.
 
     ``next_offset`` (one past the last offset stored), ``max_timestamp`` and the byte
-    counters are kept by :meth:`load`, :meth:`recover` and :meth:`append`.
+    counters are kept by :meth:`load_sealed`, :meth:`load_active`, :meth:`scan` and
+    :meth:`append`.
     """
 
-    def __init__(self, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig):
+    def __init__(
+        self,
+        fs: FileSystem,
+        directory: str,
+        base_offset: int,
+        config: TopicConfig,
+        *,
+        gaps: bool = False,
+    ):
         self.fs = fs
+        self.gaps = gaps
+        """Whether the segment declares offset gaps (a ``.gaps`` marker: written by the
+        cleaner; see :mod:`logstore.storage.gaps`): its batches' offsets increase but may
+        skip, it may start after its base offset and end before the next segment's."""
         self.directory = directory
         self.base_offset = base_offset
         self.config = config
@@ -80,6 +88,7 @@ class Segment:
         self.log_path = prefix + LOG_SUFFIX
         self.index_path = prefix + INDEX_SUFFIX
         self.time_index_path = prefix + TIME_INDEX_SUFFIX
+        self.gaps_path = prefix + GAPS_SUFFIX
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
@@ -162,7 +171,14 @@ class Segment:
 
     @classmethod
     def create(
-        cls, fs: FileSystem, directory: str, base_offset: int, config: TopicConfig, now_ms: int
+        cls,
+        fs: FileSystem,
+        directory: str,
+        base_offset: int,
+        config: TopicConfig,
+        now_ms: int,
+        *,
+        gaps: bool = False,
     ) -> Segment:
         """A new, empty segment (its files exist once this returns; the caller fsyncs the dir).
 
@@ -171,7 +187,7 @@ class Segment:
         nothing in it was acknowledged (the segment starts at the log end). It is emptied:
         appending after its bytes would hold the same offsets twice.
         """
-        segment = cls(fs, directory, base_offset, config)
+        segment = cls(fs, directory, base_offset, config, gaps=gaps)
         segment._open_files(create=True)
         left = segment.cut_to(0, 0, 0)
         if left:
@@ -186,154 +202,48 @@ class Segment:
         segment.created_ms = now_ms
         return segment
 
-    def load_sealed(self) -> None:
-        """Open a segment whose ``next_offset`` is known, loading and checking its indexes.
-
-        An index that fails its checks is rebuilt from the log (indexes are derived data).
-        """
+    def scan(self) -> SegmentScan:
+        """Rescan the whole log with CRC checks (recovery after a crash), rebuilding both
+        indexes from its good batches, and say where they end. Nothing is cut here: the
+        recovery plan decides (:func:`logstore.storage.recovery.plan_recovery`), then
+        :meth:`cut` or :meth:`unbuild` carry it out."""
         self._open_files()
+        walk = self._index_walk()
+        return SegmentScan(self.size, walk.end, self.next_offset, walk.stop)
+
+    def cut(self, position: int, problem: str) -> int:
+        """Cut the log at ``position`` (a torn tail past it); return the bytes dropped."""
+        dropped = self.size - position
+        if self.fs.read_only:
+            log.warning(
+                "reading %s only up to position %d: %s (the store is read-only, so the "
+                "%d bytes past it stay in the file)",
+                self.log_path, position, problem, dropped,
+            )
+        else:
+            log.warning(
+                "truncating %s at position %d, dropping %d bytes: %s",
+                self.log_path, position, dropped, problem,
+            )
+        self.log_file.truncate(position)  # read-only: in this process's view only
+        return dropped
+
+    def unbuild(self, known_end: int) -> None:
+        """Keep nothing half-built after a walk stopped at damage, in memory or on disk:
+        with empty indexes every lookup scans from the start (right answers before the
+        damage, an error at it), and no later lookup skips the segment for a partial
+        largest timestamp. A reopen finds the empty time index and tries again."""
         assert self._index is not None and self._time_index is not None
-        try:
-            self._check_present()
-            if self.size and not len(self._time_index):
-                # sealing always indexes the largest timestamp: an empty time index was lost
-                raise CorruptIndexError(
-                    f"time index {self.time_index_path} is empty", self.time_index_path
-                )
-            if len(self._index) < len(self._time_index) - 1:
-                # both gain an entry at the same appends; only sealing adds a time entry alone
-                raise CorruptIndexError(
-                    f"index {self.index_path} has {len(self._index)} entries, its time index "
-                    f"{len(self._time_index)}",
-                    self.index_path,
-                )
-            self._index.check_tail(self.size)
-            self._time_index.check_tail(self.next_offset)
-            last = self._index.last_offset
-            if last is not None and last >= self.next_offset:
-                raise CorruptIndexError(
-                    f"index {self.index_path} names offset {last}, past the segment's end "
-                    f"{self.next_offset}",
-                    self.index_path,
-                )
-        except CorruptIndexError as err:
-            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
-            self._rebuild_indexes(truncate=False)
-            return
-        entry = self._time_index.last_entry
-        if entry is not None:
-            self.max_timestamp, self.offset_of_max_timestamp = entry
+        self._index.reset()
+        self._time_index.reset()
+        self.next_offset = max(known_end, self.next_offset)
+        self.max_timestamp = _UNKNOWN_LARGEST
+        self.offset_of_max_timestamp = self.base_offset
 
-    def load_active(self) -> None:
-        """Open the last segment after a clean shutdown: read indexes, then scan the short
-        tail past the last index entry to find ``next_offset`` and ``max_timestamp``.
-
-        Raises:
-            CorruptRecordError: the tail is not whole batches (the log was closed cleanly,
-                so damage here is corruption, not a torn write).
-        """
-        self._open_files()
+    def _index_walk(self) -> BatchWalk:
+        """Reset both indexes and the tail state, then rebuild them from a CRC-checked
+        walk of the whole log (which stops at the first bad batch)."""
         assert self._index is not None and self._time_index is not None
-        try:
-            self._check_present()
-            self._index.check_tail(self.size)
-            entries, time_entries = len(self._index), len(self._time_index)
-            if (entries and not time_entries) or time_entries > entries + 1:
-                # the time index gains an entry (when the largest timestamp grows) only at
-                # appends that add one to the index; recovery adds one more
-                raise CorruptIndexError(
-                    f"index {self.index_path} has {entries} entries, its time index "
-                    f"{time_entries}",
-                    self.index_path,
-                )
-            position = self._index.last_position
-            self._scan_tail(position, self._index.last_offset)
-            if position > 0:  # the roll-by-time rule needs the segment's first batch
-                first = self._read_header(0)
-                self.first_batch_timestamp = None if first is None else first.max_timestamp
-            self._time_index.check_tail(self.next_offset)
-        except CorruptIndexError as err:
-            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
-            self._rebuild_indexes(truncate=False)
-            return
-        entry = self._time_index.last_entry
-        if entry is not None and entry[0] > self.max_timestamp:
-            self.max_timestamp, self.offset_of_max_timestamp = entry
-
-    def _check_present(self) -> None:
-        if self._indexes_missing and self.size:
-            raise CorruptIndexError(f"index files of {self.log_path} are missing", self.log_path)
-
-    def _scan_tail(self, position: int, indexed: int | None) -> None:
-        """Walk batch headers from ``position`` (where the batch ending at offset
-        ``indexed`` starts, or 0) to the end, updating the tail state. Offsets must follow
-        on, so a damaged ``baseOffset``, ``lastOffsetDelta`` or ``batchLength`` is an error,
-        not a phantom log end.
-
-        Raises:
-            CorruptRecordError: naming the damaged batch (the log was closed cleanly, so
-                this is corruption, not a torn write).
-        """
-        size = self.size
-        self._bytes_since_index_entry = 0
-        expected: int | None = self.base_offset if indexed is None else None
-        previous: BatchHeader | None = None
-        while position < size:
-            try:
-                header = self._read_header(position)
-                if header is None or position + header.size > size:
-                    raise CorruptRecordError(
-                        f"{self.log_path}: incomplete record batch at position {position} "
-                        f"of a cleanly closed log ({size - position} bytes)",
-                        self.log_path,
-                        position,
-                    )
-                if expected is None:
-                    assert indexed is not None
-                    expected = indexed - header.last_offset_delta
-                self._check_contiguous(header, expected, position)
-            except CorruptRecordError as err:
-                raise self._blame(err, previous) from err
-            if (
-                self._bytes_since_index_entry > self.config.index_interval_bytes
-                and not self.index_full
-            ):  # appends index such a batch (see _index_batch): the entry was lost
-                raise CorruptIndexError(
-                    f"index {self.index_path} has no entry for the batch at position "
-                    f"{position}",
-                    self.index_path,
-                )
-            self._note_batch(header)
-            expected = header.next_offset
-            previous = header
-            position += header.size
-
-    def _note_batch(self, header: BatchHeader) -> None:
-        if self.first_batch_timestamp is None:
-            self.first_batch_timestamp = header.max_timestamp
-        if header.max_timestamp > self.max_timestamp:
-            self.max_timestamp = header.max_timestamp
-            self.offset_of_max_timestamp = header.last_offset
-        self.next_offset = max(self.next_offset, header.next_offset)
-        self._bytes_since_index_entry += header.size
-
-    def recover(self, synced_end: int = 0) -> int:
-        """Rescan the whole log with CRC checks, rebuild both indexes and cut the log at the
-        first incomplete or corrupt batch. Returns the number of bytes dropped.
-
-        Offsets below ``synced_end`` (the partition's recovery point) were fsynced before
-        the crash, so they are never cut: damage before it raises instead.
-
-        Raises:
-            CorruptRecordError: the first bad batch holds an offset below ``synced_end``
-                (nothing is cut; the error names the file and the position).
-        """
-        self._open_files()
-        return self._rebuild_indexes(truncate=True, synced_end=synced_end)
-
-    def _rebuild_indexes(self, *, truncate: bool, synced_end: int = 0) -> int:
-        assert self._index is not None and self._time_index is not None
-        known_end = self.next_offset
         self._index.reset()
         self._time_index.reset()
         self.next_offset = self.base_offset
@@ -341,90 +251,37 @@ class Segment:
         self.offset_of_max_timestamp = self.base_offset
         self.first_batch_timestamp = None
         self._bytes_since_index_entry = 0
-        size = self.size
-        position = 0
-        problem = ""
-        while position < size:
-            chunk = self.log_file.pread(max(_SCAN_CHUNK, HEADER_SIZE), position)
-            try:
-                header = decode_header(chunk, 0)
-            except CorruptRecordError as err:
-                problem = str(err)
-                break
-            if header is None or position + header.size > size:
-                problem = "incomplete record batch"
-                break
-            if header.size > len(chunk):
-                chunk = self.log_file.pread(header.size, position)
-            consumed = 0
-            try:
-                for h in scan(chunk, verify=True):
-                    self._check_contiguous(h, self.next_offset, position + h.position)
-                    self._index_batch(h, position + h.position)
-                    if h.producer_id >= 0 and h.base_sequence >= 0:
-                        self.producer_batches[h.producer_id] = (
-                            h.base_sequence,
-                            h.base_offset,
-                            h.last_offset,
-                        )
-                    consumed = h.position + h.size
-            except CorruptRecordError as err:
-                problem = str(err)
-            if problem or consumed == 0:
-                position += consumed
-                problem = problem or "incomplete record batch"
-                break
-            position += consumed
+        walk = walk_batches(self.log_file, 0, expected=self.base_offset, gaps=self.gaps)
+        for h in walk:
+            self._index_batch(h, h.position)
+            if h.producer_id >= 0 and h.base_sequence >= 0:
+                self.producer_batches[h.producer_id] = (
+                    h.base_sequence, h.base_offset, h.last_offset
+                )
         if self.max_timestamp >= 0:
             # Kafka's recover() ends the same way: the largest timestamp is always indexed,
             # so a lazily opened sealed segment knows it without a scan.
             self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
-        dropped = size - position
-        if dropped:
-            if not truncate or self.next_offset < synced_end:
-                # Keep nothing half-built, in memory or on disk: with empty indexes every
-                # lookup scans from the start (right answers before the damage, this error
-                # at it), and no later lookup skips the segment for a partial largest
-                # timestamp. A reopen finds the empty time index and tries again.
-                self._index.reset()
-                self._time_index.reset()
-                self.next_offset = max(known_end, self.next_offset)
-                self.max_timestamp = _UNKNOWN_LARGEST
-                self.offset_of_max_timestamp = self.base_offset
-                if not truncate:
-                    where, accept = "the segment lies before the recovery point", ""
-                else:
-                    where = (
-                        f"offsets up to {synced_end - 1} were synced before the crash, and "
-                        f"this batch holds offset {self.next_offset}"
-                    )
-                    accept = ", or delete the partition's checkpoint file to accept the loss"
-                raise CorruptRecordError(
-                    f"{self.log_path}: {problem} at position {position} "
-                    f"({where}, so it is not repaired automatically; run `logstore verify` "
-                    f"and restore from a copy{accept})",
-                    self.log_path,
-                    position,
-                )
-            if self.fs.read_only:
-                log.warning(
-                    "reading %s only up to position %d: %s (the store is read-only, so the "
-                    "%d bytes past it stay in the file)",
-                    self.log_path,
-                    position,
-                    problem,
-                    dropped,
-                )
-            else:
-                log.warning(
-                    "truncating %s at position %d, dropping %d bytes: %s",
-                    self.log_path,
-                    position,
-                    dropped,
-                    problem,
-                )
-            self.log_file.truncate(position)  # read-only: in this process's view only
-        return dropped
+        return walk
+
+    def _rebuild_indexes(self) -> None:
+        """Rebuild the indexes of a segment before the recovery point (indexes are derived
+        data). Damage in its log is never repaired here.
+
+        Raises:
+            CorruptRecordError: the log has a bad batch (naming the file and position).
+        """
+        known_end = self.next_offset
+        stop = self._index_walk().stop
+        if stop is not None:
+            self.unbuild(known_end)
+            raise CorruptRecordError(
+                f"{self.log_path}: {stop.message} at position {stop.position} (the segment "
+                f"lies before the recovery point, so it is not repaired automatically; run "
+                f"`logstore verify` and restore from a copy)",
+                self.log_path,
+                stop.position,
+            )
 
     def _index_batch(self, header: BatchHeader, position: int) -> None:
         assert self._index is not None and self._time_index is not None
@@ -519,207 +376,6 @@ class Segment:
     def index_full(self) -> bool:
         return self.index.is_full or self.time_index.is_full
 
-    def _read_header(self, position: int) -> BatchHeader | None:
-        data = self.log_file.pread(HEADER_SIZE, position)
-        try:
-            header = decode_header(data, 0)
-        except CorruptRecordError as err:
-            raise CorruptRecordError(
-                f"{self.log_path}: {err}", self.log_path, position
-            ) from err
-        if header is None:
-            return None
-        return header._replace(position=position)
-
-    def _rebuilding(self, lookup: Callable[[], _T]) -> _T:
-        """``lookup()``, after rebuilding the indexes from the log if loading one finds it
-        damaged (indexes are loaded lazily, on the first lookup)."""
-        try:
-            return lookup()
-        except CorruptIndexError as err:
-            log.warning("rebuilding indexes of %s: %s", self.log_path, err)
-            self._rebuild_indexes(truncate=False)
-            return lookup()
-
-    def _index_lookup(self, offset: int) -> tuple[int, int]:
-        """``(indexed offset, byte position)`` to scan from for ``offset``."""
-        return self._rebuilding(lambda: self.index.lookup(offset))
-
-    def _check_contiguous(self, header: BatchHeader, expected: int, position: int) -> None:
-        """Offsets run on without gaps: ``baseOffset`` lies outside the CRC, so this is
-        what catches a damaged one before it serves records under wrong offsets."""
-        if header.base_offset != expected:
-            raise CorruptRecordError(
-                f"{self.log_path}: record batch at position {position} has base offset "
-                f"{header.base_offset}, expected {expected} (the offsets do not follow on)",
-                self.log_path,
-                position,
-            )
-
-    def _blame(
-        self, err: CorruptRecordError, previous: BatchHeader | None, data: bytes | None = None
-    ) -> CorruptRecordError:
-        """The error to raise for damage found while walking from batch ``previous`` (its
-        header's ``position`` is in the file; ``data`` holds its bytes if already read).
-
-        A damaged ``batchLength`` or ``lastOffsetDelta`` of the previous batch shows up
-        only at the next batch (a header at the wrong place, offsets that do not follow
-        on); the previous batch's CRC then fails, and it is the one to name."""
-        if previous is not None:
-            raw = data if data is not None else self.log_file.pread(
-                previous.size, previous.position
-            )
-            if not crc_valid(raw, previous._replace(position=0)):
-                return CorruptRecordError(
-                    f"{self.log_path}: record batch at position {previous.position} fails "
-                    f"its CRC-32C check",
-                    self.log_path,
-                    previous.position,
-                )
-        if err.path is None:
-            return CorruptRecordError(f"{self.log_path}: {err}", self.log_path, err.position)
-        return err
-
-    def _overrun(self, position: int, header: BatchHeader | None, end: int) -> CorruptRecordError:
-        """The error for a batch at ``position`` that does not fit before ``end``: the log
-        only ever holds whole batches (a failed append is cut back), so this is damage."""
-        what = "a batch header" if header is None else f"a batch of {header.size} bytes"
-        return CorruptRecordError(
-            f"{self.log_path}: {what} at position {position} runs past the end of the data "
-            f"({end} bytes)",
-            self.log_path,
-            position,
-        )
-
-    def _time_index_lookup(self, timestamp: int) -> int:
-        return self._rebuilding(lambda: self.time_index.lookup(timestamp))
-
-    def find_batch(self, offset: int) -> BatchHeader | None:
-        """Header (with its file position) of the first batch holding an offset >= ``offset``.
-
-        Raises:
-            CorruptRecordError: a batch that is cut short, or offsets that do not follow on.
-        """
-        indexed, position = self._index_lookup(offset)
-        size = self.size
-        expected: int | None = self.base_offset if position == 0 else None
-        previous: BatchHeader | None = None
-        # One read covers the stretch after the index entry (about index_interval_bytes)
-        # and usually the batch sought, instead of one read per batch header.
-        chunk_size = max(self.config.index_interval_bytes * 2, 64 * 1024)
-        chunk, chunk_start = b"", position
-        while position < size:
-            try:
-                if position - chunk_start + HEADER_SIZE > len(chunk):
-                    chunk_start = position
-                    chunk = self.log_file.pread(min(chunk_size, size - position), position)
-                header = decode_header(chunk, position - chunk_start)
-                if header is None or position + header.size > size:
-                    raise self._overrun(position, header, size)
-                header = header._replace(position=position)
-                if expected is None:  # the batch an index entry names ends at that offset
-                    expected = indexed - header.last_offset_delta
-                self._check_contiguous(header, expected, position)
-            except CorruptRecordError as err:
-                if err.path is None:
-                    err = CorruptRecordError(f"{self.log_path}: {err}", self.log_path, position)
-                raise self._blame(err, previous) from err
-            if header.last_offset >= offset:
-                return header
-            expected = header.next_offset
-            previous = header
-            position += header.size
-        reached = self.base_offset if expected is None else expected
-        if offset < self.next_offset and reached < self.next_offset:
-            # the segment should hold offsets up to next_offset - 1 (the next segment's
-            # base, or the committed end): moving on would silently skip offsets
-            raise CorruptRecordError(
-                f"{self.log_path}: the data ends at offset {reached} (position {size}), "
-                f"but the segment should hold offsets up to {self.next_offset - 1}",
-                self.log_path,
-                size,
-            )
-        return None
-
-    def read_from(self, position: int, max_bytes: int, max_position: int | None = None) -> bytes:
-        """Whole batches from ``position``: at most ``max_bytes``, but at least one batch.
-
-        Raises:
-            CorruptRecordError: (naming this file and the absolute position) a batch cut
-                short, an impossible header, or offsets that do not follow on.
-        """
-        end = self.size if max_position is None else min(self.size, max_position)
-        if position >= end:
-            return b""
-        data = self.log_file.pread(min(max(max_bytes, HEADER_SIZE), end - position), position)
-        try:
-            first = decode_header(data, 0)
-            if first is None or first.size > len(data):
-                if first is None or position + first.size > end:
-                    raise self._overrun(position, first, end)
-                return self.log_file.pread(first.size, position)
-        except CorruptRecordError as err:
-            raise self._blame(err._with_position(position), None) from err
-        cut = 0
-        expected = first.base_offset
-        previous: BatchHeader | None = None
-        try:
-            for header in scan(data, verify=False):
-                self._check_contiguous(header, expected, position + header.position)
-                expected = header.next_offset
-                previous = header
-                cut = header.position + header.size
-            if cut < len(data) and position + len(data) == end:
-                # the read reached the end of the data, so a partial batch there is damage
-                raise self._overrun(position + cut, decode_header(data, cut), end)
-        except CorruptRecordError as err:
-            if err.path is None:  # from scan: the position is relative to ``data``
-                err = err._with_position(position + (err.position or 0))
-            prev = None if previous is None else previous._replace(
-                position=position + previous.position
-            )
-            raw = None if previous is None else data[
-                previous.position : previous.position + previous.size
-            ]
-            raise self._blame(err, prev, raw) from err
-        return data[:cut]
-
-    def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> int | None:
-        """Offset of the first record at or after ``start_offset`` with timestamp >=
-        ``timestamp``, or None if this segment has none."""
-        if self.max_timestamp < timestamp and self.next_offset > self.base_offset:
-            return None
-        offset = max(self._time_index_lookup(timestamp), start_offset)
-        header = self.find_batch(offset)
-        while header is not None:
-            if header.max_timestamp >= timestamp:
-                data = self.log_file.pread(header.size, header.position)
-                try:
-                    records = decode_batch_records(data, header._replace(position=0))
-                except CorruptRecordError as err:
-                    raise CorruptRecordError(
-                        f"{self.log_path}: record batch at position {header.position}: {err}",
-                        self.log_path,
-                        header.position,
-                    ) from err
-                for record in records:
-                    if record.offset >= start_offset and record.timestamp >= timestamp:
-                        found: int = record.offset
-                        return found
-            position = header.position + header.size
-            if position >= self.size:
-                return None
-            following = self._read_header(position)
-            if following is None or position + following.size > self.size:
-                raise self._blame(self._overrun(position, following, self.size), header)
-            if following.base_offset != header.next_offset:
-                try:
-                    self._check_contiguous(following, header.next_offset, position)
-                except CorruptRecordError as err:
-                    raise self._blame(err, header) from err
-            header = following
-        return None
-
     # ------------------------------------------------------------------ roll / delete
 
     def seal(self, *, fsync: bool = True) -> None:
@@ -750,8 +406,24 @@ class Segment:
         open). The caller fsyncs the directory."""
         self.close_files()
         self._deleted = True
-        for path in (self.log_path, self.index_path, self.time_index_path):
+        paths = [self.log_path, self.index_path, self.time_index_path]
+        for path in [*paths, self.gaps_path] if self.gaps else paths:
             self.fs.unlink(path, missing_ok=True)
 
     def __repr__(self) -> str:
         return f"Segment(base_offset={self.base_offset}, next_offset={self.next_offset})"
+
+
+__all__ = [  # the naming helpers live in logstore.storage.listing; re-exported here
+    "GAPS_SUFFIX",
+    "INDEX_SUFFIX",
+    "LOG_SUFFIX",
+    "SUFFIXES",
+    "TIME_INDEX_SUFFIX",
+    "Segment",
+    "SegmentScan",
+    "is_segment_log",
+    "parse_segment_name",
+    "segment_log_bases",
+    "segment_path",
+]

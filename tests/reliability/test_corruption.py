@@ -85,6 +85,8 @@ from logstore.storage.checkpoint import (
 from logstore.storage.files import DEFAULT_FS
 from logstore.storage.head import HEAD_NAME, pack_head, unpack_head
 from logstore.storage.log import PartitionLog
+from logstore.storage.plan import Action, RecoveryPlan
+from logstore.storage.verify import verify_partition as verify_files
 from logstore.types import Record, TopicPartition
 from tests.reliability.limits import time_limit
 
@@ -497,6 +499,7 @@ class Verdict:
     wrong_lookups: int = 0  # offset_for_timestamp answers that differ from a scan
     typed_errors: int = 0
     open_failed: bool = False  # opening the partition raised
+    open_plan: RecoveryPlan | None = None  # the recovery plan the first open carried out
 
     def fail(self, message: str) -> None:
         self.problems.append(message)
@@ -654,6 +657,8 @@ def verify_partition(
                     v.fail(f"open raised {type(err).__name__} where recovery should cut the log")
                 ends.append(None)
                 continue
+            if not attempt:
+                v.open_plan = plog.recovery_plan
             leo, read_errors = observe(plog, part, ex, v, sample if not attempt else None)
             ends.append(leo)
         finally:
@@ -704,9 +709,11 @@ def verify_offsets(store_path: str, base: Baseline, case: Case, root: str,
         low = info.batches[first_bad].start if first_bad < len(info.batches) else damaged[0]
         bounds = (low, damaged[1])
     answers: list[object] = []
-    for _ in range(2):
+    for attempt in range(2):
         store = logstore.open(store_path, clock=Clock())
         try:
+            if not attempt:
+                v.open_plan = store.offsets._log.recovery_plan  # what its open carried out
             seen = {
                 g: {tp: (c.offset, c.metadata)
                     for tp, c in store.offsets.group_offsets(g).items()}
@@ -786,6 +793,7 @@ class Tally:
     wrong_lookups: int = 0
     index_identical: int = 0
     index_cases: int = 0
+    plans_agreed: int = 0  # cases where what open did is the plan verify reported
     slowest: float = 0.0
     peak_memory: int = 0
 
@@ -797,6 +805,52 @@ def open_descriptors() -> int:
     """This process's open file descriptors (0 where /proc is missing: no leak check)."""
     fd_dir = "/proc/self/fd"
     return len(os.listdir(fd_dir)) if os.path.isdir(fd_dir) else 0
+
+
+def plan_before_open(directory: str) -> tuple[RecoveryPlan, dict[str, int]] | None:
+    """What ``verify`` says the next open of ``directory`` will do (its recovery plan),
+    and the size of each file there now."""
+    if not os.path.isdir(directory):
+        return None
+    report = verify_files(DEFAULT_FS, directory)
+    assert report.plan is not None
+    sizes = {n: os.path.getsize(os.path.join(directory, n)) for n in os.listdir(directory)}
+    return report.plan, sizes
+
+
+def check_plan_carried_out(
+    v: Verdict, planned: tuple[RecoveryPlan, dict[str, int]] | None, directory: str, *,
+    files: bool,
+) -> bool:
+    """Whether the open did exactly what ``verify`` reported beforehand: the plan it
+    carried out is verify's (where the test holds the log), and the files show it: each
+    segment cut where planned, deleted, or left at its size, leftovers removed; a plan
+    that refuses means the open raised and no log changed. (The offsets log is trimmed by
+    its snapshot after it opens: there only the plans are compared, not ``files``.)"""
+    if planned is None:
+        return True
+    plan, sizes = planned
+    before = len(v.problems)
+    done = v.open_plan
+    if done is not None and (done.actions() != plan.actions() or done.error != plan.error):
+        v.fail(f"open carried out {v.open_plan.segments}, verify planned {plan.segments}")
+    if plan.error is not None and not v.typed_errors and v.outcome != "typed-error":
+        v.fail(f"verify planned a refusal ({plan.error.message[:80]}), the open did not raise")
+    if not files:
+        return len(v.problems) == before
+    for name in plan.remove:
+        if os.path.exists(os.path.join(directory, name)):
+            v.fail(f"{name}: planned for removal, still there")
+    for step in plan.segments:
+        name = f"{step.base_offset:020d}.log"
+        path = os.path.join(directory, name)
+        size = os.path.getsize(path) if os.path.exists(path) else None
+        want = None if step.action is Action.DELETE else sizes[name]
+        if step.action is Action.CUT and plan.error is None:
+            want = step.cut_at
+        if size != want:
+            v.fail(f"{name}: planned {step.action.value} (size {want}), found size {size}")
+    return len(v.problems) == before
 
 
 def run_case(
@@ -820,6 +874,7 @@ def run_case(
         changed = d.apply(root)
         damaged = damaged or changed
     sample = random.Random(f"{case.ident}")
+    planned = plan_before_open(os.path.join(root, target_dir))
     fds = open_descriptors()
     started = time.perf_counter()
     if measure_memory:
@@ -846,6 +901,7 @@ def run_case(
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
     leaked = open_descriptors() - fds
+    agreed = check_plan_carried_out(v, planned, os.path.join(root, target_dir), files=not metadata)
     if leaked > 0:
         v.fail(f"{leaked} file descriptors still open after the store was closed")
     if elapsed > CASE_LIMIT_S:
@@ -864,6 +920,7 @@ def run_case(
     tally.wrong_lookups += v.wrong_lookups
     tally.slowest = max(tally.slowest, elapsed)
     tally.peak_memory = max(tally.peak_memory, peak)
+    tally.plans_agreed += agreed
     if check_index_bytes:
         tally.index_cases += 1
         tally.index_identical += not v.problems
@@ -1573,5 +1630,29 @@ def test_corruption_figure(reliability_report: Callable[[str], None]) -> None:
         f"exceptions, {sum(x.wrong_reads for x in t)} wrong reads, "
         f"{sum(x.wrong_lookups for x in t)} wrong timestamp lookups; "
         f"{sum(x.index_identical for x in t)}/{index_cases} index rebuilds identical; "
-        f"slowest case {max(x.slowest for x in t) * 1000:.0f} ms"
+        f"open did what verify planned in {sum(x.plans_agreed for x in t):,}/"
+        f"{sum(x.cases for x in t):,} cases; slowest case {max(x.slowest for x in t) * 1000:.0f} ms"
     )
+
+
+def test_plan_check_catches_an_open_that_did_other_than_verify_planned(tmp_path: Path) -> None:
+    """The agreement check of every case above can fail: a segment planned to be cut but
+    left whole, one planned to be deleted but still there, or a different plan carried
+    out, are each reported."""
+    from logstore.storage.plan import PlanError, SegmentPlan
+
+    names = [f"{base:020d}.log" for base in (0, 10)]
+    for name in names:
+        (tmp_path / name).write_bytes(bytes(100))
+    plan = RecoveryPlan(
+        (), (SegmentPlan(0, Action.CUT, 40, "torn"), SegmentPlan(10, Action.DELETE)),
+        0, 0, None, (),
+    )
+    sizes = dict.fromkeys(names, 100)
+    v = Verdict()
+    assert not check_plan_carried_out(v, (plan, sizes), str(tmp_path), files=True)
+    assert len(v.problems) == 2, v.problems
+    v = Verdict(open_plan=plan._replace(segments=plan.segments[:1]))
+    assert not check_plan_carried_out(v, (plan, sizes), str(tmp_path), files=False)
+    refusing = plan._replace(error=PlanError("x", 0, "damage below the recovery point"))
+    assert not check_plan_carried_out(Verdict(), (refusing, sizes), str(tmp_path), files=False)

@@ -42,8 +42,11 @@ import pytest
 
 import logstore
 from logstore import metadata
+from logstore.storage.files import DEFAULT_FS
 from logstore.storage.log import PartitionLog
+from logstore.storage.plan import Action, RecoveryPlan
 from logstore.storage.segment import INDEX_SUFFIX, TIME_INDEX_SUFFIX, segment_path
+from logstore.storage.verify import verify_partition
 from logstore.types import TopicPartition
 from tests.conftest import FakeClock
 from tests.reliability.crashfs import (
@@ -311,9 +314,64 @@ def check_commits(store: logstore.Store, ledger: Ledger, snap: Snapshot, last: i
     return problems
 
 
+PLANS = {"opens": 0, "agreed": 0}
+"""Partition opens over all crash states checked, and those where the open carried out
+exactly the recovery plan ``verify`` reported for the state before it."""
+
+
+def plans_before_open(directory: str) -> dict[str, tuple[RecoveryPlan, dict[str, int]]]:
+    """``verify``'s recovery plan for every partition directory of a crash state, with the
+    sizes of its files then."""
+    plans = {}
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and any(n.endswith(".log") for n in os.listdir(path)):
+            plan = verify_partition(DEFAULT_FS, path).plan
+            assert plan is not None
+            plans[name] = plan, {n: os.path.getsize(os.path.join(path, n))
+                                 for n in os.listdir(path)}
+    return plans
+
+
+def plan_problems(
+    directory: str, store: logstore.Store, ledger: Ledger,
+    plans: dict[str, tuple[RecoveryPlan, dict[str, int]]],
+) -> list[str]:
+    """Where an open did not do what ``verify`` planned: the plan it carried out differs,
+    or a topic partition's files do not show it (cut where planned, deleted, or kept at
+    their size)."""
+    problems = []
+    logs = {f"{t}-{p}": store.partition(t, p) for t, n in ledger.topics.items()
+            for p in range(n)}
+    logs[f"{metadata.OFFSETS_TOPIC}-0"] = store.offsets._log
+    for name, (plan, sizes) in plans.items():
+        plog = logs.get(name)
+        if plog is None:
+            continue
+        PLANS["opens"] += 1
+        found = []
+        done = plog.recovery_plan
+        if done is None or done.actions() != plan.actions() or done.error != plan.error:
+            found.append(f"open carried out {done and done.segments}, verify planned "
+                         f"{plan.segments}")
+        for step in plan.segments if name != f"{metadata.OFFSETS_TOPIC}-0" else ():
+            log_name = f"{step.base_offset:020d}.log"
+            path = os.path.join(directory, name, log_name)
+            size = os.path.getsize(path) if os.path.exists(path) else None
+            want = None if step.action is Action.DELETE else sizes[log_name]
+            want = step.cut_at if step.action is Action.CUT else want
+            if size != want:
+                found.append(f"{log_name}: planned {step.action.value}, size {size}")
+        PLANS["agreed"] += not found
+        problems += [f"plan {name}: {p}" for p in found]
+    return problems
+
+
 def check_state(directory: str, ledger: Ledger, state: CrashState) -> list[str]:
-    """All invariants on one materialised crash state; the violations found."""
+    """All invariants on one materialised crash state; the violations found. Also: the
+    open did what ``verify`` said it would (the recovery plan)."""
     clock = FakeClock(T0 + 10**9)
+    plans = plans_before_open(directory)
     try:
         with time_limit(OPEN_TIMEOUT_S):
             store = logstore.open(directory, clock=clock)
@@ -321,8 +379,9 @@ def check_state(directory: str, ledger: Ledger, state: CrashState) -> list[str]:
         return [f"I1: open failed: {type(err).__name__}: {err}"]
     try:
         with time_limit(OPEN_TIMEOUT_S):
+            plan_mismatch = plan_problems(directory, store, ledger, plans)
             snap = read_partitions(store, ledger)
-            problems = check_records(snap, ledger, state.first, state.last)
+            problems = plan_mismatch + check_records(snap, ledger, state.first, state.last)
             problems += check_commits(store, ledger, snap, state.last, state.first)
             # I7: an append works after recovery ...
             for topic, partitions in ledger.topics.items():
@@ -679,8 +738,11 @@ def test_power_loss_figure(reliability_report: Callable[[str], None]) -> None:
         f"{sum(o.checked for o in outcomes)} distinct crash states, "
         f"{sum(len(o.violations) for o in outcomes)} violations "
         f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; checked out of "
-        f"{sum(o.distinct for o in outcomes)} distinct states generated, seed {SEED})"
+        f"{sum(o.distinct for o in outcomes)} distinct states generated, seed {SEED}); "
+        f"open did what verify planned in {PLANS['agreed']:,}/{PLANS['opens']:,} partition "
+        f"opens"
     )
+    assert PLANS["opens"] and PLANS["agreed"] == PLANS["opens"]
 
 
 # --------------------------------------------------------------------------- planted bug
