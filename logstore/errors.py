@@ -241,7 +241,7 @@ class CorruptionError(LogstoreError):
         self.path = path
         self.position = position
 
-    def _with_position(self, position: int) -> Self:
+    def with_position(self, position: int) -> Self:
         """A copy of this error at ``position`` (errors from a buffer name positions in
         it; the storage layer moves them to file positions)."""
         return type(self)(str(self), self.path, position)

@@ -29,14 +29,12 @@ import stat as _stat
 from collections.abc import Sequence
 from typing import Self
 
-from logstore.errors import StorageError, StoreLockedError
+from logstore.errors import READ_ONLY_ERRNOS, StorageError, StoreLockedError
 
 Buffer = bytes | bytearray | memoryview
 _IOV_MAX = 1024  # Linux's limit on buffers in one pwritev
 TEMP_PREFIX = "~"
 TEMP_SUFFIX = ".tmp"
-READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-"""What ``errno`` a write refused by a read-only mount or missing permissions carries."""
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 """``open`` flags that would change a file (refused on a read-only file system)."""
 READ_FLAGS = os.O_RDONLY

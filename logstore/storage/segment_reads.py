@@ -196,7 +196,7 @@ class SegmentReads:
                     raise self._overrun(position, first, end)
                 return self.log_file.pread(first.size, position)
         except CorruptRecordError as err:
-            raise self._blame(err._with_position(position), None) from err
+            raise self._blame(err.with_position(position), None) from err
         cut = 0
         expected = first.base_offset
         previous: BatchHeader | None = None
@@ -211,7 +211,7 @@ class SegmentReads:
                 raise self._overrun(position + cut, decode_header(data, cut), end)
         except CorruptRecordError as err:
             if err.path is None:  # from scan: the position is relative to ``data``
-                err = err._with_position(position + (err.position or 0))
+                err = err.with_position(position + (err.position or 0))
             prev = None if previous is None else previous._replace(
                 position=position + previous.position
             )
