@@ -8,10 +8,7 @@ from logstore.records.batch import (
     batch_size,
     check_batch,
     crc_valid,
-    decode_batch_records,
-    decode_batches,
     decode_header,
-    decode_records,
     decode_varint,
     encode_batch,
     encode_varint,
@@ -20,6 +17,12 @@ from logstore.records.batch import (
     set_log_append_time,
 )
 from logstore.records.compression import compress, decompress
+from logstore.records.decode import (
+    decode_batch_records,
+    decode_batches,
+    decode_records,
+    records_to_inputs,
+)
 
 __all__ = [
     "HEADER_SIZE",
@@ -38,6 +41,7 @@ __all__ = [
     "decompress",
     "encode_batch",
     "encode_varint",
+    "records_to_inputs",
     "scan",
     "set_base_offset",
     "set_log_append_time",

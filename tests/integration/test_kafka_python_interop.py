@@ -18,14 +18,13 @@ import pytest
 from hypothesis import given, settings
 
 from logstore.records.batch import (
-    decode_batch_records,
-    decode_batches,
     decode_header,
     encode_batch,
     scan,
     set_base_offset,
     set_log_append_time,
 )
+from logstore.records.decode import decode_batch_records, decode_batches
 from logstore.types import Compression, TimestampType
 from tests.strategies import RecordTuple, compressions, record_inputs
 

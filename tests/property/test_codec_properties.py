@@ -20,13 +20,13 @@ from logstore.errors import CorruptRecordError
 from logstore.records.batch import (
     HEADER_SIZE,
     batch_size,
-    decode_batches,
     decode_header,
     encode_batch,
     encode_varint,
     scan,
 )
 from logstore.records.compression import compress, decompress
+from logstore.records.decode import decode_batches
 from logstore.types import Compression, Record
 from tests.strategies import RecordTuple, base_offsets, compressions, record_inputs
 

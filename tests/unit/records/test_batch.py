@@ -17,16 +17,14 @@ from logstore.records.batch import (
     batch_size,
     check_batch,
     crc_valid,
-    decode_batch_records,
-    decode_batches,
     decode_header,
     encode_batch,
     encode_varint,
-    records_to_inputs,
     scan,
     set_base_offset,
     set_log_append_time,
 )
+from logstore.records.decode import decode_batch_records, decode_batches, records_to_inputs
 from logstore.types import Compression, Record, TimestampType
 
 with warnings.catch_warnings():

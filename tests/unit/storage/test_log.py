@@ -29,7 +29,8 @@ from logstore.errors import (
     StorageError,
     StoreClosedError,
 )
-from logstore.records.batch import decode_batches, encode_batch, scan
+from logstore.records.batch import encode_batch, scan
+from logstore.records.decode import decode_batches
 from logstore.storage.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint
 from logstore.storage.files import Buffer, FileHandle, FileSystem
 from logstore.storage.log import PartitionLog
