@@ -240,10 +240,19 @@ def test_add_partitions_killed_halfway_leaves_next_open_one_quiet_cleanup(
     assert _partition_dirs(root) == ["t-0"]
 
 
+_WITH_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = sys.argv[1:]; runpy.run_module('logstore_cli.main', run_name='__main__')"
+)
+
+
 def test_cli_create_stopped_by_ctrl_c_removes_what_it_made(tmp_path: Path) -> None:
     root = tmp_path / "store"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "logstore_cli.main", "--data-dir", str(root), "topics",
+        # a shell's background job ignores SIGINT, and a Python started so installs no
+        # KeyboardInterrupt handler: the child installs it itself, as an interactive
+        # shell's child would have it
+        [sys.executable, "-c", _WITH_SIGINT, "logstore", "--data-dir", str(root), "topics",
          "create", "t", "-p", str(COUNT)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
