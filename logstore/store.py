@@ -33,28 +33,16 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Self
 
 from logstore.config import DEFAULT_MAX_PARTITIONS, TopicConfig
-from logstore.errors import (
-    InvalidConfigError,
-    ReadOnlyStoreError,
-    StoreClosedError,
-    TopicExistsError,
-    TopicNotFoundError,
-)
+from logstore.errors import ReadOnlyStoreError, StoreClosedError, TopicNotFoundError
 from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, OffsetStore
 from logstore.registry import (
     TOPICS_DIR,
     CreatingMarker,
     Orphan,
     creating_markers,
-    discard_partition_dir,
-    make_partitions,
     orphan_dirs,
-    read_topic_file,
-    registry_entries,
     remove_leftovers,
-    topic_file,
     validate_name_quietly,
-    write_topic_file,
 )
 from logstore.storage.files import DEFAULT_FS, FileSystem, ReadOnlyFileSystem, temp_path
 from logstore.storage.log import PartitionLog
@@ -70,7 +58,8 @@ from logstore.storedir import (
     lock_store,
     prepare_data_directory,
 )
-from logstore.topic import Topic, TopicDescription, new_topic_id, partition_dir, validate_topic_name
+from logstore.topic import Topic, TopicDescription, validate_topic_name
+from logstore.topictable import TopicTable, check_alterable
 from logstore.types import Clock, Compression, HeadersArg, Record, RecordMetadata, SystemClock
 
 __all__ = [  # what this module has always exported (some now live in registry, storedir)
@@ -91,7 +80,6 @@ __all__ = [  # what this module has always exported (some now live in registry, 
 
 log = logging.getLogger(__name__)
 
-_IMMUTABLE = ("partitions", "partitioner")
 _OFFSETS_LEFTOVERS = (
     os.path.basename(temp_path(SNAPSHOT_NAME)),
     SNAPSHOT_NAME + ".tmp",  # logstore 0.1's name
@@ -145,7 +133,7 @@ class Store:
         self._fs: FileSystem = ReadOnlyFileSystem(fs, self.path) if read_only else fs
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.RLock()
-        self._topics: dict[str, Topic] = {}
+        self._topics = TopicTable(self.path, self._fs, self._clock)
         self._offset_store: OffsetStore | None = None
         self._init = init
         # Nothing is written until the directory is known to be a store, an empty one,
@@ -193,7 +181,7 @@ class Store:
 
     def _registry_entries(self) -> list[str]:
         """The registry directory's topic files (none if a read-only store has none)."""
-        return registry_entries(self._fs, self.path, missing_ok=self.read_only)
+        return self._topics.entries(missing_ok=self.read_only)
 
     def _load_topics(self) -> None:
         for entry in self._registry_entries():
@@ -201,28 +189,11 @@ class Store:
 
     def _load_topic(self, name: str) -> Topic | None:
         """Read topic ``name``'s registry file (written by this or another process)."""
-        entry = read_topic_file(self._fs, self.path, name)  # CorruptionError if damaged
-        if entry is None:
-            return None
-        config, topic_id = entry.config, entry.topic_id
-        topic = self._topics.get(name)
-        if topic is not None and topic.topic_id != topic_id:
-            # deleted and created again (by another process): a new incarnation
-            topic.close(f"topic {name!r} was deleted (and created again)", deleted=True)
-            topic = None
-        if topic is None:
-            topic = Topic(
-                self.path, name, config, fs=self._fs, clock=self._clock, topic_id=topic_id
-            )
-            self._topics[name] = topic
-        elif topic.config != config:
-            topic.reconfigure(config)
-        return topic
+        return self._topics.load(name)
 
     def _remove_leftovers(self) -> None:
         """With the store to itself: remove what interrupted operations left behind."""
-        partitions = {name: t.num_partitions for name, t in self._topics.items()}
-        remove_leftovers(self._fs, self.path, partitions)
+        remove_leftovers(self._fs, self.path, self._topics.partition_counts())
         offsets = os.path.join(self.path, f"{OFFSETS_TOPIC}-0")
         for name in _OFFSETS_LEFTOVERS:  # the committed-offsets snapshot's temp file
             self._fs.unlink(os.path.join(offsets, name), missing_ok=True)
@@ -263,7 +234,7 @@ class Store:
                         self._offset_store.close()
                     except Exception as err:
                         errors.append(err)
-                for topic in self._topics.values():
+                for topic in self._topics.topics():
                     try:
                         topic.close()
                     except Exception as err:
@@ -306,32 +277,11 @@ class Store:
             config["partitions"] = partitions
         count = config.get("partitions")
         if isinstance(count, int):  # before the config's own, wider range check
-            self._check_partition_count(name, count)
+            check_partition_count(name, count, self.max_partitions)
         cfg = TopicConfig().replace(**config)
         self.check_open()
         with self._registry():
-            existing = self._load_topic(name)  # another process may have made it
-            if existing is not None:
-                if exist_ok:
-                    return existing
-                raise TopicExistsError(
-                    f"topic {name!r} already exists (pass exist_ok=True to reuse it)"
-                )
-            topic = Topic(
-                self.path, name, cfg, fs=self._fs, clock=self._clock, topic_id=new_topic_id()
-            )
-            self._make_partitions(topic, 0, cfg)
-            self._topics[name] = topic
-            return topic
-
-    def _check_partition_count(self, name: str, count: int) -> None:
-        check_partition_count(name, count, self.max_partitions)
-
-    def _make_partitions(self, topic: Topic, first: int, cfg: TopicConfig) -> None:
-        make_partitions(self._fs, self.path, topic.name, topic.topic_id, first, cfg)
-
-    def _write_topic(self, topic: Topic, cfg: TopicConfig) -> None:
-        write_topic_file(self._fs, self.path, topic.name, cfg, topic.topic_id)
+            return self._topics.create(name, cfg, exist_ok=exist_ok)
 
     def topic(self, name: str) -> Topic:
         """The topic called ``name``.
@@ -347,7 +297,7 @@ class Store:
             if topic is None:
                 raise TopicNotFoundError(
                     f"unknown topic {name!r} (create it first; existing topics: "
-                    f"{', '.join(sorted(self._topics)) or 'none'})"
+                    f"{', '.join(self._topics.names()) or 'none'})"
                 )
             return topic
 
@@ -356,7 +306,7 @@ class Store:
         with self._lock:
             self.check_open()
             on_disk = set(self._registry_entries())
-            for name in on_disk - set(self._topics):
+            for name in on_disk - set(self._topics.names()):
                 self._load_topic(name)
             return sorted(on_disk)
 
@@ -387,9 +337,7 @@ class Store:
         """Topic ``name`` as its registry file says now."""
         topic = self._load_topic(name) if validate_name_quietly(name) else None
         if topic is None:
-            gone = self._topics.pop(name, None)
-            if gone is not None:
-                gone.close(f"topic {name!r} was deleted", deleted=True)
+            self._topics.forget(name)
             return self.topic(name)  # raises TopicNotFoundError
         return topic
 
@@ -397,14 +345,7 @@ class Store:
         """Delete a topic, all its data and every group's committed offsets for it."""
         self.check_writable(f"delete topic {name!r}")
         with self._registry():
-            topic = self._fresh_topic(name)
-            topic.close(f"topic {name!r} was deleted", deleted=True)
-            self._fs.unlink(topic_file(self.path, name))
-            self._fs.fsync_dir(os.path.join(self.path, TOPICS_DIR))
-            del self._topics[name]
-            for p in range(topic.num_partitions):
-                discard_partition_dir(self._fs, self.path, partition_dir(self.path, name, p))
-            self._fs.fsync_dir(self.path)
+            self._topics.delete(self._fresh_topic(name))
             # after the commit point: a crash before this leaves offsets of another
             # incarnation, which the topic id keeps from applying to a new topic
             if self._offset_store is not None or self._fs.exists(
@@ -415,19 +356,10 @@ class Store:
     def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
         """Change a topic's config (not ``partitions``: see :meth:`add_partitions`)."""
         self.check_writable(f"alter topic {name!r}")
-        for key in _IMMUTABLE:
-            if key in changes:
-                raise InvalidConfigError(
-                    f"cannot alter {key} of topic {name!r} this way"
-                    + (" (use add_partitions)" if key == "partitions" else
-                       " (keys would move between partitions)")
-                )
+        check_alterable(name, changes)
         with self._registry():
             topic = self._fresh_topic(name)  # the newest config on disk
-            cfg = topic.config.replace(**changes)
-            self._write_topic(topic, cfg)
-            topic.reconfigure(cfg)
-            return cfg
+            return self._topics.alter(topic, changes)
 
     def add_partitions(self, name: str, total: int) -> TopicConfig:
         """Grow topic ``name`` to ``total`` partitions (Kafka only ever adds partitions).
@@ -439,17 +371,7 @@ class Store:
         self.check_writable(f"add partitions to topic {name!r}")
         with self._registry():
             topic = self._fresh_topic(name)
-            current = topic.num_partitions
-            if isinstance(total, bool) or not isinstance(total, int) or total <= current:
-                raise InvalidConfigError(
-                    f"topic {name!r} has {current} partitions; add_partitions needs a larger "
-                    f"total, got {total!r} (partitions can only be added)"
-                )
-            self._check_partition_count(name, total)
-            cfg = topic.config.replace(partitions=total)
-            self._make_partitions(topic, current, cfg)
-            topic.reconfigure(cfg)
-            return cfg
+            return self._topics.grow(topic, total, self.max_partitions)
 
     @property
     def clock(self) -> Clock:
@@ -538,7 +460,7 @@ class Store:
         """Apply every topic's retention now; returns how many segments were deleted."""
         with self._lock:
             self.check_writable("apply retention")
-            topics = list(self._topics.values())
+            topics = self._topics.topics()
         return sum(
             topic.partition(p).apply_retention()
             for topic in topics

@@ -12,12 +12,8 @@ Layer: may import ``logstore.storage``, ``logstore.errors``, ``logstore.types`` 
 
 from __future__ import annotations
 
-from logstore.groups.coordinator import (
-    GROUPS_DIR,
-    GroupCoordinator,
-    group_dir_name,
-    group_from_dir_name,
-)
+from logstore.groups.coordinator import GroupCoordinator
+from logstore.groups.files import GROUPS_DIR, group_dir_name, group_from_dir_name
 from logstore.groups.state import GroupState, Liveness, Member
 
 __all__ = [

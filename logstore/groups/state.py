@@ -27,6 +27,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
+from logstore.errors import FencedInstanceIdError, IllegalGenerationError, UnknownMemberIdError
 from logstore.types import JoinResult
 
 GroupStateName = Literal["Empty", "PreparingRebalance", "CompletingRebalance", "Stable"]
@@ -286,3 +287,48 @@ def choose_protocol(ordered: list[Member]) -> str:
         choice = next(n for n, _ in member.protocols if n in votes)
         votes[choice] += 1
     return max(candidates, key=lambda n: (votes[n], -candidates.index(n)))
+
+
+def removed_error(
+    st: GroupState, group: str, member_id: str
+) -> FencedInstanceIdError | UnknownMemberIdError:
+    """Why ``member_id`` may not act in ``group``: replaced, or not (any longer) in it."""
+    why = st.removed.get(member_id, "")
+    if why.startswith("fenced:"):
+        return FencedInstanceIdError(
+            f"member {member_id!r} of group {group!r} was fenced: a newer member joined "
+            f"with its group_instance_id {why[len('fenced:'):]!r}",
+            group,
+        )
+    if why == "expired":
+        reason = "it missed its heartbeat or poll deadline, or its process died"
+    elif why == "left":
+        reason = "it left"
+    else:
+        reason = "it is not a member"
+    return UnknownMemberIdError(
+        f"member {member_id!r} is not in group {group!r} ({reason}); it lost its "
+        f"partitions: rejoin with a new member id",
+        group,
+    )
+
+
+def validate_member(st: GroupState, group: str, member_id: str, generation: int) -> Member:
+    """The member, if it belongs to the group's current generation ``generation``.
+
+    Raises:
+        IllegalGenerationError: it is in another generation.
+        UnknownMemberIdError, FencedInstanceIdError: it is not (any longer) in the group
+            (:func:`removed_error`).
+    """
+    member = st.members.get(member_id)
+    if member is None:
+        raise removed_error(st, group, member_id)
+    if generation != st.generation or member.generation != generation:
+        raise IllegalGenerationError(
+            f"member {member_id!r} of group {group!r} is in generation "
+            f"{member.generation}, the request in {generation}, the group in "
+            f"{st.generation}: it was fenced (rejoin before fetching or committing)",
+            group,
+        )
+    return member

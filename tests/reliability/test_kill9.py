@@ -343,7 +343,7 @@ def abandon(store: logstore.Store) -> None:
     """Drop an open store as a killed process would: every descriptor (so every lock) goes,
     nothing is flushed or marked clean, so the next open recovers. Reaches into the
     store's internals; ``PartitionLog._abandon`` exists for crash tests."""
-    for topic in store._topics.values():
+    for topic in store._topics.topics():
         for plog in topic._logs.values():
             plog._abandon()
     offsets = store._offset_store

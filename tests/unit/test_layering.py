@@ -11,7 +11,8 @@ rank  layer       packages and modules
 1     records     ``logstore.records`` (the RecordBatch v2 codec)
 2     storage     ``logstore.storage`` (segments, partition logs, files)
 3     topics      ``logstore.topic``, ``logstore.metadata``, ``logstore.groups``
-4     store       ``logstore.store``, ``logstore.verify``, ``logstore.registry``
+4     store       ``logstore.store``, ``logstore.verify``, ``logstore.registry``,
+                  ``logstore.storedir``, ``logstore.topictable``
 5     backend     ``logstore.backend`` (what serves the clients' seam)
 6     client      ``logstore.client`` (producer, consumer, admin, the Backend Protocol)
 7     server      ``logstore.server`` (the wire server, future)
@@ -68,7 +69,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("records", ("logstore.records",)),
     ("storage", ("logstore.storage",)),
     ("topics", ("logstore.topic", "logstore.metadata", "logstore.groups")),
-    ("store", ("logstore.store", "logstore.storedir", "logstore.registry", "logstore.verify")),
+    ("store", (
+        "logstore.store", "logstore.storedir", "logstore.registry", "logstore.topictable",
+        "logstore.verify",
+    )),
     ("backend", ("logstore.backend",)),
     ("client", ("logstore.client",)),
     ("server", ("logstore.server",)),
