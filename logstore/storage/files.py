@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Self
 
 from logstore.errors import READ_ONLY_ERRNOS, StorageError, StoreLockedError
+from logstore.storage.fserrors import short_path, storage_error
 
 Buffer = bytes | bytearray | memoryview
 _IOV_MAX = 1024  # Linux's limit on buffers in one pwritev
@@ -48,29 +49,9 @@ def temp_path(path: str) -> str:
     return os.path.join(directory, f"{TEMP_PREFIX}{name}{TEMP_SUFFIX}")
 
 
-def storage_error(action: str, path: str, err: OSError) -> StorageError:
-    """A typed error for ``action`` on ``path`` failing with ``err`` (with a hint for a
-    full disk or a read-only file system)."""
-    hint = ""
-    if err.errno == errno.ENOSPC:
-        hint = " (the disk is full: free space, then retry)"
-    elif err.errno in READ_ONLY_ERRNOS:
-        hint = " (check permissions and that the file system is writable)"
-    return StorageError(
-        f"cannot {action} {path}: {err.strerror or err}{hint}", path, errno=err.errno
-    )
-
-
-def _short(path: str, limit: int = 100) -> str:
-    """``path``, shortened in the middle if it is long (for one-line messages)."""
-    if len(path) <= limit:
-        return path
-    return f"{path[: limit // 2]}...{path[-limit // 2 :]} ({len(path)} characters)"
-
-
 def _directory_error(path: str, err: OSError) -> StorageError:
     """A one-line, typed error for a store directory ``path`` that cannot be used."""
-    what = f"cannot use {_short(path)} as a data directory"
+    what = f"cannot use {short_path(path)} as a data directory"
     if err.errno == errno.ENAMETOOLONG:
         why = (
             "the path is too long for the file system (a name over 255 bytes or a path "
@@ -82,7 +63,7 @@ def _directory_error(path: str, err: OSError) -> StorageError:
         parent = os.path.dirname(path)
         while parent and parent != os.path.dirname(parent) and not os.path.lexists(parent):
             parent = os.path.dirname(parent)
-        why = f"{_short(parent)} is a file, not a directory; choose a path inside a directory"
+        why = f"{short_path(parent)} is a file, not a directory; choose a path inside a directory"
     elif err.errno in READ_ONLY_ERRNOS:
         why = f"{err.strerror} (check its permissions)"
     else:
@@ -422,7 +403,7 @@ class FileSystem:
         except FileNotFoundError:
             if os.path.islink(path):  # a symlink to nothing
                 raise StorageError(
-                    f"cannot use {_short(path)} as a data directory: it is a symlink to "
+                    f"cannot use {short_path(path)} as a data directory: it is a symlink to "
                     f"{os.readlink(path)}, which does not exist (create the target or "
                     f"remove the link)",
                     path,
@@ -432,7 +413,7 @@ class FileSystem:
             raise _directory_error(path, err) from err
         if not _stat.S_ISDIR(mode):
             raise StorageError(
-                f"cannot use {_short(path)} as a data directory: it is a file, not a "
+                f"cannot use {short_path(path)} as a data directory: it is a file, not a "
                 f"directory (choose another path)",
                 path,
                 errno=errno.ENOTDIR,

@@ -39,7 +39,7 @@ from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, H
 from logstore.storage.listing import is_leftover, is_partition_file
 from logstore.storage.logbase import MAX_OPEN_SEALED_SEGMENTS
 from logstore.storage.reads import LogReads
-from logstore.storage.recovery import Recovery, synced_recovery_point
+from logstore.storage.recovery import synced_recovery_point
 from logstore.storage.retention import Cleaner, DeleteCleaner
 from logstore.storage.segment import Segment
 from logstore.types import (
@@ -56,7 +56,7 @@ MAX_PRODUCERS = 1024
 _BASE_OFFSET = struct.Struct(">q")
 
 
-class PartitionLog(Recovery, LogReads):
+class PartitionLog(LogReads):
     """The segments of one partition. Thread-safe: every public method holds one lock.
 
     Args:

@@ -1,12 +1,12 @@
 """The state every part of a :class:`~logstore.storage.log.PartitionLog` shares.
 
-A partition log is one class built from parts, each in its own module:
-:mod:`~logstore.storage.sharing` (the head file, the writer lock, following other
-processes), :mod:`~logstore.storage.recovery` (open and crash recovery),
-:mod:`~logstore.storage.reads` (read, read_records, offset lookups),
-:mod:`~logstore.storage.retention` (the cleaner strategy) and
-:mod:`~logstore.storage.log` (append, roll, flush, retention, close). :class:`LogState`
-declares the attributes they share and the small helpers all of them use.
+A partition log is one class built bottom-up from parts, each in its own module and
+using only the parts below it: :class:`LogState` here (the attributes they share and the
+small helpers all of them use), :mod:`~logstore.storage.recovery` (open and crash
+recovery), :mod:`~logstore.storage.sharing` (the head file, the writer lock, following
+other processes), :mod:`~logstore.storage.reads` (read, read_records, offset lookups) and
+:mod:`~logstore.storage.log` (append, roll, flush, retention, close), with the cleaner
+strategy in :mod:`~logstore.storage.retention`.
 """
 
 from __future__ import annotations
@@ -54,11 +54,6 @@ class LogState:
     _head_file: FileHandle
     _head_seen: Head | None
     _generation: int
-
-    def _load(self) -> None:
-        """Load the segments from the directory (recovering them): see
-        :class:`~logstore.storage.recovery.Recovery`."""
-        raise NotImplementedError
 
     def _set_segments(self, segments: list[Segment]) -> None:
         self._segments = segments

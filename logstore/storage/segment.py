@@ -6,24 +6,24 @@ offsets, not topics. Its files are opened lazily, so a partition of a thousand s
 segments opens without touching them. A segment written by the log cleaner carries a
 ``.gaps`` marker and :attr:`Segment.gaps` (:mod:`logstore.storage.gaps`).
 
-:class:`Segment` is built from parts: :class:`~logstore.storage.segment_reads.SegmentReads`
-(find a batch, read from a position, offset for a timestamp) and
+:class:`Segment` is built bottom-up from parts, each using only those below it:
+:class:`~logstore.storage.segment_files.SegmentFiles` (the files, opened lazily, and the
+CRC-checked walk of :mod:`logstore.storage.batches` that rebuilds the indexes),
 :class:`~logstore.storage.segment_load.SegmentLoad` (open a sealed or the active segment
-without a full scan); here are the files, the full rescan (:meth:`Segment.scan`, with the
-batch walker of :mod:`logstore.storage.batches`), appends, sharing state, seal and delete.
+without a full scan) and :class:`~logstore.storage.segment_reads.SegmentReads` (find a
+batch, read from a position, offset for a timestamp); here are create, the full rescan
+(:meth:`Segment.scan`), appends, sharing state, seal and delete.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from logstore.config import TopicConfig
-from logstore.errors import CorruptRecordError, StoreClosedError
-from logstore.storage.batches import BatchWalk, WalkStop, walk_batches
-from logstore.storage.files import Buffer, FileHandle, FileSystem
-from logstore.storage.index import OffsetIndex, TimeIndex
+from logstore.storage.batches import WalkStop
+from logstore.storage.files import Buffer, FileSystem
 from logstore.storage.listing import (
     GAPS_SUFFIX,
     INDEX_SUFFIX,
@@ -35,15 +35,10 @@ from logstore.storage.listing import (
     segment_log_bases,
     segment_path,
 )
-from logstore.storage.segment_load import SegmentLoad
+from logstore.storage.segment_reads import SegmentReads
 from logstore.types import BatchHeader
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-_UNKNOWN_LARGEST = 2**63 - 1
-"""The largest timestamp of a segment whose damage stopped the index rebuild: never below
-a timestamp sought, so lookups scan the segment instead of skipping it."""
 
 
 class SegmentScan(NamedTuple):
@@ -59,115 +54,8 @@ class SegmentScan(NamedTuple):
     """Where and why the walk stopped before ``size`` (None: every batch is good)."""
 
 
-class Segment(SegmentLoad):
-    """A ``.log`` file with its two sparse indexes.
-
-    ``next_offset`` (one past the last offset stored), ``max_timestamp`` and the byte
-    counters are kept by :meth:`load_sealed`, :meth:`load_active`, :meth:`scan` and
-    :meth:`append`.
-    """
-
-    def __init__(
-        self,
-        fs: FileSystem,
-        directory: str,
-        base_offset: int,
-        config: TopicConfig,
-        *,
-        gaps: bool = False,
-    ):
-        self.fs = fs
-        self.gaps = gaps
-        """Whether the segment declares offset gaps (a ``.gaps`` marker: written by the
-        cleaner; see :mod:`logstore.storage.gaps`): its batches' offsets increase but may
-        skip, it may start after its base offset and end before the next segment's."""
-        self.directory = directory
-        self.base_offset = base_offset
-        self.config = config
-        prefix = segment_path(directory, base_offset, "")
-        self.log_path = prefix + LOG_SUFFIX
-        self.index_path = prefix + INDEX_SUFFIX
-        self.time_index_path = prefix + TIME_INDEX_SUFFIX
-        self.gaps_path = prefix + GAPS_SUFFIX
-        self.next_offset = base_offset
-        self.max_timestamp = -1
-        self.offset_of_max_timestamp = base_offset
-        self.first_batch_timestamp: int | None = None
-        self.created_ms: int | None = None
-        self._bytes_since_index_entry = 0
-        self._log: FileHandle | None = None
-        self._index: OffsetIndex | None = None
-        self._time_index: TimeIndex | None = None
-        self._size: int | None = None
-        self._deleted = False
-        self._indexes_missing = False
-        self.producer_batches: dict[int, tuple[int, int, int]] = {}
-        """Idempotent producers' last batch seen by a recovery scan: producer id ->
-        (base sequence, base offset, last offset)."""
-
-    # ------------------------------------------------------------------ files
-
-    def _open_files(self, create: bool = False) -> None:
-        if self._deleted:
-            raise StoreClosedError(f"segment {self.log_path} was deleted")
-        if self._log is None:
-            self._log = self.fs.open(self.log_path, create=create)
-            self._size = self._log.size
-        if self._index is None:
-            self._indexes_missing = not (
-                self.fs.exists(self.index_path) and self.fs.exists(self.time_index_path)
-            )
-            self._index = OffsetIndex(
-                self.fs, self.index_path, self.base_offset, self.config.max_index_entries
-            )
-        if self._time_index is None:
-            self._time_index = TimeIndex(
-                self.fs, self.time_index_path, self.base_offset, self.config.max_time_index_entries
-            )
-
-    @property
-    def is_open(self) -> bool:
-        return self._log is not None
-
-    @property
-    def log_file(self) -> FileHandle:
-        if self._log is None:
-            self._open_files()
-        assert self._log is not None  # for mypy: _open_files sets it
-        return self._log
-
-    @property
-    def index(self) -> OffsetIndex:
-        if self._index is None:
-            self.load_sealed()
-        assert self._index is not None
-        return self._index
-
-    @property
-    def time_index(self) -> TimeIndex:
-        if self._time_index is None:
-            self.load_sealed()
-        assert self._time_index is not None
-        return self._time_index
-
-    @property
-    def size(self) -> int:
-        if self._log is not None:
-            return self._log.size
-        if self._size is None:
-            self._size = self.fs.size(self.log_path)
-        return self._size
-
-    def close_files(self) -> None:
-        """Close the open files; they reopen on the next use."""
-        if self._log is not None:
-            self._size = self._log.size
-        for handle in (self._log, self._index, self._time_index):
-            if handle is not None:
-                handle.close()
-        self._log = self._index = self._time_index = None
-
-    # ------------------------------------------------------------------ load / recover
+class Segment(SegmentReads):
+    """A ``.log`` file with its two sparse indexes."""
 
     @classmethod
     def create(
@@ -228,80 +116,7 @@ class Segment(SegmentLoad):
         self.log_file.truncate(position)  # read-only: in this process's view only
         return dropped
 
-    def unbuild(self, known_end: int) -> None:
-        """Keep nothing half-built after a walk stopped at damage, in memory or on disk:
-        with empty indexes every lookup scans from the start (right answers before the
-        damage, an error at it), and no later lookup skips the segment for a partial
-        largest timestamp. A reopen finds the empty time index and tries again."""
-        assert self._index is not None and self._time_index is not None
-        self._index.reset()
-        self._time_index.reset()
-        self.next_offset = max(known_end, self.next_offset)
-        self.max_timestamp = _UNKNOWN_LARGEST
-        self.offset_of_max_timestamp = self.base_offset
-
-    def _index_walk(self) -> BatchWalk:
-        """Reset both indexes and the tail state, then rebuild them from a CRC-checked
-        walk of the whole log (which stops at the first bad batch)."""
-        assert self._index is not None and self._time_index is not None
-        self._index.reset()
-        self._time_index.reset()
-        self.next_offset = self.base_offset
-        self.max_timestamp = -1
-        self.offset_of_max_timestamp = self.base_offset
-        self.first_batch_timestamp = None
-        self._bytes_since_index_entry = 0
-        walk = walk_batches(self.log_file, 0, expected=self.base_offset, gaps=self.gaps)
-        for h in walk:
-            self._index_batch(h, h.position)
-            if h.producer_id >= 0 and h.base_sequence >= 0:
-                self.producer_batches[h.producer_id] = (
-                    h.base_sequence, h.base_offset, h.last_offset
-                )
-        if self.max_timestamp >= 0:
-            # Kafka's recover() ends the same way: the largest timestamp is always indexed,
-            # so a lazily opened sealed segment knows it without a scan.
-            self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
-        return walk
-
-    def _rebuild_indexes(self) -> None:
-        """Rebuild the indexes of a segment before the recovery point (indexes are derived
-        data). Damage in its log is never repaired here.
-
-        Raises:
-            CorruptRecordError: the log has a bad batch (naming the file and position).
-        """
-        known_end = self.next_offset
-        stop = self._index_walk().stop
-        if stop is not None:
-            self.unbuild(known_end)
-            raise CorruptRecordError(
-                f"{self.log_path}: {stop.message} at position {stop.position} (the segment "
-                f"lies before the recovery point, so it is not repaired automatically; run "
-                f"`logstore verify` and restore from a copy)",
-                self.log_path,
-                stop.position,
-            )
-
-    def _index_batch(self, header: BatchHeader, position: int) -> None:
-        assert self._index is not None and self._time_index is not None
-        if header.max_timestamp > self.max_timestamp:
-            self.max_timestamp = header.max_timestamp
-            self.offset_of_max_timestamp = header.last_offset
-        if self._bytes_since_index_entry > self.config.index_interval_bytes and not (
-            self._index.is_full or self._time_index.is_full
-        ):
-            # A full index takes no more entries (the next append rolls); the index is
-            # sparse, so a missing entry only lengthens a lookup's scan.
-            self._index.append(header.last_offset, position)
-            self._time_index.append(self.max_timestamp, self.offset_of_max_timestamp)
-            self._bytes_since_index_entry = 0
-        if self.first_batch_timestamp is None:
-            self.first_batch_timestamp = header.max_timestamp
-        self.next_offset = max(self.next_offset, header.next_offset)
-        self._bytes_since_index_entry += header.size
-
-    # ------------------------------------------------------------------ append / read
+    # ------------------------------------------------------------------ append
 
     def append(self, parts: Buffer | Sequence[Buffer], headers: list[BatchHeader]) -> int:
         """Append ``parts`` (bytes, or buffers to concatenate: whole batches, described by
@@ -365,16 +180,6 @@ class Segment(SegmentLoad):
         self._bytes_since_index_entry = bytes_since_index_entry
         self._index.adopt(index_entries)
         self._time_index.adopt(time_index_entries)
-
-    def largest_timestamp(self) -> int:
-        """The largest record timestamp in the segment (-1 if none), loading it if needed."""
-        if self._index is None:
-            self.load_sealed()
-        return self.max_timestamp
-
-    @property
-    def index_full(self) -> bool:
-        return self.index.is_full or self.time_index.is_full
 
     # ------------------------------------------------------------------ roll / delete
 

@@ -14,30 +14,39 @@ import logging
 from logstore.errors import CorruptIndexError, CorruptRecordError
 from logstore.storage.batches import walk_batches
 from logstore.storage.index import OffsetIndex, TimeIndex
-from logstore.storage.segment_reads import SegmentReads
+from logstore.storage.segment_files import SegmentFiles
 from logstore.types import BatchHeader
 
 log = logging.getLogger("logstore.storage.segment")
 
 
-class SegmentLoad(SegmentReads):
-    """How a segment loads (the attributes are :class:`Segment`'s)."""
+class SegmentLoad(SegmentFiles):
+    """How a segment loads: its indexes, checked on first use, and the active segment's
+    short tail after a clean shutdown."""
 
-    index_path: str
-    time_index_path: str
-    offset_of_max_timestamp: int
-    first_batch_timestamp: int | None
-    _bytes_since_index_entry: int
-    _index: OffsetIndex | None
-    _time_index: TimeIndex | None
-    _indexes_missing: bool
+    @property
+    def index(self) -> OffsetIndex:
+        if self._index is None:
+            self.load_sealed()
+        assert self._index is not None
+        return self._index
 
-    def _open_files(self, create: bool = False) -> None:
-        raise NotImplementedError
+    @property
+    def time_index(self) -> TimeIndex:
+        if self._time_index is None:
+            self.load_sealed()
+        assert self._time_index is not None
+        return self._time_index
 
     @property
     def index_full(self) -> bool:
-        raise NotImplementedError
+        return self.index.is_full or self.time_index.is_full
+
+    def largest_timestamp(self) -> int:
+        """The largest record timestamp in the segment (-1 if none), loading it if needed."""
+        if self._index is None:
+            self.load_sealed()
+        return self.max_timestamp
 
     def load_sealed(self) -> None:
         """Open a segment whose ``next_offset`` is known, loading and checking its indexes.

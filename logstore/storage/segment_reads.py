@@ -15,57 +15,17 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from logstore.config import TopicConfig
 from logstore.errors import CorruptIndexError, CorruptRecordError
-from logstore.records import HEADER_SIZE, crc_valid, decode_batch_records, decode_header, scan
-from logstore.storage.files import FileHandle
-from logstore.storage.index import OffsetIndex, TimeIndex
+from logstore.records import HEADER_SIZE, decode_batch_records, decode_header, scan
+from logstore.storage.segment_load import SegmentLoad
 from logstore.types import BatchHeader
 
 log = logging.getLogger("logstore.storage.segment")
 _T = TypeVar("_T")
 
 
-class SegmentReads:
-    """The read side of a segment (the attributes are :class:`Segment`'s)."""
-
-    base_offset: int
-    next_offset: int
-    max_timestamp: int
-    config: TopicConfig
-    log_path: str
-    gaps: bool
-
-    @property
-    def log_file(self) -> FileHandle:
-        raise NotImplementedError
-
-    @property
-    def size(self) -> int:
-        raise NotImplementedError
-
-    @property
-    def index(self) -> OffsetIndex:
-        raise NotImplementedError
-
-    @property
-    def time_index(self) -> TimeIndex:
-        raise NotImplementedError
-
-    def _rebuild_indexes(self) -> None:
-        raise NotImplementedError
-
-    def _read_header(self, position: int) -> BatchHeader | None:
-        data = self.log_file.pread(HEADER_SIZE, position)
-        try:
-            header = decode_header(data, 0)
-        except CorruptRecordError as err:
-            raise CorruptRecordError(
-                f"{self.log_path}: {err}", self.log_path, position
-            ) from err
-        if header is None:
-            return None
-        return header._replace(position=position)
+class SegmentReads(SegmentLoad):
+    """The read side of a segment."""
 
     def _rebuilding(self, lookup: Callable[[], _T]) -> _T:
         """``lookup()``, after rebuilding the indexes from the log if loading one finds it
@@ -80,53 +40,6 @@ class SegmentReads:
     def _index_lookup(self, offset: int) -> tuple[int, int]:
         """``(indexed offset, byte position)`` to scan from for ``offset``."""
         return self._rebuilding(lambda: self.index.lookup(offset))
-
-    def _check_contiguous(self, header: BatchHeader, expected: int, position: int) -> None:
-        """Offsets run on without gaps: ``baseOffset`` lies outside the CRC, so this is
-        what catches a damaged one before it serves records under wrong offsets. (In a
-        segment that declares gaps they may skip, never go back.)"""
-        if header.base_offset != expected and not (self.gaps and header.base_offset > expected):
-            raise CorruptRecordError(
-                f"{self.log_path}: record batch at position {position} has base offset "
-                f"{header.base_offset}, expected {expected} (the offsets do not follow on)",
-                self.log_path,
-                position,
-            )
-
-    def _blame(
-        self, err: CorruptRecordError, previous: BatchHeader | None, data: bytes | None = None
-    ) -> CorruptRecordError:
-        """The error to raise for damage found while walking from batch ``previous`` (its
-        header's ``position`` is in the file; ``data`` holds its bytes if already read).
-
-        A damaged ``batchLength`` or ``lastOffsetDelta`` of the previous batch shows up
-        only at the next batch (a header at the wrong place, offsets that do not follow
-        on); the previous batch's CRC then fails, and it is the one to name."""
-        if previous is not None:
-            raw = data if data is not None else self.log_file.pread(
-                previous.size, previous.position
-            )
-            if not crc_valid(raw, previous._replace(position=0)):
-                return CorruptRecordError(
-                    f"{self.log_path}: record batch at position {previous.position} fails "
-                    f"its CRC-32C check",
-                    self.log_path,
-                    previous.position,
-                )
-        if err.path is None:
-            return CorruptRecordError(f"{self.log_path}: {err}", self.log_path, err.position)
-        return err
-
-    def _overrun(self, position: int, header: BatchHeader | None, end: int) -> CorruptRecordError:
-        """The error for a batch at ``position`` that does not fit before ``end``: the log
-        only ever holds whole batches (a failed append is cut back), so this is damage."""
-        what = "a batch header" if header is None else f"a batch of {header.size} bytes"
-        return CorruptRecordError(
-            f"{self.log_path}: {what} at position {position} runs past the end of the data "
-            f"({end} bytes)",
-            self.log_path,
-            position,
-        )
 
     def _time_index_lookup(self, timestamp: int) -> int:
         return self._rebuilding(lambda: self.time_index.lookup(timestamp))

@@ -6,7 +6,7 @@ file after it: the active segment's committed size, index counts, log end, recov
 and a generation that changes on every roll or deletion. Other processes follow that head
 (:meth:`ProcessSharing._refresh_locked`): a new generation or active segment relists the
 directory. The first process to open the partition alone recovers it
-(:meth:`~logstore.storage.logbase.LogState._load`); the rest take its head.
+(:meth:`~logstore.storage.recovery.Recovery._load`); the rest take its head.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from logstore.errors import StorageError, TopicNotFoundError
 from logstore.storage.head import HEAD_SIZE, Head, pack_head, unpack_head
 from logstore.storage.listing import read_listing
-from logstore.storage.logbase import LogState
+from logstore.storage.recovery import Recovery
 from logstore.storage.segment import Segment
 
 log = logging.getLogger("logstore.storage.log")
@@ -34,7 +34,7 @@ class _HeadMovedOnError(StorageError):
     has rolled and deleted it since (the head is read again)."""
 
 
-class ProcessSharing(LogState):
+class ProcessSharing(Recovery):
     """How a partition log shares its partition with other processes (and threads)."""
 
     def _open_shared(self) -> None:
