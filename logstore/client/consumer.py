@@ -12,8 +12,11 @@ iterating, each record as it is yielded, never the rest of what a fetch read ahe
 ``commit()`` with no arguments stores the positions in the group's committed offsets;
 with ``enable_auto_commit`` they are committed every ``auto_commit_interval_ms`` (before
 the next fetch), before a partition is given up in a rebalance, and on close, which gives
-at-least-once delivery. Leaving a ``with`` block (or an iteration) by an exception does
-not count the record being handled when the exception was raised as consumed.
+at-least-once delivery (a refused auto-commit is logged, as in Kafka, not raised; an
+explicit ``commit()`` raises :class:`~logstore.errors.CommitFailedError`, which an
+application catches and carries on: its next ``poll()`` rejoins). Leaving a ``with``
+block (or an iteration) by an exception does not count the record being handled when the
+exception was raised as consumed.
 
 Fencing: a member that stopped polling for longer than ``max_poll_interval_ms`` (a
 process paused by SIGSTOP, a loop stuck in the application) is removed from its group,
@@ -280,7 +283,7 @@ class Consumer(ConsumerCore):
         try:
             if self._membership is None:
                 if self.enable_auto_commit:
-                    self._commit_positions(list(self._assigned))
+                    self._auto_commit(list(self._assigned))
             else:
                 self._membership.leave(on_revoke=self._revoked)
         finally:

@@ -8,6 +8,7 @@ positions are dropped), assignment and the group, fencing, and commits.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -36,6 +37,8 @@ from logstore.types import TopicMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store
+
+log = logging.getLogger("logstore.client.consumer")
 
 DEFAULT_MAX_POLL_INTERVAL_MS = 300_000  # Kafka's max.poll.interval.ms
 
@@ -238,7 +241,7 @@ class ConsumerCore:
         if self.on_revoke is not None:
             self.on_revoke(list(tps))
         if self.enable_auto_commit:
-            self._commit_positions(tps)
+            self._auto_commit(tps)
         self._forget(tps)
 
     # ------------------------------------------------------------------ losing partitions
@@ -362,12 +365,23 @@ class ConsumerCore:
         if chosen:
             self._commit(chosen)
 
+    def _auto_commit(self, tps: Iterable[TopicPartition]) -> None:
+        """Commit the positions of ``tps`` as auto-commit does (on its interval, before a
+        rebalance moves them, on close): a refused commit is logged, not raised, as
+        Kafka's consumer logs a failed auto-commit. The records past the last commit
+        are then delivered again (at-least-once), to this member or the partition's new
+        owner; the member itself learns it was fenced from its next poll."""
+        try:
+            self._commit_positions(tps)
+        except CommitFailedError as err:
+            log.warning("auto-commit of group %r failed: %s", self.group_id, err)
+
     def _maybe_auto_commit(self) -> None:
         if (
             self.enable_auto_commit
             and (time.monotonic() - self._last_commit) * 1000 >= self.auto_commit_interval_ms
         ):
-            self._commit_positions(list(self._assigned))
+            self._auto_commit(list(self._assigned))
             self._last_commit = time.monotonic()
 
     def committed(self, tp: TopicPartition | tuple[str, int]) -> int | None:

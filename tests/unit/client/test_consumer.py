@@ -16,7 +16,12 @@ from logstore.client.consumer import (
     NoOffsetError,
     OffsetAndTimestamp,
 )
-from logstore.errors import InvalidConfigError, OffsetOutOfRangeError, StoreClosedError
+from logstore.errors import (
+    IllegalGenerationError,
+    InvalidConfigError,
+    OffsetOutOfRangeError,
+    StoreClosedError,
+)
 from logstore.types import TopicPartition
 
 TP = TopicPartition
@@ -328,6 +333,69 @@ def test_auto_commit_commits_on_close_when_assigned(store: logstore.Store, topic
     committed = store.offsets.committed("g", TP0)
     assert committed is not None
     assert committed.offset == 3
+
+
+def _refuse_commits(consumer: Consumer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the group refuse this member's commits as stale (a rebalance moved on under
+    it); returns the list that counts the refusals."""
+    refused: list[int] = []
+
+    def refuse(group: str, *args: object, **kwargs: object) -> None:
+        refused.append(1)
+        raise IllegalGenerationError(f"member of group {group!r} is in another generation")
+
+    monkeypatch.setattr(consumer._backend, "commit_offsets", refuse)
+    return refused
+
+
+def test_refused_auto_commit_on_close_is_logged_and_the_consumer_closes(
+    store: logstore.Store, topic: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _fill(store, 0, 3)
+    consumer = store.consumer(
+        [T], group_id="g", auto_offset_reset="earliest", auto_commit_interval_ms=60_000
+    )
+    assert len(_poll_all(consumer)) == 3
+    refused = _refuse_commits(consumer, monkeypatch)
+    with caplog.at_level("WARNING", logger="logstore.client.consumer"):
+        consumer.close()  # Kafka's close logs a failed auto-commit; it does not raise
+    assert refused
+    assert "auto-commit of group 'g' failed" in caplog.text
+    assert consumer.closed
+    assert store.offsets.committed("g", TP0) is None  # nothing committed: delivered again
+
+
+def test_refused_auto_commit_on_the_interval_does_not_raise_from_poll(
+    store: logstore.Store, topic: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _fill(store, 0, 3)
+    with store.consumer(
+        group_id="g", auto_offset_reset="earliest", auto_commit_interval_ms=1
+    ) as consumer:
+        consumer.assign([TP0])
+        assert len(consumer.poll()) == 3
+        refused = _refuse_commits(consumer, monkeypatch)
+        time.sleep(0.01)
+        with caplog.at_level("WARNING", logger="logstore.client.consumer"):
+            assert consumer.poll() == []
+        assert refused
+        assert "auto-commit of group 'g' failed" in caplog.text
+
+
+def test_refused_explicit_commit_raises_commit_failed(
+    store: logstore.Store, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(store, 0, 3)
+    with store.consumer(
+        group_id="g", auto_offset_reset="earliest", enable_auto_commit=False
+    ) as consumer:
+        consumer.assign([TP0])
+        assert len(consumer.poll()) == 3
+        _refuse_commits(consumer, monkeypatch)
+        with pytest.raises(CommitFailedError):
+            consumer.commit()
 
 
 def test_disabled_auto_commit_commits_nothing(store: logstore.Store, topic: str) -> None:
