@@ -150,6 +150,8 @@ def run_churn(
                     acked[(int(parts[1]), int(parts[2]))] = parts[3]
     handled = sum(1 for c in children if c.role == "consumer" for line in c.lines()
                   if line.startswith("h "))
+    refused = sum(1 for c in children if c.role == "consumer" for line in c.lines()
+                  if line == "refused")
     lost = 0
     present = 0
     with logstore.open(data) as store:
@@ -172,8 +174,8 @@ def run_churn(
     report(
         f"churn: {seconds:.0f} s, {kills['consumer']} consumer and {kills['producer']} "
         f"producer SIGKILLs, {len(acked)} acknowledged ({present} still above the log "
-        f"start, {lost} lost), {handled} records handled by consumers, "
-        f"{len(errors)} exceptions (seed {seed})"
+        f"start, {lost} lost), {handled} records handled by consumers, {refused} commits "
+        f"refused in a rebalance, {len(errors)} exceptions (seed {seed})"
     )
     assert not errors, f"seed {seed}: {len(errors)} exceptions:\n" + "\n".join(errors[:20])
     assert lost == 0, f"seed {seed}: {lost} acknowledged records lost"
