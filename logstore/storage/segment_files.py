@@ -10,8 +10,6 @@ using only what is below it.
 
 from __future__ import annotations
 
-import logging
-
 from logstore.config import TopicConfig
 from logstore.errors import CorruptRecordError, StoreClosedError
 from logstore.records import HEADER_SIZE, crc_valid, decode_header
@@ -26,8 +24,6 @@ from logstore.storage.listing import (
     segment_path,
 )
 from logstore.types import BatchHeader
-
-log = logging.getLogger("logstore.storage.segment")
 
 _UNKNOWN_LARGEST = 2**63 - 1
 """The largest timestamp of a segment whose damage stopped the index rebuild: never below
