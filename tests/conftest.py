@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, settings
 import logstore
 from logstore.config import TopicConfig
 
+pytest_plugins = ["tests.kafka_fixture"]  # the real Kafka broker fixture (tests/kafka_broker.py)
+
 settings.register_profile(
     "ci",
     max_examples=200,
