@@ -15,6 +15,7 @@ from .groups import groups
 from .inspect import inspect, verify
 from .produce import produce
 from .replay import replay
+from .serve import serve_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +54,7 @@ def cli(ctx: click.Context, data_dir: str, init: bool, max_partitions: int) -> N
       logstore groups describe billing
       logstore replay orders --from-time 1h --max-speed
       logstore --data-dir /tmp/store verify
+      logstore serve --port 9092                       # for any Kafka client
       logstore --data-dir ~/project --init topics create events   # a non-empty directory
     """
     ctx.obj = data_dir
@@ -69,6 +71,7 @@ cli.add_command(replay)
 cli.add_command(inspect)
 cli.add_command(verify)
 cli.add_command(demo)
+cli.add_command(serve_command)
 
 
 def main() -> None:

@@ -13,19 +13,24 @@ topics by name and incarnation id, never their logs, directories or lock files.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from logstore.config import TopicConfig
 from logstore.errors import (
     LogstoreError,
     OffsetOutOfRangeError,
     TopicNotFoundError,
 )
 from logstore.groups import GroupCoordinator
+from logstore.groups.state import Liveness
+from logstore.storage.head import HEAD_NAME
+from logstore.storage.watch import ChangeWatcher
 from logstore.store import Store
 from logstore.topic import Topic
 from logstore.types import (
@@ -33,6 +38,7 @@ from logstore.types import (
     CommittedOffset,
     Compression,
     ConsumerRecord,
+    FetchResult,
     GroupInfo,
     GroupMember,
     JoinResult,
@@ -53,13 +59,24 @@ class LocalBackend:
 
     Use :func:`backend_for` (one backend per store); the store must stay open while
     clients use it.
+
+    Args:
+        store: the open store to serve.
+        member_liveness: how the group coordinator tells a member is alive: "lock" (an
+            embedded member lives as long as its process: the default) or "deadline"
+            (a member behind a network lives while it heartbeats within its session
+            timeout: the wire server's members).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, member_liveness: Liveness = "lock") -> None:
         self._store = store
         # group deadlines run on the wall clock every process shares (the store's clock
         # stamps records, and tests move it by hand)
         self._groups = GroupCoordinator(store.path, store.fs, SystemClock())
+        self._liveness: Liveness = member_liveness
+        self._listeners: list[Callable[[TopicPartition], None]] = []
+        self._watcher: ChangeWatcher | None = None
+        self._watch_lock = threading.Lock()
 
     @property
     def store(self) -> Store:
@@ -76,6 +93,19 @@ class LocalBackend:
 
     def list_topics(self) -> list[str]:
         return self._store.list_topics()
+
+    def create_topic(self, name: str, partitions: int = 1, **config: Any) -> TopicMetadata:
+        return _metadata(self._store.create_topic(name, partitions, **config))
+
+    def delete_topic(self, name: str) -> None:
+        self._store.delete_topic(name)
+
+    def add_partitions(self, name: str, total: int) -> TopicMetadata:
+        self._store.add_partitions(name, total)
+        return _metadata(self._store.refresh_topic(name))
+
+    def topic_config(self, name: str) -> TopicConfig:
+        return self._store.refresh_topic(name).config
 
     def _incarnation(self, name: str, topic_id: str | None) -> Topic:
         """Topic ``name`` in incarnation ``topic_id``.
@@ -111,7 +141,7 @@ class LocalBackend:
     ) -> AppendResult:
         topic = self._incarnation(tp.topic, topic_id)
         try:
-            return topic.partition(tp.partition).append_records(
+            result = topic.partition(tp.partition).append_records(
                 records,
                 compression=compression,
                 producer_id=producer_id,
@@ -120,13 +150,39 @@ class LocalBackend:
             )
         except TopicNotFoundError as err:
             raise topic.deleted(err) from err
+        self._appended(tp)
+        return result
 
     def append_batch(self, tp: TopicPartition, batch: bytes) -> AppendResult:
         topic = self._store.topic(tp.topic)
         try:
-            return topic.partition(tp.partition).append_batches(batch)
+            result = topic.partition(tp.partition).append_batches(batch)
         except TopicNotFoundError as err:
             raise topic.deleted(err) from err
+        self._appended(tp)
+        return result
+
+    def _appended(self, tp: TopicPartition) -> None:
+        for listener in self._listeners:
+            listener(tp)
+
+    def add_append_listener(self, listener: Callable[[TopicPartition], None]) -> bool:
+        with self._watch_lock:
+            self._listeners = [*self._listeners, listener]  # appends read it unlocked
+        return True
+
+    def watch_appends(self, tps: Iterable[TopicPartition]) -> None:
+        with self._watch_lock:
+            if self._watcher is None:
+                self._watcher = ChangeWatcher(self._store.fs, self._changed)
+            watcher = self._watcher
+        for tp in tps:
+            plog = self._store.topic(tp.topic).partition(tp.partition)
+            watcher.watch(os.path.join(plog.directory, HEAD_NAME), tp)
+
+    def _changed(self, key: Hashable) -> None:
+        if isinstance(key, TopicPartition):
+            self._appended(key)
 
     # ------------------------------------------------------------------ fetch
 
@@ -168,6 +224,9 @@ class LocalBackend:
             except OffsetOutOfRangeError as err:
                 out[tp] = err
         return out
+
+    def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
+        return self._store.topic(tp.topic).partition(tp.partition).read(offset, max_bytes)
 
     def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
         plog = self._store.topic(tp.topic).partition(tp.partition)
@@ -237,7 +296,7 @@ class LocalBackend:
             session_timeout_ms=session_timeout_ms,
             rebalance_timeout_ms=rebalance_timeout_ms,
             group_instance_id=group_instance_id,
-            liveness="lock",  # an embedded member lives as long as its process
+            liveness=self._liveness,
             wait_ms=wait_ms,
         )
 
@@ -285,7 +344,11 @@ class LocalBackend:
                 yield
 
     def close(self) -> None:
-        """Release the member locks this process holds."""
+        """Release the member locks this process holds and stop watching partitions."""
+        with self._watch_lock:
+            watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()
         self._groups.close()
 
 

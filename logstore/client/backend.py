@@ -11,10 +11,16 @@ nothing else:
 method                     Kafka request
 =========================  ==============================================
 ``topic_metadata``         Metadata
+``create_topic``           CreateTopics
+``delete_topic``           DeleteTopics
+``add_partitions``         CreatePartitions
+``topic_config``           DescribeConfigs (a topic's)
 ``append``                 Produce (records the client batched)
 ``append_batch``           Produce (a RecordBatch v2 the caller encoded)
 ``init_producer_id``       InitProducerId
 ``fetch``                  Fetch (``max_wait_ms`` long polling)
+``fetch_batches``          Fetch (the stored batches, as a broker sends them)
+``add_append_listener``    (none: how a server learns of new records to wake fetches)
 ``offset_range``           ListOffsets (earliest, latest)
 ``offset_for_timestamp``   ListOffsets (by timestamp)
 ``committed_offsets``      OffsetFetch
@@ -45,10 +51,11 @@ GroupNotEmptyError, CommitFailedError.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from logstore.backend import backend_for
+from logstore.config import TopicConfig
 from logstore.errors import LogstoreError
 from logstore.store import Store
 from logstore.types import (
@@ -56,6 +63,7 @@ from logstore.types import (
     CommittedOffset,
     Compression,
     ConsumerRecord,
+    FetchResult,
     GroupInfo,
     GroupMember,
     Header,
@@ -92,6 +100,39 @@ class Backend(Protocol):
 
     def list_topics(self) -> list[str]:
         """The names of the topics clients may use (not internal ones)."""
+        ...
+
+    def create_topic(self, name: str, partitions: int = 1, **config: Any) -> TopicMetadata:
+        """Create topic ``name`` with ``partitions`` partitions and ``config`` (the
+        :class:`~logstore.config.TopicConfig` fields to set).
+
+        Raises:
+            TopicExistsError, InvalidTopicError (a bad name), InvalidConfigError.
+        """
+        ...
+
+    def delete_topic(self, name: str) -> None:
+        """Delete topic ``name`` and its records.
+
+        Raises:
+            TopicNotFoundError: there is no such topic.
+        """
+        ...
+
+    def add_partitions(self, name: str, total: int) -> TopicMetadata:
+        """Grow topic ``name`` to ``total`` partitions (partitions are only ever added).
+
+        Raises:
+            TopicNotFoundError, InvalidConfigError (``total`` is not larger).
+        """
+        ...
+
+    def topic_config(self, name: str) -> TopicConfig:
+        """Topic ``name``'s whole configuration.
+
+        Raises:
+            TopicNotFoundError: there is no such topic.
+        """
         ...
 
     # ------------------------------------------------------------------ produce
@@ -151,6 +192,30 @@ class Backend(Protocol):
                 a member of its group in that generation: it was fenced.
             TopicNotFoundError, PartitionNotFoundError: for the whole request.
         """
+        ...
+
+    def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
+        """The record batches of ``tp`` as stored, from the one holding ``offset`` on:
+        about ``max_bytes`` of them, at least one whole batch (a broker's Fetch answer,
+        which starts at a batch boundary: the reader skips records before ``offset``),
+        with the partition's high watermark and log start offset. At the high watermark
+        the bytes are empty.
+
+        Raises:
+            TopicNotFoundError, PartitionNotFoundError.
+            OffsetOutOfRangeError: ``offset`` is below the log start or past the end.
+        """
+        ...
+
+    def add_append_listener(self, listener: Callable[[TopicPartition], None]) -> bool:
+        """Call ``listener(tp)`` (from any thread, maybe more than once) after records
+        are appended to ``tp``: through this backend, and, for partitions named by
+        :meth:`watch_appends`, by other processes. Returns False if the backend cannot
+        tell of appends at all (a server on it then polls)."""
+        ...
+
+    def watch_appends(self, tps: Iterable[TopicPartition]) -> None:
+        """Ask the listeners to hear of appends other processes make to ``tps`` too."""
         ...
 
     def offset_range(self, tp: TopicPartition) -> tuple[int, int]:

@@ -34,8 +34,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from logstore.client.backend import PartitionFetch, RecordTuple
+from logstore.config import TopicConfig
 from logstore.errors import (
     FencedInstanceIdError,
     GroupNotEmptyError,
@@ -58,6 +60,7 @@ from logstore.types import (
     CommittedOffset,
     Compression,
     ConsumerRecord,
+    FetchResult,
     GroupInfo,
     GroupMember,
     JoinResult,
@@ -119,13 +122,16 @@ class _Topic:
     name: str
     topic_id: str
     partitions: list[_Partition]
-    partitioner: str
-    max_message_bytes: int
+    config: TopicConfig
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.config.max_message_bytes
 
     def metadata(self) -> TopicMetadata:
         return TopicMetadata(
-            self.name, self.topic_id, len(self.partitions), self.partitioner,
-            self.max_message_bytes,
+            self.name, self.topic_id, len(self.partitions), self.config.partitioner,
+            self.config.max_message_bytes,
         )
 
 
@@ -185,6 +191,7 @@ class MemoryBackend:
         self._offsets: dict[str, dict[TopicPartition, CommittedOffset]] = {}
         self._groups: dict[str, _Group] = {}
         self._next_producer_id = 1000
+        self._listeners: list[Callable[[TopicPartition], None]] = []
         self._closed = False
 
     def now_ms(self) -> int:
@@ -192,23 +199,18 @@ class MemoryBackend:
 
     # ------------------------------------------------------------------ test helpers
 
-    def create_topic(
-        self,
-        name: str,
-        partitions: int = 1,
-        *,
-        partitioner: str = "murmur3",
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> TopicMetadata:
+    def create_topic(self, name: str, partitions: int = 1, **config: Any) -> TopicMetadata:
         """Create topic ``name`` (a new incarnation: a new topic id)."""
         if partitions < 1:
             raise InvalidConfigError(f"partitions={partitions} must be >= 1")
+        cfg = TopicConfig(max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES).replace(
+            **config, partitions=partitions
+        )
         with self._cond:
             if name in self._topics:
                 raise TopicExistsError(f"topic {name!r} already exists")
             topic = _Topic(
-                name, uuid.uuid4().hex, [_Partition() for _ in range(partitions)],
-                partitioner, max_message_bytes,
+                name, uuid.uuid4().hex, [_Partition() for _ in range(partitions)], cfg
             )
             self._topics[name] = topic
             return topic.metadata()
@@ -220,11 +222,21 @@ class MemoryBackend:
             del self._topics[name]
             self._cond.notify_all()
 
-    def add_partitions(self, name: str, partitions: int) -> None:
-        """Grow topic ``name`` to ``partitions`` partitions."""
+    def add_partitions(self, name: str, total: int) -> TopicMetadata:
+        """Grow topic ``name`` to ``total`` partitions."""
         with self._cond:
             topic = self._topic(name)
-            topic.partitions += [_Partition() for _ in range(partitions - len(topic.partitions))]
+            if total <= len(topic.partitions):
+                raise InvalidConfigError(
+                    f"topic {name!r} has {len(topic.partitions)} partitions: {total} is not more"
+                )
+            topic.partitions += [_Partition() for _ in range(total - len(topic.partitions))]
+            topic.config = topic.config.replace(partitions=total)
+            return topic.metadata()
+
+    def topic_config(self, name: str) -> TopicConfig:
+        with self._cond:
+            return self._topic(name).config
 
     def delete_records(self, tp: TopicPartition, before_offset: int) -> None:
         """Move ``tp``'s log start offset up to ``before_offset`` (Kafka's DeleteRecords)."""
@@ -329,6 +341,8 @@ class MemoryBackend:
         if idempotent:
             part.remember(producer_id, producer_epoch, base_sequence, result)
         self._cond.notify_all()
+        for listener in self._listeners:
+            listener(tp)
         return result
 
     def append_batch(self, tp: TopicPartition, batch: bytes) -> AppendResult:
@@ -398,6 +412,30 @@ class MemoryBackend:
             if found:
                 out[tp] = found
         return out
+
+    def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
+        with self._cond:
+            part = self._partition(tp)
+            if not part.log_start_offset <= offset <= part.log_end_offset:
+                raise OffsetOutOfRangeError(offset, part.log_start_offset, part.log_end_offset)
+            chunks: list[bytes] = []
+            size = 0
+            for batch, _ in part.records_from(offset):
+                rows = [(r.timestamp, r.key, r.value, tuple(r.headers)) for r in batch.records]
+                data = encode_batch(rows, base_offset=batch.base_offset)
+                if chunks and size + len(data) > max_bytes:
+                    break
+                chunks.append(data)
+                size += len(data)
+            return FetchResult(b"".join(chunks), part.log_end_offset, part.log_start_offset)
+
+    def add_append_listener(self, listener: Callable[[TopicPartition], None]) -> bool:
+        with self._cond:
+            self._listeners.append(listener)
+        return True
+
+    def watch_appends(self, tps: Iterable[TopicPartition]) -> None:
+        """Nothing to do: every append goes through this object."""
 
     def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
         with self._cond:

@@ -29,6 +29,11 @@ from logstore.storage.files import Buffer, FileHandle, FileSystem
 
 PACKAGE = Path(logstore.__file__).parent
 SEAM = PACKAGE / "storage" / "files.py"
+NOT_FILE_IO = {
+    PACKAGE / "storage" / "watch.py": "reads inotify events (kernel notices, not file data) "
+    "and writes a wake-up pipe",
+}
+"""Modules allowed ``os.read``/``os.write``/``os.close`` on descriptors that are not files."""
 
 
 def _names(text: str) -> frozenset[str]:
@@ -231,7 +236,7 @@ def find_direct_io(source: str) -> list[str]:
 
 def modules() -> Iterator[Path]:
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path != SEAM:
+        if path != SEAM and path not in NOT_FILE_IO:
             yield path
 
 

@@ -1,0 +1,58 @@
+"""``logstore serve``: the store over Kafka's wire protocol, for any Kafka client."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from logstore.server import ServerConfig, serve
+
+from .common import user_errors
+from .datadir import open_store
+
+
+@click.command("serve")
+@click.option("--data-dir", default=None, help="The store's directory (default: the global "
+              "--data-dir).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on (0.0.0.0 for every interface: the store is then "
+              "reachable from the network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=9092, show_default=True,
+              help="The port to listen on (0: any free one, printed at start).")
+@click.option("--advertised-host", default=None,
+              help="The host clients are told to connect to (default: --host).")
+@click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--no-auto-create-topics", is_flag=True,
+              help="Refuse Metadata requests for missing topics instead of creating them "
+              "(Kafka's auto.create.topics.enable=false).")
+@click.option("-v", "--verbose", count=True, help="Log more (-v: each connection, -vv: debug).")
+@click.pass_obj
+@user_errors
+def serve_command(
+    global_data_dir: str,
+    data_dir: str | None,
+    host: str,
+    port: int,
+    advertised_host: str | None,
+    max_connections: int,
+    no_auto_create_topics: bool,
+    verbose: int,
+) -> None:
+    """Serve the store to Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat,
+    Java...) until SIGTERM or Ctrl-C.
+
+    \b
+    Examples:
+      logstore serve                        # 127.0.0.1:9092, the store in ./data
+      kcat -b 127.0.0.1:9092 -L             # in another terminal
+    """
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("logstore.server").setLevel(min(level, logging.INFO))
+    config = ServerConfig(
+        host=host, port=port, advertised_host=advertised_host,
+        max_connections=max_connections, auto_create_topics=not no_auto_create_topics,
+    )
+    store = open_store(data_dir or global_data_dir)
+    serve(store, config)

@@ -1,0 +1,166 @@
+"""The server: listen, accept connections (up to a limit), stop gracefully.
+
+:class:`Server` serves any :class:`~logstore.client.backend.Backend`; :func:`serve` runs
+one on a data directory (the ``logstore serve`` command): it opens the store, serves it
+through a :class:`~logstore.backend.local.LocalBackend` whose group members live by
+heartbeat deadline, and on SIGTERM or SIGINT stops accepting, lets the requests being
+handled finish, and closes the store cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Coroutine
+from typing import Any
+
+from logstore.backend.local import LocalBackend
+from logstore.client.backend import Backend
+from logstore.server.config import ServerConfig
+from logstore.server.connection import ByteBudget, Connection
+from logstore.server.context import ServerContext
+from logstore.store import Store
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0
+"""How long a stop waits for requests being handled to finish."""
+
+
+class Server:
+    """A Kafka wire-protocol server over ``backend``. Start it in a running loop.
+
+    Args:
+        backend: what serves the records, offsets and groups.
+        config: where to listen and the limits.
+        cluster_id: the cluster id Metadata reports (stable for one store).
+    """
+
+    def __init__(self, backend: Backend, config: ServerConfig, *, cluster_id: str) -> None:
+        self.backend = backend
+        self.config = config
+        self.cluster_id = cluster_id
+        self._server: asyncio.Server | None = None
+        self._ctx: ServerContext | None = None
+        self._connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._budget: ByteBudget | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        """The port bound (useful with ``port=0``)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the server is not listening")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._budget = ByteBudget(self.config.max_queued_bytes)
+        self._server = await asyncio.start_server(
+            self._accept, self.config.host, self.config.port, reuse_address=True,
+            limit=1 << 20,
+        )
+        self._ctx = ServerContext(self.backend, self.config, loop, self.port, self.cluster_id)
+        log.info("serving Kafka clients on %s:%d", self.config.host, self.port)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._ctx is not None and self._budget is not None
+        if len(self._connections) >= self.config.max_connections:
+            log.warning("refusing a connection from %s: %d connections already (max_connections)",
+                        writer.get_extra_info("peername"), len(self._connections))
+            writer.close()
+            return
+        conn = Connection(self._ctx, self._budget, reader, writer)
+        self._connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self._connections.discard(conn)
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop accepting, let requests being handled finish (up to ``grace_s``), then
+        close every connection."""
+        if self._server is None:
+            return
+        self._server.close()
+        for conn in list(self._connections):
+            conn.closing = True
+            if not conn.busy:
+                conn.writer.close()
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while any(c.busy for c in self._connections):
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("stopping with %d requests unfinished",
+                            sum(c.busy for c in self._connections))
+                break
+            await asyncio.sleep(0.01)
+        for conn in list(self._connections):
+            conn.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+        if self._ctx is not None:
+            self._ctx.close()
+        self._server = None
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def cluster_id_for(path: str) -> str:
+    """A stable cluster id for the store at ``path`` (22 characters, as Kafka's)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, "logstore:" + os.path.abspath(path)).hex[:22]
+
+
+async def serve_backend(
+    backend: Backend, config: ServerConfig, cluster_id: str, *, ready: asyncio.Event | None = None
+) -> None:
+    """Serve ``backend`` until SIGTERM or SIGINT (or the task is cancelled)."""
+    server = Server(backend, config, cluster_id=cluster_id)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        log.info("stopping: finishing the requests in progress")
+    finally:
+        await server.stop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def serve(store: Store, config: ServerConfig) -> None:
+    """Serve the open ``store`` until SIGTERM/SIGINT (``logstore serve``), then close it.
+
+    Clients over the wire and embedded clients in other processes share it: topics,
+    records, groups and committed offsets are the same either way.
+    """
+    backend = LocalBackend(store, member_liveness="deadline")
+    try:
+        _run(serve_backend(backend, config, cluster_id_for(store.path)))
+    finally:
+        backend.close()
+        store.close()
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where it is installed (a faster event loop), else asyncio's."""
+    if importlib.util.find_spec("uvloop") is None:
+        asyncio.run(main)
+    else:
+        runner = importlib.import_module("uvloop")
+        runner.run(main)

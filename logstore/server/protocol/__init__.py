@@ -1,0 +1,1 @@
+"""Kafka's wire protocol: types, the message schemas implemented, error codes. No I/O."""
