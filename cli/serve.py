@@ -22,7 +22,20 @@ from .datadir import open_store
               help="The port to listen on (0: any free one, printed at start).")
 @click.option("--advertised-host", default=None,
               help="The host clients are told to connect to (default: --host).")
-@click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--max-connections", type=click.IntRange(1), default=1000, show_default=True,
+              help="Connections beyond this are closed at once (Kafka's max.connections).")
+@click.option("--max-request-bytes", type=click.IntRange(1), default=100 * 1024 * 1024,
+              show_default=True, help="A larger request closes its connection before it is "
+              "read (Kafka's socket.request.max.bytes).")
+@click.option("--max-queued-bytes", type=click.IntRange(1), default=512 * 1024 * 1024,
+              show_default=True, help="The most request bytes all connections together hold "
+              "in memory; further requests wait unread (Kafka's queued.max.request.bytes).")
+@click.option("--idle-timeout-ms", type=click.IntRange(1), default=600_000, show_default=True,
+              help="Close a connection that sends nothing for this long "
+              "(Kafka's connections.max.idle.ms).")
+@click.option("--request-timeout-ms", type=click.IntRange(1), default=30_000, show_default=True,
+              help="Close a connection whose request takes longer than this to arrive once "
+              "it started (a slow client).")
 @click.option("--no-auto-create-topics", is_flag=True,
               help="Refuse Metadata requests for missing topics instead of creating them "
               "(Kafka's auto.create.topics.enable=false).")
@@ -36,6 +49,10 @@ def serve_command(
     port: int,
     advertised_host: str | None,
     max_connections: int,
+    max_request_bytes: int,
+    max_queued_bytes: int,
+    idle_timeout_ms: int,
+    request_timeout_ms: int,
     no_auto_create_topics: bool,
     verbose: int,
 ) -> None:
@@ -52,7 +69,10 @@ def serve_command(
     logging.getLogger("logstore.server").setLevel(min(level, logging.INFO))
     config = ServerConfig(
         host=host, port=port, advertised_host=advertised_host,
-        max_connections=max_connections, auto_create_topics=not no_auto_create_topics,
+        max_connections=max_connections, max_request_bytes=max_request_bytes,
+        max_queued_bytes=max(max_request_bytes, max_queued_bytes),
+        idle_timeout_ms=idle_timeout_ms, request_timeout_ms=request_timeout_ms,
+        auto_create_topics=not no_auto_create_topics,
     )
     store = open_store(data_dir or global_data_dir)
     serve(store, config)

@@ -49,7 +49,6 @@ class Server:
         self._server: asyncio.Server | None = None
         self._ctx: ServerContext | None = None
         self._connections: set[Connection] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._budget: ByteBudget | None = None
         self._stopped = asyncio.Event()
 
@@ -63,26 +62,17 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._budget = ByteBudget(self.config.max_queued_bytes)
-        self._server = await asyncio.start_server(
-            self._accept, self.config.host, self.config.port, reuse_address=True,
-            limit=1 << 20,
+        self._server = await loop.create_server(
+            self._new_connection, self.config.host, self.config.port, reuse_address=True,
         )
         self._ctx = ServerContext(self.backend, self.config, loop, self.port, self.cluster_id)
         log.info("serving Kafka clients on %s:%d", self.config.host, self.port)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _new_connection(self) -> asyncio.BaseProtocol:
         assert self._ctx is not None and self._budget is not None
         if len(self._connections) >= self.config.max_connections:
-            log.warning("refusing a connection from %s: %d connections already (max_connections)",
-                        writer.get_extra_info("peername"), len(self._connections))
-            writer.close()
-            return
-        conn = Connection(self._ctx, self._budget, reader, writer)
-        self._connections.add(conn)
-        try:
-            await conn.serve()
-        finally:
-            self._connections.discard(conn)
+            return _Refused(len(self._connections))
+        return Connection(self._ctx, self._budget, self._connections)
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Stop accepting, let requests being handled finish (up to ``grace_s``), then
@@ -93,16 +83,17 @@ class Server:
         for conn in list(self._connections):
             conn.closing = True
             if not conn.busy:
-                conn.writer.close()
-        deadline = asyncio.get_running_loop().time() + grace_s
+                conn.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         while any(c.busy for c in self._connections):
-            if asyncio.get_running_loop().time() >= deadline:
+            if loop.time() >= deadline:
                 log.warning("stopping with %d requests unfinished",
                             sum(c.busy for c in self._connections))
                 break
             await asyncio.sleep(0.01)
         for conn in list(self._connections):
-            conn.writer.close()
+            conn.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 2)
         if self._ctx is not None:
@@ -112,6 +103,18 @@ class Server:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection beyond ``max_connections``: closed at once, with a log line."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        log.warning("refusing a connection from %s: %d connections already (max_connections)",
+                    transport.get_extra_info("peername"), self.count)
+        transport.close()
 
 
 def cluster_id_for(path: str) -> str:
