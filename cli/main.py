@@ -16,6 +16,7 @@ from .inspect import inspect, verify
 from .produce import produce
 from .replay import replay
 from .serve import serve_command
+from .users import users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +73,7 @@ cli.add_command(inspect)
 cli.add_command(verify)
 cli.add_command(demo)
 cli.add_command(serve_command)
+cli.add_command(users)
 
 
 def main() -> None:

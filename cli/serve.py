@@ -7,9 +7,11 @@ import logging
 import click
 
 from logstore.server import ServerConfig, serve
+from logstore.server.auth import MECHANISMS
 
 from .common import user_errors
 from .datadir import open_store
+from .users import users_file_option
 
 
 @click.command("serve")
@@ -39,6 +41,20 @@ from .datadir import open_store
 @click.option("--no-auto-create-topics", is_flag=True,
               help="Refuse Metadata requests for missing topics instead of creating them "
               "(Kafka's auto.create.topics.enable=false).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve TLS with this certificate chain (PEM); with --sasl, SASL_SSL.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The certificate's private key (PEM), if not in --tls-cert.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Require client certificates signed by these CAs (mutual TLS).")
+@click.option("--sasl", "sasl", multiple=True,
+              type=click.Choice(list(MECHANISMS), case_sensitive=False),
+              help="Require SASL authentication with this mechanism (repeat for several), "
+              "against --users-file.")
+@users_file_option
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics at http://--metrics-host:PORT/metrics.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @click.option("-v", "--verbose", count=True, help="Log more (-v: each connection, -vv: debug).")
 @click.pass_obj
 @user_errors
@@ -54,6 +70,13 @@ def serve_command(
     idle_timeout_ms: int,
     request_timeout_ms: int,
     no_auto_create_topics: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    sasl: tuple[str, ...],
+    users_file: str,
+    metrics_port: int | None,
+    metrics_host: str,
     verbose: int,
 ) -> None:
     """Serve the store to Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat,
@@ -63,6 +86,7 @@ def serve_command(
     Examples:
       logstore serve                        # 127.0.0.1:9092, the store in ./data
       kcat -b 127.0.0.1:9092 -L             # in another terminal
+      logstore users add alice && logstore serve --sasl SCRAM-SHA-256 --tls-cert c.pem
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -73,6 +97,9 @@ def serve_command(
         max_queued_bytes=max(max_request_bytes, max_queued_bytes),
         idle_timeout_ms=idle_timeout_ms, request_timeout_ms=request_timeout_ms,
         auto_create_topics=not no_auto_create_topics,
+        tls_certfile=tls_cert, tls_keyfile=tls_key, tls_cafile=tls_ca,
+        sasl_mechanisms=tuple(m.upper() for m in sasl), users_file=users_file if sasl else None,
+        metrics_host=metrics_host, metrics_port=metrics_port,
     )
     store = open_store(data_dir or global_data_dir)
     serve(store, config)

@@ -58,7 +58,8 @@ class ServedStore:
 
 
 def start_server(data_dir: Path, *args: str, port: int | None = None) -> ServedStore:
-    """``logstore --data-dir data_dir serve --port P args...``, answering once it is up."""
+    """``logstore --data-dir data_dir serve --port P args...``, once it accepts connections
+    (TLS or not)."""
     port = port or free_port()
     log_path = data_dir.parent / f"serve-{port}.log"
     cmd = [sys.executable, "-m", "logstore_cli.main", "--data-dir", str(data_dir), "serve",
@@ -71,8 +72,8 @@ def start_server(data_dir: Path, *args: str, port: int | None = None) -> ServedS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"logstore serve exited {proc.returncode}:\n{served.log()}")
-        with contextlib.suppress(OSError), RawClient("127.0.0.1", port, timeout=2) as c:
-            if c.request(18, 0, {})["error_code"] == 0:
+        if "serving Kafka clients on" in served.log():
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 2):
                 return served
         time.sleep(0.05)
     served.stop(signal.SIGKILL)
@@ -108,8 +109,13 @@ class RawClient:
     def frame(self, api_key: int, version: int, body: bytes) -> bytes:
         """A whole request frame (size, header v1, ``body``)."""
         self.correlation += 1
-        cid = self.client_id.encode()
-        header = struct.pack(">hhih", api_key, version, self.correlation, len(cid)) + cid
+        return self.frame_for(api_key, version, self.correlation, self.client_id, body)
+
+    @staticmethod
+    def frame_for(api_key: int, version: int, correlation: int, client_id: str, body: bytes
+                  ) -> bytes:
+        cid = client_id.encode()
+        header = struct.pack(">hhih", api_key, version, correlation, len(cid)) + cid
         return _INT32.pack(len(header) + len(body)) + header + body
 
     def send(self, api_key: int, version: int, body: dict[str, Any]) -> None:

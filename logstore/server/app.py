@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import signal
+import ssl
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -25,6 +26,7 @@ from logstore.client.backend import Backend
 from logstore.server.config import ServerConfig
 from logstore.server.connection import ByteBudget, Connection
 from logstore.server.context import ServerContext
+from logstore.server.users import load_users
 from logstore.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,13 +62,28 @@ class Server:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        """Bind and start accepting.
+
+        Raises:
+            UsersFileError: the users file (SASL) is missing or damaged.
+            OSError: the address cannot be bound, or the TLS files cannot be read.
+        """
         loop = asyncio.get_running_loop()
-        self._budget = ByteBudget(self.config.max_queued_bytes)
+        cfg = self.config
+        users = load_users(cfg.users_file) if cfg.sasl_mechanisms and cfg.users_file else None
+        self._budget = ByteBudget(cfg.max_queued_bytes)
         self._server = await loop.create_server(
-            self._new_connection, self.config.host, self.config.port, reuse_address=True,
+            self._new_connection, cfg.host, cfg.port, reuse_address=True,
+            ssl=tls_context(cfg),
         )
-        self._ctx = ServerContext(self.backend, self.config, loop, self.port, self.cluster_id)
-        log.info("serving Kafka clients on %s:%d", self.config.host, self.port)
+        self._ctx = ServerContext(self.backend, cfg, loop, self.port, self.cluster_id, users)
+        log.info(
+            "serving Kafka clients on %s:%d (%s%s)", cfg.host, self.port,
+            "SASL_SSL" if cfg.sasl_mechanisms and cfg.tls_certfile else
+            "SSL" if cfg.tls_certfile else
+            "SASL_PLAINTEXT" if cfg.sasl_mechanisms else "PLAINTEXT",
+            f": {', '.join(cfg.sasl_mechanisms)}" if cfg.sasl_mechanisms else "",
+        )
 
     def _new_connection(self) -> asyncio.BaseProtocol:
         assert self._ctx is not None and self._budget is not None
@@ -115,6 +132,18 @@ class _Refused(asyncio.Protocol):
         log.warning("refusing a connection from %s: %d connections already (max_connections)",
                     transport.get_extra_info("peername"), self.count)
         transport.close()
+
+
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The server's TLS context (None: plaintext): TLS 1.2 or later, with the client
+    certificate required when ``tls_cafile`` is given."""
+    if config.tls_certfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=config.tls_cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_certfile, config.tls_keyfile)
+    context.verify_mode = ssl.CERT_REQUIRED if config.tls_cafile else ssl.CERT_NONE
+    return context
 
 
 def cluster_id_for(path: str) -> str:

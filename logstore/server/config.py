@@ -50,6 +50,16 @@ class ServerConfig:
             ``num.partitions``).
         group_min_session_timeout_ms, group_max_session_timeout_ms: the session timeouts
             JoinGroup accepts (Kafka's ``group.min/max.session.timeout.ms``).
+        tls_certfile, tls_keyfile: serve TLS with this certificate chain and key (PEM);
+            None: plaintext (Kafka's SSL / SASL_SSL listeners).
+        tls_cafile: with TLS, require clients to present a certificate signed by these
+            CAs (Kafka's ``ssl.client.auth=required``).
+        sasl_mechanisms: require SASL authentication with one of these ("PLAIN",
+            "SCRAM-SHA-256") before any request but ApiVersions; empty: none (Kafka's
+            SASL_PLAINTEXT / SASL_SSL listeners).
+        users_file: the users and their credentials SASL checks (``logstore users add``).
+        metrics_host, metrics_port: serve Prometheus metrics over HTTP there (port None:
+            no metrics endpoint).
     """
 
     host: str = "127.0.0.1"
@@ -67,6 +77,13 @@ class ServerConfig:
     default_partitions: int = 1
     group_min_session_timeout_ms: int = DEFAULT_GROUP_MIN_SESSION_TIMEOUT_MS
     group_max_session_timeout_ms: int = DEFAULT_GROUP_MAX_SESSION_TIMEOUT_MS
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    tls_cafile: str | None = None
+    sasl_mechanisms: tuple[str, ...] = ()
+    users_file: str | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         positive = (
@@ -80,6 +97,13 @@ class ServerConfig:
                 raise InvalidConfigError(f"server setting {name}={value!r} must be a positive int")
         if type(self.port) is not int or not 0 <= self.port <= 65535:
             raise InvalidConfigError(f"server port {self.port!r} is not a port (use 0..65535)")
+        if self.sasl_mechanisms and self.users_file is None:
+            raise InvalidConfigError(
+                f"SASL ({', '.join(self.sasl_mechanisms)}) needs a users file (make one with "
+                f"'logstore users add NAME')"
+            )
+        if (self.tls_keyfile or self.tls_cafile) and not self.tls_certfile:
+            raise InvalidConfigError("a TLS key or CA file without a certificate (--tls-cert)")
         if self.max_queued_bytes < self.max_request_bytes:
             raise InvalidConfigError(
                 f"max_queued_bytes={self.max_queued_bytes} is smaller than max_request_bytes="

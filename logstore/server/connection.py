@@ -30,7 +30,14 @@ from typing import Any
 
 from logstore.server.context import ServerContext
 from logstore.server.handlers import HANDLERS, groups, meta
-from logstore.server.protocol.apis import APIS, RequestHeader, frame_response, parse_header
+from logstore.server.handlers.sasl import UNAUTHENTICATED_APIS, SaslSession
+from logstore.server.protocol.apis import (
+    APIS,
+    SASL_APIS,
+    RequestHeader,
+    frame_response,
+    parse_header,
+)
 from logstore.server.protocol.codec import INT16, MalformedRequestError, Obj, Out
 from logstore.server.protocol.codes import ErrorCode
 from logstore.server.protocol.messages import API_VERSIONS
@@ -93,6 +100,7 @@ class Connection(asyncio.BufferedProtocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._task: asyncio.Task[None] | None = None
+        self.sasl: SaslSession
 
     # ------------------------------------------------------------------ transport events
 
@@ -102,6 +110,7 @@ class Connection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.host = peer[0] if isinstance(peer, tuple) else str(peer or "")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.sasl = SaslSession(self.ctx, self.peer)
         self.registry.add(self)
         self._await_frame()
 
@@ -228,10 +237,12 @@ class Connection(asyncio.BufferedProtocol):
         api = APIS.get(header.api_key)
         if header.api_key == API_VERSIONS.key and not API_VERSIONS.supports(header.api_version):
             # Kafka answers an ApiVersions it does not know at v0, listing what it supports
-            body = API_VERSIONS.response.encode(meta.unsupported_api_versions(), 0)
+            body = API_VERSIONS.response.encode(meta.unsupported_api_versions(self.ctx), 0)
             self._send(header, body)
             return
-        if api is None or not api.supports(header.api_version):
+        if api is None or not api.supports(header.api_version) or (
+            api.key in SASL_APIS and not self.ctx.sasl
+        ):
             log.info(
                 "%s sent API key %d v%d, which this server does not implement: answering "
                 "UNSUPPORTED_VERSION", self.peer, header.api_key, header.api_version,
@@ -240,15 +251,26 @@ class Connection(asyncio.BufferedProtocol):
             INT16.write(out, ErrorCode.UNSUPPORTED_VERSION, False, 0)
             self._send(header, out)
             return
+        if not self.sasl.authenticated and api.key not in UNAUTHENTICATED_APIS:
+            log.warning("closing the connection from %s: %s request before authenticating "
+                        "(SASL is required)", self.peer, api.name)
+            self.close()
+            return
         request = api.request.decode(frame, header.api_version, header.body_at)
         response = await self._dispatch(header, request)
         if response is not None:
             self._send(header, api.response.encode(response, header.api_version))
+        if self.sasl.failed:
+            self.close()  # after the answer: the client learns why
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s v%d in %.1f ms", self.peer, api.name, header.api_version,
                       (time.monotonic() - started) * 1000)
 
     async def _dispatch(self, header: RequestHeader, request: Obj) -> Any:
+        if header.api_key == 17:
+            return self.sasl.handshake(request)
+        if header.api_key == 36:
+            return await self.sasl.authenticate(request)
         if header.api_key == 11:
             client = (header.client_id or "", self.host)
             return await groups.join_group(self.ctx, header.api_version, request, client)

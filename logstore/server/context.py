@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from logstore.client.backend import Backend
 from logstore.server.config import ServerConfig
+from logstore.server.users import UserStore
 from logstore.types import TopicPartition
 
 T = TypeVar("T")
@@ -80,6 +81,7 @@ class ServerContext:
         loop: asyncio.AbstractEventLoop,
         bound_port: int,
         cluster_id: str,
+        users: UserStore | None = None,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -87,6 +89,9 @@ class ServerContext:
         self.host, self.port = config.advertised(bound_port)
         self.node_id = config.node_id
         self.cluster_id = cluster_id
+        self.users = users
+        self.sasl = bool(config.sasl_mechanisms)
+        """Whether clients must authenticate (SASL) before their requests are served."""
         self.pool = concurrent.futures.ThreadPoolExecutor(
             WORKER_THREADS, thread_name_prefix="logstore-serve"
         )

@@ -30,13 +30,14 @@ SOURCE_STATIC_BROKER = 4  # STATIC_BROKER_CONFIG
 
 
 async def api_versions(ctx: ServerContext, version: int, req: Obj) -> Obj:
-    return {"error_code": 0, "api_keys": supported_versions()}
+    return {"error_code": 0, "api_keys": supported_versions(sasl=ctx.sasl)}
 
 
-def unsupported_api_versions() -> Obj:
+def unsupported_api_versions(ctx: ServerContext) -> Obj:
     """The v0 answer to an ApiVersions request of a version the server does not know
     (Kafka answers so, and the client retries with one it lists)."""
-    return {"error_code": ErrorCode.UNSUPPORTED_VERSION, "api_keys": supported_versions()}
+    return {"error_code": ErrorCode.UNSUPPORTED_VERSION,
+            "api_keys": supported_versions(sasl=ctx.sasl)}
 
 
 # --------------------------------------------------------------------------- metadata

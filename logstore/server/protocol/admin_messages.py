@@ -189,7 +189,9 @@ INIT_PRODUCER_ID = Api(
 )
 
 SASL_HANDSHAKE = Api(
-    17, "SaslHandshake", 0, 1,
+    # v0 would send the tokens after it unframed (not as SaslAuthenticate requests): every
+    # client this project tests speaks v1
+    17, "SaslHandshake", 1, 1,
     _s("SaslHandshakeRequest", F("Mechanism", STRING)),
     _s("SaslHandshakeResponse", F("ErrorCode", INT16), F("Mechanisms", STRINGS)),
 )

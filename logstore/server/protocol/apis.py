@@ -94,8 +94,12 @@ def frame_response(correlation_id: int, body: Out) -> Out:
     return [_SIZE.pack(size) + _CORRELATION.pack(correlation_id), *body]
 
 
-def supported_versions() -> list[dict[str, int]]:
-    """ApiVersions' ``api_keys`` entries: every API with the versions advertised."""
+SASL_APIS = frozenset({SASL_HANDSHAKE.key, SASL_AUTHENTICATE.key})
+
+
+def supported_versions(*, sasl: bool) -> list[dict[str, int]]:
+    """ApiVersions' ``api_keys`` entries: every API with the versions advertised (the
+    SASL ones only where the server asks clients to authenticate)."""
     return [
         {
             "api_key": api.key,
@@ -103,11 +107,13 @@ def supported_versions() -> list[dict[str, int]]:
             "max_version": api.max_version,
         }
         for api in APIS.values()
+        if sasl or api.key not in SASL_APIS
     ]
 
 
 __all__ = [
     "APIS",
+    "SASL_APIS",
     "Api",
     "MalformedRequestError",
     "RequestHeader",
