@@ -26,6 +26,8 @@ from logstore.client.backend import Backend
 from logstore.server.config import ServerConfig
 from logstore.server.connection import ByteBudget, Connection
 from logstore.server.context import ServerContext
+from logstore.server.instrument import lag_samples
+from logstore.server.metrics import ServerMetrics, start_metrics_server
 from logstore.server.users import load_users
 from logstore.store import Store
 
@@ -53,6 +55,8 @@ class Server:
         self._connections: set[Connection] = set()
         self._budget: ByteBudget | None = None
         self._stopped = asyncio.Event()
+        self._metrics_server: asyncio.Server | None = None
+        self.metrics: ServerMetrics | None = None
 
     @property
     def port(self) -> int:
@@ -76,7 +80,19 @@ class Server:
             self._new_connection, cfg.host, cfg.port, reuse_address=True,
             ssl=tls_context(cfg),
         )
-        self._ctx = ServerContext(self.backend, cfg, loop, self.port, self.cluster_id, users)
+        metrics = None
+        if cfg.metrics_port is not None:
+            backend = self.backend
+            metrics = ServerMetrics(lambda: lag_samples(backend))
+            self._metrics_server = await start_metrics_server(
+                metrics, cfg.metrics_host, cfg.metrics_port
+            )
+            log.info("serving Prometheus metrics on http://%s:%d/metrics", cfg.metrics_host,
+                     self._metrics_server.sockets[0].getsockname()[1])
+        self.metrics = metrics
+        self._ctx = ServerContext(
+            self.backend, cfg, loop, self.port, self.cluster_id, users, metrics
+        )
         log.info(
             "serving Kafka clients on %s:%d (%s%s)", cfg.host, self.port,
             "SASL_SSL" if cfg.sasl_mechanisms and cfg.tls_certfile else
@@ -88,7 +104,7 @@ class Server:
     def _new_connection(self) -> asyncio.BaseProtocol:
         assert self._ctx is not None and self._budget is not None
         if len(self._connections) >= self.config.max_connections:
-            return _Refused(len(self._connections))
+            return _Refused(len(self._connections), self.metrics)
         return Connection(self._ctx, self._budget, self._connections)
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
@@ -113,6 +129,10 @@ class Server:
             conn.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 2)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._metrics_server.wait_closed(), 2)
         if self._ctx is not None:
             self._ctx.close()
         self._server = None
@@ -125,12 +145,15 @@ class Server:
 class _Refused(asyncio.Protocol):
     """A connection beyond ``max_connections``: closed at once, with a log line."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, metrics: ServerMetrics | None) -> None:
         self.count = count
+        self.metrics = metrics
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         log.warning("refusing a connection from %s: %d connections already (max_connections)",
                     transport.get_extra_info("peername"), self.count)
+        if self.metrics is not None:
+            self.metrics.connection_refused("max_connections")
         transport.close()
 
 

@@ -28,6 +28,7 @@ import struct
 import time
 from typing import Any
 
+from logstore.server import instrument
 from logstore.server.context import ServerContext
 from logstore.server.handlers import HANDLERS, groups, meta
 from logstore.server.handlers.sasl import UNAUTHENTICATED_APIS, SaslSession
@@ -112,6 +113,8 @@ class Connection(asyncio.BufferedProtocol):
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.sasl = SaslSession(self.ctx, self.peer)
         self.registry.add(self)
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.connection_opened()
         self._await_frame()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -141,6 +144,8 @@ class Connection(asyncio.BufferedProtocol):
         self._writable.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self in self.registry and self.ctx.metrics is not None:
+            self.ctx.metrics.connection_closed()
         self._disarm()
         self._writable.set()
         self.registry.discard(self)
@@ -257,7 +262,12 @@ class Connection(asyncio.BufferedProtocol):
             self.close()
             return
         request = api.request.decode(frame, header.api_version, header.body_at)
-        response = await self._dispatch(header, request)
+        response: Obj | None = None
+        try:
+            response = await self._dispatch(header, request)
+        finally:
+            if self.ctx.metrics is not None:
+                self._count(api.key, api.name, request, response, started)
         if response is not None:
             self._send(header, api.response.encode(response, header.api_version))
         if self.sasl.failed:
@@ -265,6 +275,15 @@ class Connection(asyncio.BufferedProtocol):
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s v%d in %.1f ms", self.peer, api.name, header.api_version,
                       (time.monotonic() - started) * 1000)
+
+    def _count(
+        self, key: int, name: str, request: Obj, response: Obj | None, started: float
+    ) -> None:
+        metrics = self.ctx.metrics
+        assert metrics is not None
+        error = (response is None and key != 0) or instrument.failed(response)
+        metrics.observe_request(name, time.monotonic() - started, error)
+        instrument.count_response(metrics, key, request, response)
 
     async def _dispatch(self, header: RequestHeader, request: Obj) -> Any:
         if header.api_key == 17:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from logstore.client.backend import Backend
 from logstore.server.config import ServerConfig
+from logstore.server.metrics import ServerMetrics
 from logstore.server.users import UserStore
 from logstore.types import TopicPartition
 
@@ -82,6 +83,7 @@ class ServerContext:
         bound_port: int,
         cluster_id: str,
         users: UserStore | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -90,6 +92,8 @@ class ServerContext:
         self.node_id = config.node_id
         self.cluster_id = cluster_id
         self.users = users
+        self.metrics = metrics
+        """Where requests, records and connections are counted (None: not at all)."""
         self.sasl = bool(config.sasl_mechanisms)
         """Whether clients must authenticate (SASL) before their requests are served."""
         self.pool = concurrent.futures.ThreadPoolExecutor(
