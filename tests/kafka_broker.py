@@ -21,6 +21,10 @@ in the same dir). The process runs in its own session / process group; ``stop()`
 SIGTERMs the group (Kafka shuts down cleanly), SIGKILLs it after 30 s. Pid, ports and
 work dir are kept in ``<home>/run/state.json``, so another process (a test session after
 ``./dev kafka start``) finds and reuses the broker; a file lock serialises starts.
+``restart()`` stops the broker cleanly and starts it again on the same ports and work dir
+with its data (the differential wire tests resume consumer groups across it, and swap
+partition files while it is down); it holds the lock throughout, and a broker object
+whose process another session restarted still finds the broker through the state file.
 
 Settings that differ from Kafka's defaults, and why:
 
@@ -61,7 +65,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -188,6 +192,11 @@ class KafkaBroker:
 # Brokers this process launched: their Popen objects stay referenced (no "still running"
 # ResourceWarning from a garbage-collected Popen) and are waited on by stop().
 _LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
+# The brokers this process owns (and stop() at the end of a session): the pids start()
+# launched, and those restart() launched in their place. restart() also notes the broker
+# that replaced a pid, so an old KafkaBroker object still names the broker.
+_OWNED: set[int] = set()
+_RESTARTED: dict[int, KafkaBroker] = {}
 
 
 def kafka_home() -> Path:
@@ -448,8 +457,23 @@ def running(home: Path | str | None = None) -> KafkaBroker | None:
 
 
 def launched_here(broker: KafkaBroker) -> bool:
-    """Whether this Python process started that broker (and so should stop it)."""
-    return broker.pid in _LAUNCHED
+    """Whether this Python process started that broker (and so should stop it); a
+    broker restarted in its place counts as the same one."""
+    return broker.pid in _OWNED
+
+
+def _current(broker: KafkaBroker, home: Path) -> KafkaBroker:
+    """``broker`` as it runs now: the broker this process restarted in its place, or,
+    when its pid is gone, the recorded broker of the same work dir and port (another
+    process restarted it)."""
+    while broker.pid in _RESTARTED:
+        broker = _RESTARTED[broker.pid]
+    if not _alive(broker.pid):
+        recorded = _recorded(home)
+        if (recorded is not None and recorded.work_dir == broker.work_dir
+                and recorded.port == broker.port):
+            return recorded
+    return broker
 
 
 # --- start / stop ------------------------------------------------------------------------
@@ -459,6 +483,17 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    """Whether a listener could bind ``port`` now (as the broker does: SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def _cluster_id() -> str:
@@ -528,7 +563,6 @@ def _launch(
     props.write_text(_server_properties(work_dir, port, controller_port))
     log4j = work_dir / "log4j2.properties"
     log4j.write_text(_LOG4J2_PROPERTIES)
-    log_file = work_dir / "broker.log"
     java = _java()
     classpath = str(libs / "*")
     logging_opts = [f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={work_dir}"]
@@ -571,17 +605,36 @@ def _launch(
             f"{format_log}:\n{_tail(format_log)}"
         )
 
-    with log_file.open("wb") as out:
+    return _spawn(home, libs, work_dir, port, controller_port, cluster_id, timeout, fresh=True)
+
+
+def _spawn(
+    home: Path,
+    libs: Path,
+    work_dir: Path,
+    port: int,
+    controller_port: int,
+    cluster_id: str,
+    timeout: float,
+    *,
+    fresh: bool,
+) -> KafkaBroker:
+    """Run the broker of a formatted ``work_dir`` and wait until it answers. ``fresh``:
+    a new broker.log (else the restarted broker's lines follow the previous ones)."""
+    log4j = work_dir / "log4j2.properties"
+    log_file = work_dir / "broker.log"
+    logging_opts = [f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={work_dir}"]
+    with log_file.open("wb" if fresh else "ab") as out:
         proc = subprocess.Popen(
             [
-                java,
+                _java(),
                 *_heap_opts(),
                 *JVM_OPTS,
                 *logging_opts,
                 "-cp",
-                classpath,
+                str(libs / "*"),
                 "kafka.Kafka",
-                str(props),
+                str(work_dir / "server.properties"),
             ],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -660,7 +713,10 @@ def start(
             while ctl_port == broker_port:
                 ctl_port = _free_port()
             try:
-                return _launch(home, libs, target, default_dir, broker_port, ctl_port, timeout)
+                launched = _launch(home, libs, target, default_dir, broker_port, ctl_port,
+                                   timeout)
+                _OWNED.add(launched.pid)
+                return launched
             except _PortTakenError:
                 if attempt == attempts - 1:
                     raise
@@ -679,7 +735,7 @@ def stop(
     after ``timeout`` s. Removes the state file. True when a broker was running."""
     home = _home(home)
     with _locked(_run_dir(home) / ".lock"):
-        target = broker if broker is not None else _recorded(home)
+        target = _current(broker, home) if broker is not None else _recorded(home)
         if target is None:
             return False
         was_running = _is_our_broker(target)
@@ -687,6 +743,60 @@ def stop(
             _terminate(target.pid, timeout)
         _forget(home, target if broker is not None else None)
         return was_running
+
+
+def restart(
+    broker: KafkaBroker | None = None,
+    *,
+    while_stopped: Callable[[KafkaBroker], None] | None = None,
+    timeout: float = START_TIMEOUT_S,
+    home: Path | str | None = None,
+) -> KafkaBroker:
+    """Stop the given broker (else the recorded one) cleanly and start it again on the
+    same ports, work dir and cluster id: its data is kept (topics, records, committed
+    offsets, KRaft metadata). ``while_stopped(broker)`` runs in between (a test may
+    change the files in ``broker.log_dir`` there; the broker starts again even when it
+    raises, and then the error is raised). Returns the broker as it runs now (a new pid);
+    the old :class:`KafkaBroker` object still names it for :func:`stop` and
+    :func:`launched_here`. A broker another process started stays that process's to stop
+    (``launched_here`` stays False), though this process relaunched it.
+
+    Raises KafkaStartError when there is no broker to restart or it does not come back.
+    """
+    home = _home(home)
+    libs = ensure_jars(home)
+    # the lock is held throughout: another session's start() must not take the broker
+    # for dead (and wipe its work dir) while it is down
+    with _locked(_run_dir(home) / ".lock"):
+        current = _current(broker, home) if broker is not None else _recorded(home)
+        if current is None:
+            raise KafkaStartError("no Kafka broker to restart (none is recorded)")
+        owned = launched_here(current) or (broker is not None and launched_here(broker))
+        if _is_our_broker(current):
+            _terminate(current.pid)
+        recorded = _recorded(home)
+        if (recorded is not None and recorded.work_dir == current.work_dir
+                and _is_our_broker(recorded)):
+            _terminate(recorded.pid)  # the same broker, restarted by another process
+        busy = [p for p in (current.port, current.controller_port) if not _port_free(p)]
+        if busy:  # never a second JVM on a work dir whose broker still runs
+            raise KafkaStartError(
+                f"cannot restart the broker of {current.work_dir}: port(s) {busy} are still "
+                f"taken (by a broker this process does not know of?)")
+        failed: BaseException | None = None
+        if while_stopped is not None:
+            try:
+                while_stopped(current)
+            except BaseException as exc:  # start the broker again first
+                failed = exc
+        new = _spawn(home, libs, current.work_dir, current.port, current.controller_port,
+                     current.cluster_id, timeout, fresh=False)
+        if owned:
+            _OWNED.add(new.pid)
+        _RESTARTED[current.pid] = new
+        if failed is not None:
+            raise failed
+        return new
 
 
 # --- command line ------------------------------------------------------------------------
