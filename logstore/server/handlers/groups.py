@@ -33,6 +33,13 @@ GROUP_POLL_S = 0.02
 """How often a pending JoinGroup or SyncGroup asks the coordinator again."""
 GROUP_WAIT_MS = 100
 """How long one ask may block its worker thread."""
+GROUP_OPERATIONS = (3, 6, 8, 10, 11)
+"""What a client may do to a group, as Kafka's AclOperation codes (READ, DELETE,
+DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS): Kafka without an authorizer grants them all,
+and DescribeGroups v3+ reports them when asked."""
+AUTHORIZED_GROUP_OPERATIONS = sum(1 << op for op in GROUP_OPERATIONS)
+NOT_ASKED = -(2**31)
+"""AuthorizedOperations when the client did not ask (Kafka's INT32_MIN)."""
 
 
 def _group_error(err: LogstoreError) -> ErrorCode:
@@ -275,10 +282,12 @@ def _committed(
 
 
 async def describe_groups(ctx: ServerContext, version: int, req: Obj) -> Obj:
-    return {"groups": await ctx.run(_describe_all, ctx, req["groups"])}
+    operations = AUTHORIZED_GROUP_OPERATIONS if req.get("include_authorized_operations") else (
+        NOT_ASKED)
+    return {"groups": await ctx.run(_describe_all, ctx, req["groups"], operations)}
 
 
-def _describe_all(ctx: ServerContext, groups: list[str]) -> list[Obj]:
+def _describe_all(ctx: ServerContext, groups: list[str], operations: int) -> list[Obj]:
     out: list[Obj] = []
     for group in groups:
         try:
@@ -292,16 +301,23 @@ def _describe_all(ctx: ServerContext, groups: list[str]) -> list[Obj]:
             client_id, host = ctx.members.get((group, m.member_id), ("", ""))
             members.append({
                 "member_id": m.member_id, "group_instance_id": m.group_instance_id,
-                "client_id": client_id, "client_host": host,
+                "client_id": client_id, "client_host": _client_host(host),
                 "member_metadata": m.metadata, "member_assignment": m.assignment,
             })
         out.append({
             "error_code": 0, "group_id": group, "group_state": info.state,
             "protocol_type": info.protocol_type,
             "protocol_data": info.protocol if info.state == "Stable" else "",
-            "members": members,
+            "members": members, "authorized_operations": operations,
         })
     return out
+
+
+def _client_host(host: str) -> str:
+    """A member's address as Kafka reports it: Java's ``InetAddress.toString()`` of an
+    unresolved address, ``/127.0.0.1`` (empty for a member that did not join over the
+    wire)."""
+    return f"/{host}" if host else ""
 
 
 async def list_groups(ctx: ServerContext, version: int, req: Obj) -> Obj:
