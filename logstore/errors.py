@@ -25,6 +25,9 @@
     │   ├── FencedInstanceIdError     (another member took this group.instance.id)
     │   ├── GroupNotEmptyError        (live members; stop them first)
     │   └── CommitFailedError         (partitions this member does not own any longer)
+    ├── ProducerStateError        .producer_id  (an idempotent batch refused; .kafka_code)
+    │   ├── InvalidProducerEpochError  (an older epoch than the partition has seen: fenced)
+    │   └── OutOfOrderSequenceError    (a sequence that does not follow the producer's last)
     └── CorruptionError           .path .position
         ├── CorruptRecordError
         └── CorruptIndexError     (indexes are rebuilt automatically on open)
@@ -253,3 +256,32 @@ class CorruptRecordError(CorruptionError):
 
 class CorruptIndexError(CorruptionError):
     """An offset or time index is inconsistent with its log (rebuilt on open)."""
+
+
+class ProducerStateError(LogstoreError):
+    """A partition refused an idempotent producer's batch: its producer id, epoch and
+    sequence do not fit what the partition holds from that producer (Kafka's
+    ``ProducerStateManager`` checks). Nothing was written. ``kafka_code`` is Kafka's
+    error code for it (the wire server answers with it)."""
+
+    kafka_code = -1
+
+    def __init__(self, message: str, producer_id: int | None = None) -> None:
+        super().__init__(message)
+        self.producer_id = producer_id
+
+
+class InvalidProducerEpochError(ProducerStateError):
+    """The batch carries an older producer epoch than the partition has seen from that
+    producer id: a newer instance of the producer took over (Kafka's
+    INVALID_PRODUCER_EPOCH)."""
+
+    kafka_code = 47
+
+
+class OutOfOrderSequenceError(ProducerStateError):
+    """The batch's base sequence does not follow the last sequence the partition holds
+    from that producer (or a new epoch does not start at 0): batches were lost or
+    reordered in between (Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER)."""
+
+    kafka_code = 45
