@@ -1,8 +1,10 @@
 """The names logstore creates in a partition directory, and what a listing of one holds.
 
 Recovery on open and ``verify`` read the same :class:`Listing`: segment ``.log`` files,
-index files without a ``.log`` (orphans, removed on open), and leftover temporaries
-(:func:`is_leftover`). No other name is ever touched: a user's ``notes.tmp`` stays.
+index files without a ``.log`` (orphans, removed on open), producer-state snapshots
+(``<offset, 20 digits>.snapshot``, Kafka's name: :mod:`logstore.storage.producers`) and
+leftover temporaries (:func:`is_leftover`). No other name is ever touched: a user's
+``notes.tmp`` stays.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ TIME_INDEX_SUFFIX = ".timeindex"
 GAPS_SUFFIX = ".gaps"
 """The marker of a segment that declares offset gaps (:mod:`logstore.storage.gaps`)."""
 SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, GAPS_SUFFIX)
+"""The suffixes of a segment's own files (a snapshot is not one: it may name any offset)."""
+SNAPSHOT_SUFFIX = ".snapshot"
+"""A producer-state snapshot: the state of the batches below the offset it is named by."""
 _NAME_DIGITS = 20
 
 def segment_path(directory: str, base_offset: int, suffix: str) -> str:
@@ -39,6 +44,23 @@ def parse_segment_name(name: str) -> tuple[int, str] | None:
     ):
         return None
     return int(stem), suffix
+
+
+def snapshot_path(directory: str, offset: int) -> str:
+    """The path of the producer-state snapshot at ``offset``: ``<dir>/<offset>.snapshot``."""
+    return segment_path(directory, offset, SNAPSHOT_SUFFIX)
+
+
+def parse_snapshot_name(name: str) -> int | None:
+    """The offset a producer-state snapshot's name holds, None for any other name."""
+    stem = name[: -len(SNAPSHOT_SUFFIX)]
+    if (
+        not name.endswith(SNAPSHOT_SUFFIX)
+        or len(stem) != _NAME_DIGITS
+        or not (stem.isascii() and stem.isdigit())
+    ):
+        return None
+    return int(stem)
 
 
 def is_segment_log(name: str) -> bool:
@@ -63,11 +85,13 @@ _PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER
 
 def is_leftover(name: str) -> bool:
     """Whether ``name`` is a temporary file a partition's own writes can leave behind:
-    ``~checkpoint.tmp``, or (older logstore and Kafka names, recognised only in exactly
-    this form) ``checkpoint.tmp`` and a segment file's name plus ``.tmp``, ``.deleted``,
-    ``.cleaned`` or ``.swap``."""
+    ``~checkpoint.tmp``, a snapshot's ``~<offset>.snapshot.tmp``, or (older logstore and
+    Kafka names, recognised only in exactly this form) ``checkpoint.tmp`` and a segment
+    file's name plus ``.tmp``, ``.deleted``, ``.cleaned`` or ``.swap``."""
     if name in _LEFTOVER_NAMES:
         return True
+    if name.startswith("~") and name.endswith(".tmp"):
+        return parse_snapshot_name(name[1:-4]) is not None
     stem, dot, suffix = name.rpartition(".")
     return bool(dot) and dot + suffix in _LEFTOVER_SUFFIXES and (
         parse_segment_name(stem) is not None
@@ -76,9 +100,13 @@ def is_leftover(name: str) -> bool:
 
 def is_partition_file(name: str) -> bool:
     """Whether ``name`` is one logstore creates in a partition directory: a segment file,
-    the checkpoint, the head, a lock file, or a leftover (:func:`is_leftover`)."""
-    return name in _PARTITION_FILES or parse_segment_name(name) is not None or is_leftover(
-        name
+    a producer-state snapshot, the checkpoint, the head, a lock file, or a leftover
+    (:func:`is_leftover`)."""
+    return (
+        name in _PARTITION_FILES
+        or parse_segment_name(name) is not None
+        or parse_snapshot_name(name) is not None
+        or is_leftover(name)
     )
 
 
@@ -93,6 +121,8 @@ class Listing(NamedTuple):
     """Names of leftover temporary files."""
     gaps: frozenset[int]
     """The bases of the segments that declare offset gaps (a ``.gaps`` marker)."""
+    snapshots: tuple[int, ...] = ()
+    """The offsets of the producer-state snapshots, in order."""
 
 
 def read_listing(names: Iterable[str]) -> Listing:
@@ -101,10 +131,14 @@ def read_listing(names: Iterable[str]) -> Listing:
     others: list[tuple[int, str]] = []
     markers: list[int] = []
     leftovers: list[str] = []
+    snapshots: list[int] = []
     for name in names:
         parsed = parse_segment_name(name)
         if parsed is None:
-            if is_leftover(name):  # never a segment file's name
+            snapshot = parse_snapshot_name(name)
+            if snapshot is not None:
+                snapshots.append(snapshot)
+            elif is_leftover(name):  # never a segment file's name
                 leftovers.append(name)
             continue
         base, suffix = parsed
@@ -117,4 +151,10 @@ def read_listing(names: Iterable[str]) -> Listing:
     logs.sort()
     have = set(logs)
     orphans = sorted(name for base, name in others if base not in have)
-    return Listing(logs, orphans, sorted(leftovers), frozenset(have.intersection(markers)))
+    return Listing(
+        logs,
+        orphans,
+        sorted(leftovers),
+        frozenset(have.intersection(markers)),
+        tuple(sorted(snapshots)),
+    )
