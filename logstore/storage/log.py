@@ -4,9 +4,10 @@ Assigns offsets, rolls segments, applies retention, recovers after a crash and k
 per-partition checkpoint. Knows a directory and a :class:`TopicConfig`, not its topic.
 :class:`PartitionLog` is built from parts (see :mod:`logstore.storage.logbase`):
 sharing between processes (:mod:`~logstore.storage.sharing`), recovery on open
-(:mod:`~logstore.storage.recovery`), reads (:mod:`~logstore.storage.reads`) and the
-retention strategy (:mod:`~logstore.storage.retention`); this module holds append, roll,
-flush, retention and close.
+(:mod:`~logstore.storage.recovery`), reads (:mod:`~logstore.storage.reads`),
+idempotent producers' state (:mod:`~logstore.storage.producing`) and the retention
+strategy (:mod:`~logstore.storage.retention`); this module holds append, roll, flush,
+retention and close.
 
 On a read-only file system (:class:`~logstore.storage.files.ReadOnlyFileSystem`, a store
 opened ``read_only=True``) the log writes nothing: recovery's cuts and index rebuilds
@@ -38,7 +39,8 @@ from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, Head
 from logstore.storage.listing import is_leftover, is_partition_file
 from logstore.storage.logbase import MAX_OPEN_SEALED_SEGMENTS
-from logstore.storage.reads import LogReads
+from logstore.storage.producers import MAX_PRODUCERS
+from logstore.storage.producing import SNAPSHOT_INTERVAL_BATCHES, ProducerTracking
 from logstore.storage.recovery import synced_recovery_point
 from logstore.storage.retention import Cleaner, DeleteCleaner
 from logstore.storage.segment import Segment
@@ -51,12 +53,10 @@ from logstore.types import (
 )
 
 _INT32_MAX = 2**31 - 1
-MAX_PRODUCERS = 1024
-"""Idempotent producers remembered per partition log (least recently used forgotten)."""
 _BASE_OFFSET = struct.Struct(">q")
 
 
-class PartitionLog(LogReads):
+class PartitionLog(ProducerTracking):
     """The segments of one partition. Thread-safe: every public method holds one lock.
 
     Args:
@@ -82,8 +82,8 @@ class PartitionLog(LogReads):
         self._segments: list[Segment] = []
         self._bases: list[int] = []
         self._open_sealed: OrderedDict[int, Segment] = OrderedDict()
-        # producer id -> (base sequence, base offset, last offset) of its last batch here
-        self._producers: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
+        self._producer_state = None
+        self._snapshots_retired_below = None
         self._closed = False
         self._failed: str | None = None
         self._marked_dirty = False
@@ -188,25 +188,56 @@ class PartitionLog(LogReads):
         return self._append(buf, headers)
 
     def _append(self, buf: bytes | memoryview, headers: list[BatchHeader]) -> AppendResult:
+        """Append whole batches: an idempotent producer's batch (producer id and base
+        sequence >= 0) is checked against the producer state first
+        (:mod:`~logstore.storage.producers`): a duplicate of one of its last 5 batches
+        returns their offsets and writes nothing.
+
+        Raises:
+            InvalidRecordError: an idempotent batch with other batches (Kafka takes one
+                batch per partition and request).
+            InvalidProducerEpochError, OutOfOrderSequenceError: nothing was written.
+        """
         limit = self.config.max_message_bytes
         for h in headers:
             if h.size > limit:
                 raise RecordTooLargeError(h.size, limit)
         first = headers[0]
-        pid, sequence = first.producer_id, first.base_sequence
-        idempotent = pid >= 0 and sequence >= 0 and len(headers) == 1
+        idempotent = first.producer_id >= 0 and first.base_sequence >= 0
+        if len(headers) > 1 and any(h.producer_id >= 0 and h.base_sequence >= 0 for h in headers):
+            raise InvalidRecordError(
+                f"append of {len(headers)} record batches refused: one of them is an "
+                f"idempotent producer's (producer id and base sequence >= 0), which must "
+                f"come alone (append it by itself, as Kafka takes one batch per partition)"
+            )
         with self._exclusive():
             now = self._now()
-            if idempotent:
-                prior = self._producers.get(pid)
-                if prior is not None and prior[0] == sequence:
-                    # The same producer's same batch again (a retry): written already.
-                    # Its first append may have failed in fsync, so sync before acking.
-                    if self.config.flush == "always":
-                        i = max(0, bisect.bisect_right(self._bases, prior[1]) - 1)
-                        self._segments[i].fsync()
-                    return AppendResult(prior[1], prior[2], now, prior[2] - prior[1] + 1)
             base = offset = self.log_end_offset
+            state = self._producer_state
+            if (
+                state is None
+                or state.end_offset != base
+                or state.log_start_offset != self.log_start_offset
+            ):
+                state = self._producers_at_end()
+            if state.unsnapshotted >= SNAPSHOT_INTERVAL_BATCHES:
+                # at the log end the head names: a writer dying after this leaves no
+                # snapshot past what the next writer keeps (it cuts what was not committed)
+                self._snapshot_in_segment(durable=False)
+            if idempotent:
+                if state.expiry_due(now):
+                    state.remove_expired(now)
+                prior = state.check(first)
+                if prior is not None:
+                    # A retry of a batch written already. Its first append may have
+                    # failed in fsync (then a reopened log found it), so sync before acking.
+                    if self.config.flush == "always":
+                        i = max(0, bisect.bisect_right(self._bases, prior.first_offset) - 1)
+                        self._segments[i].fsync()
+                    first_offset, last_offset = prior.first_offset, prior.last_offset
+                    return AppendResult(
+                        first_offset, last_offset, now, last_offset - first_offset + 1
+                    )
             placed: list[BatchHeader] = []
             parts: list[bytes | memoryview] = []
             view = memoryview(buf)
@@ -219,10 +250,10 @@ class PartitionLog(LogReads):
             self.active_segment.append(parts, placed)
             self._flush_per_policy(now)
             if idempotent:
-                self._producers[pid] = (sequence, base, offset - 1)
-                self._producers.move_to_end(pid)
-                if len(self._producers) > MAX_PRODUCERS:
-                    self._producers.popitem(last=False)
+                state.append(placed[0])
+            else:  # inline ProducerState.advance: the hot path of plain appends
+                state.end_offset = offset
+                state.unsnapshotted += len(placed)
         return AppendResult(base, offset - 1, now, offset - base)
 
     def _mark_dirty(self) -> None:
@@ -264,6 +295,7 @@ class PartitionLog(LogReads):
         durable = self.config.flush != "never"
         old = self.active_segment
         old.seal(fsync=durable)
+        self._snapshot_at_roll(old, durable=durable)  # Kafka's snapshot at each roll
         new = Segment.create(self.fs, self.directory, self.log_end_offset, self.config, now)
         new.next_offset = new.base_offset
         self._segments.append(new)
@@ -275,6 +307,7 @@ class PartitionLog(LogReads):
             self.recovery_point = new.base_offset
             self._last_flush_ms = now
             self._write_checkpoint(clean=False)
+        self._retire_snapshots()
 
     def roll(self) -> None:
         """Start a new segment now (no-op if the active segment is empty)."""
@@ -302,6 +335,7 @@ class PartitionLog(LogReads):
             if self._marked_dirty:
                 self._write_checkpoint(clean=False)
             self._last_flush_ms = self._now()
+            self._retire_snapshots()
 
     def _sync_all(self) -> None:
         """fsync every segment from the one holding the recovery point on (older ones
@@ -365,8 +399,9 @@ class PartitionLog(LogReads):
         for seg in doomed:
             self._open_sealed.pop(seg.base_offset, None)
             seg.delete()
-        self.fs.fsync_dir(self.directory)
         self._set_segments(self._segments[count:])
+        self._remove_snapshots_below(self._segments[0].base_offset)  # after their segments
+        self.fs.fsync_dir(self.directory)
 
     def reconfigure(self, config: TopicConfig) -> None:
         """Use ``config`` from now on (rolls, retention and flushes follow it)."""
@@ -401,7 +436,9 @@ class PartitionLog(LogReads):
                         cp = read_checkpoint(self.fs, self.directory)
                         if cp is None or not cp.clean:
                             self._sync_all()
-                            self._write_checkpoint(clean=True)
+                            self._snapshot_at_close()  # made durable by the checkpoint's
+                            self._write_checkpoint(clean=True)  # directory fsync
+                            self._retire_snapshots()
                             self._write_head()
                 finally:
                     self._writer.release()

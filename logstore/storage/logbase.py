@@ -4,7 +4,8 @@ A partition log is one class built bottom-up from parts, each in its own module 
 using only the parts below it: :class:`LogState` here (the attributes they share and the
 small helpers all of them use), :mod:`~logstore.storage.recovery` (open and crash
 recovery), :mod:`~logstore.storage.sharing` (the head file, the writer lock, following
-other processes), :mod:`~logstore.storage.reads` (read, read_records, offset lookups) and
+other processes), :mod:`~logstore.storage.reads` (read, read_records, offset lookups),
+:mod:`~logstore.storage.producing` (idempotent producers' state and its snapshots) and
 :mod:`~logstore.storage.log` (append, roll, flush, retention, close), with the cleaner
 strategy in :mod:`~logstore.storage.retention`.
 """
@@ -38,8 +39,6 @@ class LogState:
     _segments: list[Segment]
     _bases: list[int]
     _open_sealed: OrderedDict[int, Segment]
-    _producers: OrderedDict[int, tuple[int, int, int]]
-    """producer id -> (base sequence, base offset, last offset) of its last batch here"""
     _closed: bool
     _failed: str | None
     _marked_dirty: bool

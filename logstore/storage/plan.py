@@ -26,7 +26,12 @@ The rules:
   (:mod:`logstore.storage.gaps`), which may end before the next base - and a log that
   ends below the recovery point (an error);
 * damage in a segment that is not rescanned is not repaired: reads there raise
-  ``CorruptRecordError`` (``verify`` reports it from its own walk of every segment).
+  ``CorruptRecordError`` (``verify`` reports it from its own walk of every segment);
+* producer-state snapshots (:mod:`~logstore.storage.producers`) are kept, except those
+  below the first segment that stays (their segments are gone: retention was
+  interrupted) and, when the rescans say where the log ends, those past that end (the
+  offsets they cover were lost): both are removed. A damaged snapshot is no concern of
+  the plan: loading the state skips it (``verify`` reports it).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from logstore.storage.checkpoint import CHECKPOINT_NAME, Checkpoint
-from logstore.storage.listing import LOG_SUFFIX, Listing, segment_path
+from logstore.storage.listing import LOG_SUFFIX, Listing, segment_path, snapshot_path
 from logstore.storage.segment import SegmentScan
 
 REPAIR = "repair"
@@ -91,7 +96,8 @@ class PlanError(NamedTuple):
 
 class RecoveryPlan(NamedTuple):
     remove: tuple[str, ...]
-    """Names of leftover temporaries and orphan segment files to remove."""
+    """Names of leftover temporaries, orphan segment files and stale producer snapshots
+    to remove."""
     segments: tuple[SegmentPlan, ...]
     """One entry per ``.log`` in the listing, in offset order."""
     log_start_offset: int
@@ -253,14 +259,47 @@ def plan_recovery(
             ))
     planned = {s.base_offset for s in p.segments}
     p.segments += [SegmentPlan(b, Action.KEEP) for b in logs if b not in planned]  # refused
+    rescanned = frozenset(logs[first:])
+    stale = _stale_snapshots(p, listing, start, scans, rescanned) if p.error is None else []
     return RecoveryPlan(
-        tuple(listing.leftovers) + tuple(listing.orphans),
+        tuple(listing.leftovers) + tuple(listing.orphans) + tuple(stale),
         tuple(p.segments),
         start,
         synced,
         p.error,
         tuple(p.findings),
     )
+
+
+def _stale_snapshots(
+    p: _Planner,
+    listing: Listing,
+    start: int,
+    scans: Mapping[int, SegmentScan],
+    rescanned: frozenset[int],
+) -> list[str]:
+    """The names of the producer snapshots the open removes (with a finding each): below
+    the first segment that stays, or past the log end where the open knows it (its last
+    segment is rescanned)."""
+    if not listing.snapshots:
+        return []
+    kept = [s.base_offset for s in p.segments if s.action is not Action.DELETE]
+    first = kept[0] if kept else start
+    end: int | None = start  # no segment stays: the open starts an empty one at the start
+    if kept:
+        end = scans[kept[-1]].next_offset if kept[-1] in rescanned else None
+    names = []
+    for offset in listing.snapshots:
+        path = snapshot_path(p.directory, offset)
+        if offset < first:
+            why = f"below offset {first}, where the first segment starts (its segments are gone)"
+        elif end is not None and offset > end:
+            why = f"past the log end {end} (the offsets it covers were lost)"
+        else:
+            continue
+        names.append(os.path.basename(path))
+        p.findings.append(Finding(path, None, REPAIR, f"producer snapshot {why}: removed on open"))
+    return names
 
 
 def _cleanup_findings(directory: str, listing: Listing, cp: Checkpoint | None) -> list[Finding]:

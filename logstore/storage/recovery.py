@@ -188,10 +188,6 @@ class Recovery(LogState):
             if step.action is Action.CUT:
                 assert step.cut_at is not None and step.problem is not None
                 self.recovered_bytes += seg.cut(step.cut_at, step.problem)
-            if step.action in (Action.CUT, Action.REBUILD):
-                # a producer retrying a batch that reached the log before a crash or failed
-                # fsync must find it, not write it twice
-                self._producers.update(seg.producer_batches)
             kept.append(seg)
         if dropped_later and not self._read_only:
             self.fs.fsync_dir(self.directory)

@@ -71,9 +71,6 @@ class SegmentFiles:
         self._size: int | None = None
         self._deleted = False
         self._indexes_missing = False
-        self.producer_batches: dict[int, tuple[int, int, int]] = {}
-        """Idempotent producers' last batch seen by a recovery scan: producer id ->
-        (base sequence, base offset, last offset)."""
 
     # ------------------------------------------------------------------ files
 
@@ -139,10 +136,6 @@ class SegmentFiles:
         walk = walk_batches(self.log_file, 0, expected=self.base_offset, gaps=self.gaps)
         for h in walk:
             self._index_batch(h, h.position)
-            if h.producer_id >= 0 and h.base_sequence >= 0:
-                self.producer_batches[h.producer_id] = (
-                    h.base_sequence, h.base_offset, h.last_offset
-                )
         if self.max_timestamp >= 0:
             # Kafka's recover() ends the same way: the largest timestamp is always indexed,
             # so a lazily opened sealed segment knows it without a scan.

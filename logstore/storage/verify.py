@@ -7,18 +7,20 @@ Nothing here writes, takes a lock or trusts an index: batches are found by walki
 open would do is the recovery plan built from those walks
 (:func:`~logstore.storage.plan.plan_recovery`, the function the open itself runs): this
 module states no recovery rule of its own. It adds what only a full walk can show:
-damage in segments the open trusts (reads there raise ``CorruptRecordError``) and indexes
-that do not match their log (rebuilt when next used).
+damage in segments the open trusts (reads there raise ``CorruptRecordError``), indexes
+that do not match their log (rebuilt when next used) and damaged producer snapshots
+(skipped when the producer state is next loaded).
 
 :func:`walk_log` is the documented reader ``logstore inspect`` dumps batches with.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from logstore.errors import CorruptRecordError
+from logstore.errors import CorruptionError, CorruptRecordError
 from logstore.records import crc_valid, decode_batch_records
 from logstore.storage.batches import walk_batches
 from logstore.storage.checkpoint import Checkpoint, read_checkpoint
@@ -30,6 +32,7 @@ from logstore.storage.listing import (
     TIME_INDEX_SUFFIX,
     read_listing,
     segment_path,
+    snapshot_path,
 )
 from logstore.storage.plan import (
     CORRUPT,
@@ -40,6 +43,7 @@ from logstore.storage.plan import (
     live_segments,
     plan_recovery,
 )
+from logstore.storage.producers import read_snapshot
 from logstore.storage.recovery import synced_recovery_point
 from logstore.storage.segment import SegmentScan
 from logstore.types import BatchHeader, Record
@@ -190,7 +194,28 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
         if why is not None:
             findings.append(Finding(segment_path(directory, base, LOG_SUFFIX), None, REPAIR,
                                     f"{why}: the indexes are rebuilt from the log when used"))
+    findings += _snapshot_findings(fs, directory, listing.snapshots, set(plan.remove))
     return PartitionReport(directory, cp, reports, findings, plan)
+
+
+def _snapshot_findings(
+    fs: FileSystem, directory: str, offsets: tuple[int, ...], removed: set[str]
+) -> list[Finding]:
+    """The damaged producer snapshots among those the open keeps."""
+    found = []
+    for offset in offsets:
+        path = snapshot_path(directory, offset)
+        if os.path.basename(path) in removed:
+            continue
+        try:
+            read_snapshot(fs, directory, offset)
+        except CorruptionError as err:
+            found.append(Finding(path, None, REPAIR, (
+                f"damaged producer snapshot ({err}): skipped, and removed, when the "
+                f"producer state is next loaded (it is rebuilt from an older snapshot "
+                f"and the log)"
+            )))
+    return found
 
 
 __all__ = [

@@ -1074,7 +1074,9 @@ def test_partition_log_open_removes_leftover_temporary_files(tmp_path: Path) -> 
         ".writer.lock",
         "00000000000000000000.index",
         "00000000000000000000.log",
+        "00000000000000000000.snapshot",  # producer state: at the first write
         "00000000000000000000.timeindex",
+        "00000000000000000001.snapshot",  # and at the clean close
         CHECKPOINT_NAME,
         "head",
         "notes.txt",
