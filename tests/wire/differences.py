@@ -97,6 +97,13 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
             "KIP-320 truncation checks (logstore has no OffsetForLeaderEpoch to answer "
             "them, and one copy of each partition: no truncation).",
     ),
+    "DescribeGroups(unknown group).error": Difference(
+        kafka="GROUP_ID_NOT_FOUND when the client asks DescribeGroups v6+ (kafka-python); "
+              "state Dead and no error before v6",
+        logstore=None,
+        why="logstore implements the non-flexible DescribeGroups v0-4, where Kafka too "
+            "answers an unknown group with the state Dead and no error.",
+    ),
     "ListGroups.group_state": Difference(
         kafka="the group's state (Stable, Empty): ListGroups v4+ carries it",
         logstore=None,

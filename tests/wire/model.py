@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-Headers = tuple[tuple[str, bytes], ...]
+Headers = tuple[tuple[str, bytes | None], ...]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class GroupInfo:
     members: tuple[MemberInfo, ...]
     authorized_operations: frozenset[str] | None = None
     """Kafka's ACL operation names, when the client asked for them and got them."""
+    error: str | None = None
+    """Kafka's error name, when the group's answer carried one."""
 
     def assignments(self) -> list[frozenset[int]]:
         return sorted((m.assignment for m in self.members), key=sorted)

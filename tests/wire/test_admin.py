@@ -5,10 +5,13 @@ for it."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.wire.clients import Can, WireClient, by_name
+from tests.wire.clients.base import error_name
 from tests.wire.differences import KAFKA_TOPIC_CONFIGS, LONG_MAX, expect
 from tests.wire.helpers import PYTESTMARK, needs, unique
-from tests.wire.model import PartitionInfo, wait_for
+from tests.wire.model import PartitionInfo, Rec, wait_for
 from tests.wire.targets import Target
 
 pytestmark = PYTESTMARK
@@ -56,3 +59,27 @@ def test_topic_create_describe_delete(target: Target, client: WireClient) -> Non
     wait_for(f"{topic} gone from the metadata",
              lambda: topic not in client.list_topics(target.bootstrap), 10)
     assert admin.delete_topic(target.bootstrap, topic) == "UNKNOWN_TOPIC_OR_PARTITION"
+
+
+@needs(Can.PRODUCE, Can.CONSUME)
+def test_producing_to_a_missing_topic_creates_it(target: Target, client: WireClient) -> None:
+    """Both servers create topics on a client's request (Kafka's default
+    auto.create.topics.enable=true), with one partition (num.partitions=1)."""
+    topic = unique("auto")
+    sent = [Rec(b"key", f"value-{i}".encode()) for i in range(3)]
+    client.produce(target.bootstrap, topic, sent)
+    assert by_name("kafka-python").describe_topic(target.bootstrap, topic) == [
+        PartitionInfo(0, 1, (1,), (1,))]
+    got = client.consume(target.bootstrap, topic, 1, len(sent))
+    assert [(g.offset, g.value) for g in got] == [(i, r.value) for i, r in enumerate(sent)]
+
+
+@needs(Can.PRODUCE_DETAILS)
+def test_a_batch_over_max_message_bytes_is_refused(target: Target, client: WireClient) -> None:
+    topic = unique("large")
+    assert client.create_topic(target.bootstrap, topic, 1, {"max.message.bytes": "10000"}) is None
+    with pytest.raises(Exception) as refused:  # each library raises its own type
+        client.produce(target.bootstrap, topic, [Rec(b"key", b"x" * 20_000)])
+    assert error_name(refused.value) == "MESSAGE_TOO_LARGE"
+    client.produce(target.bootstrap, topic, [Rec(b"key", b"x" * 5_000)])  # under the limit
+    assert [g.offset for g in client.consume(target.bootstrap, topic, 1, 1)] == [0]

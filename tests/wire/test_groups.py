@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 from tests.wire.clients import Can, WireClient, by_name
+from tests.wire.clients.base import TRANSIENT_GROUP_ERRORS
 from tests.wire.differences import expect
 from tests.wire.helpers import PYTESTMARK, create_topic, needs, unique
 from tests.wire.model import GroupInfo, MemberControl, Rec, wait_for
@@ -112,3 +113,24 @@ def _expect_authorized(target: Target, info: GroupInfo) -> None:
         expect(target.name, "DescribeGroups.authorized_operations",
                info.authorized_operations,
                frozenset({"READ", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}))
+
+
+@needs(Can.GROUP_ADMIN)
+def test_describe_a_group_nobody_joined(target: Target, client: WireClient) -> None:
+    group = unique("nobody")
+    answers = []
+
+    def answered() -> bool:  # past a coordinator still loading (a broker just restarted)
+        answers.append(client.describe_group(target.bootstrap, group, "none"))
+        return answers[-1].error not in TRANSIENT_GROUP_ERRORS
+
+    wait_for(f"an answer about {group}", answered, 15, every_s=0.2)
+    info = answers[-1]
+    # DescribeGroups v6 (kafka-python asks it of Kafka) answers GROUP_ID_NOT_FOUND; before
+    # v6 Kafka answers the state Dead and no error
+    kafka_v6 = client.name == "kafka-python"
+    expect(target.name, "DescribeGroups(unknown group).error", info.error,
+           "GROUP_ID_NOT_FOUND" if kafka_v6 else None)
+    if info.error is None:
+        assert (info.state, info.members, info.protocol_type) == ("Dead", (), "")
+    assert client.committed(target.bootstrap, unique("nobody"), "none", 1) == {}

@@ -17,7 +17,7 @@ from logstore.records.batch import COMPRESSION_MASK
 from logstore.types import Compression
 from tests.wire.clients import Can, WireClient
 from tests.wire.helpers import PYTESTMARK, create_topic, needs, stored_batches, unique
-from tests.wire.model import Got, Rec
+from tests.wire.model import Got, Headers, Rec
 from tests.wire.targets import LogstoreTarget, Target
 
 pytestmark = PYTESTMARK
@@ -31,16 +31,26 @@ VARIANTS = ["defaults", "gzip", "snappy", "lz4", "zstd"]
 
 def _records(client: WireClient, now_ms: int) -> list[Rec]:
     """Keyed, compressible (so no client falls back to an uncompressed batch) records;
-    per-record headers and timestamps where the client can set them."""
-    detailed = client.can(Can.PRODUCE_DETAILS)
+    where the client can: per-record headers (an ``id``, an empty value, a null value)
+    and timestamps, a record without a key and one without a value (a tombstone)."""
+    if not client.can(Can.PRODUCE_DETAILS):  # kcat: text lines, the same headers
+        return [Rec(f"key-{i % KEYS}".encode(),
+                    f"{client.name}-{i:03d} ".encode() + b"payload, payload, payload " * 4,
+                    (("source", b"kcat"), ("empty", b"x"))) for i in range(RECORDS)]
     out = []
     for i in range(RECORDS):
         value = f"{client.name}-{i:03d} ".encode() + b"payload, payload, payload " * 4
-        headers = (("trace", f"t-{i}".encode()), ("empty", b"")) if detailed else (
-            ("source", b"kcat"), ("empty", b"x"))
-        out.append(Rec(f"key-{i % KEYS}".encode(), value, headers,
-                       now_ms - 60_000 + i * 7 if detailed else None))
+        headers: Headers = (("id", str(i).encode()), ("empty", b""))
+        if i % 3 == 0 and client.null_header_values:
+            headers += (("null", None),)
+        out.append(Rec(None if i == 0 else f"key-{i % KEYS}".encode(),
+                       None if i == 1 else value, headers, now_ms - 60_000 + i * 7))
     return out
+
+
+def _ident(r: Rec | Got) -> bytes | None:
+    """Which record this is: its ``id`` header, else (kcat) its value."""
+    return dict(r.headers).get("id", r.value)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -61,15 +71,16 @@ def test_produced_records_come_back_exactly_once(
 
     # every record exactly once, as sent
     assert len({(g.partition, g.offset) for g in got}) == len(got), "a record came twice"
-    assert sorted(g.content for g in got) == sorted((r.key, r.value, r.headers) for r in sent)
-    by_value = {g.value: g for g in got}
+    assert sorted((g.content for g in got), key=repr) == sorted(
+        ((r.key, r.value, r.headers) for r in sent), key=repr)
+    by_id = {_ident(g): g for g in got}
     for r in sent:
         if r.timestamp is not None:
-            assert by_value[r.value].timestamp == r.timestamp
+            assert by_id[_ident(r)].timestamp == r.timestamp
         else:
-            assert before - 1000 <= by_value[r.value].timestamp <= after + 1000
+            assert before - 1000 <= by_id[_ident(r)].timestamp <= after + 1000
     if delivered is not None:  # the acknowledged offsets are where the records are
-        assert [(by_value[r.value].partition, by_value[r.value].offset) for r in sent] == (
+        assert [(by_id[_ident(r)].partition, by_id[_ident(r)].offset) for r in sent] == (
             delivered)
     _assert_keys_in_one_partition_in_order(got, sent)
     if isinstance(target, LogstoreTarget):  # the embedded API reads the same records
@@ -98,14 +109,15 @@ def test_produced_records_come_back_exactly_once(
 
 
 def _assert_keys_in_one_partition_in_order(got: list[Got], sent: list[Rec]) -> None:
-    order = {r.value: i for i, r in enumerate(sent)}
+    order = {_ident(r): i for i, r in enumerate(sent)}
     partitions: dict[bytes | None, set[int]] = defaultdict(set)
     for g in got:
-        partitions[g.key].add(g.partition)
+        if g.key is not None:  # a record without a key goes anywhere
+            partitions[g.key].add(g.partition)
     assert all(len(p) == 1 for p in partitions.values()), dict(partitions)
     for partition in {g.partition for g in got}:
         in_partition = sorted(g for g in got if g.partition == partition)
         assert [g.offset for g in in_partition] == list(range(len(in_partition)))
-        for key in {g.key for g in in_partition}:
-            sequence = [order[g.value] for g in in_partition if g.key == key]
+        for key in {g.key for g in in_partition} - {None}:
+            sequence = [order[_ident(g)] for g in in_partition if g.key == key]
             assert sequence == sorted(sequence), f"key {key!r} out of order"

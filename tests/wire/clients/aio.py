@@ -38,11 +38,13 @@ from tests.wire.model import (
 
 _SOURCES = {1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG",
             3: "DYNAMIC_DEFAULT_BROKER_CONFIG", 4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG"}
-_ERRORS = {36: "TOPIC_ALREADY_EXISTS", 3: "UNKNOWN_TOPIC_OR_PARTITION"}
+_ERRORS = {36: "TOPIC_ALREADY_EXISTS", 3: "UNKNOWN_TOPIC_OR_PARTITION", 69: "GROUP_ID_NOT_FOUND",
+           14: "COORDINATOR_LOAD_IN_PROGRESS", 15: "COORDINATOR_NOT_AVAILABLE",
+           16: "NOT_COORDINATOR"}
 
 
 def _got(r: Any) -> Got:
-    headers = tuple((k, bytes(v)) for k, v in (r.headers or ()))
+    headers = tuple((k, None if v is None else bytes(v)) for k, v in (r.headers or ()))
     return Got(r.partition, r.offset, r.key, r.value, headers, r.timestamp)
 
 
@@ -73,6 +75,7 @@ class AioKafkaClient(WireClient):
     name = "aiokafka"
     capabilities = frozenset(Can)
     default_idempotent = False
+    null_header_values = True
 
     def produce(
         self,
@@ -285,14 +288,15 @@ class AioKafkaClient(WireClient):
 
         (response,) = _run(main())
         (found,) = response.to_object()["groups"]
-        assert found["error_code"] == 0, found
         members = tuple(
             MemberInfo(m["member_id"], m["client_id"], m["client_host"],
                        _assigned(m["member_assignment"], topic))
             for m in found["members"]
         )
         return GroupInfo(found["state"], found["protocol_type"], found["protocol"], members,
-                         acl_operations(found.get("authorized_operations", -(2**31))))
+                         acl_operations(found.get("authorized_operations", -(2**31))),
+                         _ERRORS.get(found["error_code"], str(found["error_code"]))
+                         if found["error_code"] else None)
 
     def committed(
         self, bootstrap: str, group: str, topic: str, partitions: int

@@ -46,6 +46,8 @@ class WireClient:
     capabilities: frozenset[Can] = frozenset()
     default_idempotent: bool = False
     """Whether the library's producer is idempotent with its default settings."""
+    null_header_values: bool = False
+    """Whether the library sends a header without a value (kafka-python refuses one)."""
 
     def can(self, *what: Can) -> bool:
         return all(w in self.capabilities for w in what)
@@ -132,12 +134,31 @@ class WireClient:
         raise NotImplementedError
 
 
+_ALIASES = {
+    "MessageSizeTooLargeError": "MESSAGE_TOO_LARGE",  # kafka-python, aiokafka
+    "MSG_SIZE_TOO_LARGE": "MESSAGE_TOO_LARGE",  # librdkafka
+    "UNKNOWN_TOPIC_OR_PART": "UNKNOWN_TOPIC_OR_PARTITION",  # librdkafka
+    "GroupIdNotFoundError": "GROUP_ID_NOT_FOUND",
+    "NotCoordinatorError": "NOT_COORDINATOR",
+    "CoordinatorLoadInProgressError": "COORDINATOR_LOAD_IN_PROGRESS",
+    "CoordinatorNotAvailableError": "COORDINATOR_NOT_AVAILABLE",
+}
+TRANSIENT_GROUP_ERRORS = frozenset({
+    "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE"})
+"""What a broker answers about a group while its coordinator loads (after a restart):
+clients retry them."""
+
+
 def error_name(exc: BaseException) -> str:
-    """Kafka's error name for a library's exception (``TopicAlreadyExistsError`` and
-    ``TOPIC_ALREADY_EXISTS`` both give ``TOPIC_ALREADY_EXISTS``)."""
-    text = type(exc).__name__
+    """Kafka's error name for a library's exception (``TopicAlreadyExistsError``,
+    librdkafka's ``TOPIC_ALREADY_EXISTS`` and an aiokafka error code all give
+    ``TOPIC_ALREADY_EXISTS``)."""
+    text = f"{type(exc).__name__}: {exc}"
+    for alias, known in _ALIASES.items():
+        if alias in text:
+            return known
     for known in ("TOPIC_ALREADY_EXISTS", "UNKNOWN_TOPIC_OR_PARTITION"):
         camel = "".join(w.capitalize() for w in known.split("_"))
-        if known in str(exc) or camel in text:
+        if known in text or camel in text:
             return known
-    return f"{text}: {exc}"
+    return text

@@ -36,6 +36,7 @@ from tests.wire.clients.base import (
     SESSION_TIMEOUT_MS,
     Can,
     WireClient,
+    error_name,
 )
 from tests.wire.model import (
     Got,
@@ -52,7 +53,7 @@ from tests.wire.model import (
 def _got(m: Any) -> Got:
     if m.error() is not None:
         raise KafkaException(m.error())
-    headers = tuple((k, bytes(v)) for k, v in (m.headers() or ()))
+    headers = tuple((k, None if v is None else bytes(v)) for k, v in (m.headers() or ()))
     epoch = m.leader_epoch()
     return Got(m.partition(), m.offset(), m.key(), m.value(), headers, m.timestamp()[1],
                -1 if epoch is None else epoch)
@@ -76,15 +77,14 @@ def _admin(bootstrap: str) -> Any:
 
 def _error(exc: BaseException) -> str:
     err = exc.args[0] if exc.args else None
-    if not isinstance(err, KafkaError):
-        return f"{type(exc).__name__}: {exc}"
-    return {"UNKNOWN_TOPIC_OR_PART": "UNKNOWN_TOPIC_OR_PARTITION"}.get(err.name(), err.name())
+    return error_name(KafkaException(err.name()) if isinstance(err, KafkaError) else exc)
 
 
 class ConfluentClient(WireClient):
     name = "confluent-kafka"
     capabilities = frozenset(Can)
     default_idempotent = False
+    null_header_values = True
 
     def produce(
         self,
@@ -103,12 +103,12 @@ class ConfluentClient(WireClient):
             config["enable.idempotence"] = idempotent
         producer = Producer(config)
         delivered: dict[int, tuple[int, int]] = {}
-        errors: list[str] = []
+        errors: list[Any] = []
 
         def report(i: int) -> Any:
             def cb(err: Any, msg: Any) -> None:
                 if err is not None:
-                    errors.append(f"record {i}: {err}")
+                    errors.append(err)
                 else:
                     delivered[i] = (msg.partition(), msg.offset())
             return cb
@@ -122,7 +122,9 @@ class ConfluentClient(WireClient):
             producer.produce(topic, value=r.value, key=r.key, headers=list(r.headers),
                              on_delivery=report(i), **extra)
         left = producer.flush(CALL_TIMEOUT_S)
-        assert left == 0 and not errors, f"{left} record(s) not delivered; {errors}"
+        if errors:
+            raise KafkaException(errors[0])
+        assert left == 0, f"{left} record(s) not delivered in {CALL_TIMEOUT_S:g} s"
         return [delivered[i] for i in range(len(records))]
 
     def consume(self, bootstrap: str, topic: str, partitions: int, count: int) -> list[Got]:
@@ -256,9 +258,12 @@ class ConfluentClient(WireClient):
 
     def describe_group(self, bootstrap: str, group: str, topic: str) -> GroupInfo:
         admin = _admin(bootstrap)
-        found = admin.describe_consumer_groups(
-            [group], request_timeout=CALL_TIMEOUT_S, include_authorized_operations=True,
-        )[group].result(CALL_TIMEOUT_S)
+        try:
+            found = admin.describe_consumer_groups(
+                [group], request_timeout=CALL_TIMEOUT_S, include_authorized_operations=True,
+            )[group].result(CALL_TIMEOUT_S)
+        except KafkaException as exc:  # the group's answer carried an error
+            return GroupInfo("", "", "", (), None, _error(exc))
         members = tuple(
             MemberInfo(
                 m.member_id, m.client_id, m.host,
