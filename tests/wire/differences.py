@@ -42,6 +42,30 @@ LOGSTORE_TOPIC_CONFIGS = frozenset({
 })
 
 
+KAFKA_API_VERSIONS = {
+    0: (0, 13), 1: (4, 18), 2: (1, 11), 3: (0, 13), 8: (2, 10), 9: (1, 10), 10: (0, 6),
+    11: (0, 9), 12: (0, 4), 13: (0, 5), 14: (0, 5), 15: (0, 6), 16: (0, 5), 17: (0, 1),
+    18: (0, 5), 19: (2, 7), 20: (1, 6), 21: (0, 2), 22: (0, 5), 23: (2, 4), 24: (0, 5),
+    25: (0, 4), 26: (0, 5), 27: (1, 2), 28: (0, 6), 29: (1, 3), 30: (1, 3), 31: (1, 3),
+    32: (1, 4), 33: (0, 2), 34: (1, 2), 35: (1, 5), 36: (0, 2), 37: (0, 3), 38: (1, 3),
+    39: (1, 2), 40: (1, 2), 41: (1, 3), 42: (0, 3), 43: (0, 2), 44: (0, 1), 45: (0, 1),
+    46: (0, 0), 47: (0, 0), 48: (0, 1), 49: (0, 1), 50: (0, 0), 51: (0, 0), 55: (0, 2),
+    57: (0, 2), 60: (0, 2), 61: (0, 0), 64: (0, 0), 65: (0, 0), 66: (0, 2), 68: (0, 1),
+    69: (0, 1), 74: (0, 1), 75: (0, 0), 76: (1, 1), 77: (1, 1), 78: (1, 2), 79: (1, 2),
+    80: (0, 1), 81: (0, 0), 83: (0, 0), 84: (0, 0), 85: (0, 1), 86: (0, 0), 87: (0, 1),
+    88: (0, 1), 89: (0, 1), 90: (0, 1), 91: (0, 0), 92: (0, 0), 93: (0, 0), 94: (0, 0),
+}
+"""{API key: (min, max)} in Kafka 4.4's ApiVersions answer (without SASL listeners)."""
+
+LOGSTORE_API_VERSIONS = {
+    0: (0, 8), 1: (4, 11), 2: (1, 5), 3: (0, 6), 8: (2, 7), 9: (1, 5), 10: (0, 2), 11: (0, 5),
+    12: (0, 3), 13: (0, 3), 14: (0, 3), 15: (0, 4), 16: (0, 2), 18: (0, 2), 19: (2, 4),
+    20: (1, 3), 22: (0, 1), 32: (1, 3), 37: (0, 1), 42: (0, 1),
+}
+"""What ``logstore serve`` (without SASL) advertises: the last non-flexible version of
+each API it implements (Produce from v0, as Kafka 4 does, for librdkafka's codec checks)."""
+
+
 @dataclass(frozen=True)
 class Difference:
     """One field where logstore's answer is not Kafka's.
@@ -61,6 +85,24 @@ class Difference:
 
 
 KNOWN_DIFFERENCES: dict[str, Difference] = {
+    "ApiVersions.api_keys": Difference(
+        kafka="77 APIs up to their latest versions (KAFKA_API_VERSIONS), flexible ones too",
+        logstore=LOGSTORE_API_VERSIONS,
+        why="logstore implements the 20 APIs a producer, a consumer group and topic admin "
+            "need, each up to its last non-flexible version (no tagged fields, compact "
+            "encodings or header v2); clients negotiate down. Missing that clients may "
+            "use: OffsetForLeaderEpoch (23; not asked, since Metadata v6 carries no leader "
+            "epochs), DeleteRecords (21), AlterConfigs/IncrementalAlterConfigs (33, 44), "
+            "DescribeCluster (60), transactions (24-26, 28) and KIP-848 groups (68, 69).",
+    ),
+    "kafka-python's inferred broker version": Difference(
+        kafka="(4, 3): the newest release kafka-python knows, from Kafka 4.4's ApiVersions",
+        logstore=(2, 4),
+        why="kafka-python infers a broker release from the ApiVersions ranges; logstore's "
+            "(Produce v8, Fetch v11, ...) first match Kafka 2.4. It then uses fetch sessions "
+            "(which logstore answers sessionless) and the versions above, and no feature "
+            "the tests use needs more.",
+    ),
     "DescribeConfigs(topic).names": Difference(
         kafka="the 37 topic configs of Kafka 4.4 (KAFKA_TOPIC_CONFIGS)",
         logstore=LOGSTORE_TOPIC_CONFIGS,
