@@ -44,7 +44,8 @@ and how the log replays the batches after one: :mod:`logstore.storage.producing`
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from logstore.errors import (
@@ -101,9 +102,11 @@ class ProducerEntry:
 
     __slots__ = ("batches", "epoch", "last_timestamp")
 
-    def __init__(self, epoch: int, batches: list[BatchMetadata], last_timestamp: int) -> None:
+    def __init__(
+        self, epoch: int, batches: Iterable[BatchMetadata], last_timestamp: int
+    ) -> None:
         self.epoch = epoch
-        self.batches = batches
+        self.batches: deque[BatchMetadata] = deque(batches, NUM_BATCHES_TO_RETAIN)
         self.last_timestamp = last_timestamp
 
     def add(self, epoch: int, batch: BatchMetadata) -> None:
@@ -111,13 +114,11 @@ class ProducerEntry:
         if epoch != self.epoch:
             self.epoch = epoch
             self.batches.clear()
-        if len(self.batches) == NUM_BATCHES_TO_RETAIN:
-            del self.batches[0]
-        self.batches.append(batch)
+        self.batches.append(batch)  # the oldest of 5 goes
         self.last_timestamp = batch.max_timestamp
 
     def __repr__(self) -> str:
-        return f"ProducerEntry(epoch={self.epoch}, batches={self.batches})"
+        return f"ProducerEntry(epoch={self.epoch}, batches={list(self.batches)})"
 
 
 class ProducerState:
@@ -167,6 +168,8 @@ class ProducerState:
         entry = self.producers.get(pid)
         if entry is None:
             return None  # nothing known of it: any sequence (Kafka's empty entry)
+        if epoch == entry.epoch and first == entry.batches[-1].last_sequence + 1:
+            return None  # the usual case: the next batch (no retained one starts there)
         if epoch == entry.epoch:
             last = increment_sequence(first, batch.last_offset_delta)
             for meta in entry.batches:
@@ -206,24 +209,24 @@ class ProducerState:
     def append(self, batch: BatchHeader) -> None:
         """Apply idempotent ``batch``, written at its ``base_offset`` (an append, or a
         batch of the log replayed: no checks)."""
-        pid = batch.producer_id
-        meta = BatchMetadata(
-            batch.base_sequence,
-            increment_sequence(batch.base_sequence, batch.last_offset_delta),
-            batch.base_offset,
-            batch.base_offset + batch.last_offset_delta,
-            batch.max_timestamp,
-        )
+        pid, first, delta = batch.producer_id, batch.base_sequence, batch.last_offset_delta
+        last = first + delta if first <= INT32_MAX - delta else increment_sequence(first, delta)
+        offset = batch.base_offset
+        meta = BatchMetadata(first, last, offset, offset + delta, batch.max_timestamp)
         producers = self.producers
         entry = producers.get(pid)
         if entry is None:
-            producers[pid] = ProducerEntry(batch.producer_epoch, [meta], meta.max_timestamp)
+            producers[pid] = ProducerEntry(batch.producer_epoch, [meta], batch.max_timestamp)
             if len(producers) > self.max_producers:
                 producers.popitem(last=False)
+        elif entry.epoch == batch.producer_epoch:  # ProducerEntry.add, inlined
+            entry.batches.append(meta)
+            entry.last_timestamp = batch.max_timestamp
+            producers.move_to_end(pid)
         else:
             entry.add(batch.producer_epoch, meta)
             producers.move_to_end(pid)
-        self.end_offset = meta.last_offset + 1
+        self.end_offset = offset + delta + 1
         self.unsnapshotted += 1
 
     def replay(self, batch: BatchHeader) -> None:
@@ -257,7 +260,8 @@ class ProducerState:
             if entry.batches[-1].last_offset < log_start_offset:
                 gone.append(pid)
             elif entry.batches[0].last_offset < log_start_offset:
-                entry.batches = [b for b in entry.batches if b.last_offset >= log_start_offset]
+                kept = [b for b in entry.batches if b.last_offset >= log_start_offset]
+                entry.batches = deque(kept, NUM_BATCHES_TO_RETAIN)
         for pid in gone:
             del self.producers[pid]
 
