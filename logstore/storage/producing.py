@@ -254,12 +254,13 @@ class ProducerTracking(LogReads):
             log.warning("%s: no producer snapshot at close: %s", self.directory, err)
 
     def _retire_snapshots(self) -> None:
-        """Delete the snapshots Kafka no longer keeps (``deleteSnapshotsAfterRecovery
-        PointCheckpoint``): those below the segment before the active one, unless they lie
-        at or above the segment before the one holding the recovery point (a crash may
-        cut the log back to there). Called after a roll, a flush and a clean close, when
-        the recovery point has moved; the first call of this log lists the directory, the
-        later ones delete only the segment bases newly below."""
+        """Delete the snapshots Kafka no longer keeps (its Log's
+        ``deleteSnapshotsAfterRecoveryPointCheckpoint``): those below the segment before
+        the active one, unless they lie at or above the segment before the one holding
+        the recovery point (a crash may cut the log back to there). Called after a roll,
+        a flush and a clean close, when the recovery point has moved; the first call of
+        this log lists the directory, the later ones delete only the segment bases newly
+        below."""
         bases = self._bases
         i = bisect.bisect_left(bases, self.recovery_point) - 1  # Kafka's lowerSegment
         floor = min(bases[-2] if len(bases) > 1 else bases[-1],
