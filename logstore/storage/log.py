@@ -295,7 +295,9 @@ class PartitionLog(ProducerTracking):
         durable = self.config.flush != "never"
         old = self.active_segment
         old.seal(fsync=durable)
-        self._snapshot_at_roll(old, durable=durable)  # Kafka's snapshot at each roll
+        self._snapshot_at_roll(old, durable=durable)  # Kafka's snapshot at each roll (done
+        # before the new files exist: a writer killed between their creation and the head
+        # naming them leaves a stray segment, so that window stays as short as it was)
         new = Segment.create(self.fs, self.directory, self.log_end_offset, self.config, now)
         new.next_offset = new.base_offset
         self._segments.append(new)
@@ -307,7 +309,6 @@ class PartitionLog(ProducerTracking):
             self.recovery_point = new.base_offset
             self._last_flush_ms = now
             self._write_checkpoint(clean=False)
-        self._retire_snapshots()
 
     def roll(self) -> None:
         """Start a new segment now (no-op if the active segment is empty)."""
@@ -335,7 +336,7 @@ class PartitionLog(ProducerTracking):
             if self._marked_dirty:
                 self._write_checkpoint(clean=False)
             self._last_flush_ms = self._now()
-            self._retire_snapshots()
+            self._retire_snapshots_now()
 
     def _sync_all(self) -> None:
         """fsync every segment from the one holding the recovery point on (older ones
@@ -438,7 +439,7 @@ class PartitionLog(ProducerTracking):
                             self._sync_all()
                             self._snapshot_at_close()  # made durable by the checkpoint's
                             self._write_checkpoint(clean=True)  # directory fsync
-                            self._retire_snapshots()
+                            self._retire_snapshots_now()
                             self._write_head()
                 finally:
                     self._writer.release()

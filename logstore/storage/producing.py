@@ -222,16 +222,22 @@ class ProducerTracking(LogReads):
         return True
 
     def _snapshot_at_roll(self, sealed: Segment, *, durable: bool) -> None:
-        """Save the state at the base of the segment about to start (the log end); the
-        caller fsyncs the directory. This log's snapshot inside ``sealed`` goes."""
-        state = self._producers_at_end()
-        previous = state.snapshot_offset
-        if (
-            self._save_producers(state, durable=durable)
-            and previous is not None
-            and sealed.base_offset < previous < state.end_offset
-        ):
-            self._remove_snapshots([previous])
+        """Before a roll (the new segment's files do not exist yet): save the state at
+        its base (the log end; the caller fsyncs the directory), remove this log's
+        snapshot inside ``sealed`` and retire the old ones. Never fails the roll."""
+        try:
+            state = self._producers_at_end()
+            previous = state.snapshot_offset
+            if (
+                self._save_producers(state, durable=durable)
+                and previous is not None
+                and sealed.base_offset < previous < state.end_offset
+            ):
+                self._remove_snapshots([previous])
+            point = self.log_end_offset if durable else self.recovery_point
+            self._retire_snapshots(sealed.base_offset, point)
+        except LogstoreError as err:
+            log.warning("%s: no producer snapshot at the roll: %s", self.directory, err)
 
     def _snapshot_in_segment(self, *, durable: bool) -> None:
         """Save the (current) state at the log end, and remove the other snapshots inside
@@ -253,21 +259,21 @@ class ProducerTracking(LogReads):
         except LogstoreError as err:
             log.warning("%s: no producer snapshot at close: %s", self.directory, err)
 
-    def _retire_snapshots(self) -> None:
+    def _retire_snapshots(self, previous_base: int, recovery_point: int) -> None:
         """Delete the snapshots Kafka no longer keeps (its Log's
-        ``deleteSnapshotsAfterRecoveryPointCheckpoint``): those below the segment before
-        the active one, unless they lie at or above the segment before the one holding
-        the recovery point (a crash may cut the log back to there). Called after a roll,
-        a flush and a clean close, when the recovery point has moved; the first call of
-        this log lists the directory, the later ones delete only the segment bases newly
-        below."""
-        bases = self._bases
-        i = bisect.bisect_left(bases, self.recovery_point) - 1  # Kafka's lowerSegment
-        floor = min(bases[-2] if len(bases) > 1 else bases[-1],
-                    bases[i] if i >= 0 else self.recovery_point)
-        done = self._snapshots_retired_below
+        ``deleteSnapshotsAfterRecoveryPointCheckpoint``): those below ``previous_base``
+        (the segment before the active one), unless they lie at or above the segment
+        before the one holding ``recovery_point`` (a crash may cut the log back to
+        there). Called at a roll (before the new segment's files exist, with what the
+        segment before the active one and the recovery point will be after it), a
+        flush and a clean close; the first call of this log lists the directory, the
+        later ones delete only the segment bases newly below."""
         if self._read_only:
             return
+        bases = self._bases
+        i = bisect.bisect_left(bases, recovery_point) - 1  # Kafka's lowerSegment
+        floor = min(previous_base, bases[i] if i >= 0 else recovery_point)
+        done = self._snapshots_retired_below
         if done is None:
             self._remove_snapshots(o for o in self._listed_snapshots() if o < floor)
         elif floor > done:
@@ -275,6 +281,11 @@ class ProducerTracking(LogReads):
                 bases[bisect.bisect_left(bases, done) : bisect.bisect_left(bases, floor)]
             )
         self._snapshots_retired_below = max(floor, done or 0)
+
+    def _retire_snapshots_now(self) -> None:
+        """:meth:`_retire_snapshots` after a flush or a clean close."""
+        bases = self._bases
+        self._retire_snapshots(bases[-2] if len(bases) > 1 else bases[-1], self.recovery_point)
 
     def _remove_snapshots_below(self, offset: int) -> None:
         """Delete the snapshots below ``offset`` (the first segment's base, after the
