@@ -338,10 +338,12 @@ class Producer:
     def _write(self, batch: _Batch) -> None:
         """Append one batch (its partition's write lock is held)."""
         tp = (batch.topic, batch.partition)
+        sequence = 0
         try:
             with self._lock:
                 sequence = self._sequences.get(tp, 0)
                 self._sequences[tp] = (sequence + len(batch.records)) % (2**31)
+                producer_id, epoch = self.producer_id, self._producer_epoch
             for attempt in range(self.retries + 1):
                 try:
                     result = self._backend.append(
@@ -349,9 +351,9 @@ class Producer:
                         batch.records,
                         topic_id=batch.topic_id,
                         compression=self.compression,
-                        producer_id=self.producer_id,
-                        producer_epoch=self._producer_epoch,
-                        base_sequence=sequence if self.producer_id >= 0 else -1,
+                        producer_id=producer_id,
+                        producer_epoch=epoch,
+                        base_sequence=sequence if producer_id >= 0 else -1,
                     )
                     break
                 except (StorageError, LogFailedError):
@@ -369,12 +371,39 @@ class Producer:
                 if cached is not None and cached[0].topic_id == batch.topic_id:
                     del self._topics[batch.topic]
             batch.error = err
+        except (StorageError, LogFailedError) as err:
+            batch.error = err
+            self._new_producer_id()
         except LogstoreError as err:
             batch.error = err
         finally:
+            unknown_outcome = isinstance(batch.error, StorageError | LogFailedError)
+            if batch.error is not None and not unknown_outcome:
+                self._give_back(tp, sequence, len(batch.records))
             batch.event.set()
             if batch.callbacks:
                 batch.run_callbacks()
+
+    def _give_back(self, tp: tuple[str, int], sequence: int, count: int) -> None:
+        """A batch refused before anything was written (too large, a deleted topic, ...):
+        its sequence numbers go to the next batch, which must follow the last batch the
+        partition has (Kafka's producer adjusts its sequences after such a batch too).
+        Sequences are taken at write time, under the partition's write lock, so no later
+        batch has taken any yet."""
+        with self._lock:
+            if self._sequences.get(tp) == (sequence + count) % (2**31):
+                self._sequences[tp] = sequence
+
+    def _new_producer_id(self) -> None:
+        """After a write whose outcome is unknown (it failed, retries included, but may
+        have reached the log): start again as a new idempotent producer, so no later batch
+        can reuse a sequence the failed one may hold (Kafka's producer bumps its epoch)."""
+        if self.producer_id < 0:
+            return
+        fresh = self._backend.init_producer_id()
+        with self._lock:
+            self.producer_id, self._producer_epoch = fresh
+            self._sequences.clear()
 
     def _flush_batch_of(self, batch: _Batch) -> None:
         tp = (batch.topic, batch.partition)

@@ -20,6 +20,7 @@ from logstore.errors import (
     InvalidRecordError,
     PartitionNotFoundError,
     RecordTooLargeError,
+    StorageError,
     StoreClosedError,
     TopicNotFoundError,
 )
@@ -520,3 +521,33 @@ def test_a_batch_whose_fsync_failed_is_written_again_not_found_and_synced(
         assert fs.failed and meta.offset == 0
         assert fs.writes_of_marker == 2
         assert [r.value for r in store.read("t", 0, 0)] == [b"precious"]
+
+
+def test_a_batch_refused_before_it_was_written_gives_its_sequences_back(
+    store: logstore.Store,
+) -> None:
+    store.create_topic("small", 1, max_message_bytes=200)
+    with store.producer(linger_ms=0) as producer:
+        with pytest.raises(RecordTooLargeError):
+            producer.send("small", b"x" * 500).result()
+        after = [producer.send("small", b"ok %d" % i).result() for i in range(3)]
+    assert [m.offset for m in after] == [0, 1, 2]
+    # the next batch took the refused one's sequence: the partition saw no gap
+    assert [h.base_sequence for h in _batches(store, "small", 0)] == [0, 1, 2]
+
+
+def test_a_write_that_failed_past_its_retries_starts_a_new_producer_id(tmp_path: Path) -> None:
+    fs = _FsyncFailsOnce()
+    with logstore.open(tmp_path / "data", fs=fs) as store:
+        store.create_topic("t", 1, flush="always")
+        with store.producer(linger_ms=0, retries=0) as producer:
+            first_id = producer.producer_id
+            with pytest.raises(StorageError):
+                producer.send("t", b"maybe written").result()
+            # its outcome is unknown: a later batch must not reuse its sequence
+            assert producer.producer_id != first_id
+            meta = producer.send("t", b"next").result()
+        headers = _batches(store, "t", 0)
+        assert headers[-1].producer_id == producer.producer_id
+        assert headers[-1].base_sequence == 0
+        assert store.read("t", 0, meta.offset)[0].value == b"next"
