@@ -28,12 +28,12 @@ from typing import Self
 
 from logstore.config import TopicConfig
 from logstore.errors import (
-    CorruptRecordError,
     InvalidRecordError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from logstore.records import RecordInput, decode_batch_records, encode_batch, scan
+from logstore.records import RecordInput, encode_batch, scan
+from logstore.records.validate import check_batch_records
 from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, Head
@@ -153,9 +153,10 @@ class PartitionLog(ProducerTracking):
         ``data``).
 
         With ``validate`` (the default, as Kafka's LogValidator does) every record is
-        decoded once, so a batch whose CRC is right but whose records are malformed is
-        refused instead of stored where every read would fail. ``validate=False`` is for
-        batches this process encoded or already checked.
+        walked once (:func:`~logstore.records.validate.check_batch_records`: its fields
+        and lengths, not decoded), so a batch whose CRC is right but whose records are
+        malformed is refused instead of stored where every read would fail.
+        ``validate=False`` is for batches this process encoded or already checked.
 
         Raises:
             CorruptRecordError: a batch fails its CRC, has a wrong magic, or (with
@@ -178,13 +179,7 @@ class PartitionLog(ProducerTracking):
                     f"but lastOffsetDelta {h.last_offset_delta} (expected records - 1)"
                 )
             if validate:
-                decoded = decode_batch_records(buf, h, verify=False)
-                if len(decoded) != h.records_count:
-                    raise CorruptRecordError(
-                        f"record batch at position {h.position} declares {h.records_count} "
-                        f"records but holds {len(decoded)}",
-                        position=h.position,
-                    )
+                check_batch_records(buf, h)
         return self._append(buf, headers)
 
     def _append(self, buf: bytes | memoryview, headers: list[BatchHeader]) -> AppendResult:
