@@ -10,6 +10,8 @@ its report (the logstore server's whole log stays in the session's temp dir).
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,15 +19,35 @@ import pytest
 
 from tests.kafka_broker import KafkaBroker
 from tests.wire.clients import WireClient
+from tests.wire.helpers import CREATED
 from tests.wire.targets import KafkaTarget, LogstoreTarget, Target
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka.admin import KafkaAdminClient
 
 TARGETS = ["kafka", "logstore"]
 _LOG_START = pytest.StashKey[dict[Path, int]]()
 
 
 @pytest.fixture(scope="session")
-def kafka_target(kafka_broker: KafkaBroker) -> KafkaTarget:
-    return KafkaTarget(kafka_broker)
+def kafka_target(kafka_broker: KafkaBroker) -> Iterator[KafkaTarget]:
+    target = KafkaTarget(kafka_broker)
+    yield target
+    _delete_created_topics(target)
+
+
+def _delete_created_topics(target: KafkaTarget) -> None:
+    """Delete the topics this session made on the broker (best effort)."""
+    admin = KafkaAdminClient(bootstrap_servers=target.bootstrap, client_id="wire-cleanup")
+    try:
+        ours = sorted(CREATED & set(admin.list_topics()))
+        if ours:
+            admin.delete_topics(ours, raise_errors=False)
+    except Exception as exc:  # a cleanup: the session's result stands
+        print(f"wire tests: could not delete their topics from Kafka: {exc!r}", file=sys.stderr)
+    finally:
+        admin.close()
 
 
 @pytest.fixture(scope="session")

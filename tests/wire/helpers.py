@@ -12,6 +12,7 @@ import pytest
 from logstore.records.batch import scan
 from logstore.types import BatchHeader
 from tests.wire.clients import Can, WireClient, clients_that
+from tests.wire.model import wait_for
 from tests.wire.targets import Target
 
 with warnings.catch_warnings():
@@ -31,16 +32,36 @@ PYTESTMARK = [pytest.mark.kafka, KAFKA_PYTHON_SOCKET_LEAK]
 """Every wire test module's ``pytestmark``."""
 
 
+CREATED: set[str] = set()
+"""Every name :func:`unique` gave in this session (the session deletes those topics from
+the Kafka broker at its end: a broker kept running between sessions would otherwise
+gather topics, and its restarts slow down with every partition it loads)."""
+
+
 def unique(prefix: str) -> str:
     """A fresh topic or group name (the servers outlive the test)."""
-    return f"wire-{prefix}-{uuid.uuid4().hex[:10]}"
+    name = f"wire-{prefix}-{uuid.uuid4().hex[:10]}"
+    CREATED.add(name)
+    return name
 
 
 def create_topic(target: Target, name: str, partitions: int, **configs: str) -> None:
-    """Create a topic with kafka-python's admin (tests of other clients need one too)."""
+    """Create a topic with kafka-python's admin (tests of other clients need one too),
+    and wait until Metadata shows every partition with a leader: Kafka answers
+    CreateTopics before its metadata has the topic, and a group leader that assigns
+    from metadata without it hands out nothing (kafka-python then waits for its next
+    metadata refresh, minutes away)."""
     admin = KafkaAdminClient(bootstrap_servers=target.bootstrap, client_id="wire-setup")
     try:
         admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs)])
+
+        def ready() -> bool:
+            (topic,) = admin.describe_topics([name])
+            return topic["error_code"] == 0 and sorted(
+                p["partition_index"] for p in topic["partitions"] if p["leader_id"] >= 0
+            ) == list(range(partitions))
+
+        wait_for(f"topic {name} in the metadata", ready, 15, every_s=0.05)
     finally:
         admin.close()
 

@@ -42,6 +42,14 @@ with warnings.catch_warnings():
     from kafka.structs import OffsetAndMetadata
 
 
+MEMBER_POLL_MS = 1000
+"""A group member's poll timeout. kafka-python 3.0.12 loses a rebalance that completes
+after a poll timed out during it (``join_group_async`` sees its join task done and sends
+a new JoinGroup instead of taking the assignment), and the group can keep rebalancing:
+a poll long enough for a whole JoinGroup/SyncGroup round keeps clear of that (it
+returns as soon as records come, so it costs only the last poll before a stop)."""
+
+
 def _got(r: Any) -> Got:
     headers = tuple((k, None if v is None else bytes(v)) for k, v in (r.headers or ()))
     epoch = -1 if r.leader_epoch is None else r.leader_epoch
@@ -123,7 +131,7 @@ class KafkaPythonClient(WireClient):
         try:
             consumer.subscribe([topic])
             while ctl.running():
-                polled = consumer.poll(timeout_ms=100)
+                polled = consumer.poll(timeout_ms=MEMBER_POLL_MS)
                 ctl.assigned = frozenset(tp.partition for tp in consumer.assignment())
                 taken = ctl.add(_got(r) for batch in polled.values() for r in batch)
                 if taken:  # as consumer.commit() would: with the records' leader epoch
