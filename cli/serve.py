@@ -55,6 +55,8 @@ from .users import users_file_option
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve Prometheus metrics at http://--metrics-host:PORT/metrics.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--event-loop", type=click.Choice(["auto", "asyncio", "uvloop"]), default="auto",
+              show_default=True, help="auto: uvloop where it is installed, else asyncio's.")
 @click.option("-v", "--verbose", count=True, help="Log more (-v: each connection, -vv: debug).")
 @click.pass_obj
 @user_errors
@@ -77,6 +79,7 @@ def serve_command(
     users_file: str,
     metrics_port: int | None,
     metrics_host: str,
+    event_loop: str,
     verbose: int,
 ) -> None:
     """Serve the store to Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat,
@@ -102,4 +105,4 @@ def serve_command(
         metrics_host=metrics_host, metrics_port=metrics_port,
     )
     store = open_store(data_dir or global_data_dir)
-    serve(store, config)
+    serve(store, config, event_loop=event_loop)

@@ -226,7 +226,8 @@ class LocalBackend:
         return out
 
     def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
-        return self._store.topic(tp.topic).partition(tp.partition).read(offset, max_bytes)
+        plog = self._store.topic(tp.topic).partition(tp.partition)
+        return plog.read(offset, max_bytes, partial_tail=True)
 
     def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
         plog = self._store.topic(tp.topic).partition(tp.partition)

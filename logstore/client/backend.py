@@ -195,11 +195,12 @@ class Backend(Protocol):
         ...
 
     def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
-        """The record batches of ``tp`` as stored, from the one holding ``offset`` on:
-        about ``max_bytes`` of them, at least one whole batch (a broker's Fetch answer,
-        which starts at a batch boundary: the reader skips records before ``offset``),
-        with the partition's high watermark and log start offset. At the high watermark
-        the bytes are empty.
+        """The record batches of ``tp`` as stored, from the one holding ``offset`` on, as a
+        broker answers a Fetch: about ``max_bytes`` of them, at least one whole batch, and
+        maybe the start of one more cut at ``max_bytes`` (the reader drops it and fetches it
+        again), with the partition's high watermark and log start offset. The first batch
+        may begin before ``offset`` (the reader skips those records). At the high
+        watermark the bytes are empty.
 
         Raises:
             TopicNotFoundError, PartitionNotFoundError.

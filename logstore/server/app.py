@@ -23,6 +23,7 @@ from typing import Any
 
 from logstore.backend.local import LocalBackend
 from logstore.client.backend import Backend
+from logstore.errors import InvalidConfigError
 from logstore.server.config import ServerConfig
 from logstore.server.connection import ByteBudget, Connection
 from logstore.server.context import ServerContext
@@ -198,7 +199,7 @@ async def serve_backend(
             loop.remove_signal_handler(sig)
 
 
-def serve(store: Store, config: ServerConfig) -> None:
+def serve(store: Store, config: ServerConfig, *, event_loop: str = "auto") -> None:
     """Serve the open ``store`` until SIGTERM/SIGINT (``logstore serve``), then close it.
 
     Clients over the wire and embedded clients in other processes share it: topics,
@@ -206,16 +207,30 @@ def serve(store: Store, config: ServerConfig) -> None:
     """
     backend = LocalBackend(store, member_liveness="deadline")
     try:
-        _run(serve_backend(backend, config, cluster_id_for(store.path)))
+        _run(serve_backend(backend, config, cluster_id_for(store.path)), event_loop)
     finally:
         backend.close()
         store.close()
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop where it is installed (a faster event loop), else asyncio's."""
-    if importlib.util.find_spec("uvloop") is None:
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def _run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run ``main`` on uvloop ("auto": where it is installed; a faster event loop) or on
+    asyncio's own.
+
+    Raises:
+        InvalidConfigError: ``event_loop`` is unknown, or "uvloop" is not installed.
+    """
+    if event_loop not in EVENT_LOOPS:
+        raise InvalidConfigError(
+            f"event loop {event_loop!r} is unknown (use one of: {', '.join(EVENT_LOOPS)})"
+        )
+    installed = importlib.util.find_spec("uvloop") is not None
+    if event_loop == "uvloop" and not installed:
+        raise InvalidConfigError("event loop 'uvloop' is not installed (pip install uvloop)")
+    if event_loop == "asyncio" or not installed:
         asyncio.run(main)
     else:
-        runner = importlib.import_module("uvloop")
-        runner.run(main)
+        importlib.import_module("uvloop").run(main)

@@ -26,7 +26,7 @@ import collections
 import logging
 import struct
 import time
-from typing import Any
+from typing import Any, cast
 
 from logstore.server import instrument
 from logstore.server.context import ServerContext
@@ -46,6 +46,8 @@ from logstore.server.protocol.messages import API_VERSIONS
 log = logging.getLogger(__name__)
 
 _SIZE = struct.Struct(">i")
+_LARGE_CHUNK = 64 * 1024
+"""Response chunks at least this large are written without joining them to the rest."""
 
 
 class ByteBudget:
@@ -106,9 +108,9 @@ class Connection(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        # a stream transport (uvloop's are not asyncio.Transport subclasses, so no check)
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
         self.host = peer[0] if isinstance(peer, tuple) else str(peer or "")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.sasl = SaslSession(self.ctx, self.peer)
@@ -296,5 +298,19 @@ class Connection(asyncio.BufferedProtocol):
         return await HANDLERS[header.api_key](self.ctx, header.api_version, request)
 
     def _send(self, header: RequestHeader, body: Out) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(frame_response(header.correlation_id, body))
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        # Small chunks are joined; a large one (a fetch's records, as stored) is handed to
+        # the socket as it is rather than copied into one joined buffer first.
+        small: list[bytes | memoryview] = []
+        for chunk in frame_response(header.correlation_id, body):
+            if len(chunk) < _LARGE_CHUNK:
+                small.append(chunk)
+                continue
+            if small:
+                transport.write(b"".join(small))
+                small = []
+            transport.write(chunk)
+        if small:
+            transport.write(b"".join(small))

@@ -35,10 +35,13 @@ class LogReads(ProcessSharing):
             i += 1
         return None
 
-    def read(self, offset: int, max_bytes: int = 1 << 20) -> FetchResult:
+    def read(
+        self, offset: int, max_bytes: int = 1 << 20, *, partial_tail: bool = False
+    ) -> FetchResult:
         """Whole batches from the one holding ``offset``: at most ``max_bytes`` unless the
         first batch alone is larger (then that batch). Reading at ``log_end_offset`` returns
-        no bytes.
+        no bytes. ``partial_tail``: fill ``max_bytes`` with the start of the next batch
+        too, as a Kafka broker answers a fetch.
 
         Raises:
             OffsetOutOfRangeError: ``offset`` is below the log start or past the end.
@@ -53,7 +56,9 @@ class LogReads(ProcessSharing):
                     data = b""
                     if found is not None:
                         seg, header = found
-                        data = seg.read_from(header.position, max_bytes)
+                        data = seg.read_from(
+                            header.position, max_bytes, partial_tail=partial_tail
+                        )
                 except FileNotFoundError as err:
                     self._segment_vanished(err)
                     continue

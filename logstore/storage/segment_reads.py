@@ -91,8 +91,17 @@ class SegmentReads(SegmentLoad):
             )
         return None
 
-    def read_from(self, position: int, max_bytes: int, max_position: int | None = None) -> bytes:
+    def read_from(
+        self,
+        position: int,
+        max_bytes: int,
+        max_position: int | None = None,
+        *,
+        partial_tail: bool = False,
+    ) -> bytes:
         """Whole batches from ``position``: at most ``max_bytes``, but at least one batch.
+        With ``partial_tail``, the bytes of the next batch up to ``max_bytes`` too (as a
+        Kafka broker fills a fetch: the reader drops the cut batch and fetches it again).
 
         Raises:
             CorruptRecordError: (naming this file and the absolute position) a batch cut
@@ -132,7 +141,7 @@ class SegmentReads(SegmentLoad):
                 previous.position : previous.position + previous.size
             ]
             raise self._blame(err, prev, raw) from err
-        return data[:cut]
+        return data if partial_tail else data[:cut]
 
     def find_offset_by_timestamp(self, timestamp: int, start_offset: int) -> int | None:
         """Offset of the first record at or after ``start_offset`` with timestamp >=

@@ -424,6 +424,7 @@ class MemoryBackend:
                 rows = [(r.timestamp, r.key, r.value, tuple(r.headers)) for r in batch.records]
                 data = encode_batch(rows, base_offset=batch.base_offset)
                 if chunks and size + len(data) > max_bytes:
+                    chunks.append(data[: max_bytes - size])  # a cut batch, as Kafka sends
                     break
                 chunks.append(data)
                 size += len(data)

@@ -32,8 +32,11 @@ def _ok(server: ServedStore) -> float:
     return time.monotonic() - started
 
 
-def test_malformed_frame_closes_only_its_connection(tmp_path: Path) -> None:
-    with served(tmp_path / "data") as server, RawClient(server.host, server.port) as bad:
+@pytest.mark.parametrize("loop", ["asyncio", "auto"])
+def test_malformed_frame_closes_only_its_connection(tmp_path: Path, loop: str) -> None:
+    with served(tmp_path / "data", "--event-loop", loop) as server, RawClient(
+        server.host, server.port
+    ) as bad:
         # a Metadata v4 request whose topic array claims more topics than bytes follow
         body = struct.pack(">i", 1000)
         bad.sock.sendall(bad.frame(3, 4, body))
