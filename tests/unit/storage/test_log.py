@@ -340,6 +340,25 @@ def test_partition_log_read_returns_one_whole_batch_when_max_bytes_smaller(
     log.close()
 
 
+def test_partition_log_read_with_partial_tail_fills_max_bytes_as_kafka_does(
+    tmp_path: Path,
+) -> None:
+    log = _log(tmp_path / "p")
+    _three_record_batches(log, 4)
+    whole = log.read(0).records
+    batch = len(whole) // 4
+    for max_bytes in (batch + 1, batch + batch // 2, 3 * batch - 1):
+        data = log.read(0, max_bytes=max_bytes, partial_tail=True).records
+        assert len(data) == max_bytes  # filled: whole batches, then the start of the next
+        assert data == whole[:max_bytes]
+        # (scan stops at the cut batch, as a Kafka client's reader does)
+        assert [h.base_offset for h in scan(data)] == list(range(0, 3 * (max_bytes // batch), 3))
+    # a first batch larger than max_bytes still comes whole
+    assert log.read(0, max_bytes=10, partial_tail=True).records == whole[:batch]
+    assert log.read(0, max_bytes=1 << 20, partial_tail=True).records == whole
+    log.close()
+
+
 def test_partition_log_read_returns_no_bytes_at_log_end_offset(tmp_path: Path) -> None:
     log = _log(tmp_path / "p")
     _three_record_batches(log, 2)
