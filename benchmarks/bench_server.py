@@ -27,7 +27,9 @@ figures include the broker's work, the network round trips on loopback and the c
 own. logstore serves its default topic config (fsync before every acknowledgement); the
 "flush.ms=1000" rows make the same topic with a one-second fsync interval, closer to
 Kafka's default of leaving writes to the OS. The ratio rows are logstore / Kafka of the
-medians.
+medians. The CPU rows are the broker process's user + system time during the client's run
+(from /proc), per million records: with the client on the same two cores, a broker that
+uses less leaves more to the client.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Targets:
     def __init__(self, workdir: Path, wanted: list[str]) -> None:
         self.wanted = wanted
         self.bootstrap: dict[str, str] = {}
+        self.pid: dict[str, int] = {}
         self._started_kafka = False
         self._logstore: ServedStore | None = None
         if "kafka" in wanted:
@@ -86,11 +89,13 @@ class Targets:
                 broker = kafka_start()
                 self._started_kafka = True
             self.bootstrap["kafka"] = broker.bootstrap
+            self.pid["kafka"] = broker.pid
         if "logstore" in wanted:
             data = workdir / "logstore-data"
             data.mkdir(parents=True, exist_ok=True)
             self._logstore = start_server(data)
             self.bootstrap["logstore"] = self._logstore.bootstrap
+            self.pid["logstore"] = self._logstore.proc.pid
 
     def close(self) -> None:
         if self._logstore is not None:
@@ -112,6 +117,12 @@ def _client(*args: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU time (user + system, seconds) process ``pid`` has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cases(targets: Targets) -> list[tuple[str, str, dict[str, str]]]:
     cases: list[tuple[str, str, dict[str, str]]] = [(t, t, {}) for t in targets.wanted]
     if "logstore" in targets.wanted:
@@ -124,21 +135,28 @@ def _bench(ctx: Ctx, kind: str) -> list[Metric]:
     targets = _RUN["targets"]
     n = ctx.sizes.produce if kind == "produce" else ctx.sizes.consume
     rows: dict[str, Metric] = {}
+    cpu: dict[str, Metric] = {}
     for run in range(ctx.runs):
         for target, label, config in _cases(targets):
             topic = f"bench-{uuid.uuid4().hex[:8]}"
-            bootstrap = targets.bootstrap[target]
+            bootstrap, pid = targets.bootstrap[target], targets.pid[target]
+            before = _cpu_s(pid)
             made = _client("produce", bootstrap, topic, str(n), json.dumps(config))
-            if kind == "produce":
-                rate = made["rate"]
-            else:
-                rate = _client("consume", bootstrap, topic, str(n))["rate"]
+            if kind == "consume":
+                before = _cpu_s(pid)
+                made = _client("consume", bootstrap, topic, str(n))
+            used = _cpu_s(pid) - before
+            rate = made["rate"]
             row = rows.setdefault(label, Metric(
                 kind, f"{label}: {n:,} records of {VALUE_SIZE} B, 1 partition, confluent-kafka",
                 "records/s"))
             row.values.append(rate)
-            progress(f"{kind} run {run + 1}: {label}: {rate:,.0f} records/s")
-    out = list(rows.values())
+            cpu.setdefault(label, Metric(
+                kind, f"{label}: the server's CPU time per million records", "ms"
+            )).values.append(used / n * 1e9)
+            progress(f"{kind} run {run + 1}: {label}: {rate:,.0f} records/s, server CPU "
+                     f"{used:.2f} s")
+    out = [*rows.values(), *cpu.values()]
     kafka = rows.get("kafka")
     for label, row in rows.items():
         if label != "kafka" and kafka is not None:
