@@ -89,18 +89,19 @@ class Reader:
         pos = self._need(fmt.size, what)
         return fmt.unpack_from(self.data, pos)[0]
 
-    def int16(self) -> int:
-        return self.fixed(_INT16, "an int16")  # type: ignore[no-any-return]
-
-    def int32(self) -> int:
-        return self.fixed(_INT32, "an int32")  # type: ignore[no-any-return]
+    def _length(self, fmt: struct.Struct, nullable: bool, what: str) -> int | None:
+        """A length prefix: None for a null (-1, where allowed), else n >= 0."""
+        n: int = self.fixed(fmt, f"the length of {what}")
+        if n >= 0:
+            return n
+        if n == -1 and nullable:
+            return None
+        raise MalformedRequestError(f"{what} length {n} at position {self.pos - fmt.size}")
 
     def string(self, nullable: bool) -> str | None:
-        n = self.int16()
-        if n < 0:
-            if n == -1 and nullable:
-                return None
-            raise MalformedRequestError(f"string length {n} at position {self.pos - 2}")
+        n = self._length(_INT16, nullable, "a string")
+        if n is None:
+            return None
         pos = self._need(n, "a string")
         try:
             return str(self.data[pos : pos + n], "utf-8")
@@ -110,21 +111,15 @@ class Reader:
             ) from err
 
     def bytes_view(self, nullable: bool) -> memoryview | None:
-        n = self.int32()
-        if n < 0:
-            if n == -1 and nullable:
-                return None
-            raise MalformedRequestError(f"bytes length {n} at position {self.pos - 4}")
+        n = self._length(_INT32, nullable, "a bytes field")
+        if n is None:
+            return None
         pos = self._need(n, "a bytes field")
         return self.data[pos : pos + n]
 
     def count(self, nullable: bool, min_item_size: int) -> int | None:
-        n = self.int32()
-        if n < 0:
-            if n == -1 and nullable:
-                return None
-            raise MalformedRequestError(f"array length {n} at position {self.pos - 4}")
-        if n * max(1, min_item_size) > self.end - self.pos:
+        n = self._length(_INT32, nullable, "an array")
+        if n is not None and n * max(1, min_item_size) > self.end - self.pos:
             raise MalformedRequestError(
                 f"array of {n} items at position {self.pos - 4} cannot fit in the "
                 f"{self.end - self.pos} bytes left"
