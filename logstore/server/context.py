@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from logstore.server.users import UserStore
 from logstore.types import TopicPartition
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 WORKER_THREADS = 8
 """Backend calls in flight at once (file I/O and fsync release the GIL)."""
@@ -101,7 +103,6 @@ class ServerContext:
         )
         self.appends = AppendNotices(loop)
         self.notifies = backend.add_append_listener(self.appends.report)
-        self._watched: set[TopicPartition] = set()
         self.members: dict[tuple[str, str], tuple[str, str]] = {}
         """(group, member id) -> (client id, client host) of members that joined here:
         DescribeGroups reports them, as Kafka does."""
@@ -112,17 +113,15 @@ class ServerContext:
         return await self.loop.run_in_executor(self.pool, call)
 
     def watch(self, tps: Iterable[TopicPartition]) -> None:
-        """Hear of appends other processes make to ``tps`` (once per partition)."""
-        new = [tp for tp in tps if tp not in self._watched]
-        if new:
-            self._watched.update(new)
-            self.pool.submit(self._watch, new)
+        """Hear of appends other processes make to ``tps`` (the backend watches each
+        partition once, and again after it was deleted and created again)."""
+        self.pool.submit(self._watch, list(tps))
 
     def _watch(self, tps: list[TopicPartition]) -> None:
         try:
             self.backend.watch_appends(tps)
-        except Exception:  # a topic deleted meanwhile: watched again on a later fetch
-            self._watched.difference_update(tps)
+        except Exception as err:  # a topic deleted meanwhile: the fetch answers that
+            log.debug("not watching %s: %s", tps, err)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

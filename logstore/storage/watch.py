@@ -58,7 +58,7 @@ class ChangeWatcher:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._keys: dict[str, Hashable] = {}  # path -> key
-        self._by_wd: dict[int, Hashable] = {}
+        self._by_wd: dict[int, tuple[str, Hashable]] = {}  # watch descriptor -> path, key
         self._mtimes: dict[str, int] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -72,9 +72,17 @@ class ChangeWatcher:
         return self._fd >= 0
 
     def watch(self, path: str, key: Hashable) -> None:
-        """Report writes to ``path`` as ``key`` (a path watched already: nothing changes)."""
+        """Report writes to ``path`` as ``key`` (a path watched already is reported under
+        ``key`` from now on; once the file is deleted, a new file of that name is watched
+        again when asked)."""
         with self._lock:
-            if self._closed or path in self._keys:
+            if self._closed:
+                return
+            if path in self._keys:  # watched already: reported under ``key`` from now on
+                self._keys[path] = key
+                for wd, (watched, _) in list(self._by_wd.items()):
+                    if watched == path:
+                        self._by_wd[wd] = (path, key)
                 return
             if self._libc is not None:
                 wd = self._libc.inotify_add_watch(
@@ -84,7 +92,7 @@ class ChangeWatcher:
                     err = ctypes.get_errno()
                     log.warning("cannot watch %s for appends: %s", path, os.strerror(err))
                     return
-                self._by_wd[wd] = key
+                self._by_wd[wd] = (path, key)
             else:
                 self._mtimes[path] = self._mtime(path)
             self._keys[path] = key
@@ -121,9 +129,14 @@ class ChangeWatcher:
                 wd, mask, _cookie, length = _EVENT.unpack_from(data, pos)
                 pos += _EVENT.size + length
                 with self._lock:
-                    key = self._by_wd.pop(wd, None) if mask & _IN_IGNORED else self._by_wd.get(wd)
-                if key is not None:
-                    keys.add(key)
+                    found = self._by_wd.get(wd)
+                    if found is not None and mask & _IN_IGNORED:
+                        # the file is gone (its topic deleted): a new file of that name,
+                        # the topic created again, is watched anew when asked
+                        del self._by_wd[wd]
+                        self._keys.pop(found[0], None)
+                if found is not None:
+                    keys.add(found[1])
             self._report(keys)
 
     def _run_polling(self) -> None:
