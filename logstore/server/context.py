@@ -8,6 +8,7 @@ take locks, fsync); :meth:`ServerContext.run` hands each call to a small thread 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import logging
@@ -21,7 +22,27 @@ from logstore.server.users import UserStore
 from logstore.types import TopicPartition
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 log = logging.getLogger(__name__)
+
+MAX_MEMBERS = 100_000
+"""Group members whose client id and host the server remembers (the oldest forgotten
+first: a member that timed out never says it left)."""
+
+
+class BoundedDict(collections.OrderedDict[K, V]):
+    """A dict that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
 
 WORKER_THREADS = 8
 """Backend calls in flight at once (file I/O and fsync release the GIL)."""
@@ -103,7 +124,7 @@ class ServerContext:
         )
         self.appends = AppendNotices(loop)
         self.notifies = backend.add_append_listener(self.appends.report)
-        self.members: dict[tuple[str, str], tuple[str, str]] = {}
+        self.members: BoundedDict[tuple[str, str], tuple[str, str]] = BoundedDict(MAX_MEMBERS)
         """(group, member id) -> (client id, client host) of members that joined here:
         DescribeGroups reports them, as Kafka does."""
 

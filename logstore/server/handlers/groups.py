@@ -31,8 +31,10 @@ log = logging.getLogger(__name__)
 
 GROUP_POLL_S = 0.02
 """How often a pending JoinGroup or SyncGroup asks the coordinator again."""
-GROUP_WAIT_MS = 100
-"""How long one ask may block its worker thread."""
+GROUP_WAIT_MS = 0
+"""How long one ask may block its worker thread: not at all (the waiting is done in the
+event loop, so many members joining at once do not hold the worker threads that
+produce and fetch need)."""
 GROUP_OPERATIONS = (3, 6, 8, 10, 11)
 """What a client may do to a group, as Kafka's AclOperation codes (READ, DELETE,
 DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS): Kafka without an authorizer grants them all,
