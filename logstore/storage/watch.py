@@ -5,7 +5,9 @@ A writer rewrites a partition's ``head`` file after every append
 (:mod:`logstore.storage.sharing`), so a modification of that file means "new records".
 On Linux, :class:`ChangeWatcher` asks the kernel (inotify) and a thread blocks on it:
 nothing polls. Elsewhere the thread compares the files' modification times every
-:data:`POLL_S` seconds (through the :class:`~logstore.storage.files.FileSystem` seam).
+:data:`POLL_S` seconds (through the :class:`~logstore.storage.files.FileSystem` seam; a
+time is coarse, so a file written just before the previous look is reported again:
+:data:`MTIME_GRANULARITY_MS`).
 
 The inotify descriptor is read here, not in :mod:`logstore.storage.files`: it carries
 kernel events, not file data, so a fault-injecting file system has nothing to do with it.
@@ -20,14 +22,21 @@ import os
 import select
 import struct
 import threading
+import time
 from collections.abc import Callable, Hashable
 
+from logstore.errors import StorageError
 from logstore.storage.files import FileSystem
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.005
 """How often the portable fallback compares modification times."""
+MTIME_GRANULARITY_MS = 20
+"""How coarse a file's modification time may be: kernels stamp it from a clock that
+moves in ticks (4 ms at Linux's HZ=250, 10 ms at 100), so two writes a few ms apart may
+leave the same time. The fallback reports a file modified within this of its previous
+look again (harmless: a woken fetch finds nothing and waits on)."""
 
 _IN_MODIFY = 0x002
 _IN_ATTRIB = 0x004
@@ -72,19 +81,14 @@ class ChangeWatcher:
         return self._fd >= 0
 
     def watch(self, path: str, key: Hashable) -> None:
-        """Report writes to ``path`` as ``key`` (a path watched already is reported under
-        ``key`` from now on; once the file is deleted, a new file of that name is watched
-        again when asked)."""
+        """Report writes to ``path`` as ``key`` from now on (again: cheap; a file deleted
+        and made again under that name is watched anew)."""
         with self._lock:
             if self._closed:
                 return
-            if path in self._keys:  # watched already: reported under ``key`` from now on
-                self._keys[path] = key
-                for wd, (watched, _) in list(self._by_wd.items()):
-                    if watched == path:
-                        self._by_wd[wd] = (path, key)
-                return
             if self._libc is not None:
+                # the kernel answers the same watch for the same file, a new one for a new
+                # file of that name (whose old one is then retired with IN_IGNORED)
                 wd = self._libc.inotify_add_watch(
                     self._fd, os.fsencode(path), _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE
                 )
@@ -93,7 +97,7 @@ class ChangeWatcher:
                     log.warning("cannot watch %s for appends: %s", path, os.strerror(err))
                     return
                 self._by_wd[wd] = (path, key)
-            else:
+            elif path not in self._keys:
                 self._mtimes[path] = self._mtime(path)
             self._keys[path] = key
             if self._thread is None:
@@ -105,7 +109,7 @@ class ChangeWatcher:
     def _mtime(self, path: str) -> int:
         try:
             return self._fs.mtime_ms(path)
-        except OSError:
+        except (OSError, StorageError):  # gone for now (a topic deleted, made again)
             return -1
 
     def _run(self) -> None:
@@ -131,25 +135,28 @@ class ChangeWatcher:
                 with self._lock:
                     found = self._by_wd.get(wd)
                     if found is not None and mask & _IN_IGNORED:
-                        # the file is gone (its topic deleted): a new file of that name,
-                        # the topic created again, is watched anew when asked
-                        del self._by_wd[wd]
-                        self._keys.pop(found[0], None)
+                        del self._by_wd[wd]  # the file is gone (its topic deleted)
                 if found is not None:
                     keys.add(found[1])
             self._report(keys)
 
     def _run_polling(self) -> None:
         stop = threading.Event()
+        looked_ms = -MTIME_GRANULARITY_MS  # when the previous look was (ms)
         while not self._closed and not stop.wait(POLL_S):
             with self._lock:
                 paths = list(self._keys.items())
+            now_ms = time.time_ns() // 1_000_000
             keys: set[Hashable] = set()
             for path, key in paths:
                 mtime = self._mtime(path)
-                if mtime != self._mtimes.get(path):
+                # changed, or written so close to the last look that a later write may
+                # have left the (coarse) time as it was
+                recent = mtime >= looked_ms - MTIME_GRANULARITY_MS
+                if mtime != self._mtimes.get(path) or recent:
                     self._mtimes[path] = mtime
                     keys.add(key)
+            looked_ms = now_ms
             self._report(keys)
 
     def _report(self, keys: set[Hashable]) -> None:

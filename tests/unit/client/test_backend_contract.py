@@ -730,11 +730,13 @@ def test_group_commit_of_a_partition_moved_away_raises_commit_failed(
 def test_group_a_silent_member_is_removed_and_fenced(env: Env, topic: str) -> None:
     _fill(env, 0, 3)
     _fill(env, 1, 3)
-    timeouts = {"session_timeout_ms": 150, "max_poll_interval_ms": 150}
+    # long enough that b, polling every 10 ms, never misses it on a loaded machine (at
+    # 150 ms, b itself was removed once in a full run beside a Kafka broker's JVM)
+    timeouts = {"session_timeout_ms": 400, "max_poll_interval_ms": 400}
     a = _member(env, "a", **timeouts)
     b = _member(env, "b", **timeouts)
     _settle(a, b)
-    silent_until = time.monotonic() + 0.4  # a stops polling (a stuck loop, a SIGSTOP)
+    silent_until = time.monotonic() + 1.0  # a stops polling (a stuck loop, a SIGSTOP)
     deadline = time.monotonic() + 10
     while (
         time.monotonic() < silent_until or sorted(b.assignment()) != [TP0, TP1]
@@ -756,13 +758,15 @@ def test_group_a_silent_member_gets_a_fencing_error_from_its_next_poll(
 ) -> None:
     _fill(env, 0, 3)
     _fill(env, 1, 3)
-    timeouts = {"session_timeout_ms": 150, "max_poll_interval_ms": 150}
+    # long enough that b, polling every 10 ms, never misses it on a loaded machine (at
+    # 150 ms, b itself was removed once in a full run beside a Kafka broker's JVM)
+    timeouts = {"session_timeout_ms": 400, "max_poll_interval_ms": 400}
     lost: list[list[TopicPartition]] = []
     a = _member(env, "a", on_lost=lost.append, **timeouts)
     b = _member(env, "b", **timeouts)
     _settle(a, b)
     owned = a.assignment()
-    silent_until = time.monotonic() + 0.4
+    silent_until = time.monotonic() + 1.0
     deadline = time.monotonic() + 10
     while (
         time.monotonic() < silent_until or sorted(b.assignment()) != [TP0, TP1]

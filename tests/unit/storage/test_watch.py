@@ -64,7 +64,8 @@ def test_a_write_is_reported_with_its_key(
     w.watch(str(a), "A")  # watched already: the same
     _append(b, b"x")
     assert heard.wait("B")
-    assert "A" not in heard.keys
+    if w.uses_inotify:  # (polling may report a file written in the ms of a look again)
+        assert "A" not in heard.keys
 
 
 def test_a_write_by_another_process_is_reported(
@@ -91,7 +92,7 @@ def test_a_file_made_again_under_the_same_name_is_watched_again(
     heard.wait("old", 0.5)  # (the deletion itself may be reported)
     w.watch(str(path), "new")
     _append(path, b"x")
-    assert heard.wait("new")
+    assert heard.wait("new"), heard.keys
 
 
 def test_close_stops_the_thread(tmp_path: Path) -> None:
