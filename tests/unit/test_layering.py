@@ -15,7 +15,7 @@ rank  layer       packages and modules
                   ``logstore.storedir``, ``logstore.topictable``
 5     backend     ``logstore.backend`` (what serves the clients' seam)
 6     client      ``logstore.client`` (producer, consumer, admin, the Backend Protocol)
-7     server      ``logstore.server`` (the wire server, future)
+7     server      ``logstore.server`` (the Kafka wire-protocol server)
 8     facade      ``logstore`` (``logstore/__init__.py``), ``logstore.embedded``
 9     cli         ``logstore_cli`` (``cli/``)
 ====  ==========  ====================================================================
