@@ -127,6 +127,9 @@ class AppendResult(NamedTuple):
     last_offset: int
     log_append_time: int
     records_count: int
+    log_start_offset: int = -1
+    """The partition's log start offset as the append left it (-1: not known), which
+    Kafka's Produce answer carries."""
 
 
 class FetchResult(NamedTuple):

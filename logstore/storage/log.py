@@ -231,7 +231,8 @@ class PartitionLog(ProducerTracking):
                         self._segments[i].fsync()
                     first_offset, last_offset = prior.first_offset, prior.last_offset
                     return AppendResult(
-                        first_offset, last_offset, now, last_offset - first_offset + 1
+                        first_offset, last_offset, now, last_offset - first_offset + 1,
+                        self.log_start_offset,
                     )
             placed: list[BatchHeader] = []
             parts: list[bytes | memoryview] = []
@@ -249,7 +250,8 @@ class PartitionLog(ProducerTracking):
             else:  # inline ProducerState.advance: the hot path of plain appends
                 state.end_offset = offset
                 state.unsnapshotted += len(placed)
-        return AppendResult(base, offset - 1, now, offset - base)
+            start = self.log_start_offset
+        return AppendResult(base, offset - 1, now, offset - base, start)
 
     def _mark_dirty(self) -> None:
         """Before the first write after an open, record that the log is not clean."""

@@ -61,7 +61,9 @@ def _append_all(ctx: ServerContext, work: list[tuple[TopicPartition, Any]]) -> l
             continue
         try:
             result = backend.append_batch(tp, records)
-            start, _ = backend.offset_range(tp)
+            start = result.log_start_offset
+            if start < 0:  # a backend that does not say: ask
+                start, _ = backend.offset_range(tp)
         except LogstoreError as err:
             code = code_of(err)
             level = logging.DEBUG if code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else logging.INFO
