@@ -29,7 +29,7 @@ import enum
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Self
 
 from logstore.config import DEFAULT_MAX_PARTITIONS, TopicConfig
@@ -135,6 +135,7 @@ class Store:
         self._lock = threading.RLock()
         self._topics = TopicTable(self.path, self._fs, self._clock)
         self._offset_store: OffsetStore | None = None
+        self._on_close: list[Callable[[], None]] = []
         self._init = init
         # Nothing is written until the directory is known to be a store, an empty one,
         # or one the caller asked to make a store in.
@@ -229,20 +230,24 @@ class Store:
             self._registry_lock.close()
             try:
                 errors: list[BaseException] = []
+                closes = [*self._on_close]  # what serves clients of this store goes first
                 if self._offset_store is not None:
+                    closes.append(self._offset_store.close)
+                for close in [*closes, *(t.close for t in self._topics.topics())]:
                     try:
-                        self._offset_store.close()
-                    except Exception as err:
-                        errors.append(err)
-                for topic in self._topics.topics():
-                    try:
-                        topic.close()
+                        close()
                     except Exception as err:
                         errors.append(err)
                 if errors:
                     raise errors[0]
             finally:
                 self._store_lock.close()
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` when the store closes, before its partitions close (how the
+        backend serving its clients stops its threads with it)."""
+        with self._lock:
+            self._on_close.append(fn)
 
     def __enter__(self) -> Self:
         return self

@@ -50,8 +50,11 @@ from logstore.types import (
 
 _WAIT_FIRST_S = 0.0001
 _WAIT_MAX_S = 0.002
-"""A fetch waiting for records looks again after 0.1 ms, backing off to 2 ms: appends by
-other processes are seen within 2 ms, at a cost of a few stats per look."""
+"""Without a way to hear of other processes' appends (no inotify), a fetch waiting for
+records looks again after 0.1 ms, backing off to 2 ms: appends are seen within 2 ms."""
+_WAIT_RECHECK_S = 0.05
+"""With inotify, a waiting fetch sleeps until an append wakes it, and looks again at
+least this often anyway (a safety net: a watch that could not be added, say)."""
 
 
 class LocalBackend:
@@ -77,6 +80,8 @@ class LocalBackend:
         self._listeners: list[Callable[[TopicPartition], None]] = []
         self._watcher: ChangeWatcher | None = None
         self._watch_lock = threading.Lock()
+        # fetches waiting for records, woken by an append to one of their partitions
+        self._waiting: dict[TopicPartition, set[threading.Event]] = {}
 
     @property
     def store(self) -> Store:
@@ -163,6 +168,10 @@ class LocalBackend:
         return result
 
     def _appended(self, tp: TopicPartition) -> None:
+        waiting = self._waiting.get(tp)
+        if waiting:
+            for event in list(waiting):
+                event.set()
         for listener in self._listeners:
             listener(tp)
 
@@ -195,16 +204,42 @@ class LocalBackend:
         max_wait_ms: int = 0,
         member: GroupMember | None = None,
     ) -> dict[TopicPartition, list[ConsumerRecord] | LogstoreError]:
+        if member is not None:
+            self.check_member(member)
+        out = self._fetch_once(positions, max_records, max_bytes)
+        if max_wait_ms <= 0 or any(out.values()):
+            return out
+        # Wait for an append: this process's wake the event at once; other processes'
+        # through the watcher (inotify on each partition's head file).
         deadline = time.monotonic() + max_wait_ms / 1000
-        pause = _WAIT_FIRST_S
-        while True:
-            if member is not None:
-                self.check_member(member)
-            out = self._fetch_once(positions, max_records, max_bytes)
-            if any(out.values()) or time.monotonic() >= deadline:
-                return out
-            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, _WAIT_MAX_S)
+        tps = list(positions)
+        event = threading.Event()
+        with self._watch_lock:
+            for tp in tps:
+                self._waiting.setdefault(tp, set()).add(event)
+        try:
+            self.watch_appends(tps)
+            assert self._watcher is not None
+            woken_by_inotify = self._watcher.uses_inotify
+            pause = _WAIT_FIRST_S
+            while True:
+                event.clear()
+                out = self._fetch_once(positions, max_records, max_bytes)
+                left = deadline - time.monotonic()
+                if any(out.values()) or left <= 0:
+                    return out
+                event.wait(min(left, _WAIT_RECHECK_S if woken_by_inotify else pause))
+                pause = min(pause * 2, _WAIT_MAX_S)
+                if member is not None:
+                    self.check_member(member)
+        finally:
+            with self._watch_lock:
+                for tp in tps:
+                    waiting = self._waiting.get(tp)
+                    if waiting is not None:
+                        waiting.discard(event)
+                        if not waiting:
+                            del self._waiting[tp]
 
     def _fetch_once(
         self, positions: Mapping[TopicPartition, int], max_records: int, max_bytes: int
@@ -371,4 +406,5 @@ def backend_for(store: Store) -> LocalBackend:
         backend = _BACKENDS.get(store)
         if backend is None:
             backend = _BACKENDS[store] = LocalBackend(store)
+            store.on_close(backend.close)
         return backend

@@ -36,6 +36,7 @@ from logstore.records import RecordInput, encode_batch, scan
 from logstore.records.validate import check_batch_records
 from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from logstore.storage.files import DEFAULT_FS, FileSystem
+from logstore.storage.flushing import IntervalFlushing
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, Head
 from logstore.storage.listing import is_leftover, is_partition_file
 from logstore.storage.logbase import MAX_OPEN_SEALED_SEGMENTS
@@ -56,7 +57,7 @@ _INT32_MAX = 2**31 - 1
 _BASE_OFFSET = struct.Struct(">q")
 
 
-class PartitionLog(ProducerTracking):
+class PartitionLog(ProducerTracking, IntervalFlushing):
     """The segments of one partition. Thread-safe: every public method holds one lock.
 
     Args:
@@ -88,6 +89,7 @@ class PartitionLog(ProducerTracking):
         self._failed: str | None = None
         self._marked_dirty = False
         self._last_flush_ms = 0
+        self._flush_due: float | None = None  # when the flusher was asked to call
         self.recovery_point = 0
         self.log_start_offset = 0
         self.recovered_bytes = 0
@@ -313,18 +315,6 @@ class PartitionLog(ProducerTracking):
             if self.active_segment.size:
                 self._mark_dirty()
                 self._roll(self._now())
-
-    def _flush_per_policy(self, now: int) -> None:
-        policy = self.config.flush
-        if policy == "always" or (
-            policy == "interval" and now - self._last_flush_ms >= self.config.flush_ms
-        ):
-            self.active_segment.log_file.fsync()
-            self._last_flush_ms = now
-            # Every offset appended so far is now synced (older segments were synced when
-            # they rolled). The head written after this append carries the new recovery
-            # point, so recovery after a crash never cuts what was acknowledged.
-            self.recovery_point = self.log_end_offset
 
     def flush(self) -> None:
         """fsync everything appended so far and advance the recovery point."""

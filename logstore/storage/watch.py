@@ -119,8 +119,11 @@ class ChangeWatcher:
             self._run_polling()
 
     def _run_inotify(self) -> None:
+        poller = select.poll()  # not select(): a process may have descriptors >= 1024
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
         while True:
-            ready, _, _ = select.select([self._fd, self._wake_r], [], [])
+            ready = {fd for fd, _ in poller.poll()}
             if self._wake_r in ready:
                 return
             try:

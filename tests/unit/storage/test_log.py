@@ -11,6 +11,8 @@ import errno
 import os
 import struct
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -935,6 +937,22 @@ def test_partition_log_flush_always_fsyncs_log_before_append_returns(tmp_path: P
     log.close()
 
 
+def _settle_flusher() -> None:
+    """Wait until the background flusher has nothing due (its queue holds only later
+    rechecks) and is not inside a flush."""
+    from logstore.storage.flusher import FLUSHER
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with FLUSHER._cond:
+            idle = not FLUSHER._queue or FLUSHER._queue[0][0] > time.monotonic() + 0.005
+        if idle:
+            time.sleep(0.05)  # a flush popped just now finishes
+            return
+        time.sleep(0.005)
+    raise AssertionError("the background flusher did not settle")
+
+
 def test_partition_log_flush_interval_fsyncs_at_most_every_flush_ms(tmp_path: Path) -> None:
     clock = Clock()
     fs = RecordingFS()
@@ -943,7 +961,52 @@ def test_partition_log_flush_interval_fsyncs_at_most_every_flush_ms(tmp_path: Pa
     for advance, fsyncs in expected:
         clock.advance(advance)
         log.append_records([_rec()])
+        _settle_flusher()
         assert fs.count("fsync", ".log") == fsyncs, (clock.now - T0, fsyncs)
+    assert log.recovery_point == log.log_end_offset
+    log.close()
+
+
+def test_partition_log_flush_interval_syncs_off_the_append_path(tmp_path: Path) -> None:
+    """An append returns before its fsync: the flusher thread makes it, and the recovery
+    point follows once it is done."""
+    fs = RecordingFS()
+    log = _log(tmp_path / "p", fs=fs, flush="interval", flush_ms=0)
+    gate = threading.Event()
+    entered = threading.Event()
+    real_fsync = fs._fsync
+
+    def slow_fsync(handle: FileHandle) -> None:
+        entered.set()
+        gate.wait(10)
+        real_fsync(handle)
+
+    fs._fsync = slow_fsync  # type: ignore[method-assign]
+    log.append_records([_rec()])  # returns although the fsync is held up
+    assert entered.wait(10)
+    log.append_records([_rec()])  # appends go on while the flusher syncs
+    assert log.recovery_point == 0
+    gate.set()
+    deadline = time.monotonic() + 10
+    while log.recovery_point < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert log.recovery_point == 2
+    fs._fsync = real_fsync  # type: ignore[method-assign]
+    log.close()
+
+
+def test_partition_log_background_fsync_failure_fails_the_log(tmp_path: Path) -> None:
+    fs = FailingFsyncFS()
+    log = _log(tmp_path / "p", fs=fs, flush="interval", flush_ms=0)
+    fs.failing = True
+    log.append_records([_rec(value=b"written, never synced")])
+    deadline = time.monotonic() + 10
+    while not log.failed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    fs.failing = False
+    with pytest.raises(LogFailedError, match="background fsync failed"):
+        log.append_records([_rec()])
+    assert log.recovery_point == 0
     log.close()
 
 
