@@ -90,6 +90,11 @@ class LocalBackend:
     def now_ms(self) -> int:
         return self._store.clock.now_ms()
 
+    @property
+    def uses_system_clock(self) -> bool:
+        """Whether :meth:`now_ms` is the wall clock (a producer then reads it inline)."""
+        return type(self._store.clock) is SystemClock
+
     # ------------------------------------------------------------------ metadata
 
     def topic_metadata(self, topic: str) -> TopicMetadata:

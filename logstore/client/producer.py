@@ -1,9 +1,17 @@
 """The producer: batches records per partition and appends them, idempotently.
 
 ``send()`` returns at once with a :class:`RecordFuture`; records wait in a per-partition
-batch until it holds ``batch_bytes``, until ``linger_ms`` passes (a background thread
-flushes it), or until ``flush()``/``close()``. Each batch is one RecordBatch v2 append,
-so the topic's ``flush`` policy (fsync) is paid once per batch, not per record.
+batch until it holds ``batch_bytes`` (the sending thread then writes it), until
+``linger_ms`` passes (the sender thread writes it), or until ``flush()``/``close()``.
+Each batch is one RecordBatch v2 append, so the topic's ``flush`` policy (fsync) is paid
+once per batch, not per record. With ``linger_ms=0`` the sender thread writes a batch as
+soon as it has a record, and the records sent while that write (and its fsync) is in
+flight make the next batch, as Kafka's sender thread does.
+
+``send()`` does per record only what cannot wait for the batch: a partition, a
+timestamp, one append to the partition's :class:`~logstore.records.builder.BatchBuilder`
+(atomic without a lock where the compiled codec is built) and a two-item future;
+encoding happens once per batch, in the thread that writes it.
 
 Metadata: the producer looks a topic up again (re-reads its registry file) at most every
 ``metadata_max_age_ms``, and at once after an unknown partition or a deleted topic, so a
@@ -24,7 +32,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from time import monotonic as _monotonic
+from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any, Self
+
+import mmh3
 
 from logstore.client.backend import Backend, resolve_backend
 from logstore.errors import (
@@ -37,6 +49,7 @@ from logstore.errors import (
     TopicNotFoundError,
 )
 from logstore.partitioner import KeyHashPartitioner
+from logstore.records.builder import BatchBuilder
 from logstore.records.inputs import check_bytes, check_timestamp, normalize_headers
 from logstore.types import Compression, HeadersArg, RecordMetadata, TopicMetadata, TopicPartition
 
@@ -54,19 +67,20 @@ DEFAULT_METADATA_MAX_AGE_MS = 1000
 small local file read)."""
 _RECORD_OVERHEAD = 36  # most bytes a record adds beyond key, value and headers (varints)
 _BATCH_OVERHEAD = 61  # the RecordBatch v2 header
+_murmur3 = mmh3.hash  # (key, seed, signed): the default partitioner's hash, inline
 
 
-class RecordFuture:
-    """The outcome of one ``send()``: its :class:`RecordMetadata`, once written."""
+class RecordFuture(tuple[Any, int]):
+    """The outcome of one ``send()``: its :class:`RecordMetadata`, once written.
 
-    __slots__ = ("_batch", "_index")
+    A pair ``(batch, index)``: made without a Python ``__init__`` call, the cheapest
+    object ``send()`` can return (the batch holds what the records share: the event,
+    the error, the base offset)."""
 
-    def __init__(self, batch: _Batch, index: int) -> None:
-        self._batch = batch
-        self._index = index
+    __slots__ = ()
 
     def done(self) -> bool:
-        return self._batch.event.is_set()
+        return bool(self[0].event.is_set())
 
     def result(self, timeout: float | None = None) -> RecordMetadata:
         """Wait (flushing the batch if nobody else will soon) and return the metadata.
@@ -75,7 +89,7 @@ class RecordFuture:
             LogstoreError: the append failed (the error it raised).
             TimeoutError: not written within ``timeout`` seconds.
         """
-        batch = self._batch
+        batch, index = self
         if not batch.event.is_set():
             batch.producer._flush_batch_of(batch)
             if not batch.event.wait(timeout):
@@ -83,8 +97,8 @@ class RecordFuture:
         if batch.error is not None:
             raise batch.error
         assert batch.base_offset is not None  # set with event when no error
-        ts = batch.timestamps[self._index]
-        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + self._index, ts)
+        ts = batch.records[index][0]
+        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + index, ts)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
@@ -96,13 +110,20 @@ class RecordFuture:
     def add_callback(self, fn: Callback) -> None:
         """Call ``fn(metadata, error)`` once the record is written (now, if it is). An
         exception from ``fn`` is logged, not raised (as Kafka's producer does)."""
-        with self._batch.producer._lock:
-            self._batch.callbacks.append((self._index, fn))
-        if self._batch.event.is_set():
-            self._batch.run_callbacks()
+        batch, index = self
+        with batch.producer._lock:
+            batch.callbacks.append((index, fn))
+        if batch.event.is_set():
+            batch.run_callbacks()
 
 
-class _Batch:
+_new_future = tuple.__new__
+
+
+class _Batch(BatchBuilder):
+    """A batch of one partition: its records (gathered by :class:`BatchBuilder`) and
+    what its records' futures share."""
+
     __slots__ = (
         "base_offset",
         "callbacks",
@@ -111,21 +132,16 @@ class _Batch:
         "event",
         "partition",
         "producer",
-        "records",
-        "size",
-        "timestamps",
         "topic",
         "topic_id",
     )
 
-    def __init__(self, producer: Producer, topic: TopicMetadata, partition: int) -> None:
+    def __init__(self, producer: Producer, topic: TopicMetadata, partition: int, limit: int):
+        super().__init__(limit)
         self.producer = producer
         self.topic = topic.name
         self.topic_id = topic.topic_id  # the incarnation the records were sent to
         self.partition = partition
-        self.records: list[tuple[int, bytes | None, bytes | None, Any]] = []
-        self.timestamps: list[int] = []
-        self.size = 0
         self.created = time.monotonic()
         self.event = threading.Event()
         self.error: BaseException | None = None
@@ -141,10 +157,28 @@ class _Batch:
                     fn(None, self.error)
                 else:
                     assert self.base_offset is not None
-                    offset, ts = self.base_offset + index, self.timestamps[index]
+                    offset, ts = self.base_offset + index, self.records[index][0]
                     fn(RecordMetadata(self.topic, self.partition, offset, ts), None)
             except Exception:
                 log.exception("a producer callback for %s-%d raised", self.topic, self.partition)
+
+
+class _TopicState:
+    """What ``send()`` needs of a topic, looked up at most every metadata_max_age_ms:
+    its metadata, partitioner, batch limit and the open batch of each partition."""
+
+    __slots__ = ("batches", "expires", "limit", "meta", "murmur3", "partitioner", "partitions")
+
+    def __init__(
+        self, meta: TopicMetadata, partitioner: KeyHashPartitioner, expires: float, limit: int
+    ) -> None:
+        self.meta = meta
+        self.partitions = meta.partitions
+        self.partitioner = partitioner
+        self.murmur3 = partitioner.algorithm == "murmur3"
+        self.expires = expires
+        self.limit = limit
+        self.batches: list[_Batch | None] = [None] * meta.partitions
 
 
 class Producer:
@@ -153,7 +187,8 @@ class Producer:
     Args:
         store: the open store (or another :class:`~logstore.client.backend.Backend`).
         linger_ms: how long a record may wait for more to share its batch (Kafka's
-            ``linger.ms``); 0 writes each ``send()`` at once.
+            ``linger.ms``); 0 writes at once, and the records sent while a write to their
+            partition is in flight share the next write.
         batch_bytes: a batch is written once its records reach about this size.
         compression: codec for every batch ("none", "gzip", "snappy", "lz4", "zstd").
         idempotent: tag batches with a producer id and sequences so a retried batch is
@@ -196,8 +231,8 @@ class Producer:
         self.retries = retries
         self.retry_backoff_ms = retry_backoff_ms
         self._sequences: dict[tuple[str, int], int] = {}
-        # per topic: what it is, its partitioner (the null-key round robin), when looked up
-        self._topics: dict[str, tuple[TopicMetadata, KeyHashPartitioner, float]] = {}
+        self._topics: dict[str, _TopicState] = {}
+        # the open batch of each partition (also in its topic state's list)
         self._batches: dict[tuple[str, int], _Batch] = {}
         # batches taken out of _batches wait here, per partition, in the order they were
         # sealed; whoever writes drains a partition's queue under its lock, so a
@@ -207,30 +242,49 @@ class Producer:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._closed = False
-        self._lingerer: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
         self._clock_ms = self._backend.now_ms
+        # the wall clock read inline (no call through the backend) when it is the clock
+        self._system_clock = bool(getattr(self._backend, "uses_system_clock", False))
 
     # ------------------------------------------------------------------ sending
 
-    def _topic(
-        self, name: str, *, refresh: bool = False
-    ) -> tuple[TopicMetadata, KeyHashPartitioner, float]:
-        """Topic ``name`` and its partitioner, looked up again if ``refresh`` or if the
-        last look-up is older than ``metadata_max_age_ms``."""
+    def _topic(self, name: str, *, refresh: bool = False) -> _TopicState:
+        """Topic ``name``'s state, looked up again if ``refresh`` or if the last look-up
+        is older than ``metadata_max_age_ms``. A topic deleted and created again, or
+        grown, gets a new state; the old state's open batches are sealed (a deleted
+        incarnation's fail when written)."""
         now = time.monotonic()
         cached = self._topics.get(name)
-        if cached is None or refresh or (now - cached[2]) * 1000 >= self.metadata_max_age_ms:
-            try:
-                topic = self._backend.topic_metadata(name)
-            except TopicNotFoundError:
-                self._topics.pop(name, None)
-                raise
-            if cached is None or cached[1].algorithm != topic.partitioner:
+        if cached is not None and not refresh and now < cached.expires:
+            return cached
+        try:
+            topic = self._backend.topic_metadata(name)
+        except TopicNotFoundError:
+            self._topics.pop(name, None)
+            raise
+        expires = now + self.metadata_max_age_ms / 1000
+        with self._lock:
+            cached = self._topics.get(name)
+            if cached is not None and cached.meta == topic:
+                cached.expires = expires
+                return cached
+            if cached is None or cached.partitioner.algorithm != topic.partitioner:
                 partitioner = KeyHashPartitioner(topic.partitioner)
             else:
-                partitioner = cached[1]  # the null-key round robin goes on
-            self._topics[name] = cached = (topic, partitioner, now)
-        return cached
+                partitioner = cached.partitioner  # the null-key round robin goes on
+            limit = min(self.batch_bytes, topic.max_message_bytes - _BATCH_OVERHEAD)
+            state = _TopicState(topic, partitioner, expires, limit)
+            if cached is not None and cached.meta.topic_id == topic.topic_id:
+                # grown, or a new limit: the open batches carry on
+                for p, batch in enumerate(cached.batches[: state.partitions]):
+                    state.batches[p] = batch
+            elif cached is not None:
+                for batch in cached.batches:
+                    if batch is not None:
+                        self._seal(batch)
+            self._topics[name] = state
+        return state
 
     def send(
         self,
@@ -247,55 +301,67 @@ class Producer:
             InvalidRecordError: key, value, headers or timestamp of the wrong type.
             TopicNotFoundError, PartitionNotFoundError, StoreClosedError.
         """
-        t, partitioner, _ = self._topic(topic)
-        if key is not None and type(key) is not bytes:
+        t = self._topics.get(topic)
+        if t is None or _monotonic() >= t.expires:
+            t = self._topic(topic)
+        if key is not None and key.__class__ is not bytes:
             key = check_bytes("key", key)
-        if value is not None and type(value) is not bytes:
+        if value is not None and value.__class__ is not bytes:
             value = check_bytes("value", value)
         if partition is None:
-            partition = partitioner.partition(key, t.partitions)
-        elif type(partition) is not int or not 0 <= partition < t.partitions:
-            t, _, _ = self._topic(topic, refresh=True)  # added by another process since?
+            if key is not None and t.murmur3:
+                partition = _murmur3(key, 0, False) % t.partitions
+            else:
+                partition = t.partitioner.partition(key, t.partitions)
+        elif partition.__class__ is not int or not 0 <= partition < t.partitions:
+            t = self._topic(topic, refresh=True)  # added by another process since?
             if type(partition) is not int or not 0 <= partition < t.partitions:
                 raise PartitionNotFoundError(
                     f"topic {topic!r} has no partition {partition!r} (it has partitions "
                     f"0..{t.partitions - 1})"
                 )
         if timestamp is None:
-            timestamp = self._clock_ms()
-        elif type(timestamp) is not int or timestamp < 0:
+            timestamp = _time_ns() // 1_000_000 if self._system_clock else self._clock_ms()
+        elif timestamp.__class__ is not int or timestamp < 0:
             check_timestamp(timestamp)  # raises, naming the value
-        hdrs = normalize_headers(headers) if headers else ()
         size = _RECORD_OVERHEAD + (len(key) if key else 0) + (len(value) if value else 0)
-        if hdrs:
+        if headers:
+            hdrs = normalize_headers(headers)
             size += sum(12 + len(k.encode()) + (len(v) if v else 0) for k, v in hdrs)
-        # a batch never grows past what the topic accepts (Kafka caps it at
-        # max.request.size); a record too large alone fails alone
-        limit = min(self.batch_bytes, t.max_message_bytes - _BATCH_OVERHEAD)
+        else:
+            hdrs = ()
+        batch = t.batches[partition]
+        if batch is None or (index := batch.append(timestamp, key, value, hdrs, size)) < 0:
+            return self._append_to_new_batch(t, partition, (timestamp, key, value, hdrs, size))
+        return _new_future(RecordFuture, (batch, index))
+
+    def _append_to_new_batch(
+        self, t: _TopicState, partition: int, record: tuple[Any, ...]
+    ) -> RecordFuture:
+        """Start a batch for ``record`` (none is open, or the open one is full or being
+        written) and tell the sender thread of it. A full batch is written by this
+        thread (a producer sending faster than its batches are written slows down to
+        their pace)."""
+        tp = (t.meta.name, partition)
         with self._lock:
             if self._closed:
                 raise StoreClosedError("producer is closed")
-            tp = (topic, partition)
-            batch = self._batches.get(tp)
-            sealed_early = None
-            if batch is not None and (batch.size + size > limit or batch.topic_id != t.topic_id):
+            full = self._batches.get(tp)
+            if full is not None:
+                self._seal(full)
+            batch = _Batch(self, t.meta, partition, t.limit)
+            self._batches[tp] = batch
+            if partition < len(t.batches):
+                t.batches[partition] = batch
+            index = batch.append(*record)
+            alone = batch.size >= t.limit  # as large as a batch may be: it goes at once
+            if alone:
                 self._seal(batch)
-                sealed_early, batch = batch, None
-            if batch is None:
-                batch = self._batches[tp] = _Batch(self, t, partition)
-                if self.linger_ms:
-                    self._ensure_lingerer()
-            index = len(batch.records)
-            batch.records.append((timestamp, key, value, hdrs))
-            batch.timestamps.append(timestamp)
-            batch.size += size
-            full = batch.size >= limit or not self.linger_ms
-            if full:
-                self._seal(batch)
-        future = RecordFuture(batch, index)
-        if full or sealed_early is not None:
+            else:
+                self._ensure_sender()
+        if full is not None or alone:
             self._drain(tp)
-        return future
+        return _new_future(RecordFuture, (batch, index))
 
     def send_many(
         self,
@@ -305,19 +371,26 @@ class Producer:
         partition: int | None = None,
     ) -> list[RecordFuture]:
         """Queue many records for bulk loads: ``(value, key)`` pairs or bare values."""
+        send = self.send
         out = []
         for item in records:
             if isinstance(item, tuple):
                 value, key = item
             else:
                 value, key = item, None
-            out.append(self.send(topic, value, key=key, partition=partition))
+            out.append(send(topic, value, key, None, partition))
         return out
 
     def _seal(self, batch: _Batch) -> None:
         """Move ``batch`` from filling to waiting (the producer lock is held)."""
+        batch.close()
         tp = (batch.topic, batch.partition)
-        del self._batches[tp]
+        if self._batches.get(tp) is batch:
+            del self._batches[tp]
+        state = self._topics.get(batch.topic)
+        slots = state.batches if state is not None else ()
+        if batch.partition < len(slots) and slots[batch.partition] is batch:
+            state.batches[batch.partition] = None  # type: ignore[union-attr]
         queue = self._sealed.get(tp)
         if queue is None:
             queue = self._sealed[tp] = collections.deque()
@@ -338,11 +411,12 @@ class Producer:
     def _write(self, batch: _Batch) -> None:
         """Append one batch (its partition's write lock is held)."""
         tp = (batch.topic, batch.partition)
+        count = len(batch)
         sequence = 0
         try:
             with self._lock:
                 sequence = self._sequences.get(tp, 0)
-                self._sequences[tp] = (sequence + len(batch.records)) % (2**31)
+                self._sequences[tp] = (sequence + count) % (2**31)
                 producer_id, epoch = self.producer_id, self._producer_epoch
             for attempt in range(self.retries + 1):
                 try:
@@ -361,15 +435,15 @@ class Producer:
                         raise
                     log.warning(
                         "retrying a batch of %d records to %s-%d after a failed write",
-                        len(batch.records), batch.topic, batch.partition,
+                        count, batch.topic, batch.partition,
                     )
                     time.sleep(self.retry_backoff_ms / 1000)
             batch.base_offset = result.base_offset
         except TopicNotFoundError as err:
             with self._lock:  # the next send() looks the topic up again
                 cached = self._topics.get(batch.topic)
-                if cached is not None and cached[0].topic_id == batch.topic_id:
-                    del self._topics[batch.topic]
+                if cached is not None and cached.meta.topic_id == batch.topic_id:
+                    cached.expires = 0.0
             batch.error = err
         except (StorageError, LogFailedError) as err:
             batch.error = err
@@ -379,7 +453,7 @@ class Producer:
         finally:
             unknown_outcome = isinstance(batch.error, StorageError | LogFailedError)
             if batch.error is not None and not unknown_outcome:
-                self._give_back(tp, sequence, len(batch.records))
+                self._give_back(tp, sequence, count)
             batch.event.set()
             if batch.callbacks:
                 batch.run_callbacks()
@@ -410,7 +484,8 @@ class Producer:
         with self._lock:
             if self._batches.get(tp) is batch:
                 self._seal(batch)
-        self._drain(tp)
+        if tp in self._write_locks:
+            self._drain(tp)
 
     def flush(self) -> None:
         """Write every queued record now."""
@@ -421,17 +496,17 @@ class Producer:
         for tp in partitions:
             self._drain(tp)
 
-    # ------------------------------------------------------------------ linger
+    # ------------------------------------------------------------------ the sender
 
-    def _ensure_lingerer(self) -> None:
-        if self._lingerer is None:
-            self._lingerer = threading.Thread(
-                target=self._linger_loop, name="logstore-producer-linger", daemon=True
+    def _ensure_sender(self) -> None:
+        if self._sender is None:
+            self._sender = threading.Thread(
+                target=self._send_loop, name="logstore-producer-sender", daemon=True
             )
-            self._lingerer.start()
+            self._sender.start()
         self._wake.notify()
 
-    def _linger_loop(self) -> None:
+    def _send_loop(self) -> None:
         linger = self.linger_ms / 1000
         while True:
             with self._lock:
@@ -459,8 +534,8 @@ class Producer:
             self._closed = True  # from here on send() refuses; flush() writes the rest
             self._wake.notify_all()
         self.flush()
-        if self._lingerer is not None:
-            self._lingerer.join()
+        if self._sender is not None:
+            self._sender.join()
 
     def __enter__(self) -> Self:
         return self

@@ -83,12 +83,47 @@ def test_send_uses_given_timestamp_and_headers(store: logstore.Store, topic: str
     )
 
 
+def _wait_done(*futures: Any, timeout: float = 10) -> None:
+    """Wait for the sender thread to write (without ``result()``, which flushes)."""
+    deadline = time.monotonic() + timeout
+    while not all(f.done() for f in futures):
+        assert time.monotonic() < deadline, "not written by the sender thread"
+        time.sleep(0.001)
+
+
 def test_send_with_linger_zero_writes_at_once(store: logstore.Store, topic: str) -> None:
     producer = store.producer(linger_ms=0)
     future = producer.send(topic, b"now", partition=2)
-    assert future.done()
+    _wait_done(future, timeout=2)  # no flush(): the sender thread writes it
     assert _values(store, topic, 2) == [b"now"]
     producer.close()
+
+
+def test_linger_zero_batches_what_is_sent_while_a_write_is_in_flight(
+    tmp_path: Path,
+) -> None:
+    """Kafka's linger.ms=0: the sender writes the first record at once; the records sent
+    while that write is held up share the next batch (not one write each)."""
+    gate, entered = threading.Event(), threading.Event()
+
+    class SlowFS(FileSystem):
+        def _pwritev(self, handle: FileHandle, parts: Any, position: int) -> int:
+            if handle.path.endswith(".log") and not gate.is_set():
+                entered.set()
+                gate.wait(10)
+            return super()._pwritev(handle, parts, position)
+
+    with logstore.open(tmp_path / "s", fs=SlowFS()) as store:
+        store.create_topic("t", 1, flush="never")
+        with store.producer(linger_ms=0) as producer:
+            first = producer.send("t", b"first")
+            assert entered.wait(10)  # its write is in flight
+            rest = [producer.send("t", b"%d" % i) for i in range(50)]
+            assert not any(f.done() for f in rest)
+            gate.set()
+            _wait_done(first, *rest)
+            assert [f.result().offset for f in rest] == list(range(1, 51))
+        assert [b.records_count for b in _batches(store, "t", 0)] == [1, 50]
 
 
 def test_send_with_linger_waits_then_background_thread_writes(
@@ -354,8 +389,8 @@ def test_producer_batches_carry_producer_id_and_consecutive_sequences(
 
 def test_non_idempotent_producer_writes_no_producer_id(store: logstore.Store, topic: str) -> None:
     with store.producer(linger_ms=0, idempotent=False) as producer:
-        producer.send(topic, b"v", partition=0)
-        producer.send(topic, b"v", partition=0)
+        producer.send(topic, b"v", partition=0).result(timeout=10)
+        producer.send(topic, b"v", partition=0).result(timeout=10)
     assert [(b.producer_id, b.base_sequence) for b in _batches(store, topic, 0)] == [
         (-1, -1),
         (-1, -1),
