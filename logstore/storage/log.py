@@ -158,16 +158,19 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
         walked once (:func:`~logstore.records.validate.check_batch_records`: its fields
         and lengths, not decoded), so a batch whose CRC is right but whose records are
         malformed is refused instead of stored where every read would fail.
-        ``validate=False`` is for batches this process encoded or already checked.
+        ``validate=False`` is for batches this process encoded or already checked: only
+        their headers are checked (no CRC pass over the bytes: for 1 MiB batches that
+        was an eighth of the append's time).
 
         Raises:
-            CorruptRecordError: a batch fails its CRC, has a wrong magic, or (with
-                ``validate``) holds malformed records or a bad compressed payload.
+            CorruptRecordError: a batch has a wrong magic or length, or (with
+                ``validate``) fails its CRC or holds malformed records or a bad
+                compressed payload.
             InvalidRecordError: no batch, trailing bytes, or inconsistent record counts.
             RecordTooLargeError: a batch is larger than ``max_message_bytes``.
         """
         buf = memoryview(data)
-        headers = list(scan(buf, verify=True))
+        headers = list(scan(buf, verify=validate))
         end = headers[-1].position + headers[-1].size if headers else 0
         if not headers or end != len(buf):
             raise InvalidRecordError(

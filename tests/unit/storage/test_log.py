@@ -245,6 +245,23 @@ def test_partition_log_append_batches_raises_corrupt_record_when_crc_wrong(
     log.close()
 
 
+def test_partition_log_append_batches_trusted_checks_headers_not_the_crc(
+    tmp_path: Path,
+) -> None:
+    """validate=False (batches this process encoded): no CRC pass over the bytes, but a
+    wrong magic is still refused."""
+    fs = RecordingFS()
+    log = _log(tmp_path / "p", fs=fs)
+    good = encode_batch([_rec()])
+    log.append_batches(good, validate=False)
+    bad_magic = bytearray(good)
+    bad_magic[16] = 1
+    with pytest.raises(CorruptRecordError, match="magic"):
+        log.append_batches(bytes(bad_magic), validate=False)
+    assert log.log_end_offset == 1
+    log.close()
+
+
 def test_partition_log_append_batches_raises_invalid_record_when_count_disagrees_with_delta(
     tmp_path: Path,
 ) -> None:
