@@ -1,5 +1,14 @@
-"""Kafka RecordBatch v2 codec: pure functions, bytes in and out, no I/O."""
+"""Kafka RecordBatch v2 codec: pure functions, bytes in and out, no I/O.
 
+Its record loops and varints run compiled when the C codec is built (ACCELERATED;
+:mod:`logstore.records.accel`); the varints exported here are then the compiled ones.
+"""
+
+from collections.abc import Callable
+
+from logstore.records import batch as _batch
+from logstore.records.accel import ACCELERATED
+from logstore.records.accel import codec as _compiled
 from logstore.records.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -9,9 +18,7 @@ from logstore.records.batch import (
     check_batch,
     crc_valid,
     decode_header,
-    decode_varint,
     encode_batch,
-    encode_varint,
     scan,
     set_base_offset,
     set_log_append_time,
@@ -24,7 +31,15 @@ from logstore.records.decode import (
     records_to_inputs,
 )
 
+encode_varint: Callable[[int], bytes] = (
+    _batch.encode_varint if _compiled is None else _compiled.encode_varint
+)
+decode_varint: Callable[[bytes | bytearray | memoryview, int], tuple[int, int]] = (
+    _batch.decode_varint if _compiled is None else _compiled.decode_varint
+)
+
 __all__ = [
+    "ACCELERATED",
     "HEADER_SIZE",
     "LOG_OVERHEAD",
     "MAGIC",

@@ -30,7 +30,9 @@ Record::
 
 Varints are zig-zag encoded, 7 bits a byte, low group first; -1 is a null length.
 
-Decoding is in :mod:`logstore.records.decode`.
+Decoding is in :mod:`logstore.records.decode`. The record loops here (:func:`_encode_records`
+and the varints) have a compiled twin, which :func:`encode_batch` uses when it is built
+(:mod:`logstore.records.accel`); these stay the reference.
 
 The CRC does not cover baseOffset, batchLength, partitionLeaderEpoch or magic, so the log
 assigns offsets by rewriting baseOffset in place (:func:`set_base_offset`) with no CRC
@@ -46,11 +48,12 @@ No I/O and no clock here: timestamps are arguments.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import crc32c as _crc32c
 
 from logstore.errors import CorruptRecordError, InvalidRecordError
+from logstore.records.accel import codec as _compiled
 from logstore.records.compression import compress
 from logstore.types import BatchHeader, Compression, Header, TimestampType
 
@@ -188,6 +191,17 @@ def _encode_records(records: Sequence[RecordInput], base_timestamp: int) -> list
     return out
 
 
+def _encode_record_set(records: Sequence[RecordInput], base_timestamp: int) -> bytes:
+    """The record set of ``records`` in pure Python (the compiled ``encode_records``'s twin)."""
+    return b"".join(_encode_records(records, base_timestamp))
+
+
+encode_record_set: Callable[[Sequence[RecordInput], int], bytes] = (
+    _encode_record_set if _compiled is None else _compiled.encode_records
+)
+"""What :func:`encode_batch` encodes records with: the compiled codec when it runs."""
+
+
 def encode_batch(
     records: Sequence[RecordInput],
     *,
@@ -233,7 +247,7 @@ def encode_batch(
                 f"record timestamps {min(timestamps)}..{max_timestamp} do not fit one batch "
                 f"(timestamps and their deltas are signed 64-bit milliseconds)"
             )
-        body = b"".join(_encode_records(records, base_timestamp))
+        body = encode_record_set(records, base_timestamp)
     except (TypeError, ValueError, IndexError) as err:
         if isinstance(err, InvalidRecordError):
             raise

@@ -4,14 +4,18 @@ Records decode into :class:`~logstore.types.Record` (or any ``NamedTuple`` of th
 fields after a prefix: how a consumer gets its records without re-wrapping them); a
 compressed batch is decompressed once. Errors are
 :class:`~logstore.errors.CorruptRecordError` naming the position.
+
+:func:`decode_batch_records` runs the compiled twin of :func:`_decode_record_set` when it
+is built (:mod:`logstore.records.accel`); the Python loop here stays the reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from logstore.errors import CorruptRecordError
+from logstore.records.accel import codec as _compiled
 from logstore.records.batch import (
     COMPRESSION_MASK,
     CONTROL_MASK,
@@ -210,6 +214,14 @@ def _decode_headers(data: bytes, pos: int, end: int) -> tuple[Sequence[Header], 
     return tuple(headers), pos
 
 
+decode_record_set: Callable[..., list[Any]] = (
+    _decode_record_set if _compiled is None else _compiled.decode_record_set
+)
+"""What :func:`decode_batch_records` decodes with: the compiled twin of
+:func:`_decode_record_set` when it runs (:mod:`logstore.records.accel`); every argument
+is passed."""
+
+
 def decode_batch_records(
     buf: bytes | bytearray | memoryview,
     header: BatchHeader,
@@ -244,12 +256,12 @@ def decode_batch_records(
         fixed = header.max_timestamp if header.attributes & TIMESTAMP_TYPE_MASK else None
         if header.last_offset_delta != header.records_count - 1 and start_offset is not None:
             # offset deltas with gaps (compacted): decode everything, then filter
-            every = _decode_record_set(
+            every = decode_record_set(
                 data, start, end, header.records_count, header.base_offset,
                 header.base_timestamp, fixed, None, None, record_type, topic_partition,
             )
             return [r for r in every if r.offset >= start_offset][:limit]
-        return _decode_record_set(
+        return decode_record_set(
             data,
             start,
             end,

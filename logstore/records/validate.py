@@ -12,14 +12,19 @@ deltas are 0, 1, 2, ... (as Kafka's producers write them); the key and value len
 (negative: null, as Kafka reads them); every header has a UTF-8 key of length >= 0 and a
 value (negative length: null).
 Per batch: the record count matches the header, and the records fill the record set
-exactly (compressed batches are decompressed first).
+exactly (compressed batches are decompressed first). :func:`check_batch_records` runs
+the compiled twin of :func:`_check_record_set` when it is built
+(:mod:`logstore.records.accel`).
 
 No I/O happens here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from logstore.errors import CorruptRecordError
+from logstore.records.accel import codec as _compiled
 from logstore.records.batch import COMPRESSION_MASK, HEADER_SIZE, check_batch, decode_varint
 from logstore.records.compression import decompress
 from logstore.types import BatchHeader, Compression
@@ -42,7 +47,7 @@ def check_batch_records(
             data = decompress(Compression(codec_id), bytes(memoryview(buf)[start:end]))
         else:
             data = bytes(memoryview(buf)[start:end])
-        _check_record_set(data, len(data), header.records_count)
+        check_record_set(data, len(data), header.records_count)
     except CorruptRecordError as err:
         raise CorruptRecordError(f"record batch at position {pos}: {err}", position=pos) from err
     except (IndexError, ValueError, UnicodeDecodeError) as err:
@@ -125,3 +130,10 @@ def _check_headers(data: bytes, pos: int, end: int) -> int:
                 raise ValueError(f"header value length {vlen} overruns the record")
             pos += vlen
     return pos
+
+
+check_record_set: Callable[[bytes, int, int], None] = (
+    _check_record_set if _compiled is None else _compiled.check_record_set
+)
+"""What :func:`check_batch_records` walks records with: the compiled twin of
+:func:`_check_record_set` when it runs (:mod:`logstore.records.accel`)."""
