@@ -4,17 +4,21 @@ workloads of logstore's own streaming benchmarks (``bench_streaming.py``) and of
 1 MiB appends, so that logstore's figures can be put beside a peer measured on the same
 machine, in the same hour.
 
-    .venv/bin/python benchmarks/bench_peers.py --runs 3     # the full run (~5 min)
-    .venv/bin/python benchmarks/bench_peers.py --quick      # smoke run
+    .venv/bin/python benchmarks/bench_peers.py --runs 3     # the full run (~2 min)
+    .venv/bin/python benchmarks/bench_peers.py --quick      # smoke run (~15 s)
+
+Results and what they say: benchmarks/README.md, section "Peer: Apache Kafka through
+confluent-kafka (issue 14)".
 
 Options: as the other scripts (``--runs N``, default 3, the case order flipped every run;
 ``--quick``; ``--only producer,bulk,consumer,latency,append_1mib``; ``--json PATH``;
-``--workdir DIR``), plus ``--broker shared|private``. ``shared`` (the default) uses the
-broker ``tests/kafka_broker.py`` records (``./dev kafka start``), starts it when none is
-running and stops it at the end if this run started it, as ``bench_server.py`` does; a
-test session may then be using the same broker. ``private`` starts a broker of its own in
-the work dir (on ports no one else knows; the cached jars are linked, not copied) and
-always stops it at the end.
+``--workdir DIR``; ``--profile`` is accepted and does nothing: the work is in the
+client processes and the broker), plus ``--broker shared|private``. ``shared`` (the
+default) uses the broker ``tests/kafka_broker.py`` records (``./dev kafka start``),
+starts it when none is running and stops it at the end if this run started it, as
+``bench_server.py`` does; a test session may then be using the same broker, or stop it
+if it started it. ``private`` starts a broker of its own in the work dir (on ports no one
+else knows; the cached jars are linked, not copied) and always stops it at the end.
 
 The broker is Apache Kafka 4.4.0 (KRaft, broker and controller in one JVM, heap 256-512
 MiB, Kafka's defaults otherwise: no fsync, the OS writes the page cache back). The client
