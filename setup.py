@@ -17,6 +17,7 @@ CODEC = Extension(
     "logstore.records._codec",
     sources=["logstore/records/_codec.c"],
     extra_compile_args=[] if sys.platform == "win32" else ["-Wall", "-Wextra"],
+    optional=True,  # setuptools then copies no missing .so into place (editable installs)
 )
 BUILD_ERRORS = (CCompilerError, ExecError, PlatformError, OSError)
 

@@ -65,7 +65,9 @@ def _load() -> Codec | None:
     if os.environ.get(NO_EXTENSIONS_VARIABLE) == "1":
         return None
     try:
-        from logstore.records import _codec  # noqa: PLC0415 (only when not turned off)
+        # not "from logstore.records import _codec": with this package still importing, its
+        # error would blame a circular import for a module that was simply not built
+        import logstore.records._codec as _codec  # noqa: PLC0415, PLR0402
     except ImportError as err:
         log.warning(
             "logstore: the C record codec is not built (%s); using the pure-Python codec, "
