@@ -9,8 +9,9 @@
 
 from logstore.client.admin import GroupDescription, PartitionLag
 from logstore.client.aio import AsyncConsumer, AsyncProducer
+from logstore.client.batches import RecordFuture
 from logstore.client.consumer import Consumer
-from logstore.client.producer import Producer, RecordFuture
+from logstore.client.producer import Producer
 from logstore.config import TopicConfig
 from logstore.embedded import Store, open
 from logstore.errors import (

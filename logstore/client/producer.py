@@ -39,6 +39,13 @@ from typing import TYPE_CHECKING, Any, Self
 import mmh3
 
 from logstore.client.backend import Backend, resolve_backend
+from logstore.client.batches import (
+    ProducerBatch,
+    RecordFuture,
+    TopicState,
+    new_future,
+    send_keyed,
+)
 from logstore.errors import (
     InvalidConfigError,
     LogFailedError,
@@ -49,9 +56,8 @@ from logstore.errors import (
     TopicNotFoundError,
 )
 from logstore.partitioner import KeyHashPartitioner
-from logstore.records.builder import BatchBuilder
 from logstore.records.inputs import check_bytes, check_timestamp, normalize_headers
-from logstore.types import Compression, HeadersArg, RecordMetadata, TopicMetadata, TopicPartition
+from logstore.types import Compression, HeadersArg, RecordMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store
@@ -68,117 +74,6 @@ small local file read)."""
 _RECORD_OVERHEAD = 36  # most bytes a record adds beyond key, value and headers (varints)
 _BATCH_OVERHEAD = 61  # the RecordBatch v2 header
 _murmur3 = mmh3.hash  # (key, seed, signed): the default partitioner's hash, inline
-
-
-class RecordFuture(tuple[Any, int]):
-    """The outcome of one ``send()``: its :class:`RecordMetadata`, once written.
-
-    A pair ``(batch, index)``: made without a Python ``__init__`` call, the cheapest
-    object ``send()`` can return (the batch holds what the records share: the event,
-    the error, the base offset)."""
-
-    __slots__ = ()
-
-    def done(self) -> bool:
-        return bool(self[0].event.is_set())
-
-    def result(self, timeout: float | None = None) -> RecordMetadata:
-        """Wait (flushing the batch if nobody else will soon) and return the metadata.
-
-        Raises:
-            LogstoreError: the append failed (the error it raised).
-            TimeoutError: not written within ``timeout`` seconds.
-        """
-        batch, index = self
-        if not batch.event.is_set():
-            batch.producer._flush_batch_of(batch)
-            if not batch.event.wait(timeout):
-                raise TimeoutError(f"record not written within {timeout} s")
-        if batch.error is not None:
-            raise batch.error
-        assert batch.base_offset is not None  # set with event when no error
-        ts = batch.records[index][0]
-        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + index, ts)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        try:
-            self.result(timeout)
-        except LogstoreError as err:
-            return err
-        return None
-
-    def add_callback(self, fn: Callback) -> None:
-        """Call ``fn(metadata, error)`` once the record is written (now, if it is). An
-        exception from ``fn`` is logged, not raised (as Kafka's producer does)."""
-        batch, index = self
-        with batch.producer._lock:
-            batch.callbacks.append((index, fn))
-        if batch.event.is_set():
-            batch.run_callbacks()
-
-
-_new_future = tuple.__new__
-
-
-class _Batch(BatchBuilder):
-    """A batch of one partition: its records (gathered by :class:`BatchBuilder`) and
-    what its records' futures share."""
-
-    __slots__ = (
-        "base_offset",
-        "callbacks",
-        "created",
-        "error",
-        "event",
-        "partition",
-        "producer",
-        "topic",
-        "topic_id",
-    )
-
-    def __init__(self, producer: Producer, topic: TopicMetadata, partition: int, limit: int):
-        super().__init__(limit)
-        self.producer = producer
-        self.topic = topic.name
-        self.topic_id = topic.topic_id  # the incarnation the records were sent to
-        self.partition = partition
-        self.created = time.monotonic()
-        self.event = threading.Event()
-        self.error: BaseException | None = None
-        self.base_offset: int | None = None
-        self.callbacks: list[tuple[int, Callable[..., Any]]] = []
-
-    def run_callbacks(self) -> None:
-        with self.producer._lock:
-            callbacks, self.callbacks = self.callbacks, []
-        for index, fn in callbacks:
-            try:
-                if self.error is not None:
-                    fn(None, self.error)
-                else:
-                    assert self.base_offset is not None
-                    offset, ts = self.base_offset + index, self.records[index][0]
-                    fn(RecordMetadata(self.topic, self.partition, offset, ts), None)
-            except Exception:
-                log.exception("a producer callback for %s-%d raised", self.topic, self.partition)
-
-
-class _TopicState:
-    """What ``send()`` needs of a topic, looked up at most every metadata_max_age_ms:
-    its metadata, partitioner, batch limit and the open batch of each partition."""
-
-    __slots__ = ("batches", "expires", "limit", "meta", "murmur3", "partitioner", "partitions")
-
-    def __init__(
-        self, meta: TopicMetadata, partitioner: KeyHashPartitioner, expires: float, limit: int
-    ) -> None:
-        self.meta = meta
-        self.partitions = meta.partitions
-        self.partitioner = partitioner
-        self.murmur3 = partitioner.algorithm == "murmur3"
-        self.expires = expires
-        self.limit = limit
-        self.batches: list[_Batch | None] = [None] * meta.partitions
 
 
 class Producer:
@@ -231,13 +126,13 @@ class Producer:
         self.retries = retries
         self.retry_backoff_ms = retry_backoff_ms
         self._sequences: dict[tuple[str, int], int] = {}
-        self._topics: dict[str, _TopicState] = {}
+        self._topics: dict[str, TopicState] = {}
         # the open batch of each partition (also in its topic state's list)
-        self._batches: dict[tuple[str, int], _Batch] = {}
+        self._batches: dict[tuple[str, int], ProducerBatch] = {}
         # batches taken out of _batches wait here, per partition, in the order they were
         # sealed; whoever writes drains a partition's queue under its lock, so a
         # producer's batches reach each partition in send order
-        self._sealed: dict[tuple[str, int], collections.deque[_Batch]] = {}
+        self._sealed: dict[tuple[str, int], collections.deque[ProducerBatch]] = {}
         self._write_locks: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -249,7 +144,7 @@ class Producer:
 
     # ------------------------------------------------------------------ sending
 
-    def _topic(self, name: str, *, refresh: bool = False) -> _TopicState:
+    def _topic(self, name: str, *, refresh: bool = False) -> TopicState:
         """Topic ``name``'s state, looked up again if ``refresh`` or if the last look-up
         is older than ``metadata_max_age_ms``. A topic deleted and created again, or
         grown, gets a new state; the old state's open batches are sealed (a deleted
@@ -274,7 +169,7 @@ class Producer:
             else:
                 partitioner = cached.partitioner  # the null-key round robin goes on
             limit = min(self.batch_bytes, topic.max_message_bytes - _BATCH_OVERHEAD)
-            state = _TopicState(topic, partitioner, expires, limit)
+            state = TopicState(topic, partitioner, expires, limit, self._system_clock)
             if cached is not None and cached.meta.topic_id == topic.topic_id:
                 # grown, or a new limit: the open batches carry on
                 for p, batch in enumerate(cached.batches[: state.partitions]):
@@ -301,6 +196,14 @@ class Producer:
             InvalidRecordError: key, value, headers or timestamp of the wrong type.
             TopicNotFoundError, PartitionNotFoundError, StoreClosedError.
         """
+        if headers is None and partition is None and timestamp is None:
+            t = self._topics.get(topic)
+            if t is not None and t.compiled:  # the common case in one C call
+                compiled: RecordFuture | None = send_keyed(  # type: ignore[misc]
+                    t.batches, t.expires, key, value, RecordFuture
+                )
+                if compiled is not None:
+                    return compiled
         t = self._topics.get(topic)
         if t is None or _monotonic() >= t.expires:
             t = self._topic(topic)
@@ -333,10 +236,10 @@ class Producer:
         batch = t.batches[partition]
         if batch is None or (index := batch.append(timestamp, key, value, hdrs, size)) < 0:
             return self._append_to_new_batch(t, partition, (timestamp, key, value, hdrs, size))
-        return _new_future(RecordFuture, (batch, index))
+        return new_future(RecordFuture, (batch, index))
 
     def _append_to_new_batch(
-        self, t: _TopicState, partition: int, record: tuple[Any, ...]
+        self, t: TopicState, partition: int, record: tuple[Any, ...]
     ) -> RecordFuture:
         """Start a batch for ``record`` (none is open, or the open one is full or being
         written) and tell the sender thread of it. A full batch is written by this
@@ -349,7 +252,7 @@ class Producer:
             full = self._batches.get(tp)
             if full is not None:
                 self._seal(full)
-            batch = _Batch(self, t.meta, partition, t.limit)
+            batch = ProducerBatch(self, t.meta, partition, t.limit)
             self._batches[tp] = batch
             if partition < len(t.batches):
                 t.batches[partition] = batch
@@ -361,7 +264,7 @@ class Producer:
                 self._ensure_sender()
         if full is not None or alone:
             self._drain(tp)
-        return _new_future(RecordFuture, (batch, index))
+        return new_future(RecordFuture, (batch, index))
 
     def send_many(
         self,
@@ -381,7 +284,7 @@ class Producer:
             out.append(send(topic, value, key, None, partition))
         return out
 
-    def _seal(self, batch: _Batch) -> None:
+    def _seal(self, batch: ProducerBatch) -> None:
         """Move ``batch`` from filling to waiting (the producer lock is held)."""
         batch.close()
         tp = (batch.topic, batch.partition)
@@ -408,7 +311,7 @@ class Producer:
                     batch = queue.popleft()
                 self._write(batch)
 
-    def _write(self, batch: _Batch) -> None:
+    def _write(self, batch: ProducerBatch) -> None:
         """Append one batch (its partition's write lock is held)."""
         tp = (batch.topic, batch.partition)
         count = len(batch)
@@ -479,7 +382,7 @@ class Producer:
             self.producer_id, self._producer_epoch = fresh
             self._sequences.clear()
 
-    def _flush_batch_of(self, batch: _Batch) -> None:
+    def _flush_batch_of(self, batch: ProducerBatch) -> None:
         tp = (batch.topic, batch.partition)
         with self._lock:
             if self._batches.get(tp) is batch:

@@ -10,6 +10,13 @@
  *   encode_varint      batch.encode_varint
  *   decode_varint      batch.decode_varint
  *
+ * and the producer's per-record path (tests/unit/records/test_builder.py):
+ *
+ *   BatchBuilder       builder.PyBatchBuilder (append atomic under the interpreter lock)
+ *   murmur3            mmh3.hash(key, 0, False), the default partitioner's hash
+ *   send_keyed         Producer.send()'s Python code for a keyed record (or None: the
+ *                      Python code decides)
+ *
  * The record layout is in logstore/records/batch.py. The data decoded here may come off the
  * network: every read is bounds-checked against the buffer, and malformed data raises what
  * the Python code raises (IndexError where it indexes past the end of the buffer,
@@ -24,8 +31,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 typedef unsigned long long u64;
 
@@ -1406,6 +1416,310 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ BatchBuilder */
+/* The twin of logstore/records/builder.py's BatchBuilder: a producer's records for one
+   batch. append() is atomic under the interpreter lock: the record's tuple is made first
+   (an allocation may run the garbage collector, and so finalizers, and so other
+   threads), and only then is `closed` checked and the tuple added to the list, with no
+   Python code in between: a record is never added to a builder closed meanwhile. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *records; /* list of (timestamp, key, value, headers) */
+    Py_ssize_t size;
+    Py_ssize_t limit;
+    char closed;
+} BatchBuilderObject;
+
+static PyObject *
+BatchBuilder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    (void)args;
+    (void)kwds;
+    BatchBuilderObject *self = (BatchBuilderObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->records = PyList_New(0);
+    if (self->records == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+BatchBuilder_init(BatchBuilderObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"limit", NULL};
+    Py_ssize_t limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:BatchBuilder", kwlist, &limit))
+        return -1;
+    self->limit = limit;
+    return 0;
+}
+
+static int
+BatchBuilder_traverse(BatchBuilderObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->records);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int
+BatchBuilder_clear(BatchBuilderObject *self)
+{
+    Py_CLEAR(self->records);
+    return 0;
+}
+
+static void
+BatchBuilder_dealloc(BatchBuilderObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    BatchBuilder_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* Append (timestamp, key, value, headers) counting `size` bytes: the record's index,
+   -1 if closed or full, -2 with an exception set. */
+static Py_ssize_t
+builder_append(BatchBuilderObject *self, PyObject *const *fields, Py_ssize_t size)
+{
+    PyObject *record = PyTuple_New(4); /* may collect garbage: before the checks */
+    if (record == NULL)
+        return -2;
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(fields[i]);
+        PyTuple_SET_ITEM(record, i, fields[i]);
+    }
+    Py_ssize_t count = PyList_GET_SIZE(self->records);
+    if (self->closed || (count > 0 && self->size + size > self->limit)) {
+        Py_DECREF(record);
+        return -1;
+    }
+    if (PyList_Append(self->records, record) < 0) { /* a realloc: no Python code runs */
+        Py_DECREF(record);
+        return -2;
+    }
+    Py_DECREF(record);
+    self->size += size;
+    return count;
+}
+
+static PyObject *
+BatchBuilder_append(BatchBuilderObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError,
+                     "append() takes 5 arguments (timestamp, key, value, headers, size), "
+                     "%zd given", nargs);
+        return NULL;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(args[4]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t index = builder_append(self, args, size);
+    return index == -2 ? NULL : PyLong_FromSsize_t(index);
+}
+
+static PyObject *
+BatchBuilder_close(BatchBuilderObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->closed = 1;
+    return PyLong_FromSsize_t(PyList_GET_SIZE(self->records));
+}
+
+static Py_ssize_t
+BatchBuilder_len(BatchBuilderObject *self)
+{
+    return PyList_GET_SIZE(self->records);
+}
+
+static PyMethodDef BatchBuilder_methods[] = {
+    {"append", (PyCFunction)(void (*)(void))BatchBuilder_append, METH_FASTCALL,
+     "append(timestamp, key, value, headers, size) -> index, or -1 if closed or full"},
+    {"close", (PyCFunction)BatchBuilder_close, METH_NOARGS,
+     "close() -> how many records: take no more"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef BatchBuilder_members[] = {
+    {"records", T_OBJECT_EX, offsetof(BatchBuilderObject, records), READONLY,
+     "the records: (timestamp, key, value, headers) tuples"},
+    {"size", T_PYSSIZET, offsetof(BatchBuilderObject, size), READONLY,
+     "the sizes the records were appended with, summed"},
+    {"limit", T_PYSSIZET, offsetof(BatchBuilderObject, limit), READONLY,
+     "the most size may reach (the first record is always taken)"},
+    {"closed", T_BOOL, offsetof(BatchBuilderObject, closed), READONLY,
+     "whether close() was called"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot BatchBuilder_slots[] = {
+    {Py_tp_new, BatchBuilder_new},
+    {Py_tp_init, BatchBuilder_init},
+    {Py_tp_dealloc, BatchBuilder_dealloc},
+    {Py_tp_traverse, BatchBuilder_traverse},
+    {Py_tp_clear, BatchBuilder_clear},
+    {Py_tp_methods, BatchBuilder_methods},
+    {Py_tp_members, BatchBuilder_members},
+    {Py_sq_length, BatchBuilder_len},
+    {Py_tp_doc, "Records (timestamp, key, value, headers) gathered for one batch."},
+    {0, NULL},
+};
+
+static PyType_Spec BatchBuilder_spec = {
+    .name = "logstore.records._codec.BatchBuilder",
+    .basicsize = sizeof(BatchBuilderObject),
+    .itemsize = 0,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = BatchBuilder_slots,
+};
+
+
+/* ------------------------------------------------------------------ send_keyed */
+/* The producer's send() for its common case, in one C call (the twin is the Python
+   code of Producer.send): a bytes key hashed with MurmurHash3 (x86, 32 bits, seed 0,
+   unsigned: mmh3.hash(key, 0, False)) to pick the partition, the record stamped with the
+   wall clock in ms (time.time_ns() // 1_000_000), appended to that partition's open
+   BatchBuilder, and the future made as future_type((builder, index)). None whenever the
+   Python code must decide: a key or value not bytes, the topic's metadata due for a
+   look-up (monotonic clock past `expires`), no open builder, or one closed or full. */
+
+static PyTypeObject *BatchBuilder_type = NULL; /* set when the module is executed */
+static PyObject *empty_headers = NULL;
+
+#define RECORD_OVERHEAD 36 /* producer.py's _RECORD_OVERHEAD */
+
+static uint32_t
+rotl32(uint32_t x, int r)
+{
+    return (x << r) | (x >> (32 - r));
+}
+
+static uint32_t
+murmur3_32(const unsigned char *data, Py_ssize_t len)
+{
+    const uint32_t c1 = 0xcc9e2d51, c2 = 0x1b873593;
+    uint32_t h = 0, k;
+    Py_ssize_t i, blocks = len / 4;
+    for (i = 0; i < blocks; i++) {
+        const unsigned char *b = data + 4 * i;
+        k = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) |
+            ((uint32_t)b[3] << 24);
+        k *= c1;
+        k = rotl32(k, 15);
+        k *= c2;
+        h ^= k;
+        h = rotl32(h, 13);
+        h = h * 5 + 0xe6546b64;
+    }
+    const unsigned char *tail = data + 4 * blocks;
+    k = 0;
+    switch (len & 3) {
+    case 3:
+        k ^= (uint32_t)tail[2] << 16;
+        /* fall through */
+    case 2:
+        k ^= (uint32_t)tail[1] << 8;
+        /* fall through */
+    case 1:
+        k ^= tail[0];
+        k *= c1;
+        k = rotl32(k, 15);
+        k *= c2;
+        h ^= k;
+    }
+    h ^= (uint32_t)len;
+    h ^= h >> 16;
+    h *= 0x85ebca6b;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35;
+    h ^= h >> 16;
+    return h;
+}
+
+static PyObject *
+codec_murmur3(PyObject *Py_UNUSED(module), PyObject *key)
+{
+    if (!PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "murmur3() takes bytes");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(
+        murmur3_32((const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)));
+}
+
+static PyObject *
+codec_send_keyed(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_keyed(batches, expires, key, value, future_type) takes 5 "
+                        "arguments");
+        return NULL;
+    }
+    PyObject *batches = args[0], *key = args[2], *value = args[3];
+    PyTypeObject *future_type = (PyTypeObject *)args[4];
+    if (!PyList_CheckExact(batches) || !PyBytes_CheckExact(key) ||
+        !(value == Py_None || PyBytes_CheckExact(value)) || !PyType_Check(args[4]) ||
+        !PyType_IsSubtype(future_type, &PyTuple_Type))
+        Py_RETURN_NONE;
+    double expires = PyFloat_AsDouble(args[1]);
+    if (expires == -1.0 && PyErr_Occurred())
+        return NULL;
+    struct timespec now;
+    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0 ||
+        (double)now.tv_sec + (double)now.tv_nsec * 1e-9 >= expires)
+        Py_RETURN_NONE;
+    Py_ssize_t partitions = PyList_GET_SIZE(batches);
+    if (partitions < 1)
+        Py_RETURN_NONE;
+    Py_ssize_t klen = PyBytes_GET_SIZE(key);
+    uint32_t hash = murmur3_32((const unsigned char *)PyBytes_AS_STRING(key), klen);
+    Py_ssize_t partition = (Py_ssize_t)(hash % (uint32_t)partitions);
+    PyObject *builder = PyList_GET_ITEM(batches, partition);
+    if (BatchBuilder_type == NULL || !PyObject_TypeCheck(builder, BatchBuilder_type))
+        Py_RETURN_NONE;
+    Py_INCREF(builder); /* the list may change under a collection below */
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0) {
+        Py_DECREF(builder);
+        Py_RETURN_NONE;
+    }
+    long long ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    PyObject *fields[4] = {PyLong_FromLongLong(ms), key, value, empty_headers};
+    if (fields[0] == NULL) {
+        Py_DECREF(builder);
+        return NULL;
+    }
+    Py_ssize_t size = RECORD_OVERHEAD + klen + (value == Py_None ? 0 : PyBytes_GET_SIZE(value));
+    Py_ssize_t index = builder_append((BatchBuilderObject *)builder, fields, size);
+    Py_DECREF(fields[0]);
+    if (index < 0) {
+        Py_DECREF(builder);
+        if (index == -2)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *pos = PyLong_FromSsize_t(index);
+    if (pos == NULL) {
+        Py_DECREF(builder);
+        return NULL;
+    }
+    PyObject *future = future_type->tp_alloc(future_type, 2);
+    if (future == NULL) {
+        Py_DECREF(builder);
+        Py_DECREF(pos);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(future, 0, builder); /* takes the reference */
+    PyTuple_SET_ITEM(future, 1, pos);
+    return future;
+}
+
 /* --------------------------------------------------------------------------- module */
 
 static PyMethodDef codec_methods[] = {
@@ -1423,7 +1737,35 @@ static PyMethodDef codec_methods[] = {
      "encode_varint(value, /) -> bytes\n--\n\nbatch.encode_varint."},
     {"decode_varint", (PyCFunction)(void (*)(void))codec_decode_varint, METH_FASTCALL,
      "decode_varint(buf, pos, /) -> tuple[int, int]\n--\n\nbatch.decode_varint."},
+    {"murmur3", codec_murmur3, METH_O,
+     "murmur3(key, /) -> int\n--\n\nmmh3.hash(key, 0, False)."},
+    {"send_keyed", (PyCFunction)(void (*)(void))codec_send_keyed, METH_FASTCALL,
+     "send_keyed(batches, expires, key, value, future_type, /) -> future | None\n--\n\n"
+     "Producer.send()'s common case (see _codec.c); None: the Python code decides."},
     {NULL, NULL, 0, NULL},
+};
+
+static int
+codec_exec(PyObject *module)
+{
+    PyObject *builder = PyType_FromModuleAndSpec(module, &BatchBuilder_spec, NULL);
+    if (builder == NULL)
+        return -1;
+    if (PyModule_AddObject(module, "BatchBuilder", builder) < 0) {
+        Py_DECREF(builder);
+        return -1;
+    }
+    Py_XDECREF(BatchBuilder_type);
+    Py_INCREF(builder);
+    BatchBuilder_type = (PyTypeObject *)builder; /* send_keyed's check (one interpreter) */
+    if (empty_headers == NULL && (empty_headers = PyTuple_New(0)) == NULL)
+        return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot codec_slots[] = {
+    {Py_mod_exec, codec_exec},
+    {0, NULL},
 };
 
 static struct PyModuleDef codec_module = {
@@ -1432,7 +1774,7 @@ static struct PyModuleDef codec_module = {
     "The compiled twin of the RecordBatch v2 record codec's hot loops (see _codec.c).",
     0,
     codec_methods,
-    NULL,
+    codec_slots,
     NULL,
     NULL,
     NULL,

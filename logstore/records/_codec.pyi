@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from logstore.records.batch import RecordInput
+from logstore.types import Header
 
 def encode_records(records: Sequence[RecordInput], base_timestamp: int, /) -> bytes:
     """``b"".join(batch._encode_records(records, base_timestamp))``."""
@@ -33,3 +34,31 @@ def encode_varint(value: int, /) -> bytes:
 
 def decode_varint(buf: bytes | bytearray | memoryview, pos: int, /) -> tuple[int, int]:
     """``batch.decode_varint``."""
+
+def murmur3(key: bytes, /) -> int:
+    """``mmh3.hash(key, 0, False)``."""
+
+def send_keyed(
+    batches: list[Any], expires: float, key: object, value: object, future_type: type[Any], /
+) -> Any:
+    """``Producer.send()``'s common case: a future, or None (the Python code decides)."""
+
+class BatchBuilder:
+    """``builder.PyBatchBuilder``: ``append`` atomic under the interpreter lock."""
+
+    records: list[tuple[int, bytes | None, bytes | None, Sequence[Header]]]
+    size: int
+    limit: int
+    closed: bool
+    def __init__(self, limit: int) -> None: ...
+    def append(
+        self,
+        timestamp: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[Header],
+        size: int,
+        /,
+    ) -> int: ...
+    def close(self) -> int: ...
+    def __len__(self) -> int: ...

@@ -60,6 +60,18 @@ class Codec(Protocol):
         self, buf: bytes | bytearray | memoryview, pos: int, /
     ) -> tuple[int, int]: ...
 
+    def murmur3(self, key: bytes, /) -> int: ...
+
+    def send_keyed(
+        self, batches: list[Any], expires: float, key: object, value: object,
+        future_type: type[Any], /,
+    ) -> Any: ...
+
+    @property
+    def BatchBuilder(self) -> type[Any]:  # noqa: N802 (the class the module holds)
+        """The twin of :class:`logstore.records.builder.PyBatchBuilder`."""
+        ...
+
 
 def _load() -> Codec | None:
     if os.environ.get(NO_EXTENSIONS_VARIABLE) == "1":

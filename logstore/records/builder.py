@@ -8,21 +8,24 @@ closed or would grow past its limit, so a record is never added to a batch being
 written: the caller then starts a new builder (Kafka's ``RecordAccumulator.tryAppend``
 works the same way).
 
-This is the pure-Python twin: ``append`` and ``close`` take a lock. The compiled codec
-(:mod:`logstore.records.accel`) has the same class in C, where each call is atomic under
-the interpreter lock, so a record costs one C call and no lock round trip. Both keep
-the same records and the same sizes, so a producer splits batches identically on either.
+:class:`PyBatchBuilder` is the pure-Python twin: ``append`` and ``close`` take a lock.
+The compiled codec (:mod:`logstore.records.accel`) has the same class in C, where each
+call is atomic under the interpreter lock, so a record costs one C call and no lock
+round trip. Both keep the same records and the same sizes, so a producer splits batches
+identically on either. :data:`BatchBuilder` is the one that runs.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
+from logstore.records.accel import codec
 from logstore.types import Header
 
 
-class BatchBuilder:
+class PyBatchBuilder:
     """Records ``(timestamp, key, value, headers)`` gathered for one batch.
 
     Args:
@@ -65,3 +68,7 @@ class BatchBuilder:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+BatchBuilder: type[Any] = PyBatchBuilder if codec is None else codec.BatchBuilder
+"""The builder that runs: the compiled one where it is built, else :class:`PyBatchBuilder`."""
