@@ -208,3 +208,34 @@ def test_committed_offsets_carry_metadata_and_topic_id(backend: Backend) -> None
 
 def test_now_ms_is_the_backends_clock(backend: Backend, clock: FakeClock) -> None:
     assert backend.now_ms() == clock.now
+
+
+def test_local_fetch_is_woken_by_another_stores_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append through another open of the store (as another process's) wakes a
+    waiting fetch through the watcher (inotify): with the fetch's own safety re-look
+    put off to 30 s, only the watcher can wake it within a second."""
+    from logstore.backend import local
+
+    monkeypatch.setattr(local, "_WAIT_RECHECK_S", 30.0)
+    monkeypatch.setattr(local, "_WAIT_MAX_S", 30.0)  # the no-inotify fallback's pace too
+    path = str(tmp_path / "store")
+    with logstore.open(path) as reader_store, logstore.open(path) as writer_store:
+        reader_store.create_topic(T, 1)
+        reader = backend_for(reader_store)
+        writer = backend_for(writer_store)
+        done: list[float] = []
+
+        def append_later() -> None:
+            time.sleep(0.2)
+            done.append(time.monotonic())
+            _append(writer, TP0, b"from the other store")
+
+        thread = threading.Thread(target=append_later)
+        thread.start()
+        answer = _fetch(reader, {TP0: 0}, max_wait_ms=10_000)
+        woken = time.monotonic()
+        thread.join()
+        assert [r.value for r in answer[TP0]] == [b"from the other store"]  # type: ignore[union-attr]
+        assert woken - done[0] < 1.0
