@@ -735,12 +735,19 @@ class Sweep:
     stats: Stats = dataclasses.field(default_factory=Stats)
 
 
+SWEEP_LINGER_MS = 3_600_000
+"""The sweeps' producers write only when flushed (by the workload's own thread): with a
+shorter linger the producer's sender thread writes batches at moments of its own, and the
+I/O operations, which the sweep numbers to kill at each, would differ from run to run."""
+
+
 def count_ops(directory: Path, *, seed: int, run: int, ops: int) -> tuple[int, list[str]]:
     """Run the workload once through the command line, without a kill: its I/O count."""
     out = subprocess.run(
         [
             sys.executable, WORKER, "run", str(directory), "--seed", str(seed),
             "--run", str(run), "--ops", str(ops), "--close", "--step-clock",
+            "--linger-ms", str(SWEEP_LINGER_MS),
         ],
         capture_output=True, text=True, timeout=120, check=False,
         env={k: v for k, v in os.environ.items() if k != "LOGSTORE_KILL_AT"},
@@ -784,7 +791,8 @@ def sweep(
         if base is not None:
             shutil.copytree(base, target)
         child = server.start(
-            target, seed=seed, run=run, ops=ops, kill_at=i, close=True, step_clock=True
+            target, seed=seed, run=run, ops=ops, kill_at=i, close=True, step_clock=True,
+            linger_ms=SWEEP_LINGER_MS,
         )
         code = child.finish()
         killed = [line for line in child.lines if line.startswith("killat ")]
@@ -813,7 +821,7 @@ def sweep(
     out = subprocess.run(
         [
             sys.executable, WORKER, "run", str(target), "--seed", str(seed), "--run", str(run),
-            "--ops", str(ops), "--close", "--step-clock",
+            "--ops", str(ops), "--close", "--step-clock", "--linger-ms", str(SWEEP_LINGER_MS),
         ],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "LOGSTORE_KILL_AT": str(i)},
@@ -840,7 +848,7 @@ def killat_sweeps(
         total, _ = count_ops(workdir / "base-count", seed=base_seed, run=0, ops=ops)
         child = server.start(
             base, seed=base_seed, run=0, ops=ops, kill_at=total * 2 // 3, close=True,
-            step_clock=True,
+            step_clock=True, linger_ms=SWEEP_LINGER_MS,
         )
         assert child.finish() == -signal.SIGKILL, child.stderr()
         base_ledger = Ledger()
