@@ -19,6 +19,7 @@ follows their head), and every write raises :class:`~logstore.errors.ReadOnlySto
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import struct
 import threading
@@ -38,7 +39,7 @@ from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_check
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.flushing import IntervalFlushing
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, Head
-from logstore.storage.listing import is_leftover, is_partition_file
+from logstore.storage.listing import is_leftover, is_partition_file, read_listing
 from logstore.storage.logbase import MAX_OPEN_SEALED_SEGMENTS
 from logstore.storage.producers import MAX_PRODUCERS
 from logstore.storage.producing import SNAPSHOT_INTERVAL_BATCHES, ProducerTracking
@@ -55,6 +56,7 @@ from logstore.types import (
 
 _INT32_MAX = 2**31 - 1
 _BASE_OFFSET = struct.Struct(">q")
+_log = logging.getLogger(__name__)
 
 
 class PartitionLog(ProducerTracking, IntervalFlushing):
@@ -300,6 +302,7 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
         self._snapshot_at_roll(old, durable=durable)  # Kafka's snapshot at each roll (done
         # before the new files exist: a writer killed between their creation and the head
         # naming them leaves a stray segment, so that window stays as short as it was)
+        self._remove_unpublished_segments()
         new = Segment.create(self.fs, self.directory, self.log_end_offset, self.config, now)
         new.next_offset = new.base_offset
         self._segments.append(new)
@@ -311,6 +314,25 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
             self.recovery_point = new.base_offset
             self._last_flush_ms = now
             self._write_checkpoint(clean=False)
+
+    def _remove_unpublished_segments(self) -> None:
+        """Delete the segments past the active one (the writer lock is held, and the
+        head names the active one): a writer killed in the middle of a roll left them,
+        before any head named them, so nothing in them was acknowledged, and the writers
+        after it went on appending to the segment the head named. Left there, the next
+        roll's segment would follow them, and an open would find offsets held twice (and
+        drop everything after them as following lost data)."""
+        active = self.active_segment.base_offset
+        listing = read_listing(self.fs.listdir(self.directory))
+        for base in listing.logs:
+            if base > active:
+                stray = Segment(self.fs, self.directory, base, self.config,
+                                gaps=base in listing.gaps)
+                _log.warning(
+                    "%s: deleting a segment no head named (a writer died in the middle of "
+                    "a roll; nothing in it was acknowledged)", stray.log_path,
+                )
+                stray.delete()
 
     def roll(self) -> None:
         """Start a new segment now (no-op if the active segment is empty)."""

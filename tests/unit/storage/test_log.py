@@ -36,7 +36,7 @@ from logstore.records.decode import decode_batches
 from logstore.storage.checkpoint import CHECKPOINT_NAME, Checkpoint, read_checkpoint
 from logstore.storage.files import Buffer, FileHandle, FileSystem
 from logstore.storage.log import PartitionLog
-from logstore.storage.segment import segment_path
+from logstore.storage.segment import Segment, segment_path
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -1328,3 +1328,31 @@ def test_a_sealed_segment_cut_short_raises_instead_of_skipping_its_offsets(
             plog.read_records(4)
         assert err.value.path == middle
         assert [r.offset for r in plog.read_records(6)] == [6, 7, 8]
+
+
+def test_a_roll_deletes_the_segment_a_writer_killed_mid_roll_left(tmp_path: Path) -> None:
+    """A writer killed between creating a new segment (and writing its batch there) and
+    the head naming it leaves that segment behind; the next writer goes on in the
+    segment the head names. Its next roll deletes the stray, so no open finds offsets
+    held twice (recovery dropped every segment after such a stray, acknowledged records
+    included: the kill -9 producer-state test found it)."""
+    directory = tmp_path / "p"
+    log = _log(directory, flush="always")
+    for i in range(3):
+        log.append_records([_rec(value=b"acked-%d" % i)])
+    stray = Segment.create(FileSystem(), str(directory), 3, log.config, T0)
+    stray.close_files()
+    with open(directory / "00000000000000000003.log", "ab") as f:  # the killed writer's
+        f.write(encode_batch([_rec(value=b"never acked")], base_offset=3))
+    for i in range(3, 5):
+        log.append_records([_rec(value=b"acked-%d" % i)])  # into segment 0, as the head says
+    log.roll()
+    log.append_records([_rec(value=b"acked-5")])
+    assert _files(directory) == ["00000000000000000000.log", "00000000000000000005.log"]
+    log._abandon()  # a crash: the next open rescans
+    again = _log(directory, flush="always")
+    records = again.read_records(0, max_bytes=1 << 20)
+    records += again.read_records(len(records), max_bytes=1 << 20)
+    assert [r.value for r in records] == [b"acked-%d" % i for i in range(6)]
+    assert [r.offset for r in records] == list(range(6))
+    again.close()
