@@ -39,7 +39,13 @@ from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_check
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.flushing import IntervalFlushing
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, Head
-from logstore.storage.listing import is_leftover, is_partition_file, read_listing
+from logstore.storage.listing import (
+    LOG_SUFFIX,
+    is_leftover,
+    is_partition_file,
+    read_listing,
+    segment_path,
+)
 from logstore.storage.logbase import MAX_OPEN_SEALED_SEGMENTS
 from logstore.storage.producers import MAX_PRODUCERS
 from logstore.storage.producing import SNAPSHOT_INTERVAL_BATCHES, ProducerTracking
@@ -249,6 +255,10 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
                 placed.append(h._replace(base_offset=offset))
                 offset += h.last_offset_delta + 1
             self._mark_dirty()
+            if self.active_segment.base_offset != base and self.fs.exists(
+                segment_path(self.directory, base, LOG_SUFFIX)
+            ):  # a segment at the log end no head named: a writer died in its roll
+                self._remove_unpublished_segments()
             self._maybe_roll(len(buf), placed, now)
             self.active_segment.append(parts, placed)
             self._flush_per_policy(now)
@@ -316,22 +326,17 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
             self._write_checkpoint(clean=False)
 
     def _remove_unpublished_segments(self) -> None:
-        """Delete the segments past the active one (the writer lock is held, and the
-        head names the active one): a writer killed in the middle of a roll left them,
-        before any head named them, so nothing in them was acknowledged, and the writers
-        after it went on appending to the segment the head named. Left there, the next
-        roll's segment would follow them, and an open would find offsets held twice (and
-        drop everything after them as following lost data)."""
+        """Delete the segments past the active one the head names (the writer lock is
+        held): a writer killed in its roll left them, unnamed and unacknowledged, and the
+        next writers went on in the named one. Left there, an open would find offsets
+        held twice (and drop all later segments as following lost data)."""
         active = self.active_segment.base_offset
         listing = read_listing(self.fs.listdir(self.directory))
         for base in listing.logs:
             if base > active:
-                stray = Segment(self.fs, self.directory, base, self.config,
-                                gaps=base in listing.gaps)
-                _log.warning(
-                    "%s: deleting a segment no head named (a writer died in the middle of "
-                    "a roll; nothing in it was acknowledged)", stray.log_path,
-                )
+                stray = Segment(self.fs, self.directory, base, self.config)
+                _log.warning("%s: deleting a segment no head named (a writer died in its "
+                             "roll; nothing in it was acknowledged)", stray.log_path)
                 stray.delete()
 
     def roll(self) -> None:

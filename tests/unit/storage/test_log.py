@@ -1356,3 +1356,20 @@ def test_a_roll_deletes_the_segment_a_writer_killed_mid_roll_left(tmp_path: Path
     assert [r.value for r in records] == [b"acked-%d" % i for i in range(6)]
     assert [r.offset for r in records] == list(range(6))
     again.close()
+
+
+def test_an_append_at_a_stray_segments_base_deletes_it(tmp_path: Path) -> None:
+    """The same stray, but the next writer's batch fits the named segment (no roll):
+    its append at the stray's base deletes the stray, so a crash after it leaves no
+    empty last segment whose offsets the head says were synced (the open refused it)."""
+    directory = tmp_path / "p"
+    log = _log(directory, flush="always")
+    log.append_records([_rec(value=b"acked-0")])
+    stray = Segment.create(FileSystem(), str(directory), 1, log.config, T0)  # left empty
+    stray.close_files()
+    log.append_records([_rec(value=b"acked-1")])
+    assert _files(directory) == ["00000000000000000000.log"]
+    log._abandon()
+    again = _log(directory, flush="always")
+    assert [r.value for r in again.read_records(0)] == [b"acked-0", b"acked-1"]
+    again.close()
