@@ -103,12 +103,12 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from common import (
+    Children,
     Ctx,
     Metric,
     clock,
@@ -255,85 +255,24 @@ _RUN: dict[str, Broker] = {}
 # --------------------------------------------------------------------------- clients
 
 
-class Clients:
+def _clients(directory: Path) -> Children:
     """Client processes (this file re-executed): each prints "ready" after its setup,
     starts on "go" and ends with a JSON line; all are killed at the end if still alive."""
+    return Children(directory, __file__, "_client", "client")
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.procs: list[tuple[str, subprocess.Popen[str], IO[str]]] = []
 
-    def start(self, name: str, kind: str, params: dict[str, Any]) -> subprocess.Popen[str]:
-        err = (self.directory / f"{name}.stderr").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_client", kind,
-             json.dumps(params)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-        )
-        self.procs.append((name, proc, err))
-        line = self._readline(name, proc, 60)
-        if line != "ready":
-            raise RuntimeError(f"client {name} did not start: {line!r}\n{self._stderr(name)}")
-        return proc
-
-    @staticmethod
-    def go(*procs: subprocess.Popen[str]) -> None:
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-
-    def finish(self, name: str, proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-        line = self._readline(name, proc, timeout)
-        rc = proc.wait(timeout=30)
-        if rc != 0 or not line.startswith("{"):
-            raise RuntimeError(f"client {name} failed (exit {rc}, {line!r}):\n"
-                               f"{self._stderr(name)}")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def run(self, kind: str, params: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
-        """One client, start to end."""
-        proc = self.start(kind, kind, params)
-        self.go(proc)
-        return self.finish(kind, proc, timeout)
-
-    def _readline(self, name: str, proc: subprocess.Popen[str], timeout: float) -> str:
-        stdout = proc.stdout
-        assert stdout is not None
-        got: list[str] = []
-        reader = threading.Thread(target=lambda: got.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if not got:
-            raise RuntimeError(f"client {name}: no answer in {timeout} s\n{self._stderr(name)}")
-        return got[0].strip()
-
-    def _stderr(self, name: str) -> str:
-        try:
-            return (self.directory / f"{name}.stderr").read_text()[-3000:]
-        except OSError:
-            return ""
-
-    def close(self) -> None:
-        for _, proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-        for _, proc, err in self.procs:
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    with suppress(OSError):
-                        pipe.close()
-            err.close()
-        self.procs.clear()
+def _start(
+    clients: Children, name: str, kind: str, params: dict[str, Any]
+) -> subprocess.Popen[str]:
+    return clients.start(name, [kind, json.dumps(params)], timeout=60)
 
 
 def _one(ctx: Ctx, kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    clients = Clients(ctx.dir(f"client-{kind}"))
+    clients = _clients(ctx.dir(f"client-{kind}"))
     try:
-        return clients.run(kind, params)
+        proc = _start(clients, kind, kind, params)
+        clients.go(proc)
+        return clients.finish(kind, proc, 600)
     finally:
         clients.close()
 
@@ -495,12 +434,12 @@ def bench_latency(ctx: Ctx) -> list[Metric]:
             topic = broker.create_topic(1)
             lat_file = directory / "latencies.bin"
             load = os.getloadavg()[0]
-            clients = Clients(directory)
+            clients = _clients(directory)
             try:
-                consumer = clients.start("consumer", "latency_consumer", {
+                consumer = _start(clients, "consumer", "latency_consumer", {
                     "bootstrap": broker.bootstrap, "topic": topic, "n": total,
                     "out": str(lat_file)})
-                producer = clients.start("producer", "latency_producer", {
+                producer = _start(clients, "producer", "latency_producer", {
                     "bootstrap": broker.bootstrap, "topic": topic, "n": total, "rate": rate,
                     "linger": _LATENCY_CASES[case], "warmup": warmup})
                 clients.go(consumer, producer)

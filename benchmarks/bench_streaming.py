@@ -39,18 +39,18 @@ import shutil
 import signal
 import statistics
 import struct
-import subprocess
 import sys
 import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from common import (
+    Children,
     Ctx,
     Metric,
     clock,
@@ -383,70 +383,6 @@ def bench_commit(ctx: Ctx) -> list[Metric]:
 # --------------------------------------------------------------------------- 3. latency
 
 
-class Workers:
-    """Worker processes (this file re-executed): started, waited for, always cleaned up."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.procs: list[tuple[str, subprocess.Popen[str], IO[str]]] = []
-
-    def start(self, name: str, *args: object) -> subprocess.Popen[str]:
-        err = (self.directory / f"{name}.stderr").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_worker", name, *map(str, args)],
-            stdin=subprocess.PIPE,  # the worker exits when this closes (parent gone)
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-        )
-        self.procs.append((name, proc, err))
-        line = self.readline(name, proc, timeout=30)
-        if line != "ready":
-            raise RuntimeError(f"worker {name} did not start: {line!r}\n{self.stderr(name)}")
-        return proc
-
-    def readline(self, name: str, proc: subprocess.Popen[str], timeout: float) -> str:
-        stdout = proc.stdout
-        assert stdout is not None
-        got: list[str] = []
-        reader = threading.Thread(target=lambda: got.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if not got:
-            raise RuntimeError(f"worker {name}: no answer in {timeout} s\n{self.stderr(name)}")
-        return got[0].strip()
-
-    def stderr(self, name: str) -> str:
-        try:
-            return (self.directory / f"{name}.stderr").read_text()[-3000:]
-        except OSError:
-            return ""
-
-    def finish(self, name: str, proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
-        """Wait for the worker's last line (a JSON summary) and its exit."""
-        line = self.readline(name, proc, timeout)
-        rc = proc.wait(timeout=30)
-        if rc != 0 or not line.startswith("{"):
-            raise RuntimeError(f"worker {name} failed (exit {rc}, {line!r}):\n"
-                               f"{self.stderr(name)}")
-        result: dict[str, Any] = json.loads(line)
-        return result
-
-    def close(self) -> None:
-        for _, proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-        for _, proc, err in self.procs:
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    with suppress(OSError):
-                        pipe.close()
-            err.close()
-        self.procs.clear()
-
-
 def bench_latency(ctx: Ctx) -> list[Metric]:
     """A producer process at a fixed rate, a consumer process polling: per-record latency."""
     sizes = ctx.sizes
@@ -482,14 +418,17 @@ def bench_latency(ctx: Ctx) -> list[Metric]:
             prof = {name: directory / f"{name}.prof" if ctx.profile else "-"
                     for name in ("consumer", "producer")}
             load = os.getloadavg()[0]
-            workers = Workers(directory)
+            workers = Children(directory, __file__, "_worker", "worker")
             try:
-                consumer = workers.start("consumer", data, total, lat_file, prof["consumer"])
-                producer = workers.start("producer", data, total, rate, prof["producer"])
-                for proc in (consumer, producer):
-                    assert proc.stdin is not None
-                    proc.stdin.write("go\n")
-                    proc.stdin.flush()
+                consumer = workers.start(
+                    "consumer", ["consumer", *map(str, (data, total, lat_file, prof["consumer"]))],
+                    timeout=30,
+                )
+                producer = workers.start(
+                    "producer", ["producer", *map(str, (data, total, rate, prof["producer"]))],
+                    timeout=30,
+                )
+                workers.go(consumer, producer)
                 budget = total / rate + 60
                 sent = workers.finish("producer", producer, budget)
                 got = workers.finish("consumer", consumer, 60)

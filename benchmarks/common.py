@@ -21,12 +21,13 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORKDIR = HERE / ".scratch"
@@ -263,3 +264,84 @@ def report(
             "results": [m.to_json() for m in metrics],
         }
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+class Children:
+    """Child processes of a benchmark (its own file re-executed with ``prefix`` and the
+    arguments of each ``start``): each prints "ready" after its setup, starts on "go",
+    ends with a JSON line, and exits when its stdin closes; :meth:`close` kills any still
+    alive. ``what`` names them in errors ("worker", "client")."""
+
+    def __init__(self, directory: Path, script: str, prefix: str, what: str) -> None:
+        self.directory = directory
+        self.command = [sys.executable, str(Path(script).resolve()), prefix]
+        self.what = what
+        self.procs: list[tuple[str, subprocess.Popen[str], IO[str]]] = []
+
+    def start(self, name: str, args: Sequence[str], timeout: float) -> subprocess.Popen[str]:
+        """Start child ``name`` with ``args`` and wait for its "ready"."""
+        err = (self.directory / f"{name}.stderr").open("w")
+        proc = subprocess.Popen(
+            [*self.command, *args],
+            stdin=subprocess.PIPE,  # the child exits when this closes (parent gone)
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        self.procs.append((name, proc, err))
+        line = self.readline(name, proc, timeout)
+        if line != "ready":
+            raise RuntimeError(
+                f"{self.what} {name} did not start: {line!r}\n{self.stderr(name)}"
+            )
+        return proc
+
+    @staticmethod
+    def go(*procs: subprocess.Popen[str]) -> None:
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+
+    def readline(self, name: str, proc: subprocess.Popen[str], timeout: float) -> str:
+        stdout = proc.stdout
+        assert stdout is not None
+        got: list[str] = []
+        reader = threading.Thread(target=lambda: got.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not got:
+            raise RuntimeError(
+                f"{self.what} {name}: no answer in {timeout} s\n{self.stderr(name)}"
+            )
+        return got[0].strip()
+
+    def stderr(self, name: str) -> str:
+        try:
+            return (self.directory / f"{name}.stderr").read_text()[-3000:]
+        except OSError:
+            return ""
+
+    def finish(self, name: str, proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+        """Wait for the child's last line (a JSON summary) and its exit."""
+        line = self.readline(name, proc, timeout)
+        rc = proc.wait(timeout=30)
+        if rc != 0 or not line.startswith("{"):
+            raise RuntimeError(f"{self.what} {name} failed (exit {rc}, {line!r}):\n"
+                               f"{self.stderr(name)}")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def close(self) -> None:
+        for _, proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for _, proc, err in self.procs:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with suppress(OSError):
+                        pipe.close()
+            err.close()
+        self.procs.clear()
