@@ -196,15 +196,16 @@ class Producer:
             InvalidRecordError: key, value, headers or timestamp of the wrong type.
             TopicNotFoundError, PartitionNotFoundError, StoreClosedError.
         """
-        if headers is None and partition is None and timestamp is None:
-            t = self._topics.get(topic)
-            if t is not None and t.compiled:  # the common case in one C call
-                compiled: RecordFuture | None = send_keyed(  # type: ignore[misc]
-                    t.batches, t.expires, key, value, RecordFuture
-                )
-                if compiled is not None:
-                    return compiled
         t = self._topics.get(topic)
+        if (
+            t is not None and t.compiled  # the common case in one C call
+            and headers is None and partition is None and timestamp is None
+        ):
+            compiled: RecordFuture | None = send_keyed(  # type: ignore[misc]
+                t.batches, t.expires, key, value, RecordFuture
+            )
+            if compiled is not None:
+                return compiled
         if t is None or _monotonic() >= t.expires:
             t = self._topic(topic)
         if key is not None and key.__class__ is not bytes:
