@@ -38,7 +38,12 @@ DEFAULT_SEGMENT_INDEX_BYTES = 10 * 1024 * 1024
 MIN_SEGMENT_BYTES = 14  # Kafka's lower bound: one batch header's worth of log overhead
 INT32_MAX = 2**31 - 1
 
-CLEANUP_POLICIES = ("delete",)
+CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
+"""Kafka's ``cleanup.policy`` values (a list in Kafka: ``delete,compact`` is accepted and
+stored as ``compact,delete``)."""
+DEFAULT_MIN_CLEANABLE_DIRTY_RATIO = 0.5  # Kafka's min.cleanable.dirty.ratio
+DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000  # Kafka's delete.retention.ms (1 day)
+MAX_COMPACTION_LAG_NONE = 2**63 - 1  # Kafka's max.compaction.lag.ms default (Long.MAX_VALUE)
 PARTITIONERS = ("murmur3", "murmur2")
 
 
@@ -58,7 +63,16 @@ class TopicConfig:
         max_message_bytes: the largest record batch an append accepts.
         index_interval_bytes: bytes of log between two sparse index entries.
         segment_index_bytes: an index file may hold this many bytes; a full index rolls.
-        cleanup_policy: "delete" (compaction is not supported yet).
+        cleanup_policy: "delete" (retention by time and size), "compact" (keep the latest
+            record per key: :mod:`logstore.storage.compaction`) or "compact,delete" (both).
+        min_cleanable_dirty_ratio: compact once the uncleaned share of the cleanable
+            bytes exceeds this (0..1).
+        min_compaction_lag_ms: a record stays uncompacted at least this long (a segment is
+            cleaned only once its newest record is this old).
+        max_compaction_lag_ms: a record stays uncompacted at most about this long: a log
+            whose oldest uncleaned segment is older is compacted whatever its dirty ratio.
+        delete_retention_ms: how long a tombstone (null value) is kept once it is
+            old enough to be cleaned, so readers that are behind still see the delete.
         partitioner: how keys map to partitions: "murmur3" (mmh3) or "murmur2" (Kafka's
             Java client, for the same placement as a Kafka cluster). Part of the topic so
             every writing process agrees on where a key goes.
@@ -76,11 +90,21 @@ class TopicConfig:
     segment_index_bytes: int = DEFAULT_SEGMENT_INDEX_BYTES
     cleanup_policy: str = "delete"
     partitioner: str = "murmur3"
+    min_cleanable_dirty_ratio: float = DEFAULT_MIN_CLEANABLE_DIRTY_RATIO
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = MAX_COMPACTION_LAG_NONE
+    delete_retention_ms: int = DEFAULT_DELETE_RETENTION_MS
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            expected = str if field.name in ("flush", "cleanup_policy", "partitioner") else int
+            expected: type = (
+                str if field.name in ("flush", "cleanup_policy", "partitioner")
+                else float if field.name == "min_cleanable_dirty_ratio" else int
+            )
+            if expected is float and type(value) is int:
+                object.__setattr__(self, field.name, float(value))
+                continue
             if type(value) is not expected:  # bool is an int subclass: refuse it too
                 raise InvalidConfigError(
                     f"topic config {field.name}={value!r} must be {expected.__name__}"
@@ -104,11 +128,32 @@ class TopicConfig:
                 f"topic config partitioner={self.partitioner!r} is unknown "
                 f"(use one of: {', '.join(PARTITIONERS)})"
             )
-        if self.cleanup_policy not in CLEANUP_POLICIES:
+        policy = ",".join(sorted(p.strip() for p in self.cleanup_policy.split(",")))
+        if policy not in CLEANUP_POLICIES:
             raise InvalidConfigError(
-                f"topic config cleanup_policy={self.cleanup_policy!r} is not supported "
-                f"(use: {', '.join(CLEANUP_POLICIES)}; compaction is not implemented yet)"
+                f"topic config cleanup_policy={self.cleanup_policy!r} is not a cleanup "
+                f"policy (use one of: {', '.join(CLEANUP_POLICIES)})"
             )
+        object.__setattr__(self, "cleanup_policy", policy)
+        ratio = self.min_cleanable_dirty_ratio
+        if not 0.0 <= ratio <= 1.0:  # NaN fails this too
+            raise InvalidConfigError(
+                f"topic config min_cleanable_dirty_ratio={ratio} is out of range (use a "
+                f"value in [0, 1])"
+            )
+        _check_range("min_compaction_lag_ms", self.min_compaction_lag_ms, 0, 2**63 - 1)
+        _check_range("max_compaction_lag_ms", self.max_compaction_lag_ms, 1, 2**63 - 1)
+        _check_range("delete_retention_ms", self.delete_retention_ms, 0, 2**63 - 1)
+
+    @property
+    def compact(self) -> bool:
+        """Whether the log cleaner compacts the topic ("compact" or "compact,delete")."""
+        return "compact" in self.cleanup_policy
+
+    @property
+    def delete(self) -> bool:
+        """Whether retention deletes old segments ("delete" or "compact,delete")."""
+        return "delete" in self.cleanup_policy
 
     @property
     def max_index_entries(self) -> int:

@@ -55,7 +55,7 @@ import crc32c as _crc32c
 from logstore.errors import CorruptRecordError, InvalidRecordError
 from logstore.records.accel import codec as _compiled
 from logstore.records.compression import compress
-from logstore.types import BatchHeader, Compression, Header, TimestampType
+from logstore.types import BatchHeader, Compression, Header, Record, TimestampType
 
 MAGIC = 2
 HEADER = struct.Struct(">qiibIhiqqqhii")
@@ -289,6 +289,69 @@ def encode_batch(
             f"base_sequence={base_sequence}, partition_leader_epoch={partition_leader_epoch}, "
             f"timestamps {base_timestamp}..{max_timestamp})"
         ) from err
+    crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header_tail)[ATTRIBUTES_OFFSET:]))
+    return b"".join(
+        (header_tail[:CRC_OFFSET], _CRC.pack(crc), header_tail[ATTRIBUTES_OFFSET:], body)
+    )
+
+
+def encode_retained_batch(header: BatchHeader, records: Sequence[Record]) -> bytes:
+    """The batch ``header`` describes, holding only ``records`` (some of its records, in
+    order), as Kafka's log cleaner rewrites a batch (``MemoryRecords.filterTo``): the same
+    base offset, ``lastOffsetDelta`` (so an idempotent producer's sequence range is kept),
+    attributes (compression, timestamp type, transactional, control), producer fields and
+    partition leader epoch; each record keeps its offset delta, so offsets never change
+    and the gaps stay. ``baseTimestamp`` is the first kept record's, ``maxTimestamp`` the
+    largest kept one (a LOG_APPEND_TIME batch keeps its own).
+
+    Raises:
+        InvalidRecordError: no records, or a record outside the batch's offsets.
+    """
+    if not records:
+        raise InvalidRecordError("a retained record batch needs at least one record")
+    base = header.base_offset
+    base_timestamp = records[0].timestamp
+    parts: list[bytes] = []
+    for record in records:
+        delta = record.offset - base
+        if not 0 <= delta <= header.last_offset_delta:
+            raise InvalidRecordError(
+                f"record at offset {record.offset} is outside the batch's offsets "
+                f"{base}..{header.last_offset}"
+            )
+        key, value = record.key, record.value
+        body = b"".join((
+            b"\x00",
+            _zigzag_varint(record.timestamp - base_timestamp),
+            encode_varint(delta),
+            _NULL if key is None else encode_varint(len(key)) + key,
+            _NULL if value is None else encode_varint(len(value)) + value,
+            _encode_headers(record.headers) if record.headers else b"\x00",
+        ))
+        parts += (encode_varint(len(body)), body)
+    body = b"".join(parts)
+    codec = Compression(header.attributes & COMPRESSION_MASK)
+    if codec != Compression.NONE:
+        body = compress(codec, body)
+    max_timestamp = (
+        header.max_timestamp if header.attributes & TIMESTAMP_TYPE_MASK
+        else max(r.timestamp for r in records)
+    )
+    header_tail = HEADER.pack(
+        base,
+        MIN_BATCH_LENGTH + len(body),
+        header.partition_leader_epoch,
+        MAGIC,
+        0,
+        header.attributes,
+        header.last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        header.producer_id,
+        header.producer_epoch,
+        header.base_sequence,
+        len(records),
+    )
     crc = _crc32c.crc32c(body, _crc32c.crc32c(memoryview(header_tail)[ATTRIBUTES_OFFSET:]))
     return b"".join(
         (header_tail[:CRC_OFFSET], _CRC.pack(crc), header_tail[ATTRIBUTES_OFFSET:], body)

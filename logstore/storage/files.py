@@ -132,14 +132,15 @@ class FileHandle:
     def still_named(self) -> bool:
         """Whether this file's path still names it: False once the file (or a directory
         above it) was deleted or renamed away, or replaced by another file."""
+        return self.fs.identity(self.path) == self.identity()
+
+    def identity(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)`` of the open file: which file it is, whatever names it."""
         try:
-            named = os.stat(self.path)
             own = os.fstat(self._fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
         except OSError as err:
             raise storage_error("stat", self.path, err) from err
-        return (named.st_dev, named.st_ino) == (own.st_dev, own.st_ino)
+        return own.st_dev, own.st_ino
 
     def pread(self, size: int, position: int) -> bytes:
         """Read up to ``size`` bytes at ``position`` (fewer at the end of the file)."""
@@ -427,6 +428,16 @@ class FileSystem:
             raise
         except OSError as err:
             raise storage_error("stat", path, err) from err
+
+    def identity(self, path: str) -> tuple[int, int] | None:
+        """``(st_dev, st_ino)`` of the file ``path`` names (None: none), as fstat's."""
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise storage_error("stat", path, err) from err
+        return st.st_dev, st.st_ino
 
     def mtime_ms(self, path: str) -> int:
         try:

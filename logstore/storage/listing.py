@@ -24,6 +24,15 @@ GAPS_SUFFIX = ".gaps"
 """The marker of a segment that declares offset gaps (:mod:`logstore.storage.gaps`)."""
 SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, GAPS_SUFFIX)
 """The suffixes of a segment's own files (a snapshot is not one: it may name any offset)."""
+SWAP_SUFFIX = ".swap"
+"""A cleaner swap in progress, ``<base, 20 digits>.swap``: the cleaned segment at that base
+replaces the segments it lists (:mod:`logstore.storage.swap`)."""
+STAGED_SUFFIX = ".cleaned"
+"""Appended to a segment file's name while the cleaner writes it (Kafka's name)."""
+CLEANER_CHECKPOINT_NAME = "cleaner.checkpoint"
+"""Where the cleaner keeps its progress (:mod:`logstore.storage.compaction`)."""
+CLEANER_LOCK_NAME = ".cleaner.lock"
+"""Held (flock) by the one process cleaning the partition."""
 SNAPSHOT_SUFFIX = ".snapshot"
 """A producer-state snapshot: the state of the batches below the offset it is named by."""
 _NAME_DIGITS = 20
@@ -44,6 +53,23 @@ def parse_segment_name(name: str) -> tuple[int, str] | None:
     ):
         return None
     return int(stem), suffix
+
+
+def swap_path(directory: str, base_offset: int) -> str:
+    """The path of the cleaner's swap descriptor for the segment at ``base_offset``."""
+    return segment_path(directory, base_offset, SWAP_SUFFIX)
+
+
+def parse_swap_name(name: str) -> int | None:
+    """The base offset a swap descriptor's name holds, None for any other name."""
+    stem = name[: -len(SWAP_SUFFIX)]
+    if (
+        not name.endswith(SWAP_SUFFIX)
+        or len(stem) != _NAME_DIGITS
+        or not (stem.isascii() and stem.isdigit())
+    ):
+        return None
+    return int(stem)
 
 
 def snapshot_path(directory: str, offset: int) -> str:
@@ -80,18 +106,28 @@ _LEFTOVER_NAMES = frozenset({
     os.path.basename(temp_path(CHECKPOINT_NAME)),
     CHECKPOINT_NAME + ".tmp",  # how logstore 0.1 named it
 })
-_PARTITION_FILES = frozenset({CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME})
+_PARTITION_FILES = frozenset({
+    CHECKPOINT_NAME, HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, CLEANER_CHECKPOINT_NAME,
+    CLEANER_LOCK_NAME,
+})
 
 
 def is_leftover(name: str) -> bool:
     """Whether ``name`` is a temporary file a partition's own writes can leave behind:
     ``~checkpoint.tmp``, a snapshot's ``~<offset>.snapshot.tmp``, or (older logstore and
     Kafka names, recognised only in exactly this form) ``checkpoint.tmp`` and a segment
-    file's name plus ``.tmp``, ``.deleted``, ``.cleaned`` or ``.swap``."""
+    file's name plus ``.tmp``, ``.deleted``, ``.cleaned`` (the cleaner's files before
+    their swap) or ``.swap``; the temporaries of a swap descriptor and of the cleaner
+    checkpoint (``~<base>.swap.tmp``, ``~cleaner.checkpoint.tmp``)."""
     if name in _LEFTOVER_NAMES:
         return True
     if name.startswith("~") and name.endswith(".tmp"):
-        return parse_snapshot_name(name[1:-4]) is not None
+        inner = name[1:-4]
+        return (
+            parse_snapshot_name(inner) is not None
+            or parse_swap_name(inner) is not None
+            or inner == CLEANER_CHECKPOINT_NAME
+        )
     stem, dot, suffix = name.rpartition(".")
     return bool(dot) and dot + suffix in _LEFTOVER_SUFFIXES and (
         parse_segment_name(stem) is not None
@@ -106,6 +142,7 @@ def is_partition_file(name: str) -> bool:
         name in _PARTITION_FILES
         or parse_segment_name(name) is not None
         or parse_snapshot_name(name) is not None
+        or parse_swap_name(name) is not None
         or is_leftover(name)
     )
 
@@ -123,6 +160,8 @@ class Listing(NamedTuple):
     """The bases of the segments that declare offset gaps (a ``.gaps`` marker)."""
     snapshots: tuple[int, ...] = ()
     """The offsets of the producer-state snapshots, in order."""
+    swaps: tuple[int, ...] = ()
+    """The bases of the cleaner swaps left unfinished (``<base>.swap`` descriptors)."""
 
 
 def read_listing(names: Iterable[str]) -> Listing:
@@ -132,12 +171,16 @@ def read_listing(names: Iterable[str]) -> Listing:
     markers: list[int] = []
     leftovers: list[str] = []
     snapshots: list[int] = []
+    swaps: list[int] = []
     for name in names:
         parsed = parse_segment_name(name)
         if parsed is None:
             snapshot = parse_snapshot_name(name)
+            swap = parse_swap_name(name)
             if snapshot is not None:
                 snapshots.append(snapshot)
+            elif swap is not None:
+                swaps.append(swap)
             elif is_leftover(name):  # never a segment file's name
                 leftovers.append(name)
             continue
@@ -157,4 +200,5 @@ def read_listing(names: Iterable[str]) -> Listing:
         sorted(leftovers),
         frozenset(have.intersection(markers)),
         tuple(sorted(snapshots)),
+        tuple(sorted(swaps)),
     )

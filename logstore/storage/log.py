@@ -35,7 +35,8 @@ from logstore.errors import (
 )
 from logstore.records import RecordInput, encode_batch, scan
 from logstore.records.validate import check_batch_records
-from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from logstore.storage.checkpoint import read_checkpoint
+from logstore.storage.compacting import LogCompaction
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.storage.flushing import IntervalFlushing
 from logstore.storage.head import HEAD_NAME, OPEN_LOCK_NAME, WRITER_LOCK_NAME, Head
@@ -65,7 +66,7 @@ _BASE_OFFSET = struct.Struct(">q")
 _log = logging.getLogger(__name__)
 
 
-class PartitionLog(ProducerTracking, IntervalFlushing):
+class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
     """The segments of one partition. Thread-safe: every public method holds one lock.
 
     Args:
@@ -270,19 +271,6 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
             start = self.log_start_offset
         return AppendResult(base, offset - 1, now, offset - base, start)
 
-    def _mark_dirty(self) -> None:
-        """Before the first write after an open, record that the log is not clean."""
-        if not self._marked_dirty:
-            self._write_checkpoint(clean=False)
-            self._marked_dirty = True
-
-    def _write_checkpoint(self, *, clean: bool) -> None:
-        write_checkpoint(
-            self.fs,
-            self.directory,
-            Checkpoint(self.recovery_point, self.log_start_offset, clean),
-        )
-
     def _maybe_roll(self, size: int, placed: list[BatchHeader], now: int) -> None:
         seg = self.active_segment
         if seg.size == 0:
@@ -369,7 +357,10 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
 
     def apply_retention(self) -> int:
         """Delete the old segments the cleaner picks (:class:`DeleteCleaner`: past
-        ``retention_ms`` or ``retention_bytes``, oldest first). Returns how many."""
+        ``retention_ms`` or ``retention_bytes``, oldest first; only when the cleanup
+        policy includes "delete"). Returns how many."""
+        if not self.config.delete:
+            return 0
         with self._exclusive():
             count = self.cleaner.clean(self._segments, self._now())
             if count:
@@ -464,6 +455,7 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
                 for seg in self._segments:
                     seg.close_files()
                 self._open_sealed.clear()
+                self._close_cleaner()
                 self._release_files()
 
     def _abandon(self) -> None:
@@ -473,6 +465,7 @@ class PartitionLog(ProducerTracking, IntervalFlushing):
             self._closed = True
             for seg in self._segments:
                 seg.close_files()
+            self._close_cleaner()
             self._release_files()
 
     def __enter__(self) -> Self:

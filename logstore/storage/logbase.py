@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 from logstore.config import TopicConfig
 from logstore.errors import LogFailedError, ReadOnlyStoreError, StoreClosedError
+from logstore.storage.checkpoint import Checkpoint, write_checkpoint
 from logstore.storage.files import FileHandle, FileSystem
 from logstore.storage.head import Head
 from logstore.storage.locks import LockFile
@@ -60,6 +61,19 @@ class LogState:
 
     def _now(self) -> int:
         return self.clock.now_ms()
+
+    def _mark_dirty(self) -> None:
+        """Before the first write after an open, record that the log is not clean."""
+        if not self._marked_dirty:
+            self._write_checkpoint(clean=False)
+            self._marked_dirty = True
+
+    def _write_checkpoint(self, *, clean: bool) -> None:
+        write_checkpoint(
+            self.fs,
+            self.directory,
+            Checkpoint(self.recovery_point, self.log_start_offset, clean),
+        )
 
     # ------------------------------------------------------------------ properties
 

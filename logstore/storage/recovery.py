@@ -35,6 +35,7 @@ from logstore.storage.plan import (
     rescan_start,
 )
 from logstore.storage.segment import Segment, SegmentScan
+from logstore.storage.swap import complete_pending_swaps, pending_view
 
 log = logging.getLogger("logstore.storage.log")
 
@@ -105,13 +106,22 @@ class Recovery(LogState):
                 raise
             names = []  # read-only: the missing directory reads as an empty partition
         listing = read_listing(names)
+        staged: frozenset[int] = frozenset()
+        if listing.swaps:  # a crash interrupted the cleaner's swap: finish it first
+            if self._read_only:
+                listing, staged = pending_view(fs, self.directory, listing)
+            else:
+                complete_pending_swaps(fs, self.directory, listing)
+                listing = read_listing(fs.listdir(self.directory))
         cp = read_checkpoint(fs, self.directory)
         self.was_clean = cp is not None and cp.clean
         self.log_start_offset = log_start(listing, cp)
         self.recovery_point = synced_recovery_point(fs, self.directory, cp)
         gaps = listing.gaps
         segments = {
-            base: Segment(fs, self.directory, base, self.config, gaps=base in gaps)
+            base: Segment(
+                fs, self.directory, base, self.config, gaps=base in gaps, staged=base in staged
+            )
             for base in listing.logs
         }
         try:

@@ -67,16 +67,19 @@ class Segment(SegmentReads):
         now_ms: int,
         *,
         gaps: bool = False,
+        staged: bool = False,
     ) -> Segment:
         """A new, empty segment (its files exist once this returns; the caller fsyncs the dir).
 
         A file already there was left by a writer killed in the middle of a roll: it
         created the file and wrote to it, but died before its head named the segment, so
         nothing in it was acknowledged (the segment starts at the log end). It is emptied:
-        appending after its bytes would hold the same offsets twice.
+        appending after its bytes would hold the same offsets twice. ``staged``: the
+        cleaner's segment, under its ``.cleaned`` names until its swap.
         """
-        segment = cls(fs, directory, base_offset, config, gaps=gaps)
+        segment = cls(fs, directory, base_offset, config, gaps=gaps, staged=staged)
         segment._open_files(create=True)
+        segment.identity = segment.log_file.identity()
         left = segment.cut_to(0, 0, 0)
         if left:
             log.warning(

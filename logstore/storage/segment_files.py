@@ -10,6 +10,8 @@ using only what is below it.
 
 from __future__ import annotations
 
+import errno
+
 from logstore.config import TopicConfig
 from logstore.errors import CorruptRecordError, StoreClosedError
 from logstore.records import HEADER_SIZE, crc_valid, decode_header
@@ -20,14 +22,22 @@ from logstore.storage.listing import (
     GAPS_SUFFIX,
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    STAGED_SUFFIX,
     TIME_INDEX_SUFFIX,
     segment_path,
+    swap_path,
 )
 from logstore.types import BatchHeader
 
 _UNKNOWN_LARGEST = 2**63 - 1
 """The largest timestamp of a segment whose damage stopped the index rebuild: never below
 a timestamp sought, so lookups scan the segment instead of skipping it."""
+
+
+class SegmentReplacedError(FileNotFoundError):
+    """A segment's file now names another file than the one this process read before
+    (the log cleaner swapped a cleaned segment in), or a swap of it is under way: the
+    log follows the head and retries, as for a segment deleted by another process."""
 
 
 class SegmentFiles:
@@ -45,6 +55,7 @@ class SegmentFiles:
         config: TopicConfig,
         *,
         gaps: bool = False,
+        staged: bool = False,
     ):
         self.fs = fs
         self.gaps = gaps
@@ -55,10 +66,16 @@ class SegmentFiles:
         self.base_offset = base_offset
         self.config = config
         prefix = segment_path(directory, base_offset, "")
-        self.log_path = prefix + LOG_SUFFIX
-        self.index_path = prefix + INDEX_SUFFIX
-        self.time_index_path = prefix + TIME_INDEX_SUFFIX
-        self.gaps_path = prefix + GAPS_SUFFIX
+        staging = STAGED_SUFFIX if staged else ""
+        """A segment the cleaner is writing has its files under their names plus
+        ``.cleaned`` until its swap renames them (:mod:`logstore.storage.swap`)."""
+        self.log_path = prefix + LOG_SUFFIX + staging
+        self.index_path = prefix + INDEX_SUFFIX + staging
+        self.time_index_path = prefix + TIME_INDEX_SUFFIX + staging
+        self.gaps_path = prefix + GAPS_SUFFIX + staging  # a staged one has no marker yet
+        self.identity: tuple[int, int] | None = None
+        """Which file the ``.log`` was when this process first opened it (a swap puts
+        another file under the same name)."""
         self.next_offset = base_offset
         self.max_timestamp = -1
         self.offset_of_max_timestamp = base_offset
@@ -77,6 +94,7 @@ class SegmentFiles:
     def _open_files(self, create: bool = False) -> None:
         if self._deleted:
             raise StoreClosedError(f"segment {self.log_path} was deleted")
+        opened = self._log is None
         if self._log is None:
             self._log = self.fs.open(self.log_path, create=create)
             self._size = self._log.size
@@ -91,6 +109,29 @@ class SegmentFiles:
             self._time_index = TimeIndex(
                 self.fs, self.time_index_path, self.base_offset, self.config.max_time_index_entries
             )
+        if opened and not create:
+            self._check_identity()
+
+    def _check_identity(self) -> None:
+        """Make sure the files just opened are one segment's, the one this process knew.
+
+        The cleaner renames a cleaned segment's three files over a segment's between
+        writing its swap descriptor and removing it (:mod:`logstore.storage.swap`), so
+        files opened while the descriptor exists, or a ``.log`` no longer named by its
+        path once all three are open, may mix two segments: they are closed and
+        :class:`SegmentReplacedError` raised (the log waits for the cleaner's head, lists
+        the directory again and retries). Costs two ``stat`` calls per opening of a
+        segment's files (sealed segments open lazily, at most once per LRU turn)."""
+        assert self._log is not None
+        own = self._log.identity()
+        named = self.fs.identity(self.log_path)
+        replaced = (self.identity is not None and own != self.identity) or named != own
+        if replaced or self.fs.exists(swap_path(self.directory, self.base_offset)):
+            self.close_files()
+            raise SegmentReplacedError(
+                errno.ENOENT, "segment replaced by the log cleaner", self.log_path
+            )
+        self.identity = own
 
     @property
     def is_open(self) -> bool:
@@ -110,6 +151,11 @@ class SegmentFiles:
         if self._size is None:
             self._size = self.fs.size(self.log_path)
         return self._size
+
+    def forget_size(self) -> None:
+        """Drop the size cached of closed files (another process may have replaced them)."""
+        if self._log is None:
+            self._size = None
 
     def close_files(self) -> None:
         """Close the open files; they reopen on the next use."""

@@ -14,14 +14,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import time
 from collections.abc import Iterator
 
 from logstore.errors import StorageError, TopicNotFoundError
 from logstore.storage.head import HEAD_SIZE, Head, pack_head, unpack_head
-from logstore.storage.listing import read_listing
+from logstore.storage.listing import CLEANER_LOCK_NAME, read_listing
 from logstore.storage.recovery import Recovery
 from logstore.storage.segment import Segment
+from logstore.storage.segment_files import SegmentReplacedError
+from logstore.storage.swap import complete_pending_swaps
 
 log = logging.getLogger("logstore.storage.log")
 
@@ -172,10 +175,14 @@ class ProcessSharing(Recovery):
         bases = [b for b in bases if b <= head.active_base_offset]
         segments: list[Segment] = []
         for base in bases:
-            seg = known.pop(base, None) or Segment(
-                self.fs, self.directory, base, self.config, gaps=base in gaps
+            seg = known.pop(base, None)
+            if seg is not None and not self._same_file(seg):
+                seg.close_files()  # the cleaner swapped a cleaned segment in
+                self._open_sealed.pop(base, None)
+                seg = None
+            segments.append(
+                seg or Segment(self.fs, self.directory, base, self.config, gaps=base in gaps)
             )
-            segments.append(seg)
         for gone in known.values():
             gone.close_files()
             self._open_sealed.pop(gone.base_offset, None)
@@ -185,6 +192,13 @@ class ProcessSharing(Recovery):
         while len(segments) > 1 and segments[1].base_offset <= head.log_start_offset:
             segments.pop(0).close_files()
         self._set_segments(segments)
+
+    def _same_file(self, seg: Segment) -> bool:
+        """Whether ``seg`` still names the file this process knew (one ``stat``)."""
+        if seg.identity is None:
+            seg.forget_size()  # never opened: only its size may be cached
+            return True
+        return self.fs.identity(seg.log_path) == seg.identity
 
     def refresh(self) -> None:
         """Catch up with appends, rolls and deletions made by other processes (reads do
@@ -230,15 +244,60 @@ class ProcessSharing(Recovery):
         (retention, ``delete_records``, an offsets snapshot) after writing a head that
         says so. Follow that head (the caller then retries), or, if the head has not moved,
         raise: the file went missing behind logstore's back."""
-        head = self._read_head()
-        if head is None or head == self._head_seen:
-            raise StorageError(
-                f"partition {self.directory}: segment file {err.filename} is missing "
-                f"(deleted by something other than logstore?)",
-                str(err.filename) if err.filename else self.directory,
-                errno=err.errno,
-            ) from err
+        deadline = time.monotonic() + _FOLLOW_TIMEOUT_S
+        while True:
+            head = self._read_head()
+            if head is not None and head != self._head_seen:
+                break
+            # a cleaner swaps segments before it writes its head: wait for that head
+            if time.monotonic() >= deadline:
+                if isinstance(err, SegmentReplacedError) and self._finish_abandoned_swaps():
+                    return
+                raise StorageError(
+                    f"partition {self.directory}: segment file {err.filename} is missing "
+                    f"(deleted by something other than logstore?)",
+                    str(err.filename) if err.filename else self.directory,
+                    errno=err.errno,
+                ) from err
+            time.sleep(0.001)
         self._refresh_locked()
+
+    # ------------------------------------------------------------------ cleaner swaps
+
+    def _finish_swaps_locked(self) -> None:
+        """Finish the swaps a cleaner left unfinished (the caller holds the cleaner
+        lock, so no cleaner is alive in them)."""
+        listing = read_listing(self.fs.listdir(self.directory))
+        if not listing.swaps:
+            return
+        with self._exclusive():
+            log.warning(
+                "%s: finishing %d log cleaner swap(s) a process left unfinished",
+                self.directory, len(listing.swaps),
+            )
+            complete_pending_swaps(self.fs, self.directory, listing)
+            self._generation += 1
+            head = self._head_seen
+            assert head is not None
+            self._relist(head._replace(generation=self._generation))
+
+    def _finish_abandoned_swaps(self) -> bool:
+        """A reader kept finding a swap under way: if no process holds the cleaner lock,
+        its cleaner died in it; finish it (when this log may write). Returns whether it
+        did."""
+        if self._read_only or self._failed is not None:
+            return False
+        lock = self.fs.lock_file(os.path.join(self.directory, CLEANER_LOCK_NAME))
+        try:
+            if not lock.acquire(blocking=False):
+                return False
+            try:
+                self._finish_swaps_locked()
+                return True
+            finally:
+                lock.release()
+        finally:
+            lock.close()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:

@@ -72,8 +72,15 @@ def test_topic_config_max_index_entries_derive_from_segment_index_bytes() -> Non
         ("flush", "sometimes"),
         ("flush", "ALWAYS"),
         ("flush", ""),
-        ("cleanup_policy", "compact"),
-        ("cleanup_policy", "delete,compact"),
+        ("cleanup_policy", "compacted"),
+        ("cleanup_policy", "delete,compact,delete"),
+        ("cleanup_policy", ""),
+        ("min_cleanable_dirty_ratio", 1.5),
+        ("min_cleanable_dirty_ratio", -0.1),
+        ("min_cleanable_dirty_ratio", float("nan")),
+        ("min_compaction_lag_ms", -1),
+        ("max_compaction_lag_ms", 0),
+        ("delete_retention_ms", -1),
         ("partitioner", "crc32"),
         ("partitioner", "random"),
     ],
@@ -88,6 +95,29 @@ def test_topic_config_raises_invalid_config_naming_field_and_value_when_out_of_r
     message = str(info.value)
     assert field in message
     assert str(value) in message or repr(value) in message
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("compact", "compact"), ("delete", "delete"), ("compact,delete", "compact,delete"),
+     ("delete,compact", "compact,delete"), ("delete, compact", "compact,delete")],
+)
+def test_cleanup_policy_takes_kafkas_values_and_stores_one_spelling(
+    given: str, stored: str
+) -> None:
+    config = TopicConfig(cleanup_policy=given)
+    assert config.cleanup_policy == stored
+    assert config.compact == ("compact" in given)
+    assert config.delete == ("delete" in given)
+    assert TopicConfig.from_dict(config.to_dict()) == config
+
+
+def test_dirty_ratio_takes_a_float_or_an_int_and_refuses_other_types() -> None:
+    assert TopicConfig(min_cleanable_dirty_ratio=1).min_cleanable_dirty_ratio == 1.0
+    assert TopicConfig(min_cleanable_dirty_ratio=0.25).min_cleanable_dirty_ratio == 0.25
+    for bad in ("0.5", None, True):
+        with pytest.raises(InvalidConfigError, match="min_cleanable_dirty_ratio"):
+            TopicConfig(min_cleanable_dirty_ratio=bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("field", INT_FIELDS)

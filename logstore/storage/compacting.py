@@ -1,0 +1,230 @@
+"""Compacting a partition log: one cleaner run, and the swaps it makes visible.
+
+:class:`LogCompaction` is the part of :class:`~logstore.storage.log.PartitionLog` that
+runs the cleaner (:mod:`logstore.storage.compaction`) and swaps its segments in
+(:mod:`logstore.storage.swap`). The heavy work (mapping keys, writing cleaned segments)
+holds no lock appends or reads need: it uses segment objects of its own. Each swap then
+holds the writer lock for the renames only, and bumps the head's generation so every
+process lists the directory again. One process cleans a partition at a time: the
+``.cleaner.lock`` flock, taken without waiting (the others skip the run).
+
+A swap whose cleaner died part-way is finished by the next process that opens the
+partition alone (recovery), by the next cleaner run, or by a reader that keeps finding it
+(:meth:`LogCompaction._finish_abandoned_swaps`): whoever takes the free cleaner lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+
+from logstore.config import MAX_COMPACTION_LAG_NONE
+from logstore.storage.compaction import (
+    CleanerProgress,
+    CompactionState,
+    CompactionStats,
+    GroupResult,
+    Retention,
+    SealedInfo,
+    build_offset_map,
+    clean_group,
+    measure,
+    read_progress,
+    write_progress,
+)
+from logstore.storage.listing import CLEANER_LOCK_NAME
+from logstore.storage.locks import LockFile
+from logstore.storage.reads import LogReads
+from logstore.storage.segment import Segment
+from logstore.storage.swap import Swap, commit_swap, complete_swap
+
+log = logging.getLogger("logstore.storage.log")
+
+
+class LogCompaction(LogReads):
+    """The log cleaner's side of a partition log."""
+
+    _cleaner_lock: LockFile | None = None
+    _cleaning: threading.Lock | None = None
+
+    # ------------------------------------------------------------------ state
+
+    def _sealed_infos(self) -> list[SealedInfo]:
+        """The sealed segments' sizes, and the timestamps the compaction lags need (only
+        when set: finding them opens the segment)."""
+        segments = self._segments
+        cfg = self.config
+        infos: list[SealedInfo] = []
+        for seg, nxt in itertools.pairwise(segments):
+            largest = first = -1
+            if cfg.min_compaction_lag_ms:
+                self._track_sealed(seg)
+                largest = seg.largest_timestamp()
+            if cfg.max_compaction_lag_ms < MAX_COMPACTION_LAG_NONE:
+                self._track_sealed(seg)
+                header = seg._read_header(0) if seg.size else None
+                first = -1 if header is None else header.max_timestamp
+            infos.append(SealedInfo(seg.base_offset, nxt.base_offset, seg.size, largest, first))
+        return infos
+
+    def compaction_state(self) -> CompactionState:
+        """How compacted the log is: the clean and dirty sections, their dirty ratio,
+        whether the cleaner is due, what it has reclaimed so far."""
+        with self._lock:
+            self._check_open()
+            self._refresh_locked()
+            return measure(
+                self._sealed_infos(),
+                self.log_start_offset,
+                read_progress(self.fs, self.directory),
+                self.config,
+                self._now(),
+            )
+
+    # ------------------------------------------------------------------ cleaning
+
+    def compact(self, *, force: bool = False) -> CompactionStats | None:
+        """Run the cleaner once over the sealed segments, if the topic is compacted and
+        the cleaner is due (``force``: whenever there is something dirty to clean).
+        Returns what it did, or None (nothing due, not a compacted topic, or another
+        process or thread is cleaning this partition now).
+
+        Raises:
+            ReadOnlyStoreError, LogFailedError, StoreClosedError: as appends.
+            StorageError, CorruptRecordError: reading or writing failed; the partition is
+                as before the run, or with some of its segments cleaned.
+        """
+        if not self.config.compact:
+            return None
+        with self._lock:
+            self._check_writable()
+            if self._cleaning is None:
+                self._cleaning = threading.Lock()
+                self._cleaner_lock = self.fs.lock_file(
+                    os.path.join(self.directory, CLEANER_LOCK_NAME)
+                )
+            cleaning, lock = self._cleaning, self._cleaner_lock
+        assert lock is not None
+        if not cleaning.acquire(blocking=False):
+            return None
+        try:
+            if not lock.acquire(blocking=False):
+                return None
+            try:
+                return self._clean(force)
+            finally:
+                lock.release()
+        finally:
+            cleaning.release()
+
+    def _clean(self, force: bool) -> CompactionStats | None:
+        started = time.monotonic()
+        self._finish_swaps_locked()
+        with self._lock:
+            self._check_writable()
+            self._refresh_locked()
+            now = self._now()
+            progress = read_progress(self.fs, self.directory)
+            state = measure(
+                self._sealed_infos(), self.log_start_offset, progress, self.config, now
+            )
+            log_start = self.log_start_offset
+            if not (state.due or (force and state.dirty_bytes + state.clean_bytes)):
+                return None
+            # the cleaner's own segment objects: reading them needs no lock of the log's
+            mine = [
+                Segment(self.fs, self.directory, s.base_offset, self.config, gaps=s.gaps)
+                for s, nxt in zip(self._segments, self._segments[1:], strict=False)
+                if s.base_offset < state.cleanable_end and nxt.base_offset > log_start
+            ]
+            for seg, nxt in zip(mine, [*mine[1:], None], strict=True):
+                seg.next_offset = nxt.base_offset if nxt else state.cleanable_end
+        try:
+            dirty = [s for s in mine if s.next_offset > state.first_dirty_offset]
+            offsets, covered = (
+                build_offset_map(dirty) if dirty else ({}, state.cleanable_end)
+            )
+            horizon = now - self.config.delete_retention_ms
+            retention = Retention(offsets, log_start, horizon)
+            stats = self._clean_groups(
+                [s for s in mine if s.base_offset < covered], retention, now
+            )
+        finally:
+            for seg in mine:
+                seg.close_files()
+        write_progress(
+            self.fs,
+            self.directory,
+            CleanerProgress(
+                covered,
+                progress.bytes_reclaimed + max(0, stats[0] - stats[1]),
+                progress.runs + 1,
+                now,
+            ),
+        )
+        return CompactionStats(
+            mine[0].base_offset if mine else log_start, covered,
+            stats[4], stats[5], stats[0], stats[1], stats[2], stats[3],
+            retention.tombstones_removed, len(offsets), time.monotonic() - started,
+        )
+
+    def _clean_groups(
+        self, segments: list[Segment], retention: Retention, now: int
+    ) -> tuple[int, int, int, int, int, int]:
+        """Clean ``segments`` a group at a time, swapping each group's cleaned segment
+        in; ``(bytes in, bytes out, records in, records out, segments in, segments
+        out)``."""
+        totals = [0, 0, 0, 0, 0, 0]
+        while segments:
+            result, taken = clean_group(
+                self.fs, self.directory, segments, retention, self.config, now
+            )
+            group, segments = segments[:taken], segments[taken:]
+            swapped = result.changed and self._swap_in(group, result)
+            if not swapped:
+                result.segment.delete()
+            totals[0] += result.bytes_in
+            totals[1] += result.bytes_out if swapped else result.bytes_in
+            totals[2] += result.records_in
+            totals[3] += result.records_out if swapped else result.records_in
+            totals[4] += len(group)
+            totals[5] += 1 if swapped else len(group)
+        return totals[0], totals[1], totals[2], totals[3], totals[4], totals[5]
+
+    def _swap_in(self, group: list[Segment], result: GroupResult) -> bool:
+        """Swap the cleaned segment in for ``group``, if the group is still what the
+        cleaner read (else False: retention or a delete took some of it meanwhile)."""
+        bases = tuple(s.base_offset for s in group)
+        with self._exclusive():
+            current = {s.base_offset: i for i, s in enumerate(self._segments)}
+            if any(b not in current for b in bases) or any(
+                self.fs.identity(s.log_path) != s.identity for s in group
+            ):
+                return False
+            first = current[bases[0]]
+            last = current[bases[-1]]
+            if last - first + 1 != len(bases) or last + 1 >= len(self._segments):
+                return False
+            end = self._segments[last + 1].base_offset
+            swap = Swap(bases, end)
+            commit_swap(self.fs, self.directory, swap)
+            for old in self._segments[first : last + 1]:
+                old.close_files()
+                self._open_sealed.pop(old.base_offset, None)
+            complete_swap(self.fs, self.directory, swap)
+            new = Segment(self.fs, self.directory, bases[0], self.config, gaps=True)
+            new.next_offset = end
+            self._set_segments([*self._segments[:first], new, *self._segments[last + 1 :]])
+            self._generation += 1
+        return True
+
+    def _close_cleaner(self) -> None:
+        if self._cleaner_lock is not None:
+            self._cleaner_lock.close()
+            self._cleaner_lock = None
+
+
+__all__ = ["CompactionState", "CompactionStats", "LogCompaction"]
