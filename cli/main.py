@@ -14,6 +14,7 @@ from .demo import demo
 from .groups import groups
 from .inspect import inspect, verify
 from .produce import produce
+from .repair import repair
 from .replay import replay
 from .serve import serve_command
 from .users import users
@@ -71,6 +72,7 @@ cli.add_command(groups)
 cli.add_command(replay)
 cli.add_command(inspect)
 cli.add_command(verify)
+cli.add_command(repair)
 cli.add_command(demo)
 cli.add_command(serve_command)
 cli.add_command(users)
