@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 
 from logstore.errors import CorruptRecordError
 from logstore.storage.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from logstore.storage.compaction import clamp_progress
 from logstore.storage.files import FileSystem
 from logstore.storage.head import HEAD_NAME, HEAD_SIZE, unpack_head
 from logstore.storage.listing import Listing, read_listing
@@ -170,6 +171,8 @@ class Recovery(LogState):
                 active.log_path,
                 active.size,
             )
+        if not self._read_only:
+            clamp_progress(self.fs, self.directory, self.log_end_offset)
         self._last_flush_ms = self._now()
 
     def _carry_out(self, plan: RecoveryPlan, segments: dict[int, Segment]) -> list[Segment]:

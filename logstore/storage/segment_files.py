@@ -63,6 +63,7 @@ class SegmentFiles:
         cleaner; see :mod:`logstore.storage.gaps`): its batches' offsets increase but may
         skip, it may start after its base offset and end before the next segment's."""
         self.directory = directory
+        self.staged = staged
         self.base_offset = base_offset
         self.config = config
         prefix = segment_path(directory, base_offset, "")
@@ -126,7 +127,9 @@ class SegmentFiles:
         own = self._log.identity()
         named = self.fs.identity(self.log_path)
         replaced = (self.identity is not None and own != self.identity) or named != own
-        if replaced or self.fs.exists(swap_path(self.directory, self.base_offset)):
+        if replaced or (
+            not self.staged and self.fs.exists(swap_path(self.directory, self.base_offset))
+        ):
             self.close_files()
             raise SegmentReplacedError(
                 errno.ENOENT, "segment replaced by the log cleaner", self.log_path

@@ -176,7 +176,7 @@ class ProcessSharing(Recovery):
         segments: list[Segment] = []
         for base in bases:
             seg = known.pop(base, None)
-            if seg is not None and not self._same_file(seg):
+            if seg is not None and (seg.gaps != (base in gaps) or not self._same_file(seg)):
                 seg.close_files()  # the cleaner swapped a cleaned segment in
                 self._open_sealed.pop(base, None)
                 seg = None
