@@ -8,6 +8,7 @@ exits non-zero; there is never a traceback.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import sys
@@ -18,7 +19,7 @@ from typing import Any, NamedTuple
 import click
 
 import logstore
-from logstore import TopicPartition
+from logstore import CompactionState, TopicPartition
 
 from .common import TIME_HELP, parse_time, table, until_interrupted, user_errors
 from .datadir import open_store
@@ -33,6 +34,9 @@ def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
         value: Any = raw
         if raw.lstrip("-").isdigit():
             value = int(raw)
+        else:
+            with contextlib.suppress(ValueError):
+                value = float(raw) if "." in raw else raw
         out[name.strip().replace(".", "_")] = value
     return out
 
@@ -139,21 +143,35 @@ def topics_describe(data_dir: str, name: str, as_json: bool) -> None:
                 {
                     "name": described.name,
                     "config": config,
-                    "partitions": [p._asdict() for p in described.partitions],
+                    "partitions": [
+                        {**p._asdict(), "compaction": p.compaction and p.compaction.to_dict()}
+                        for p in described.partitions
+                    ],
                 }
             )
         )
         return
     click.echo(f"topic {described.name}")
+    compacted = described.config.compact
     table(
-        ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"],
+        ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"]
+        + (["DIRTY", "CLEANED-TO", "RECLAIMED"] if compacted else []),
         [
             [str(p.partition), str(p.log_start_offset), str(p.log_end_offset),
              str(p.log_end_offset - p.log_start_offset), f"{p.size_bytes:,}", str(p.segments)]
+            + (_compaction_cells(p.compaction) if compacted else [])
             for p in described.partitions
         ],
     )
     click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+
+
+def _compaction_cells(state: CompactionState | None) -> list[str]:
+    """Dirty ratio, last cleaned offset (- before the first run) and bytes reclaimed."""
+    if state is None:
+        return ["-", "-", "-"]
+    cleaned = "-" if state.last_cleaned_offset < 0 else str(state.last_cleaned_offset)
+    return [f"{state.dirty_ratio:.2f}", cleaned, f"{state.bytes_reclaimed:,}"]
 
 
 @topics.command("alter")

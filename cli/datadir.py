@@ -49,7 +49,11 @@ def _missing(path: str) -> bool:
 
 
 def open_store(
-    data_dir: str, *, read_only_ok: bool = False, must_exist: bool | None = None
+    data_dir: str,
+    *,
+    read_only_ok: bool = False,
+    must_exist: bool | None = None,
+    maintenance: bool = True,
 ) -> logstore.Store:
     """``logstore.open(data_dir)`` as the global options ask. With ``read_only_ok`` (a
     command that only reads), a store that cannot be opened for writing because of a
@@ -74,6 +78,7 @@ def open_store(
             data_dir,
             init=bool(meta.get(INIT_KEY, False)),
             max_partitions=meta.get(MAX_PARTITIONS_KEY) or DEFAULT_MAX_PARTITIONS,
+            maintenance=maintenance,
         )
     except logstore.NotAStoreError as err:
         raise click.ClickException(err.reworded("--init")) from err

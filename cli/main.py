@@ -13,6 +13,7 @@ from .datadir import INIT_KEY, MAX_PARTITIONS_KEY
 from .demo import demo
 from .groups import groups
 from .inspect import inspect, verify
+from .maintain import compact, maintain
 from .produce import produce
 from .repair import repair
 from .replay import replay
@@ -73,6 +74,8 @@ cli.add_command(replay)
 cli.add_command(inspect)
 cli.add_command(verify)
 cli.add_command(repair)
+cli.add_command(compact)
+cli.add_command(maintain)
 cli.add_command(demo)
 cli.add_command(serve_command)
 cli.add_command(users)

@@ -46,6 +46,7 @@ from logstore.errors import (
     TopicNotFoundError,
     UnknownMemberIdError,
 )
+from logstore.storage.compaction import CompactionState, CompactionStats
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
 from logstore.topic import PartitionInfo, Topic, TopicDescription
@@ -69,6 +70,8 @@ __all__ = [
     "AsyncConsumer",
     "AsyncProducer",
     "CommitFailedError",
+    "CompactionState",
+    "CompactionStats",
     "Compression",
     "Consumer",
     "ConsumerRecord",

@@ -17,6 +17,7 @@ from logstore.client import admin
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
 from logstore.config import DEFAULT_MAX_PARTITIONS
+from logstore.maintenance import Maintenance
 from logstore.storage.files import DEFAULT_FS, FileSystem
 from logstore.types import Clock, TopicPartition
 
@@ -72,6 +73,7 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     max_partitions: int = DEFAULT_MAX_PARTITIONS,
     fs: FileSystem = DEFAULT_FS,
     clock: Clock | None = None,
+    maintenance: bool = True,
 ) -> Store:
     """Open the store in directory ``path``. Other processes (and other Store objects)
     may open it too, unless ``exclusive``.
@@ -89,6 +91,8 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
         max_partitions: the most partitions a topic may have (10,000 by default, at most
             100,000): more are refused with InvalidConfigError before anything is made.
         fs: the I/O seam. clock: the time source.
+        maintenance: run the store's maintenance thread (compaction of compacted topics,
+            retention; :mod:`logstore.maintenance`) while it is open with write access.
 
     Raises:
         NotAStoreError: ``path`` holds files but no store, and ``init`` is False; nothing
@@ -99,7 +103,7 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
         StoreLockedError: ``exclusive`` conflicts with another open ``Store``.
         ReadOnlyStoreError: (later) a write on a store opened ``read_only``.
     """
-    return Store(
+    store = Store(
         path,
         create=create,
         init=init,
@@ -109,3 +113,6 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
         fs=fs,
         clock=clock,
     )
+    if maintenance and not read_only:
+        store.on_close(Maintenance(store).start().stop)
+    return store

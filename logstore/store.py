@@ -32,6 +32,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Self
 
+from logstore import maintenance
 from logstore.config import DEFAULT_MAX_PARTITIONS, TopicConfig
 from logstore.errors import ReadOnlyStoreError, StoreClosedError, TopicNotFoundError
 from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, OffsetStore
@@ -44,6 +45,7 @@ from logstore.registry import (
     remove_leftovers,
     validate_name_quietly,
 )
+from logstore.storage.compaction import CompactionStats
 from logstore.storage.files import DEFAULT_FS, FileSystem, ReadOnlyFileSystem, temp_path
 from logstore.storage.log import PartitionLog
 from logstore.storedir import (
@@ -67,15 +69,8 @@ __all__ = [  # what this module has always exported (some now live in registry, 
     "FORMAT_VERSION",
     "LOCK_FILE",
     "OPENING_LOCK_FILE",
-    "STORE_FILE",
-    "TOPICS_DIR",
-    "CreatingMarker",
-    "Orphan",
-    "Store",
-    "creating_markers",
-    "open",
-    "orphan_dirs",
-    "validate_name_quietly",
+    "STORE_FILE", "TOPICS_DIR", "CreatingMarker", "Orphan", "Store", "creating_markers",
+    "open", "orphan_dirs", "validate_name_quietly",
 ]
 
 log = logging.getLogger(__name__)
@@ -463,14 +458,18 @@ class Store:
 
     def apply_retention(self) -> int:
         """Apply every topic's retention now; returns how many segments were deleted."""
+        return maintenance.apply_retention(self)
+
+    def compact(self, topic: str, **options: bool) -> dict[int, CompactionStats | None]:
+        """Run the log cleaner on ``topic`` now (:func:`~logstore.maintenance.compact_topic`:
+        options ``force``, ``roll``)."""
+        return maintenance.compact_topic(self, topic, **options)
+
+    def topics_snapshot(self) -> list[Topic]:  # the topics loaded, listed now
+
         with self._lock:
-            self.check_writable("apply retention")
-            topics = self._topics.topics()
-        return sum(
-            topic.partition(p).apply_retention()
-            for topic in topics
-            for p in range(topic.num_partitions)
-        )
+            self.check_open()
+            return self._topics.topics()
 
 
 def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point

@@ -24,6 +24,7 @@ from logstore.errors import (
 from logstore.partitioner import KeyHashPartitioner
 from logstore.records import RecordInput
 from logstore.records.inputs import check_bytes, check_timestamp, normalize_headers
+from logstore.storage.compaction import CompactionState
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
 from logstore.types import Clock, Compression, HeadersArg, RecordMetadata
@@ -73,6 +74,9 @@ class PartitionInfo(NamedTuple):
     log_end_offset: int
     size_bytes: int
     segments: int
+    compaction: CompactionState | None = None
+    """The cleaner's view (compacted topics only): dirty ratio, last cleaned offset,
+    bytes reclaimed."""
 
 
 class TopicDescription(NamedTuple):
@@ -223,6 +227,7 @@ class Topic:
                     plog.log_end_offset,
                     plog.size_bytes,
                     len(plog.segments),
+                    plog.compaction_state() if self.config.compact else None,
                 )
             )
         return TopicDescription(self.name, self.config, tuple(infos))

@@ -71,7 +71,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("topics", ("logstore.topic", "logstore.metadata", "logstore.groups")),
     ("store", (
         "logstore.store", "logstore.storedir", "logstore.registry", "logstore.topictable",
-        "logstore.verify",
+        "logstore.verify", "logstore.maintenance",
     )),
     ("backend", ("logstore.backend",)),
     ("client", ("logstore.client",)),
