@@ -28,7 +28,11 @@ _INTS = {
     "max.message.bytes": "max_message_bytes",
     "index.interval.bytes": "index_interval_bytes",
     "segment.index.bytes": "segment_index_bytes",
+    "min.compaction.lag.ms": "min_compaction_lag_ms",
+    "max.compaction.lag.ms": "max_compaction_lag_ms",
+    "delete.retention.ms": "delete_retention_ms",
 }
+DIRTY_RATIO = "min.cleanable.dirty.ratio"
 FIXED = {
     "compression.type": "producer",
     "message.timestamp.type": "CreateTime",
@@ -65,6 +69,13 @@ def to_topic_config(configs: Mapping[str, str | None]) -> dict[str, Any]:
             out[_INTS[name]] = _int(name, value)
         elif name == "cleanup.policy":
             out["cleanup_policy"] = value
+        elif name == DIRTY_RATIO:
+            try:
+                out["min_cleanable_dirty_ratio"] = float(value)
+            except ValueError:
+                raise InvalidConfigError(
+                    f"topic config {name}={value!r} is not a number"
+                ) from None
         elif name == "flush.messages":
             flush_messages = _int(name, value)
         elif name == "flush.ms":
@@ -110,7 +121,8 @@ def _int(name: str, value: str) -> int:
 
 
 def known_names() -> list[str]:
-    return [*_INTS, "cleanup.policy", "flush.messages", "flush.ms", PARTITIONER, *FIXED]
+    return [*_INTS, "cleanup.policy", DIRTY_RATIO, "flush.messages", "flush.ms", PARTITIONER,
+            *FIXED]
 
 
 def describe(config: TopicConfig) -> list[ConfigEntry]:
@@ -123,6 +135,8 @@ def describe(config: TopicConfig) -> list[ConfigEntry]:
     ]
     out.append(ConfigEntry("cleanup.policy", config.cleanup_policy, False,
                            config.cleanup_policy == default.cleanup_policy))
+    out.append(ConfigEntry(DIRTY_RATIO, str(config.min_cleanable_dirty_ratio), False,
+                           config.min_cleanable_dirty_ratio == default.min_cleanable_dirty_ratio))
     is_default = config.flush == default.flush and config.flush_ms == default.flush_ms
     messages = "1" if config.flush == "always" else str(LONG_MAX)
     ms = str(config.flush_ms) if config.flush == "interval" else str(LONG_MAX)

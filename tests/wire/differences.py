@@ -34,7 +34,8 @@ KAFKA_TOPIC_CONFIGS = frozenset({
 """The topic configs Kafka 4.4's DescribeConfigs lists (every one, defaults included)."""
 
 LOGSTORE_TOPIC_CONFIGS = frozenset({
-    "cleanup.policy", "compression.type", "flush.messages", "flush.ms",
+    "cleanup.policy", "compression.type", "delete.retention.ms", "flush.messages", "flush.ms",
+    "max.compaction.lag.ms", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
     "index.interval.bytes", "max.message.bytes", "message.timestamp.type",
     "min.insync.replicas", "preallocate", "retention.bytes", "retention.ms", "segment.bytes",
     "segment.index.bytes", "segment.ms", "unclean.leader.election.enable",
@@ -106,8 +107,8 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
     "DescribeConfigs(topic).names": Difference(
         kafka="the 37 topic configs of Kafka 4.4 (KAFKA_TOPIC_CONFIGS)",
         logstore=LOGSTORE_TOPIC_CONFIGS,
-        why="logstore describes the settings it has (15 of Kafka's names, with Kafka's "
-            "defaults, plus its own logstore.partitioner); Kafka's compaction, "
+        why="logstore describes the settings it has (19 of Kafka's names, with Kafka's "
+            "defaults, plus its own logstore.partitioner); Kafka's "
             "remote-storage, compression-level, replication-throttle and timestamp-bound "
             "settings have no counterpart, so they are not listed rather than invented.",
     ),

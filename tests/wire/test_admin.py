@@ -30,6 +30,10 @@ KAFKA_ANSWERS = {
     "flush.messages": (LONG_MAX, "DEFAULT_CONFIG"),
     "flush.ms": (LONG_MAX, "DEFAULT_CONFIG"),
     "min.insync.replicas": ("1", "DYNAMIC_DEFAULT_BROKER_CONFIG"),
+    "min.cleanable.dirty.ratio": ("0.5", "DEFAULT_CONFIG"),
+    "min.compaction.lag.ms": ("0", "DEFAULT_CONFIG"),
+    "max.compaction.lag.ms": (LONG_MAX, "DEFAULT_CONFIG"),
+    "delete.retention.ms": ("86400000", "DEFAULT_CONFIG"),
 }
 """What Kafka 4.4 describes for such a topic (a config set at creation is a dynamic topic
 config; the others are defaults)."""
@@ -83,3 +87,21 @@ def test_a_batch_over_max_message_bytes_is_refused(target: Target, client: WireC
     assert error_name(refused.value) == "MESSAGE_TOO_LARGE"
     client.produce(target.bootstrap, topic, [Rec(b"key", b"x" * 5_000)])  # under the limit
     assert [g.offset for g in client.consume(target.bootstrap, topic, 1, 1)] == [0]
+
+
+@needs(Can.METADATA, Can.ADMIN)
+def test_a_compacted_topic_is_created_and_described_like_kafkas(
+    target: Target, client: WireClient
+) -> None:
+    topic = unique("compacted")
+    configs = {"cleanup.policy": "compact,delete", "min.cleanable.dirty.ratio": "0.1",
+               "delete.retention.ms": "1000", "min.compaction.lag.ms": "5"}
+    assert client.create_topic(target.bootstrap, topic, 1, configs) is None
+    described = client.topic_configs(target.bootstrap, topic)
+    for name, value in configs.items():
+        assert described.get(name) == (value, "DYNAMIC_TOPIC_CONFIG"), name
+    bad = client.create_topic(target.bootstrap, unique("bad"), 1,
+                              {"min.cleanable.dirty.ratio": "2"})
+    # refused as INVALID_CONFIG (error 40; each client words it its own way)
+    assert bad is not None and ("INVALID_CONFIG" in bad or "40" in bad), bad
+    assert client.delete_topic(target.bootstrap, topic) is None
