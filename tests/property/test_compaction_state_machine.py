@@ -59,10 +59,10 @@ from tests.conftest import FakeClock
 CI = os.environ.get("CI") == "true"
 SETTINGS = settings(
     settings.default,
-    # up to 60 steps of real file I/O each, with cleaner passes that rewrite segments:
-    # about 0.3 s an example (fsync is skipped, see CrashFS)
-    max_examples=150 if CI else 80,
-    stateful_step_count=60,
+    # up to 80 steps of real file I/O each, with cleaner passes that rewrite segments:
+    # about 0.2 s an example (fsync is skipped, see CrashFS): ~30 s here, ~45 s on CI
+    max_examples=200 if CI else 150,
+    stateful_step_count=80,
     deadline=None,
     # "explain" replays a failing run many times over: minutes of file I/O for little gain
     phases=[p for p in settings.default.phases if p is not Phase.explain],
