@@ -15,6 +15,7 @@ partition alone (recovery), by the next cleaner run, or by a reader that keeps f
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -22,6 +23,8 @@ import threading
 import time
 
 from logstore.config import MAX_COMPACTION_LAG_NONE
+from logstore.errors import InvalidRecordError, StorageError
+from logstore.records import decode_batch_records
 from logstore.storage.compaction import (
     CleanerProgress,
     CompactionState,
@@ -35,13 +38,29 @@ from logstore.storage.compaction import (
     read_progress,
     write_progress,
 )
-from logstore.storage.listing import CLEANER_LOCK_NAME
+from logstore.storage.listing import CLEANER_LOCK_NAME, swap_path
 from logstore.storage.locks import LockFile
 from logstore.storage.reads import LogReads
 from logstore.storage.segment import Segment
 from logstore.storage.swap import Swap, commit_swap, complete_swap
+from logstore.types import BatchHeader
 
 log = logging.getLogger("logstore.storage.log")
+
+
+@dataclasses.dataclass(slots=True)
+class _Run:
+    """What a cleaner run did, added up over its groups."""
+
+    cleaned_to: int
+    """Offsets below this are clean now."""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    segments_in: int = 0
+    segments_out: int = 0
+    tombstones_removed: int = 0
 
 
 class LogCompaction(LogReads):
@@ -83,6 +102,25 @@ class LogCompaction(LogReads):
                 self.config,
                 self._now(),
             )
+
+    def _refuse_keyless(self, buf: bytes | memoryview, headers: list[BatchHeader]) -> None:
+        """A compacted topic takes keyed records only, as Kafka's (its cleaner would drop
+        the others; Kafka's broker refuses them with INVALID_RECORD).
+
+        Raises:
+            InvalidRecordError: a record (not in a control batch) has no key.
+        """
+        for h in headers:
+            if h.is_control:
+                continue
+            for record in decode_batch_records(buf, h, verify=False):
+                if record.key is None:
+                    raise InvalidRecordError(
+                        f"record at offset delta {record.offset - h.base_offset} of a batch has "
+                        f"no key: topic partition {self.directory} is compacted "
+                        f"(cleanup_policy={self.config.cleanup_policy}) and takes keyed "
+                        f"records only (give each record a key)"
+                    )
 
     # ------------------------------------------------------------------ cleaning
 
@@ -149,8 +187,8 @@ class LogCompaction(LogReads):
             )
             horizon = now - self.config.delete_retention_ms
             retention = Retention(offsets, log_start, horizon)
-            stats = self._clean_groups(
-                [s for s in mine if s.base_offset < covered], retention, now
+            run = self._clean_groups(
+                [s for s in mine if s.base_offset < covered], retention, now, covered
             )
         finally:
             for seg in mine:
@@ -159,26 +197,28 @@ class LogCompaction(LogReads):
             self.fs,
             self.directory,
             CleanerProgress(
-                covered,
-                progress.bytes_reclaimed + max(0, stats[0] - stats[1]),
+                run.cleaned_to,
+                progress.bytes_reclaimed + max(0, run.bytes_in - run.bytes_out),
                 progress.runs + 1,
                 now,
             ),
         )
         return CompactionStats(
-            mine[0].base_offset if mine else log_start, covered,
-            stats[4], stats[5], stats[0], stats[1], stats[2], stats[3],
-            retention.tombstones_removed, len(offsets), time.monotonic() - started,
+            mine[0].base_offset if mine else log_start, run.cleaned_to,
+            run.segments_in, run.segments_out, run.bytes_in, run.bytes_out,
+            run.records_in, run.records_out, run.tombstones_removed, len(offsets),
+            time.monotonic() - started,
         )
 
     def _clean_groups(
-        self, segments: list[Segment], retention: Retention, now: int
-    ) -> tuple[int, int, int, int, int, int]:
+        self, segments: list[Segment], retention: Retention, now: int, covered: int
+    ) -> _Run:
         """Clean ``segments`` a group at a time, swapping each group's cleaned segment
-        in; ``(bytes in, bytes out, records in, records out, segments in, segments
-        out)``."""
-        totals = [0, 0, 0, 0, 0, 0]
+        in. A group that retention or ``delete_records`` changed meanwhile is left as it
+        is, and the run stops there: the clean section ends before it."""
+        run = _Run(cleaned_to=covered)
         while segments:
+            removed = retention.tombstones_removed
             result, taken = clean_group(
                 self.fs, self.directory, segments, retention, self.config, now
             )
@@ -186,13 +226,23 @@ class LogCompaction(LogReads):
             swapped = result.changed and self._swap_in(group, result)
             if not swapped:
                 result.segment.delete()
-            totals[0] += result.bytes_in
-            totals[1] += result.bytes_out if swapped else result.bytes_in
-            totals[2] += result.records_in
-            totals[3] += result.records_out if swapped else result.records_in
-            totals[4] += len(group)
-            totals[5] += 1 if swapped else len(group)
-        return totals[0], totals[1], totals[2], totals[3], totals[4], totals[5]
+            run.bytes_in += result.bytes_in
+            run.records_in += result.records_in
+            run.segments_in += len(group)
+            if swapped:
+                run.bytes_out += result.bytes_out
+                run.records_out += result.records_out
+                run.segments_out += 1
+                continue
+            run.bytes_out += result.bytes_in
+            run.records_out += result.records_in
+            run.segments_out += len(group)
+            retention.tombstones_removed = removed  # none of them went
+            if result.changed:  # not swapped: the group changed under the cleaner
+                run.cleaned_to = group[0].base_offset
+                break
+        run.tombstones_removed = retention.tombstones_removed
+        return run
 
     def _swap_in(self, group: list[Segment], result: GroupResult) -> bool:
         """Swap the cleaned segment in for ``group``, if the group is still what the
@@ -210,11 +260,19 @@ class LogCompaction(LogReads):
                 return False
             end = self._segments[last + 1].base_offset
             swap = Swap(bases, end)
-            commit_swap(self.fs, self.directory, swap)
+            try:
+                commit_swap(self.fs, self.directory, swap)
+            except StorageError:
+                if not self.fs.exists(swap_path(self.directory, bases[0])):
+                    raise  # not committed: the segments are as they were
             for old in self._segments[first : last + 1]:
                 old.close_files()
                 self._open_sealed.pop(old.base_offset, None)
-            complete_swap(self.fs, self.directory, swap)
+            try:
+                complete_swap(self.fs, self.directory, swap)
+            except StorageError as err:  # committed: finish it (it is idempotent)
+                log.warning("%s: finishing a swap again after: %s", self.directory, err)
+                complete_swap(self.fs, self.directory, swap)
             new = Segment(self.fs, self.directory, bases[0], self.config, gaps=True)
             new.next_offset = end
             self._set_segments([*self._segments[:first], new, *self._segments[last + 1 :]])

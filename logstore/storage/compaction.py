@@ -221,16 +221,21 @@ def measure(
 
 def batches(seg: Segment) -> Iterator[tuple[bytes, BatchHeader]]:
     """Every batch of a sealed segment, read in chunks of whole batches: ``(chunk,
-    header)`` with the header's position in ``chunk`` (CRC-checked)."""
+    header)`` with the header's position in ``chunk`` (CRC-checked). The files are open
+    only meanwhile; opening them records which file the segment is (an empty one too),
+    which the swap checks."""
     position = 0
-    size = seg.size
-    while position < size:
-        data = seg.read_from(position, READ_CHUNK_BYTES)
-        if not data:
-            return
-        for header in scan(data, verify=True):
-            yield data, header
-        position += len(data)
+    size = seg.log_file.size
+    try:
+        while position < size:
+            data = seg.read_from(position, READ_CHUNK_BYTES)
+            if not data:
+                return
+            for header in scan(data, verify=True):
+                yield data, header
+            position += len(data)
+    finally:
+        seg.close_files()
 
 
 def build_offset_map(

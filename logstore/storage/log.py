@@ -211,6 +211,8 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
         for h in headers:
             if h.size > limit:
                 raise RecordTooLargeError(h.size, limit)
+        if self.config.compact:
+            self._refuse_keyless(buf, headers)
         first = headers[0]
         idempotent = first.producer_id >= 0 and first.base_sequence >= 0
         if len(headers) > 1 and any(h.producer_id >= 0 and h.base_sequence >= 0 for h in headers):

@@ -82,33 +82,43 @@ class LogReads(ProcessSharing):
             OffsetOutOfRangeError: as :meth:`read`.
             CorruptRecordError: a batch fails its checks; names the file and position.
         """
-        with self._lock:
-            self._check_open()
-            self._refresh_locked()
-            while True:
-                self._check_offset(offset)
-                try:
-                    found = self._locate(offset)
-                    if found is None:
-                        return []
-                    seg, first = found
-                    wanted = max_bytes
-                    if max_records is not None and first.last_offset - offset + 1 >= max_records:
-                        wanted = 1  # the first batch holds all that is wanted: read only it
-                    data = seg.read_from(first.position, wanted)
-                except FileNotFoundError as err:
-                    self._segment_vanished(err)
-                    continue
-                break
-        try:
-            return _decode(data, offset, max_records, record_type, topic_partition)
-        except CorruptRecordError as err:
-            position = first.position + (err.position or 0)
-            raise CorruptRecordError(
-                f"{seg.log_path}: corrupt record batch at position {position}: {err}",
-                seg.log_path,
-                position,
-            ) from err
+        while True:
+            with self._lock:
+                self._check_open()
+                self._refresh_locked()
+                while True:
+                    self._check_offset(offset)
+                    try:
+                        found = self._locate(offset)
+                        if found is None:
+                            return []
+                        seg, first = found
+                        wanted = max_bytes
+                        if (
+                            max_records is not None
+                            and first.last_offset - offset + 1 >= max_records
+                        ):
+                            wanted = 1  # the first batch holds all that is wanted: only it
+                        data = seg.read_from(first.position, wanted)
+                    except FileNotFoundError as err:
+                        self._segment_vanished(err)
+                        continue
+                    break
+            try:
+                out = _decode(data, offset, max_records, record_type, topic_partition)
+            except CorruptRecordError as err:
+                position = first.position + (err.position or 0)
+                raise CorruptRecordError(
+                    f"{seg.log_path}: corrupt record batch at position {position}: {err}",
+                    seg.log_path,
+                    position,
+                ) from err
+            if out or not data:
+                return out
+            # Only control batches, or records the cleaner removed (a compacted batch keeps
+            # its offsets): go on after them, as a Kafka consumer skips to a batch's end.
+            offset = _end_of(data)
+
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
         """The first offset whose record timestamp is >= ``timestamp``; None if none is."""
@@ -162,3 +172,8 @@ def _decode(
             if limit <= 0:
                 break
     return out
+
+
+def _end_of(data: bytes) -> int:
+    """The offset after the last whole batch in ``data``."""
+    return max(header.next_offset for header in scan(data))

@@ -253,6 +253,14 @@ class ProcessSharing(Recovery):
             if time.monotonic() >= deadline:
                 if isinstance(err, SegmentReplacedError) and self._finish_abandoned_swaps():
                     return
+                if self._failed is not None:
+                    raise StorageError(
+                        f"partition {self.directory}: segment file {err.filename} is gone "
+                        f"after this log failed ({self._failed}); close and reopen the "
+                        f"store to recover it (a log cleaner swap is finished then)",
+                        str(err.filename) if err.filename else self.directory,
+                        errno=err.errno,
+                    ) from err
                 raise StorageError(
                     f"partition {self.directory}: segment file {err.filename} is missing "
                     f"(deleted by something other than logstore?)",

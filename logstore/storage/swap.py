@@ -105,10 +105,13 @@ def complete_swap(fs: FileSystem, directory: str, swap: Swap) -> None:
         gaps = segment_path(directory, base, GAPS_SUFFIX)
         if not fs.exists(gaps):
             fs.write_file_atomic(gaps, MARKER)
-        for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX):  # the .log last
-            staged = segment_path(directory, base, suffix + STAGED_SUFFIX)
-            if fs.exists(staged):
-                fs.rename(staged, segment_path(directory, base, suffix))
+    # Every staged file still there is this swap's (a later cleaning of the same base
+    # starts only once this descriptor is durably gone), even when the .log's rename
+    # already reached the disk and an index's did not: a power cut may keep any subset.
+    for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX):  # the .log last
+        staged = segment_path(directory, base, suffix + STAGED_SUFFIX)
+        if fs.exists(staged):
+            fs.rename(staged, segment_path(directory, base, suffix))
     for other in swap.replaces[1:]:
         for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, GAPS_SUFFIX):
             fs.unlink(segment_path(directory, other, suffix), missing_ok=True)

@@ -33,12 +33,10 @@ Planted bugs in the swap order (the replaced segments deleted before the swap de
 is written; the descriptor written before the ``.cleaned`` files are fsynced) must be
 caught. Figures go to the ``reliability_report`` fixture.
 
-Known bug (:data:`KNOWN_BUG`, reduced in
-``test_swap_finished_after_its_log_rename_keeps_the_cleaned_indexes``): the states of a
-committed swap whose ``.log`` rename reached the disk while an index rename did not fail
-C1/C2. They are counted apart (:func:`stale_index_state`): a workload with violations in
-other states fails, one with violations only there is an expected failure (xfail) until
-``complete_swap`` is fixed.
+Found by this explorer and fixed: a committed swap whose ``.log`` rename reached the disk
+while an index rename did not was finished by recovery without the index renames (the
+cleaned ``.log`` kept the replaced segment's indexes); reduced in
+``test_swap_finished_after_its_log_rename_keeps_the_cleaned_indexes``.
 """
 
 from __future__ import annotations
@@ -419,31 +417,6 @@ def check_state(directory: str, ledger: Ledger, state: CrashState) -> list[str]:
     return problems
 
 
-KNOWN_BUG = (
-    "a swap finished by recovery after its .log rename reached the disk but not the "
-    "rename of a staged index: complete_swap renames the staged indexes only while "
-    "<base>.log.cleaned exists, so the cleaned segment keeps the replaced segment's "
-    ".index/.timeindex (the .cleaned ones are deleted as leftovers) and reads from an "
-    "offset fail (CorruptRecordError) or start at the wrong batch"
-)
-
-
-def stale_index_state(state: CrashState) -> bool:
-    """Whether ``state`` is one of :data:`KNOWN_BUG`: a committed swap (a ``.swap``
-    descriptor) whose ``.log.cleaned`` is gone (renamed) while one of its staged index
-    files is still there."""
-    names = {rel for rel, _ in state.entries}
-    for rel in names:
-        head, _, name = rel.rpartition("/")
-        base = parse_swap_name(name)
-        if head != DIR or base is None:
-            continue
-        staged = segment_path(DIR, base, "{}.cleaned").format
-        if staged(".log") not in names and {staged(".index"), staged(".timeindex")} & names:
-            return True
-    return False
-
-
 def explore(
     name: str,
     rec: RecordingFS,
@@ -452,18 +425,15 @@ def explore(
     *,
     budget: int = STATE_BUDGET,
     stop_at_first: bool = False,
-    known: Callable[[CrashState], bool] = stale_index_state,
-) -> tuple[Outcome, list[str]]:
+) -> Outcome:
     """Every distinct crash state of ``rec``'s trace (a seeded sample past ``budget``),
-    written under ``scratch`` and checked; the same figures as ``test_power_loss``. The
-    violations in states ``known`` picks are returned apart (the outcome's are the
-    others; ``stop_at_first`` stops at the first of those)."""
+    written under ``scratch`` and checked; the same figures as ``test_power_loss``
+    (``stop_at_first``: stop at the first violation)."""
     started = time.monotonic()
     model = CrashModel(rec.baseline, rec.trace, seed=SEED)
     states = model.distinct_states()
     picked = choose(states, budget, SEED)
     violations: list[str] = []
-    known_violations: list[str] = []
     by_kind: dict[str, int] = {}
     with quiet_logstore():
         for n, state in enumerate(picked):
@@ -479,9 +449,6 @@ def explore(
             found = f"{state.kind} state {state.digest[:12]} ({state.where}): " + "; ".join(
                 problems
             )
-            if known(state):
-                known_violations.append(found)
-                continue
             violations.append(found)
             if stop_at_first:
                 break
@@ -489,7 +456,7 @@ def explore(
         name, model.crash_points, model.generated, len(states), sum(by_kind.values()), by_kind,
         violations, time.monotonic() - started,
     )
-    return outcome, known_violations
+    return outcome
 
 
 # --------------------------------------------------------------------------- tests
@@ -518,13 +485,9 @@ def test_power_loss_compaction(
     name: str, scratch: str, reliability_report: Callable[[str], None]
 ) -> None:
     prepared = prepare(name, scratch)
-    outcome, known = explore(f"compaction {name}", prepared.rec, prepared.ledger, scratch)
-    reliability_report(
-        summary(outcome) + f" (and {len(known)} in states of the known stale-index bug)"
-    )
+    outcome = explore(f"compaction {name}", prepared.rec, prepared.ledger, scratch)
+    reliability_report(summary(outcome))
     assert not outcome.violations, "\n".join(outcome.violations[:10])
-    if known:
-        pytest.xfail(f"{len(known)} violations of the known bug ({KNOWN_BUG}): {known[0]}")
 
 
 # --------------------------------------------------------------------------- planted bug
@@ -572,7 +535,7 @@ def test_planted_bug_in_the_swap_order_is_caught(
     with pytest.MonkeyPatch.context() as mp:
         PLANTED[bug](mp)
         prepared = prepare("c1-compact", scratch)
-    outcome, _ = explore(
+    outcome = explore(
         f"compaction planted {bug}", prepared.rec, prepared.ledger, scratch,
         stop_at_first=True,
     )
@@ -596,18 +559,16 @@ class StopAtIndexRename(FileSystem):
         super()._rename(src, dst)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
 def test_swap_finished_after_its_log_rename_keeps_the_cleaned_indexes(
     tmp_path: os.PathLike[str],
 ) -> None:
-    """The explorer's finding, reduced. ``complete_swap`` renames ``<base>.index.cleaned``,
+    """The explorer's finding, reduced (fixed: every staged file still there is renamed).
+    ``complete_swap`` renamed ``<base>.index.cleaned``,
     ``.timeindex.cleaned`` then ``.log.cleaned`` and fsyncs the directory only after all
     three (and the unlinks): a power cut may keep the ``.log`` rename alone. Recovery then
-    finishes the swap, but skips every rename because ``<base>.log.cleaned`` is gone; the
-    open deletes the staged indexes as leftovers and the cleaned ``.log`` keeps the
-    replaced segment's indexes, which point into the middle of its batches.
-    Fix: rename each staged file that exists whether the ``.log.cleaned`` does or not
-    (or fsync the directory between the index renames and the ``.log`` rename)."""
+    finished the swap, but skipped every rename because ``<base>.log.cleaned`` was gone;
+    the open deleted the staged indexes as leftovers and the cleaned ``.log`` kept the
+    replaced segment's indexes, which point into the middle of its batches."""
     root = os.fspath(tmp_path)
     clock = FakeClock(T0)
     ledger = setup(root, clock)

@@ -141,8 +141,13 @@ def test_tombstones_stay_for_delete_retention_then_go(tmp_path: Path, clock: Fak
 def test_keyless_records_go_and_control_and_transactional_batches_stay_whole(
     tmp_path: Path, clock: FakeClock
 ):
-    log = PartitionLog(str(tmp_path / "p"), compacted(segment_bytes=10_000), clock=clock)
+    # written while the topic was cleanup_policy=delete, then altered to compact
+    log = PartitionLog(
+        str(tmp_path / "p"), compacted(segment_bytes=10_000, cleanup_policy="delete"),
+        clock=clock,
+    )
     put(log, clock, None, b"no key")
+    log.reconfigure(compacted(segment_bytes=10_000))
     txn = encode_batch([(T0, b"t", b"1", ()), (T0, b"t", b"2", ())], is_transactional=True)
     log.append_batches(txn)  # 1-2: kept whole, duplicate key included
     control = encode_batch([(T0, b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00", ())],
@@ -155,6 +160,19 @@ def test_keyless_records_go_and_control_and_transactional_batches_stay_whole(
     assert [(h.base_offset, h.records_count, h.is_control) for h in headers] == [
         (1, 2, False), (3, 1, True), (4, 1, False)
     ]
+    log.close()
+
+
+def test_a_compacted_log_refuses_records_without_a_key(tmp_path: Path, clock: FakeClock):
+    from logstore.errors import InvalidRecordError
+
+    log = PartitionLog(str(tmp_path / "p"), compacted(), clock=clock)
+    with pytest.raises(InvalidRecordError, match=r"no key.*compacted"):
+        log.append_records([(T0, b"k", b"1", ()), (T0, None, b"2", ())])
+    with pytest.raises(InvalidRecordError, match="no key"):
+        log.append_batches(encode_batch([(T0, None, b"x", ())]))
+    assert log.log_end_offset == 0
+    put(log, clock, b"k", None)  # a tombstone has a key: fine
     log.close()
 
 
@@ -383,3 +401,62 @@ def test_a_read_only_open_reads_a_pending_swap_without_finishing_it(
     assert sorted(os.listdir(d)) == names
     ro.close()
     assert calls and real is swap.complete_swap
+
+
+# ---------------------------------------------------------------- bugs the model test found
+
+
+def test_a_read_starting_in_a_gap_at_a_cleaned_batchs_end_goes_on_to_later_records(
+    tmp_path: Path, clock: FakeClock
+):
+    log = PartitionLog(str(tmp_path / "p"), compacted(delete_retention_ms=0), clock=clock)
+    log.append_records([(T0, b"a", b"1", ()), (T0, b"b", None, ())])  # b's tombstone goes
+    log.roll()
+    log.append_records([(T0, b"c", b"1", ())])
+    clock.advance(1)
+    log.compact(force=True)
+    assert [r.offset for r in read_all(log)] == [0, 2]
+    assert [r.offset for r in log.read_records(1)] == [2]  # was [] (a consumer stalled)
+    assert [r.offset for r in log.read_records(1, max_records=1)] == [2]
+    log.close()
+
+
+def test_a_segment_cleaned_empty_does_not_stop_later_runs(tmp_path: Path, clock: FakeClock):
+    log = PartitionLog(str(tmp_path / "p"), compacted(delete_retention_ms=0), clock=clock)
+    put(log, clock, b"x", None)
+    log.roll()
+    clock.advance(1)
+    log.compact(force=True)
+    assert log.segments[0].size == 0  # cleaned to nothing
+    put(log, clock, b"a", b"1")
+    put(log, clock, b"a", b"2")
+    log.roll()
+    stats = log.compact(force=True)
+    assert stats is not None and stats.records_out == 1  # was refused: the empty one's
+    assert [(r.key, r.value) for r in read_all(log)] == [(b"a", b"2")]  # identity unknown
+    log.close()
+
+
+def test_a_swap_that_fails_once_after_its_commit_is_finished_and_reads_go_on(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    log = PartitionLog(str(tmp_path / "p"), compacted(), clock=clock)
+    fill(log, clock, 120, 4)
+    expected = table(log)
+    real = swap.complete_swap
+    failures = []
+
+    def once(fs: object, directory: str, s: swap.Swap) -> None:
+        if not failures:
+            failures.append(s)
+            from logstore.errors import StorageError
+
+            raise StorageError("injected: rename failed", directory)
+        real(fs, directory, s)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compacting, "complete_swap", once)
+    assert log.compact() is not None
+    assert failures and not log.failed
+    assert table(log) == expected
+    assert not read_listing(os.listdir(str(tmp_path / "p"))).swaps
+    log.close()
