@@ -60,6 +60,7 @@ from logstore.storage.listing import LOG_SUFFIX, Listing, read_listing, segment_
 from logstore.storage.plan import CORRUPT, Action, live_segments, log_start, plan_recovery
 from logstore.storage.recovery import synced_recovery_point
 from logstore.storage.segment import Segment, SegmentScan
+from logstore.storage.swap import complete_pending_swaps
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +145,19 @@ class RepairPlan(NamedTuple):
 
 
 def plan_repair(fs: FileSystem, directory: str) -> RepairPlan:
-    """What repairing the partition in ``directory`` would drop. Changes nothing (the
-    partition's lock files are created if missing); walks every live segment with CRC
-    checks.
+    """What repairing the partition in ``directory`` would drop. Drops nothing (the
+    partition's lock files are created if missing, and a log cleaner swap a crash
+    interrupted is finished first, as any open of the partition does: that loses
+    nothing); walks every live segment with CRC checks.
 
     Raises:
         PartitionInUseError: another process or log has the partition open.
         StorageError: the directory cannot be read.
     """
     with _alone(fs, directory):
+        listing = read_listing(fs.listdir(directory))
+        if listing.swaps and not fs.read_only:
+            complete_pending_swaps(fs, directory, listing)
         return _plan(fs, directory)
 
 

@@ -28,6 +28,7 @@ partition with a swap pending reads the swapped view without changing the files
 from __future__ import annotations
 
 import json
+import os
 from typing import NamedTuple
 
 from logstore.errors import CorruptionError
@@ -146,7 +147,17 @@ def pending_view(
             logs.add(base)
         if base in logs:
             gaps.add(base)
-    view = listing._replace(logs=sorted(logs), gaps=frozenset(gaps), swaps=())
+    staged_names = {
+        os.path.basename(segment_path(directory, base, suffix + STAGED_SUFFIX))
+        for base in listing.swaps
+        for suffix in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+    }  # the open renames them: they are not leftovers
+    view = listing._replace(
+        logs=sorted(logs),
+        gaps=frozenset(gaps),
+        swaps=(),
+        leftovers=[n for n in listing.leftovers if n not in staged_names],
+    )
     return view, frozenset(staged)
 
 

@@ -29,10 +29,12 @@ from logstore.storage.index import OFFSET_ENTRY, TIME_ENTRY
 from logstore.storage.listing import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    STAGED_SUFFIX,
     TIME_INDEX_SUFFIX,
     read_listing,
     segment_path,
     snapshot_path,
+    swap_path,
 )
 from logstore.storage.plan import (
     CORRUPT,
@@ -46,6 +48,7 @@ from logstore.storage.plan import (
 from logstore.storage.producers import read_snapshot
 from logstore.storage.recovery import synced_recovery_point
 from logstore.storage.segment import SegmentScan
+from logstore.storage.swap import pending_view
 from logstore.types import BatchHeader, Record
 
 
@@ -168,13 +171,16 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
     """Check every batch, index and the checkpoint of one partition directory, and say
     what the next open would repair and what it could not (its recovery plan)."""
     listing = read_listing(fs.listdir(directory))
+    pending, staged = listing.swaps, frozenset[int]()
+    if pending:  # checked as the next open will see it: with the swaps finished
+        listing, staged = pending_view(fs, directory, listing)
     cp = read_checkpoint(fs, directory)
     synced = synced_recovery_point(fs, directory, cp)
     scans: dict[int, SegmentScan] = {}
     reports: list[SegmentReport] = []
     good: dict[int, list[BatchHeader]] = {}
     for base in live_segments(listing, cp):
-        path = segment_path(directory, base, LOG_SUFFIX)
+        path = segment_path(directory, base, LOG_SUFFIX + (STAGED_SUFFIX * (base in staged)))
         with fs.open(path, writable=False) as handle:
             walk = walk_batches(handle, expected=base, gaps=base in listing.gaps)
             good[base] = list(walk)
@@ -189,12 +195,20 @@ def verify_partition(fs: FileSystem, directory: str) -> PartitionReport:
         if step.action not in (Action.KEEP, Action.REBUILD):
             continue
         base = step.base_offset
+        if base in staged:
+            continue  # its indexes are still under their .cleaned names
         why = _check_indexes(fs, directory, base, good[base], scans[base].size,
                              sealed=base != last)
         if why is not None:
             findings.append(Finding(segment_path(directory, base, LOG_SUFFIX), None, REPAIR,
                                     f"{why}: the indexes are rebuilt from the log when used"))
     findings += _snapshot_findings(fs, directory, listing.snapshots, set(plan.remove))
+    findings += [
+        Finding(swap_path(directory, base), None, REPAIR,
+                "a log cleaner swap was committed but not finished: the next open "
+                "finishes it")
+        for base in pending
+    ]
     return PartitionReport(directory, cp, reports, findings, plan)
 
 

@@ -460,3 +460,53 @@ def test_a_swap_that_fails_once_after_its_commit_is_finished_and_reads_go_on(
     assert table(log) == expected
     assert not read_listing(os.listdir(str(tmp_path / "p"))).swaps
     log.close()
+
+
+def _pending_swap(d: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> dict[
+    bytes | None, bytes | None
+]:
+    """A partition whose cleaner died right after committing its first swap."""
+    log = PartitionLog(d, compacted(), clock=clock)
+    fill(log, clock, 120, 4)
+    expected = table(log)
+
+    def crash(fs: object, directory: str, s: swap.Swap) -> None:
+        raise KeyboardInterrupt("killed after the commit")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(compacting, "complete_swap", crash)
+        with pytest.raises(KeyboardInterrupt):
+            log.compact()
+    log._abandon()
+    return expected
+
+
+def test_verify_checks_a_pending_swap_as_the_next_open_will_see_it(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    d = str(tmp_path / "p")
+    expected = _pending_swap(d, clock, monkeypatch)
+    names = sorted(os.listdir(d))
+    report = verify_partition(DEFAULT_FS, d)
+    assert sorted(os.listdir(d)) == names  # verify changes nothing
+    [finding] = report.findings  # the segments check out; the .cleaned files are no leftovers
+    assert finding.kind == "repair" and "swap was committed but not finished" in finding.message
+    log = PartitionLog(d, compacted(), clock=clock)
+    assert table(log) == expected
+    log.close()
+    assert not verify_partition(DEFAULT_FS, d).findings
+
+
+def test_repair_finishes_a_pending_swap_first_and_drops_nothing(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    from logstore.storage.repair import plan_repair
+
+    d = str(tmp_path / "p")
+    expected = _pending_swap(d, clock, monkeypatch)
+    plan = plan_repair(DEFAULT_FS, d)
+    assert not plan.needed
+    assert not read_listing(os.listdir(d)).swaps
+    log = PartitionLog(d, compacted(), clock=clock)
+    assert table(log) == expected
+    log.close()
