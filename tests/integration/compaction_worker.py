@@ -2,12 +2,13 @@
 
     python -m tests.integration.compaction_worker write DATA TOPIC NAME COUNT KEYS
     python -m tests.integration.compaction_worker compact DATA TOPIC STOPFILE
-    python -m tests.integration.compaction_worker read DATA TOPIC STOPFILE
+    python -m tests.integration.compaction_worker read DATA TOPIC STOPFILE [SLOW]
 
 ``write`` appends COUNT updates ``NAME:<seq>`` over KEYS keys (one record per append,
 fsynced). ``compact`` runs the cleaner on partition 0 over and over until STOPFILE
 exists. ``read`` is a consumer without a group that starts at offset 0 and reads until
-STOPFILE exists and it has caught up with the log end; it checks every record as it goes:
+STOPFILE exists and it has caught up with the log end (SLOW: 10 records a poll and a
+pause after each, so the cleaner removes records ahead of it); it checks every record:
 offsets strictly increase, and a key's sequence numbers from one writer never go back.
 Each prints one JSON line at the end.
 """
@@ -42,7 +43,7 @@ def compact(data: str, topic: str, stop: str) -> dict[str, object]:
     return {"runs": runs, "changed": changed}
 
 
-def read(data: str, topic: str, stop: str) -> dict[str, object]:
+def read(data: str, topic: str, stop: str, slow: bool) -> dict[str, object]:
     problems: list[str] = []
     seen = 0
     last_offset = -1
@@ -53,7 +54,9 @@ def read(data: str, topic: str, stop: str) -> dict[str, object]:
         consumer.seek(tp, 0)
         while True:
             stopping = os.path.exists(stop)
-            records = consumer.poll(timeout_ms=50, max_records=200)
+            records = consumer.poll(timeout_ms=50, max_records=10 if slow else 200)
+            if slow:
+                time.sleep(0.02)
             for r in records:
                 seen += 1
                 if r.offset <= last_offset:
@@ -77,7 +80,7 @@ def main() -> None:
     elif mode == "compact":
         out = compact(data, topic, rest[0])
     else:
-        out = read(data, topic, rest[0])
+        out = read(data, topic, rest[0], len(rest) > 1)
     print(json.dumps(out), flush=True)
 
 
