@@ -1,7 +1,8 @@
 """The store's small state files (registry files, creation markers, ``store.json``, the
-offsets snapshot, the partition checkpoint): one checksummed format, the previous
-version's formats still read, and damage a typed error naming the file (or, for the
-advisory ones, the documented recovery).
+offsets snapshot of stores written before the offsets log was compacted, the partition and
+cleaner checkpoints): one checksummed format, the previous version's formats still read,
+and damage a typed error naming the file (or, for the advisory ones, the documented
+recovery).
 
 ``tests/data/store_v0_1/`` is a store written by the previous version of logstore
 (commit cf8451d: plain JSON registry files and marker, the old snapshot and text
@@ -25,11 +26,14 @@ import logstore.embedded
 import logstore.registry
 import logstore.store
 from logstore.errors import CorruptionError, StorageError
+from logstore.metadata import OffsetStore
 from logstore.storage.files import FileSystem
 from logstore.storage.log import PartitionLog
+from logstore.storage.readonly import ReadOnlyFileSystem
 from logstore.storage.statefile import MAGIC, encode_state, read_state
-from logstore.types import TopicPartition
+from logstore.types import SystemClock, TopicPartition
 from logstore.verify import verify_store
+from tests.legacy_offsets import make_legacy
 
 FS = FileSystem()
 OLD_STORE = Path(__file__).parent.parent / "data" / "store_v0_1"
@@ -89,6 +93,10 @@ def test_a_store_written_by_the_previous_version_opens_with_everything_in_it(
         }
         assert offsets[TP("events", 0)].metadata == "m"
         assert offsets[TP("events", 0)].topic_id == old_id
+    # its offsets snapshot was migrated into the (compacted) offsets log, then deleted
+    assert not (old_store / "__consumer_offsets-0" / "offsets.snapshot").exists()
+    with logstore.open(old_store) as store:
+        assert store.offsets.group_offsets("billing") == offsets
     report = verify_store(old_store)
     assert report.all_findings == [], report.all_findings
 
@@ -100,7 +108,7 @@ def test_an_old_store_is_written_only_in_the_new_format(old_store: Path) -> None
         store.offsets.commit("billing", {TP("events", 0): (8, "")})
     assert _is_state_file(old_store / "__topics" / "events")
     assert _is_state_file(old_store / "events-0" / "checkpoint")
-    assert _is_state_file(old_store / "__consumer_offsets-0" / "offsets.snapshot")
+    assert not (old_store / "__consumer_offsets-0" / "offsets.snapshot").exists()  # migrated
     assert not _is_state_file(old_store / "store.json")  # an existing marker stays as it is
     assert not _is_state_file(old_store / "__topics" / "empty")  # nothing changed it
     with logstore.open(old_store) as store:
@@ -114,6 +122,14 @@ def test_an_old_store_opens_read_only_without_being_rewritten(old_store: Path) -
     before = {p: p.read_bytes() for p in old_store.rglob("*") if p.is_file()}
     with logstore.open(old_store, read_only=True) as store:
         assert _values(store, "events", 1)[:2] == [b"value-1", b"value-3"]
+    # its committed offsets read read-only: the old snapshot, not migrated
+    offsets = OffsetStore(str(old_store), fs=ReadOnlyFileSystem(FS, str(old_store)),
+                          clock=SystemClock())
+    try:
+        assert {tp.partition: c.offset for tp, c in offsets.group_offsets("billing").items()
+                } == {0: 7, 1: 3}
+    finally:
+        offsets.close()
     assert {p: p.read_bytes() for p in old_store.rglob("*") if p.is_file()} == before
 
 
@@ -146,8 +162,15 @@ def test_every_state_file_of_a_new_store_is_a_checksummed_state_file(tmp_path: P
     }
     assert json.loads(read_state(FS, str(root / "__topics" / "t"), "topic"))["name"] == "t"
     read_state(FS, str(root / "t-0" / "checkpoint"), "checkpoint")
-    snapshot = root / "__consumer_offsets-0" / "offsets.snapshot"
-    assert json.loads(read_state(FS, str(snapshot), "offsets-snapshot"))["next_offset"] == 1
+    offsets = root / "__consumer_offsets-0"
+    read_state(FS, str(offsets / "checkpoint"), "checkpoint")
+    assert not (offsets / "offsets.snapshot").exists()  # the log is compacted instead
+    with logstore.open(root) as store:
+        store.offsets._log.roll()
+        assert store.offsets._log.compact(force=True) is not None
+    progress = json.loads(read_state(FS, str(offsets / "cleaner.checkpoint"),
+                                     "cleaner-checkpoint"))
+    assert progress["first_dirty_offset"] == 1
 
 
 def test_a_creation_marker_is_a_state_file_while_the_create_runs(
@@ -245,9 +268,12 @@ def test_a_store_json_that_is_not_ours_is_refused_and_left_alone(
 
 
 def test_a_damaged_offsets_snapshot_is_a_corruption_error_naming_it(tmp_path: Path) -> None:
+    """A legacy store's (tests/legacy_offsets.py): stores of today have no snapshot."""
     root = tmp_path / "s"
     _new_store(root)
+    make_legacy(root, FS, SystemClock())
     path = root / "__consumer_offsets-0" / "offsets.snapshot"
+    assert _is_state_file(path)
     _flip(path, b'"g", "t", 0, 1,')
     with logstore.open(root) as store:
         with pytest.raises(CorruptionError, match="offsets snapshot") as err:
