@@ -14,8 +14,9 @@ import logstore
 from logstore.metadata import TOPIC_ID_HEADER
 from logstore.storage.files import FileSystem
 from logstore.storage.statefile import read_state
-from logstore.types import TopicPartition
+from logstore.types import SystemClock, TopicPartition
 from logstore_cli.main import cli
+from tests.legacy_offsets import make_legacy
 
 TP0 = TopicPartition("t", 0)
 
@@ -85,14 +86,27 @@ def test_offset_committed_by_a_process_holding_the_deleted_topic_is_ignored(
         assert _consume_all(admin, "g") == [0, 1, 2, 3, 4]
 
 
-def test_topic_ids_survive_the_offsets_snapshot(tmp_path: Path) -> None:
+def test_topic_ids_survive_compaction_of_the_offsets_log(tmp_path: Path) -> None:
     with logstore.open(tmp_path / "s") as store:
         tid = store.create_topic("t", 1).topic_id
         store.offsets.commit("g", {TP0: (3, "m")})
-        store.offsets.snapshot()
+        store.offsets.commit("g", {TopicPartition("t", 1): (4, "")})
+        store.offsets._log.roll()
+        assert store.offsets._log.compact(force=True) is not None
     with logstore.open(tmp_path / "s") as store:
         found = store.offsets.committed("g", TP0)
         assert found is not None and (found.offset, found.topic_id) == (3, tid)
+
+
+def test_topic_ids_survive_the_migration_of_a_legacy_offsets_snapshot(tmp_path: Path) -> None:
+    with logstore.open(tmp_path / "s") as store:
+        tid = store.create_topic("t", 1).topic_id
+        store.offsets.commit("g", {TP0: (3, "m")})
+    make_legacy(tmp_path / "s", FileSystem(), SystemClock())  # the snapshot holds the id
+    for _ in range(2):  # migrated into the log, then read from the log alone
+        with logstore.open(tmp_path / "s") as store:
+            found = store.offsets.committed("g", TP0)
+            assert found is not None and (found.offset, found.topic_id) == (3, tid)
 
 
 def test_commit_record_carries_the_topic_id_as_a_header_and_kafka_key_value(
