@@ -1,11 +1,13 @@
 """Committed group offsets (logstore.metadata.OffsetStore) against a dict model, under
-commits, tombstones, snapshots, restarts of one or both of two stores sharing a root (two
-processes), with a tiny ``SNAPSHOT_EVERY`` so snapshots and log deletion happen constantly.
+commits, tombstones, clock jumps past ``delete_retention_ms``, forced cleaner runs and
+restarts of one or both of two stores sharing a root (two processes), with tiny offsets-log
+segments so rolls and compaction happen constantly.
 
 Invariants: every store reads exactly the model (offset, metadata, commit time, group
-list); the offsets log never holds ``SNAPSHOT_EVERY`` or more records past the snapshot;
-and after a cold open the log below the snapshot is gone, so the offsets read can only
-have come from the snapshot plus the tail."""
+list); the offsets log's ``.log`` files stay under ``2·S + 2·L`` (the bound of
+``logstore/metadata.py``; ``L`` here: per key ever written, its largest record as a batch
+of its own); the log start never moves; no snapshot is ever written; and after a cold
+open the offsets read come from the compacted log alone."""
 
 from __future__ import annotations
 
@@ -25,13 +27,16 @@ from hypothesis.stateful import (
 
 import logstore
 from logstore import metadata
-from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, read_snapshot
+from logstore.config import DEFAULT_DELETE_RETENTION_MS
+from logstore.metadata import OFFSETS_TOPIC, SNAPSHOT_NAME, commit_record, encode_key
+from logstore.records import RecordInput, encode_batch
 from logstore.storage.files import FileHandle, FileSystem
 from logstore.storage.log import PartitionLog
 from logstore.types import CommittedOffset, TopicPartition
 from tests.conftest import FakeClock
 
-SNAPSHOT_EVERY = 4
+SEGMENT_BYTES = 512
+RETAINED_SLACK = 8  # a record kept alone from a larger batch: its offset delta's varint
 SETTINGS = settings(
     settings.default,
     # ~25 steps of real file I/O each: the ci profile's 200 examples take well under a minute
@@ -71,6 +76,8 @@ class OffsetsMachine(RuleBasedStateMachine):
         self.stores = [self._open(), self._open()]
         self.model: dict[Key, CommittedOffset] = {}
         self.written = 0  # records ever appended to the offsets log
+        self.largest: dict[tuple[str, str, int], int] = {}  # per key: its largest record
+        self.runs = 0
 
     def _open(self) -> logstore.Store:
         return logstore.open(self.path, fs=FS, clock=self.clock)
@@ -88,9 +95,9 @@ class OffsetsMachine(RuleBasedStateMachine):
         finally:
             plog.close()
 
-    def _snapshot_next_offset(self) -> int | None:
-        found = read_snapshot(FileSystem(), os.path.join(self._dir(), SNAPSHOT_NAME))
-        return None if found is None else found[0]
+    def _note(self, key: tuple[str, str, int], record: RecordInput) -> None:
+        size = len(encode_batch([record], base_offset=0)) + RETAINED_SLACK
+        self.largest[key] = max(self.largest.get(key, 0), size)
 
     # ------------------------------------------------------------------ rules
 
@@ -104,7 +111,10 @@ class OffsetsMachine(RuleBasedStateMachine):
     ) -> None:
         self.stores[which].offsets.commit(group, entries)
         for tp, (offset, text) in entries.items():
-            self.model[(group, tp)] = CommittedOffset(offset, text, self.clock.now)
+            committed = CommittedOffset(offset, text, self.clock.now)
+            self.model[(group, tp)] = committed
+            key = (group, tp.topic, tp.partition)
+            self._note(key, commit_record(self.clock.now, key, committed))
         self.written += len(entries)
 
     @rule(which=stores, group=groups, tps=st.lists(partitions, min_size=1, max_size=3))
@@ -112,19 +122,20 @@ class OffsetsMachine(RuleBasedStateMachine):
         self.stores[which].offsets.delete(group, tps)
         for tp in tps:
             self.model.pop((group, tp), None)
+            key = (group, tp.topic, tp.partition)
+            self._note(key, (self.clock.now, encode_key(*key), None, ()))
         self.written += len(tps)
 
-    @rule(ms=st.integers(1, 10_000))
+    @rule(ms=st.integers(1, 10_000) | st.just(DEFAULT_DELETE_RETENTION_MS + 1))
     def advance_clock(self, ms: int) -> None:
+        """Past ``delete_retention_ms``, the next cleaner run drops every tombstone."""
         self.clock.advance(ms)
 
     @rule(which=stores)
-    def snapshot(self, which: int) -> None:
-        self.stores[which].offsets.snapshot()
-        start, end = self._bounds()
-        assert start == end == self.written
-        if self.written:
-            assert self._snapshot_next_offset() == self.written
+    def compact(self, which: int) -> None:
+        """A cleaner run whether due or not (the stores run it after rolls by themselves)."""
+        if self.stores[which].offsets._log.compact(force=True) is not None:
+            self.runs += 1
 
     @rule(which=stores)
     def reopen_one(self, which: int) -> None:
@@ -134,21 +145,11 @@ class OffsetsMachine(RuleBasedStateMachine):
 
     @rule()
     def reopen_both(self) -> None:
-        """Every process stops, then the store opens cold: recovery from the snapshot."""
+        """Every process stops, then the store opens cold: the log alone is replayed."""
         for s in self.stores:
             s.close()
-        if self.written:
-            # a close snapshots everything; the log below the snapshot is deleted
-            assert self._snapshot_next_offset() == self.written
-            bases = [
-                int(name[: -len(".log")])
-                for name in os.listdir(self._dir())
-                if name.endswith(".log")
-            ]
-            assert min(bases) == self.written
+        assert not os.path.exists(os.path.join(self._dir(), SNAPSHOT_NAME))
         self.stores = [self._open(), self._open()]
-        start, end = self._bounds()
-        assert start == end == self.written  # nothing to replay but the snapshot
 
     # ------------------------------------------------------------------ invariants
 
@@ -164,13 +165,15 @@ class OffsetsMachine(RuleBasedStateMachine):
                 assert s.offsets.committed(group, tp) == c
 
     @invariant()
-    def tail_past_snapshot_stays_below_snapshot_every(self) -> None:
+    def the_log_stays_under_the_bound_and_keeps_its_offsets(self) -> None:
         start, end = self._bounds()
-        assert end == self.written
-        assert end - start < SNAPSHOT_EVERY
-        if self.written >= SNAPSHOT_EVERY:
-            assert start > 0
-            assert self._snapshot_next_offset() == start
+        assert (start, end) == (0, self.written)
+        size = sum(
+            os.path.getsize(os.path.join(self._dir(), n))
+            for n in os.listdir(self._dir()) if n.endswith(".log")
+        )
+        assert size <= 2 * SEGMENT_BYTES + 2 * sum(self.largest.values())
+        assert not os.path.exists(os.path.join(self._dir(), SNAPSHOT_NAME))
 
     def teardown(self) -> None:
         try:
@@ -180,8 +183,8 @@ class OffsetsMachine(RuleBasedStateMachine):
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def test_offsets_match_model_across_commits_snapshots_and_reopens(
+def test_offsets_match_model_across_commits_compaction_and_reopens(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(metadata, "SNAPSHOT_EVERY", SNAPSHOT_EVERY)
+    monkeypatch.setattr(metadata, "OFFSETS_SEGMENT_BYTES", SEGMENT_BYTES)
     run_state_machine_as_test(OffsetsMachine, settings=SETTINGS)
