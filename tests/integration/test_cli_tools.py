@@ -18,8 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 import logstore
+from logstore.storage.files import FileSystem
+from logstore.types import SystemClock
 from logstore_cli.common import parse_time
 from logstore_cli.main import cli
+from tests.legacy_offsets import make_legacy
 
 NOW = 1_700_000_000_000  # in the past: records produced "now" come after these
 
@@ -397,6 +400,13 @@ def _torn_tail_after_a_crash(data: Path) -> None:
         log.write(b"\x00\x00\x00\x00\x00\x00\x00\x07half a batch")
 
 
+def _damaged_legacy_offsets_snapshot(data: Path) -> None:
+    """A store written before the offsets log was compacted (its committed offsets in a
+    snapshot), whose snapshot is then overwritten."""
+    make_legacy(data, FileSystem(), SystemClock())
+    (data / "__consumer_offsets-0" / "offsets.snapshot").write_text("x")
+
+
 _VERIFY_CASES = [
     # (damage, exit status, what the report says, what reading after an open gives)
     ("torn tail after a crash", _torn_tail_after_a_crash, 1, "repair:", 61),
@@ -407,8 +417,7 @@ _VERIFY_CASES = [
      "partition directory is missing", logstore.TopicNotFoundError),
     ("registry file damaged", lambda d: (d / "__topics" / "s").write_text("{"), 2,
      "topic registry file is damaged", logstore.CorruptionError),
-    ("offsets snapshot damaged",
-     lambda d: (d / "__consumer_offsets-0" / "offsets.snapshot").write_text("x"), 2,
+    ("offsets snapshot damaged", _damaged_legacy_offsets_snapshot, 2,
      "offsets snapshot", logstore.CorruptionError),
     ("store.json damaged", lambda d: (d / "store.json").write_text("{"), 2,
      "store.json is damaged", logstore.StorageError),
