@@ -4,8 +4,7 @@ Usage: ``python churn_worker.py ROLE DATA_DIR OUT_FILE SECONDS [SEED]``. Every l
 to ``OUT_FILE`` with one plain ``write`` (so a SIGKILL loses no finished line):
 
 * ``roller``: appends to ``t`` partition 0 and, every 1-3 appends, ``delete_records`` up
-  to the log end (a roll, then the old active segment deleted), as an offsets snapshot
-  does to ``__consumer_offsets-0``. Prints ``ack P O VALUE``.
+  to the log end (a roll, then the old active segment deleted). Prints ``ack P O VALUE``.
 * ``follower``: follows ``t`` partition 0 from the log start with ``read_records``,
   ``refresh`` and ``offset_for_timestamp``. An ``OffsetOutOfRangeError`` (retention moved
   the log start past it) moves it to the new start; anything else is ``exc``.
@@ -15,9 +14,10 @@ to ``OUT_FILE`` with one plain ``write`` (so a SIGKILL loses no finished line):
   Prints ``h P O`` for each record; an exception prints ``exc ...`` and ends the process
   with status 3.
 
-Offsets snapshots are taken every ``SNAPSHOT_EVERY`` commits (lowered here from 10,000 to
-40), each of which rolls ``__consumer_offsets-0`` and deletes its old segments: the
-window the churn run hit.
+The offsets log ``__consumer_offsets-0`` has segments of ``OFFSETS_SEGMENT_BYTES``
+(lowered here from 1 MiB to 4 KiB): it rolls every 25-40 commits, and the cleaner runs
+after each roll, swapping cleaned segments in under the processes reading it (the windows
+of the churn run: rolls, and files replaced under readers).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ PARTITIONS = 2
 SEGMENT_BYTES = 8 * 1024
 """A roll every ~100 records of ~70 bytes (batches of one record)."""
 RETENTION_BYTES = 64 * 1024
-SNAPSHOT_EVERY = 40
+OFFSETS_SEGMENT_BYTES = 4096
 GROUP = "g"
 
 
@@ -150,7 +150,7 @@ ROLES = {"roller": roller, "follower": follower, "producer": producer, "consumer
 def main() -> None:
     role, data, path, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
     seed = int(sys.argv[5]) if len(sys.argv) > 5 else random.randrange(1 << 30)
-    logstore.metadata.SNAPSHOT_EVERY = SNAPSHOT_EVERY
+    logstore.metadata.OFFSETS_SEGMENT_BYTES = OFFSETS_SEGMENT_BYTES
     out = Out(path)
     if role == "setup":
         setup(data)

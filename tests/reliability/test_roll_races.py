@@ -2,8 +2,8 @@
 
 A reader follows the head without the writer lock: between its reading the head and
 listing the directory, another process may roll and delete the segment the head named
-(retention, ``delete_records``, an offsets snapshot), and a segment it listed may be
-deleted before it opens the file. Such a reader must read the head again and go on,
+(retention, ``delete_records``) or swap a cleaned one in (compaction), and a segment it
+listed may be deleted before it opens the file. Such a reader must read the head again and go on,
 never raise. Here real processes do that at a high rate:
 
 * ``test_a_follower_never_fails_while_another_process_rolls_and_deletes``: one process
@@ -13,9 +13,10 @@ never raise. Here real processes do that at a high rate:
   in the directory`` and ``FileNotFoundError`` within seconds.
 * ``test_churn_*``: producer and consumer-group processes SIGKILLed at random and
   restarted, while segments roll every ~100 records, retention deletes old ones and
-  offsets snapshots roll and trim ``__consumer_offsets-0`` every 40 commits: 0 consumer
-  exceptions, every acknowledged record still in the log (or below the log start, deleted
-  by retention) at its offset, and each group's committed offset never past the log end.
+  ``__consumer_offsets-0`` (4 KiB segments) rolls every 25-40 commits and is compacted
+  after each roll: 0 consumer exceptions, every acknowledged record still in the log (or
+  below the log start, deleted by retention) at its offset, each group's committed offset
+  never past the log end, and the cleaner having run on the offsets log.
   ``LOGSTORE_CHURN_S`` sets the soak's length (default 100 s).
 """
 
@@ -33,6 +34,8 @@ from pathlib import Path
 import pytest
 
 import logstore
+import logstore.metadata
+from logstore.metadata import OFFSETS_SEGMENT_BYTES
 from logstore.types import TopicPartition
 from tests.reliability import churn_worker
 
@@ -101,6 +104,17 @@ def test_a_follower_never_fails_while_another_process_rolls_and_deletes(
 def run_churn(
     tmp_path: Path, seconds: float, report: Callable[[str], None], *,
     producers: int = 2, consumers: int = 3,
+) -> None:
+    logstore.metadata.OFFSETS_SEGMENT_BYTES = churn_worker.OFFSETS_SEGMENT_BYTES  # as
+    try:  # the children have it (this process reads the offsets log at the end)
+        _run_churn(tmp_path, seconds, report, producers, consumers)
+    finally:
+        logstore.metadata.OFFSETS_SEGMENT_BYTES = OFFSETS_SEGMENT_BYTES
+
+
+def _run_churn(
+    tmp_path: Path, seconds: float, report: Callable[[str], None], producers: int,
+    consumers: int,
 ) -> None:
     seed = _seed()
     rng = random.Random(seed)
@@ -171,15 +185,21 @@ def run_churn(
             committed = store.offsets.committed(
                 churn_worker.GROUP, TopicPartition(churn_worker.TOPIC, partition))
             assert committed is None or committed.offset <= end, (partition, committed, end)
+        offsets_log = store.offsets._log
+        cleaned = offsets_log.compaction_state()
+        offsets_bytes = offsets_log.size_bytes
+        commits = offsets_log.log_end_offset
     report(
         f"churn: {seconds:.0f} s, {kills['consumer']} consumer and {kills['producer']} "
         f"producer SIGKILLs, {len(acked)} acknowledged ({present} still above the log "
         f"start, {lost} lost), {handled} records handled by consumers, {refused} commits "
-        f"refused in a rebalance, {len(errors)} exceptions (seed {seed})"
+        f"refused in a rebalance, {len(errors)} exceptions; offsets log: {commits} commit "
+        f"records, {cleaned.runs} cleaner runs, {offsets_bytes:,} bytes left (seed {seed})"
     )
     assert not errors, f"seed {seed}: {len(errors)} exceptions:\n" + "\n".join(errors[:20])
     assert lost == 0, f"seed {seed}: {lost} acknowledged records lost"
     assert len(acked) > 300 and handled > 100, (len(acked), handled)  # progress, when busy
+    assert cleaned.runs > 0, f"seed {seed}: the offsets log ({commits} records) never compacted"
 
 
 def test_churn_producers_and_consumers_killed_while_segments_roll(
