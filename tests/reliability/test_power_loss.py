@@ -49,6 +49,7 @@ from logstore.storage.segment import INDEX_SUFFIX, TIME_INDEX_SUFFIX, segment_pa
 from logstore.storage.verify import verify_partition
 from logstore.types import TopicPartition
 from tests.conftest import FakeClock
+from tests.legacy_offsets import make_legacy, snapshot_path
 from tests.reliability.crashfs import (
     CrashModel,
     CrashState,
@@ -617,9 +618,9 @@ def w4_group_commit(root: str, clock: FakeClock) -> Prepared:
     return Prepared(rec, ledger)
 
 
-def w5_offsets_snapshot(root: str, clock: FakeClock) -> Prepared:
-    """Enough commits to snapshot the offsets (SNAPSHOT_EVERY lowered to 3), each
-    snapshot rolling the offsets log and deleting the part it replaces."""
+def w5_offsets_compaction(root: str, clock: FakeClock) -> Prepared:
+    """Commits enough to roll the offsets log every commit or two (its segments lowered to
+    250 bytes), each roll followed by a cleaner run that swaps cleaned segments in."""
 
     def build(store: logstore.Store, d: Driver) -> None:
         store.create_topic("t", 2, **tiny())
@@ -636,6 +637,38 @@ def w5_offsets_snapshot(root: str, clock: FakeClock) -> Prepared:
     for i in range(7):
         clock.advance(5)
         d.commit(store, "t", i % 2, 1 + i // 2)
+    assert store.offsets._log.compaction_state().runs >= 2, "the workload never compacted"
+    d.close(store)
+    return Prepared(rec, ledger)
+
+
+def w7_offsets_migration(root: str, clock: FakeClock) -> Prepared:
+    """A store written before the offsets log was compacted (its offsets in
+    ``offsets.snapshot``, the log below it deleted): the first commit opens the offsets,
+    which migrates them (live offsets appended to the log, then the snapshot unlinked and
+    the directory fsynced); then appends and more commits, rolling and compacting."""
+
+    def build(store: logstore.Store, d: Driver) -> None:
+        store.create_topic("t", 2, **tiny())
+        d.ledger.add_topic("t", 2)
+        for p in (0, 1):
+            for _ in range(3):
+                d.append(store, "t", p, 100, durable=True)
+        d.commit(store, "t", 0, 1)
+        d.commit(store, "t", 1, 2)
+        d.commit(store, "t", 0, 2)
+
+    ledger = setup_store(root, clock, build)
+    make_legacy(root, DEFAULT_FS, clock)
+    rec = RecordingFS(root)
+    d = Driver(ledger, clock, rec)
+    store = logstore.open(root, fs=rec, clock=clock)
+    for i in range(4):
+        clock.advance(5)
+        if i >= 2:
+            d.append(store, "t", i % 2, 100, durable=True)
+        d.commit(store, "t", i % 2, ledger.next_offset(("t", i % 2)))
+    assert not os.path.exists(snapshot_path(root)), "the workload never migrated"
     d.close(store)
     return Prepared(rec, ledger)
 
@@ -672,8 +705,9 @@ WORKLOADS: dict[str, Callable[[str, FakeClock], Prepared]] = {
     "w2-retention": w2_retention,
     "w3-index-rebuild": w3_index_rebuild,
     "w4-group-commit": w4_group_commit,
-    "w5-offsets-snapshot": w5_offsets_snapshot,
+    "w5-offsets-compaction": w5_offsets_compaction,
     "w6-clean-close": w6_clean_close,
+    "w7-offsets-migration": w7_offsets_migration,
 }
 RESULTS: dict[str, Outcome] = {}
 
@@ -688,9 +722,10 @@ def scratch(tmp_path: os.PathLike[str]) -> Iterator[str]:
 
 
 @pytest.fixture(autouse=True)
-def frequent_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Offsets snapshots every 3 commit records instead of 10,000 (workload w5)."""
-    monkeypatch.setattr(metadata, "SNAPSHOT_EVERY", 3)
+def small_offsets_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offsets-log segments of 250 bytes instead of 1 MiB, so a commit or two rolls it and
+    the cleaner runs (workloads w5 and w7; the commits of w4 and w6 too)."""
+    monkeypatch.setattr(metadata, "OFFSETS_SEGMENT_BYTES", 250)
 
 
 def prepare(name: str, scratch: str) -> Prepared:
@@ -780,6 +815,37 @@ def test_planted_bug_roll_without_directory_fsync_is_caught(
     outcome = explore("planted", prepared.rec, prepared.ledger, scratch, stop_at_first=True)
     assert outcome.violations, "the checker missed a roll without a directory fsync"
     assert "I2" in outcome.violations[0] or "I1" in outcome.violations[0]
+
+
+def test_planted_bug_migration_deleting_the_snapshot_first_is_caught(
+    scratch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migration of a legacy offsets snapshot in the wrong order (the snapshot
+    unlinked, then the live offsets appended): a crash in between leaves neither, and the
+    acked commits are gone. The checker must see that in workload w7."""
+
+    def migrate_snapshot_first(self: metadata.OffsetStore) -> None:
+        path = os.path.join(self._directory, metadata.SNAPSHOT_NAME)
+        with self._lock:
+            self._catch_up()
+            self._fs.unlink(path)
+            self._fs.fsync_dir(self._directory)
+            now = self._clock.now_ms()
+            self._log.append_records(
+                [metadata.commit_record(now, k, c) for k, c in sorted(self._offsets.items())]
+            )
+            self._catch_up()
+
+    real = metadata.OffsetStore._migrate
+    monkeypatch.setattr(metadata.OffsetStore, "_migrate", migrate_snapshot_first)
+    with quiet_logstore():
+        prepared = w7_offsets_migration(os.path.join(scratch, "planted-migration-live"),
+                                        FakeClock(T0))
+    monkeypatch.setattr(metadata.OffsetStore, "_migrate", real)  # the checker's opens
+    outcome = explore("planted-migration", prepared.rec, prepared.ledger, scratch,
+                      stop_at_first=True)
+    assert outcome.violations, "the checker missed a migration that unlinks first"
+    assert "I6" in outcome.violations[0], outcome.violations[0]
 
 
 # --------------------------------------------------------------------------- bugs found
