@@ -202,6 +202,8 @@ class TopicMetadata(NamedTuple):
     (Kafka's Java client's)."""
     max_message_bytes: int
     """The largest record batch the topic accepts."""
+    keyed_only: bool = False
+    """Records need a key (a compacted topic)."""
 
 
 class GroupMember(NamedTuple):

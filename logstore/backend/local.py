@@ -397,7 +397,7 @@ def _metadata(topic: Topic) -> TopicMetadata:
     config = topic.config
     return TopicMetadata(
         topic.name, topic.topic_id, config.partitions, config.partitioner,
-        config.max_message_bytes,
+        config.max_message_bytes, config.compact,
     )
 
 

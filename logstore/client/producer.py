@@ -48,6 +48,7 @@ from logstore.client.batches import (
 )
 from logstore.errors import (
     InvalidConfigError,
+    InvalidRecordError,
     LogFailedError,
     LogstoreError,
     PartitionNotFoundError,
@@ -210,6 +211,11 @@ class Producer:
             t = self._topic(topic)
         if key is not None and key.__class__ is not bytes:
             key = check_bytes("key", key)
+        elif key is None and t.meta.keyed_only:
+            raise InvalidRecordError(
+                f"topic {topic!r} is compacted (cleanup_policy compact): its records need a "
+                f"key (send with key=...)"
+            )
         if value is not None and value.__class__ is not bytes:
             value = check_bytes("value", value)
         if partition is None:

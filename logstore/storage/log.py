@@ -154,7 +154,9 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
             timestamps[0], max(timestamps), producer_id, producer_epoch, base_sequence,
             len(records),
         )
-        return self._append(data, [header])
+        if self.config.compact and any(r[1] is None for r in records):
+            self._refuse_keyless(data, [header])  # raises, naming the record
+        return self._append(data, [header], keys_checked=True)
 
     def append_batches(
         self, data: bytes | bytearray | memoryview, *, validate: bool = True
@@ -196,7 +198,9 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
                 check_batch_records(buf, h)
         return self._append(buf, headers)
 
-    def _append(self, buf: bytes | memoryview, headers: list[BatchHeader]) -> AppendResult:
+    def _append(
+        self, buf: bytes | memoryview, headers: list[BatchHeader], *, keys_checked: bool = False
+    ) -> AppendResult:
         """Append whole batches: an idempotent producer's batch (producer id and base
         sequence >= 0) is checked against the producer state first
         (:mod:`~logstore.storage.producers`): a duplicate of one of its last 5 batches
@@ -211,7 +215,7 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
         for h in headers:
             if h.size > limit:
                 raise RecordTooLargeError(h.size, limit)
-        if self.config.compact:
+        if self.config.compact and not keys_checked:
             self._refuse_keyless(buf, headers)
         first = headers[0]
         idempotent = first.producer_id >= 0 and first.base_sequence >= 0

@@ -144,3 +144,14 @@ def test_store_compact_runs_now_and_refuses_topics_that_are_not_compacted(tmp_pa
     store.close()
     with logstore.open(tmp_path / "d", read_only=True) as ro, pytest.raises(ReadOnlyStoreError):
         ro.compact("users")
+
+
+def test_a_producer_refuses_a_keyless_send_to_a_compacted_topic_at_once(tmp_path: Path):
+    with logstore.open(tmp_path / "d", maintenance=False) as store:
+        store.create_topic("users", 1, **COMPACTED)
+        with store.producer() as producer:
+            with pytest.raises(logstore.InvalidRecordError, match="need a key"):
+                producer.send("users", b"v")
+            producer.send("users", b"v", key=b"k").result(5)  # keyed (compiled path) fine
+            producer.send("users", None, key=b"k", headers=[("h", b"1")]).result(5)
+        assert store.partition("users", 0).log_end_offset == 2
