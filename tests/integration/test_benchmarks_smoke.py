@@ -28,3 +28,26 @@ def test_benchmarks_quick_run_completes_and_checks_its_data(tmp_path: Path) -> N
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("append", "read", "append_1mib", "open", "random_read"):
         assert f"| {name} |" in proc.stdout, name
+
+
+def test_compaction_benchmark_quick_run_completes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_compaction.py"),
+            "--quick",
+            "--runs",
+            "1",
+            "--workdir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| compaction | cleaner pass 1: throughput (bytes in / s) |" in proc.stdout
+    assert (tmp_path / "out.json").exists()
