@@ -47,7 +47,7 @@ from logstore.storage.files import FileSystem
 from logstore.storage.listing import CLEANER_CHECKPOINT_NAME
 from logstore.storage.segment import Segment
 from logstore.storage.statefile import read_state, write_state
-from logstore.types import BatchHeader, Record
+from logstore.types import BatchHeader
 
 log = logging.getLogger(__name__)
 
@@ -251,9 +251,10 @@ def build_offset_map(
         for data, header in batches(seg):
             if header.is_control or header.is_transactional:
                 continue
-            for record in decode_batch_records(data, header, verify=False):
-                if record.key is not None:
-                    offsets[record.key] = record.offset
+            offsets.update(
+                {r.key: r.offset for r in decode_batch_records(data, header, verify=False)}
+            )
+        offsets.pop(None, None)  # type: ignore[call-overload]  # keyless: never mapped
         if len(offsets) > max_entries and before is not None and covered > dirty[0].base_offset:
             return before, covered
         covered = seg.next_offset
@@ -272,28 +273,32 @@ class Retention:
         """Tombstones with a timestamp at or below this go."""
         self.tombstones_removed = 0
 
-    def keeps(self, record: Record) -> bool:
-        key = record.key
-        if key is None or record.offset < self.log_start:
-            return False
-        latest = self.offsets.get(key)
-        if latest is not None and latest > record.offset:
-            return False
-        if record.value is None and record.timestamp <= self.tombstone_horizon:
-            self.tombstones_removed += 1
-            return False
-        return True
-
     def filter(self, data: bytes, header: BatchHeader) -> tuple[bytes, BatchHeader] | None:
         """The batch as it stays, with its header (position 0): its own bytes when every
-        record stays, a rewritten batch when some do, None when none does."""
+        record stays, a rewritten batch when some do, None when none does.
+
+        A record stays if it has a key, is at or past the log start, no later offset of
+        its key is in the map, and it is not a tombstone at or below the horizon. Control
+        and transactional batches stay whole."""
         whole = data[header.position : header.position + header.size]
         if header.is_control or header.is_transactional:
             return whole, header._replace(position=0)
         if header.last_offset < self.log_start:
             return None
         records = decode_batch_records(data, header, verify=False)
-        kept = [r for r in records if self.keeps(r)]
+        # one list comprehension: the cleaner's per-record hot loop
+        latest, start, horizon = self.offsets.get, self.log_start, self.tombstone_horizon
+        kept = [
+            r for r in records
+            if r.key is not None and r.offset >= start and latest(r.key, -1) <= r.offset
+            and (r.value is not None or r.timestamp > horizon)
+        ]
+        if len(kept) != len(records):  # count the tombstones that went for their age
+            self.tombstones_removed += sum(
+                1 for r in records
+                if r.value is None and r.key is not None and r.offset >= start
+                and latest(r.key, -1) <= r.offset and r.timestamp <= horizon
+            )
         if len(kept) == len(records):
             return whole, header._replace(position=0)
         if not kept:
