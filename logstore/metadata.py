@@ -38,7 +38,8 @@ so their log starts past 0. It is a :mod:`~logstore.storage.statefile` of kind
 is read too). Such a store still opens: the snapshot is loaded and the log after it
 replayed. The first open with write access then **migrates** it, under the
 ``.snapshot.lock`` flock: it catches up, appends every live offset as commit records (the
-same keys, offset, metadata, commit timestamp and topic-id header; record timestamp: now),
+same keys, offset, metadata, commit timestamp and topic-id header; record timestamp: now;
+in batches of about :data:`MIGRATION_BATCH_BYTES`, as one could pass ``max_message_bytes``),
 then deletes the snapshot (unlink, fsync of the directory). From then on the log alone
 holds every live offset. The order matters: once the cleaner may drop tombstones, a
 snapshot plus the log after it could bring back an offset deleted since the snapshot, so
