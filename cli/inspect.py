@@ -176,7 +176,7 @@ def verify(data_dir: str, topics: tuple[str, ...], as_json: bool) -> None:
          crash, indexes to rebuild, leftover files); nothing acknowledged is lost
       2  damage no open repairs: records lost or corrupt where they were synced (reads
          there raise CorruptRecordError), a damaged store.json, topic registry file or
-         committed-offsets snapshot
+         (in a store written before the offsets log was compacted) offsets snapshot
       3  verify could not check the store, or not report on it: an unknown topic, no
          store at --data-dir, the store in use by another process, a file it cannot
          read, stdout full (one line on stderr says which)

@@ -1,11 +1,12 @@
 """``verify_store``: check a whole store without changing it (``logstore verify``).
 
 Every partition's batches (CRC and offsets), indexes and checkpoint; ``store.json`` and
-the topic registry; the committed-offsets log and its snapshot; and directories no topic
-owns. Each problem is a :class:`~logstore.storage.verify.Finding`: ``repair`` if the next
-open fixes it by itself (so nothing acknowledged is lost), ``corrupt`` if it cannot
-(records are lost, or opening or reading there raises). What keeps the check from
-running at all (no store there, a topic it does not have, the store in use) is raised.
+the topic registry; the committed-offsets log (and the offsets snapshot of a store written
+before that log was compacted); and directories no topic owns. Each problem is a
+:class:`~logstore.storage.verify.Finding`: ``repair`` if the next open fixes it by itself
+(so nothing acknowledged is lost), ``corrupt`` if it cannot (records are lost, or opening
+or reading there raises). What keeps the check from running at all (no store there, a
+topic it does not have, the store in use) is raised.
 
 The store must not be in use: a batch a writer is appending would look like a torn tail,
 so the store's lock is taken exclusively for the duration. On a store the user cannot
@@ -36,7 +37,6 @@ from logstore.registry import (
     read_topic_file,
     registry_entries,
 )
-from logstore.storage.checkpoint import read_checkpoint
 from logstore.storage.files import (
     DEFAULT_FS,
     READ_ONLY_ERRNOS,
@@ -111,19 +111,13 @@ def _registry(
 
 
 def _snapshot(fs: FileSystem, directory: str, findings: list[Finding]) -> None:
+    """The offsets snapshot of a store written before compaction, if it has one. (None
+    with a log starting past 0 is a migrated store: see :mod:`logstore.metadata`.)"""
     path = os.path.join(directory, SNAPSHOT_NAME)
     try:
-        found = read_snapshot(fs, path)
+        read_snapshot(fs, path)
     except CorruptionError as err:
         findings.append(Finding(path, None, CORRUPT, f"{err}: committed offsets cannot be read"))
-        return
-    cp = read_checkpoint(fs, directory)
-    if found is None and cp is not None and cp.log_start_offset > 0:
-        findings.append(Finding(
-            path, None, CORRUPT,
-            f"offsets snapshot is missing, but the offsets log starts at "
-            f"{cp.log_start_offset}: the committed offsets it held are gone (restore it)",
-        ))
 
 
 def segment_logs(
