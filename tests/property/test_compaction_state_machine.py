@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -502,6 +503,7 @@ class CompactionMachine(RuleBasedStateMachine):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@pytest.mark.slow  # not rerun on the pure-Python codec: what it tests is storage's
 def test_compacted_log_matches_latest_value_model(tmp_path):
     counter = itertools.count()
     run_state_machine_as_test(
