@@ -62,14 +62,7 @@ def swap_path(directory: str, base_offset: int) -> str:
 
 def parse_swap_name(name: str) -> int | None:
     """The base offset a swap descriptor's name holds, None for any other name."""
-    stem = name[: -len(SWAP_SUFFIX)]
-    if (
-        not name.endswith(SWAP_SUFFIX)
-        or len(stem) != _NAME_DIGITS
-        or not (stem.isascii() and stem.isdigit())
-    ):
-        return None
-    return int(stem)
+    return _offset_named(name, SWAP_SUFFIX)
 
 
 def snapshot_path(directory: str, offset: int) -> str:
@@ -79,11 +72,14 @@ def snapshot_path(directory: str, offset: int) -> str:
 
 def parse_snapshot_name(name: str) -> int | None:
     """The offset a producer-state snapshot's name holds, None for any other name."""
-    stem = name[: -len(SNAPSHOT_SUFFIX)]
-    if (
-        not name.endswith(SNAPSHOT_SUFFIX)
-        or len(stem) != _NAME_DIGITS
-        or not (stem.isascii() and stem.isdigit())
+    return _offset_named(name, SNAPSHOT_SUFFIX)
+
+
+def _offset_named(name: str, suffix: str) -> int | None:
+    """The offset in ``<20 digits><suffix>``, None for any other name."""
+    stem = name[: -len(suffix)]
+    if not name.endswith(suffix) or len(stem) != _NAME_DIGITS or not (
+        stem.isascii() and stem.isdigit()
     ):
         return None
     return int(stem)

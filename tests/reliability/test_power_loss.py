@@ -453,7 +453,12 @@ def explore(
     *,
     budget: int = STATE_BUDGET,
     stop_at_first: bool = False,
+    check: Callable[[str, Any, CrashState], list[str]] | None = None,
 ) -> Outcome:
+    """Every distinct crash state of ``rec``'s trace (a seeded sample past ``budget``),
+    written under ``scratch`` and checked by ``check`` (default :func:`check_state`)
+    against ``ledger``; ``stop_at_first``: stop at the first violation."""
+    check = check or check_state
     started = time.monotonic()
     model = CrashModel(rec.baseline, rec.trace, seed=SEED)
     states = model.distinct_states()
@@ -466,7 +471,7 @@ def explore(
             directory = os.path.join(scratch, f"{name}-{n}")
             state.write(directory)
             try:
-                problems = check_state(directory, ledger, state)
+                problems = check(directory, ledger, state)
             finally:
                 remove_tree(directory)
             if problems:
@@ -477,7 +482,7 @@ def explore(
                 if stop_at_first:
                     break
     return Outcome(
-        name, model.crash_points, model.generated, len(states), len(picked), by_kind,
+        name, model.crash_points, model.generated, len(states), sum(by_kind.values()), by_kind,
         violations, time.monotonic() - started,
     )
 

@@ -45,7 +45,6 @@ import contextlib
 import itertools
 import os
 import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +60,7 @@ from logstore.storage.log import PartitionLog
 from logstore.storage.swap import Swap, commit_swap
 from logstore.storage.verify import verify_partition
 from tests.conftest import FakeClock
+from tests.reliability import test_power_loss as power_loss
 from tests.reliability.crashfs import (
     CrashModel,
     CrashState,
@@ -74,10 +74,8 @@ from tests.reliability.test_power_loss import (
     BEFORE,
     OPEN_TIMEOUT_S,
     SEED,
-    STATE_BUDGET,
     T0,
     Outcome,
-    choose,
     make_value,
     quiet_logstore,
     summary,
@@ -418,45 +416,12 @@ def check_state(directory: str, ledger: Ledger, state: CrashState) -> list[str]:
 
 
 def explore(
-    name: str,
-    rec: RecordingFS,
-    ledger: Ledger,
-    scratch: str,
-    *,
-    budget: int = STATE_BUDGET,
-    stop_at_first: bool = False,
+    name: str, rec: RecordingFS, ledger: Ledger, scratch: str, *, stop_at_first: bool = False
 ) -> Outcome:
-    """Every distinct crash state of ``rec``'s trace (a seeded sample past ``budget``),
-    written under ``scratch`` and checked; the same figures as ``test_power_loss``
-    (``stop_at_first``: stop at the first violation)."""
-    started = time.monotonic()
-    model = CrashModel(rec.baseline, rec.trace, seed=SEED)
-    states = model.distinct_states()
-    picked = choose(states, budget, SEED)
-    violations: list[str] = []
-    by_kind: dict[str, int] = {}
-    with quiet_logstore():
-        for n, state in enumerate(picked):
-            by_kind[state.kind] = by_kind.get(state.kind, 0) + 1
-            directory = os.path.join(scratch, f"{name}-{n}")
-            state.write(directory)
-            try:
-                problems = check_state(directory, ledger, state)
-            finally:
-                remove_tree(directory)
-            if not problems:
-                continue
-            found = f"{state.kind} state {state.digest[:12]} ({state.where}): " + "; ".join(
-                problems
-            )
-            violations.append(found)
-            if stop_at_first:
-                break
-    outcome = Outcome(
-        name, model.crash_points, model.generated, len(states), sum(by_kind.values()), by_kind,
-        violations, time.monotonic() - started,
+    """``test_power_loss``'s explorer with this file's checks (C1-C5)."""
+    return power_loss.explore(
+        name, rec, ledger, scratch, stop_at_first=stop_at_first, check=check_state
     )
-    return outcome
 
 
 # --------------------------------------------------------------------------- tests
