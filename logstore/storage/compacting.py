@@ -126,7 +126,8 @@ class LogCompaction(LogReads):
 
     def compact(self, *, force: bool = False) -> CompactionStats | None:
         """Run the cleaner once over the sealed segments, if the topic is compacted and
-        the cleaner is due (``force``: whenever there is something dirty to clean).
+        the cleaner is due (``force``: whenever there are sealed segments it may clean,
+        clean ones too, so that tombstones past ``delete_retention_ms`` go).
         Returns what it did, or None (nothing due, not a compacted topic, or another
         process or thread is cleaning this partition now).
 
