@@ -315,6 +315,7 @@ class ProcessSharing(Recovery):
             self._check_writable()
             self._writer.acquire()
             committed: Head | None = None
+            done = False
             try:
                 self._check_not_deleted()
                 head = self._read_head()
@@ -322,13 +323,19 @@ class ProcessSharing(Recovery):
                     self._apply_head(head, writer=True)
                 committed = self._head_seen
                 yield
+                done = True
                 if not self._closed:
                     self._write_head()
             except StorageError as err:
                 if not self._head_file.still_named():  # no failed write: a deleted log
                     raise self._deleted_error() from err
                 self._failed = str(err)
-                if committed is not None:
+                # Only the head's rewrite failed (``done``): the operation's writes and
+                # fsyncs all succeeded, and the new head may have reached the file (a
+                # short write, then an error); cutting its bytes would leave that head
+                # naming synced records the log no longer has. They stay: with an old
+                # head the next writer cuts them, like any unpublished tail.
+                if committed is not None and not done:
                     self._cut_back(committed)
                 raise
             finally:

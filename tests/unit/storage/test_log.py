@@ -1373,3 +1373,36 @@ def test_an_append_at_a_stray_segments_base_deletes_it(tmp_path: Path) -> None:
     again = _log(directory, flush="always")
     assert [r.value for r in again.read_records(0)] == [b"acked-0", b"acked-1"]
     again.close()
+
+
+def test_a_failed_head_write_that_reached_the_file_leaves_a_log_that_opens(
+    tmp_path: Path,
+) -> None:
+    """Found by the fault sweep (notes of issue 15): an append whose data and fsync
+    succeeded, then whose head rewrite wrote the new head and failed (a short write, then
+    an error). Cutting the append's bytes back left that head naming synced records the
+    log no longer had: the next open refused the partition (CorruptRecordError "the log
+    ends at offset 1, but ... up to 1 were synced"). The bytes now stay."""
+    from logstore.storage.head import HEAD_NAME
+
+    class HeadLands(FileSystem):
+        fail = False
+
+        def _pwritev(self, handle: FileHandle, parts: Sequence[Buffer], position: int) -> int:
+            written = super()._pwritev(handle, parts, position)
+            if self.fail and handle.path.endswith(HEAD_NAME):
+                raise OSError(errno.EIO, "injected: the head was written, then an error")
+            return written
+
+    fs = HeadLands()
+    d = str(tmp_path / "p")
+    log = PartitionLog(d, TopicConfig(flush="always"), fs=fs)
+    log.append_records([(0, b"k", b"v0", ())])
+    fs.fail = True
+    with pytest.raises(StorageError):
+        log.append_records([(0, b"k", b"v1", ())])
+    assert log.failed
+    log._abandon()
+    reopened = PartitionLog(d, TopicConfig(flush="always"))
+    assert [r.value for r in reopened.read_records(0)] == [b"v0", b"v1"]  # v1 unacked, kept
+    reopened.close()
