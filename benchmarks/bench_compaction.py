@@ -67,6 +67,7 @@ from common import (
     Ctx,
     Metric,
     clock,
+    cpu_and_memory,
     git_commit,
     print_profile,
     progress,
@@ -436,17 +437,7 @@ def machine() -> dict[str, Any]:
         "compiled_codec": ACCELERATED,
         "loadavg_start": os.getloadavg(),
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            info["memory_gb"] = round(int(f.readline().split()[1]) / 1e6, 1)
-    except OSError:
-        pass
-    return info
+    return info | cpu_and_memory()
 
 
 def main(argv: list[str] | None = None) -> int:

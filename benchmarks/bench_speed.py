@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import DEFAULT_WORKDIR, fmt, git_commit, progress
+from common import DEFAULT_WORKDIR, cpu_and_memory, fmt, git_commit, progress
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -362,15 +362,9 @@ def table(col: Collected, skip_peers: bool) -> str:
 
 
 def machine() -> str:
-    cpu = mem = ""
-    with suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = ", " + line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            mem = f", {int(f.readline().split()[1]) / 1e6:.1f} GB RAM"
+    found = cpu_and_memory()
+    cpu = f", {found['cpu']}" if "cpu" in found else ""
+    mem = f", {found['memory_gb']:.1f} GB RAM" if "memory_gb" in found else ""
     return (f"{os.cpu_count()} CPUs{cpu}{mem}, Python {platform.python_version()}, "
             f"{platform.platform()}")
 

@@ -165,6 +165,20 @@ def print_profile(prof: cProfile.Profile | str, name: str, top: int = 18) -> Non
     print(f"--- profile of {name} (tottime) ---\n{out.getvalue()}", file=sys.stderr, flush=True)
 
 
+def cpu_and_memory() -> dict[str, Any]:
+    """``{"cpu": model name, "memory_gb": RAM}`` from /proc (what of them it can read)."""
+    info: dict[str, Any] = {}
+    with suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["memory_gb"] = round(int(f.readline().split()[1]) / 1e6, 1)
+    return info
+
+
 def git_commit(repo: Path) -> str:
     """The commit of the work tree at ``repo``, with "-dirty" if its logstore/ has
     uncommitted changes, or "unknown" (not a git work tree, no git)."""

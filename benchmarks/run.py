@@ -38,6 +38,7 @@ from typing import Any
 from common import (
     Ctx,
     clock,
+    cpu_and_memory,
     git_commit,
     parse_args,
     percentile,
@@ -641,17 +642,7 @@ def machine() -> dict[str, Any]:
         "logstore": logstore.__version__,
         "commit": git_commit(HERE.parent),
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            info["memory_gb"] = round(int(f.readline().split()[1]) / 1e6, 1)
-    except OSError:
-        pass
-    return info
+    return info | cpu_and_memory()
 
 
 def main(argv: list[str] | None = None) -> int:
