@@ -5,9 +5,12 @@ figures", so ``RELIABILITY.md`` can quote them with the command that produced th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 import pytest
+
+from tests.reliability.crashfs import remove_tree, scratch_root
 
 _LINES: list[str] = []
 
@@ -16,6 +19,17 @@ _LINES: list[str] = []
 def reliability_report() -> Callable[[str], None]:
     """Call with one line (e.g. "120 kill -9 cycles, 5,100 acks, 0 lost") to report it."""
     return _LINES.append
+
+
+@pytest.fixture
+def scratch(tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A fresh directory for crash states (under /dev/shm when there is one); files that
+    need another place define their own ``scratch``."""
+    path = scratch_root(os.fspath(tmp_path))
+    try:
+        yield path
+    finally:
+        remove_tree(path)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -56,7 +56,6 @@ from tests.reliability.crashfs import (
     RecordingFS,
     live_entries,
     remove_tree,
-    scratch_root,
 )
 from tests.reliability.limits import time_limit
 
@@ -715,15 +714,6 @@ WORKLOADS: dict[str, Callable[[str, FakeClock], Prepared]] = {
     "w7-offsets-migration": w7_offsets_migration,
 }
 RESULTS: dict[str, Outcome] = {}
-
-
-@pytest.fixture
-def scratch(tmp_path: os.PathLike[str]) -> Iterator[str]:
-    path = scratch_root(os.fspath(tmp_path))
-    try:
-        yield path
-    finally:
-        remove_tree(path)
 
 
 @pytest.fixture(autouse=True)

@@ -45,7 +45,7 @@ import contextlib
 import itertools
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +66,6 @@ from tests.reliability.crashfs import (
     CrashState,
     RecordingFS,
     live_entries,
-    remove_tree,
-    scratch_root,
 )
 from tests.reliability.limits import time_limit
 from tests.reliability.test_power_loss import (
@@ -425,15 +423,6 @@ def explore(
 
 
 # --------------------------------------------------------------------------- tests
-
-
-@pytest.fixture
-def scratch(tmp_path: os.PathLike[str]) -> Iterator[str]:
-    path = scratch_root(os.fspath(tmp_path))
-    try:
-        yield path
-    finally:
-        remove_tree(path)
 
 
 def prepare(name: str, scratch: str) -> Prepared:
