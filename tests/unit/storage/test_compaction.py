@@ -301,6 +301,20 @@ def test_another_process_reads_across_a_swap(tmp_path: Path, clock: FakeClock):
     writer.close()
 
 
+def kill_cleaner_at(log: PartitionLog, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the cleaner until it reaches ``step`` (``commit_swap`` or ``complete_swap``)
+    and die there, as a killed process: the log abandoned, its flocks released."""
+
+    def die(fs: object, directory: str, s: swap.Swap) -> None:
+        raise KeyboardInterrupt(f"killed at {step}")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(compacting, step, die)
+        with pytest.raises(KeyboardInterrupt):
+            log.compact()
+    log._abandon()
+
+
 def test_recovery_finishes_a_committed_swap(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ):
@@ -308,15 +322,7 @@ def test_recovery_finishes_a_committed_swap(
     log = PartitionLog(d, compacted(), clock=clock)
     fill(log, clock, 120, 4)
     expected = table(log)
-
-    def crash(fs: object, directory: str, s: swap.Swap) -> None:
-        raise KeyboardInterrupt("killed after the commit")
-
-    monkeypatch.setattr(compacting, "complete_swap", crash)
-    with pytest.raises(KeyboardInterrupt):
-        log.compact()
-    log._abandon()
-    monkeypatch.undo()
+    kill_cleaner_at(log, "complete_swap", monkeypatch)
     listing = read_listing(os.listdir(d))
     assert listing.swaps  # committed, not completed
     reopened = PartitionLog(d, compacted(), clock=clock)
@@ -334,15 +340,7 @@ def test_an_uncommitted_cleaning_leaves_the_log_as_it_was(
     log = PartitionLog(d, compacted(), clock=clock)
     fill(log, clock, 120, 4)
     before = read_all(log)
-
-    def crash(fs: object, directory: str, s: swap.Swap) -> None:
-        raise KeyboardInterrupt("killed before the commit")
-
-    monkeypatch.setattr(compacting, "commit_swap", crash)
-    with pytest.raises(KeyboardInterrupt):
-        log.compact()
-    log._abandon()
-    monkeypatch.undo()
+    kill_cleaner_at(log, "commit_swap", monkeypatch)
     assert any(n.endswith(".cleaned") for n in os.listdir(d))
     reopened = PartitionLog(d, compacted(), clock=clock)
     assert not any(n.endswith(".cleaned") for n in os.listdir(d))
@@ -360,15 +358,7 @@ def test_a_swap_left_by_a_dead_cleaner_is_finished_by_a_reader(
     expected = table(reader)
     reader.close()
     reader = PartitionLog(d, compacted(), clock=clock)  # nothing opened or cached yet
-
-    def crash(fs: object, directory: str, s: swap.Swap) -> None:
-        raise KeyboardInterrupt("killed after the commit")
-
-    monkeypatch.setattr(compacting, "complete_swap", crash)
-    with pytest.raises(KeyboardInterrupt):
-        writer.compact()
-    writer._abandon()  # its cleaner lock goes with it
-    monkeypatch.undo()
+    kill_cleaner_at(writer, "complete_swap", monkeypatch)  # its cleaner lock goes with it
     monkeypatch.setattr("logstore.storage.sharing._FOLLOW_TIMEOUT_S", 0.05)
     assert table(reader) == expected
     assert not read_listing(os.listdir(d)).swaps
@@ -469,15 +459,7 @@ def _pending_swap(d: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> 
     log = PartitionLog(d, compacted(), clock=clock)
     fill(log, clock, 120, 4)
     expected = table(log)
-
-    def crash(fs: object, directory: str, s: swap.Swap) -> None:
-        raise KeyboardInterrupt("killed after the commit")
-
-    with monkeypatch.context() as mp:
-        mp.setattr(compacting, "complete_swap", crash)
-        with pytest.raises(KeyboardInterrupt):
-            log.compact()
-    log._abandon()
+    kill_cleaner_at(log, "complete_swap", monkeypatch)
     return expected
 
 
