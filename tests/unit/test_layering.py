@@ -7,7 +7,8 @@ below it, never from one above:
 rank  layer       packages and modules
 ====  ==========  ====================================================================
 0     base        ``logstore.errors``, ``logstore.types``, ``logstore.config``,
-                  ``logstore.partitioner`` (importable by every layer)
+                  ``logstore.partitioner``, ``logstore.headers`` (importable by every
+                  layer)
 1     records     ``logstore.records`` (the RecordBatch v2 codec)
 2     storage     ``logstore.storage`` (segments, partition logs, files)
 3     topics      ``logstore.topic``, ``logstore.metadata``, ``logstore.groups``
@@ -15,9 +16,10 @@ rank  layer       packages and modules
                   ``logstore.storedir``, ``logstore.topictable``
 5     backend     ``logstore.backend`` (what serves the clients' seam)
 6     client      ``logstore.client`` (producer, consumer, admin, the Backend Protocol)
-7     server      ``logstore.server`` (the Kafka wire-protocol server)
-8     facade      ``logstore`` (``logstore/__init__.py``), ``logstore.embedded``
-9     cli         ``logstore_cli`` (``cli/``)
+7     patterns    ``logstore.patterns`` (retries, request-reply, priorities: clients only)
+8     server      ``logstore.server`` (the Kafka wire-protocol server)
+9     facade      ``logstore`` (``logstore/__init__.py``), ``logstore.embedded``
+10    cli         ``logstore_cli`` (``cli/``)
 ====  ==========  ====================================================================
 
 A module belongs to the layer of the longest name in the table that is it or a package
@@ -65,7 +67,10 @@ CLI = ROOT / "cli"
 CLI_PACKAGE = "logstore_cli"  # cli/ is installed under this name (pyproject.toml)
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("logstore.errors", "logstore.types", "logstore.config", "logstore.partitioner")),
+    ("base", (
+        "logstore.errors", "logstore.types", "logstore.config", "logstore.partitioner",
+        "logstore.headers",
+    )),
     ("records", ("logstore.records",)),
     ("storage", ("logstore.storage",)),
     ("topics", ("logstore.topic", "logstore.metadata", "logstore.groups")),
@@ -75,6 +80,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     )),
     ("backend", ("logstore.backend",)),
     ("client", ("logstore.client",)),
+    ("patterns", ("logstore.patterns",)),
     ("server", ("logstore.server",)),
     ("facade", ("logstore", "logstore.embedded")),
     ("cli", (CLI_PACKAGE,)),
@@ -245,7 +251,11 @@ def modules() -> Iterator[Module]:
 
 
 MODULES = list(modules())
-CLIENT_MODULES = [m for m in MODULES if m.name.startswith("logstore.client.")]
+CLIENT_MODULES = [
+    m for m in MODULES if m.name.startswith(("logstore.client.", "logstore.patterns"))
+]
+"""The clients and the messaging patterns built on them: both reach records only through
+the backend seam."""
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
@@ -286,8 +296,8 @@ def test_layering_check_covers_the_whole_tree() -> None:
 def test_layers_are_ordered_as_issue_12_says() -> None:
     ranks = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 
-    order = ["base", "records", "storage", "topics", "store", "backend", "client", "server",
-             "facade", "cli"]
+    order = ["base", "records", "storage", "topics", "store", "backend", "client", "patterns",
+             "server", "facade", "cli"]
     assert sorted(ranks, key=ranks.__getitem__) == order
     assert layer_of("logstore.storage.segment") == (ranks["storage"], "storage")
     assert layer_of("logstore") == (ranks["facade"], "facade")
