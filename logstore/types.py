@@ -138,6 +138,11 @@ class FetchResult(NamedTuple):
     records: bytes
     high_watermark: int
     log_start_offset: int
+    last_stable_offset: int = -1
+    """For a ``read_committed`` read: the last stable offset (else -1: not asked)."""
+    aborted: Sequence[tuple[int, int]] = ()
+    """For a ``read_committed`` read: ``(producer_id, first_offset)`` of the aborted
+    transactions whose batches ``records`` holds (Fetch's AbortedTransactions)."""
 
 
 class Clock(Protocol):

@@ -34,6 +34,7 @@ from logstore.errors import (
     RecordTooLargeError,
 )
 from logstore.records import RecordInput, encode_batch, scan
+from logstore.records.control import encode_marker
 from logstore.records.validate import check_batch_records
 from logstore.storage.checkpoint import read_checkpoint
 from logstore.storage.compacting import LogCompaction
@@ -49,10 +50,11 @@ from logstore.storage.listing import (
 )
 from logstore.storage.logbase import MAX_OPEN_SEALED_SEGMENTS
 from logstore.storage.producers import MAX_PRODUCERS
-from logstore.storage.producing import SNAPSHOT_INTERVAL_BATCHES, ProducerTracking
+from logstore.storage.producing import SNAPSHOT_INTERVAL_BATCHES
 from logstore.storage.recovery import synced_recovery_point
 from logstore.storage.retention import Cleaner, DeleteCleaner
 from logstore.storage.segment import Segment
+from logstore.storage.stable import StableReads
 from logstore.types import (
     AppendResult,
     BatchHeader,
@@ -63,10 +65,13 @@ from logstore.types import (
 
 _INT32_MAX = 2**31 - 1
 _BASE_OFFSET = struct.Struct(">q")
+_CONTROL = 0x20
+_TRANSACTIONAL = 0x10
+_TXN_OR_CONTROL = 0x30
 _log = logging.getLogger(__name__)
 
 
-class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
+class PartitionLog(StableReads, IntervalFlushing, LogCompaction):
     """The segments of one partition. Thread-safe: every public method holds one lock.
 
     Args:
@@ -133,9 +138,10 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
         producer_id: int = -1,
         producer_epoch: int = -1,
         base_sequence: int = -1,
+        transactional: bool = False,
     ) -> AppendResult:
         """Encode ``records`` (``(timestamp_ms, key, value, headers)`` tuples) as one batch
-        and append it.
+        and append it (``transactional``: in the producer's open transaction).
 
         Raises:
             InvalidRecordError, RecordTooLargeError, LogFailedError, StoreClosedError.
@@ -147,16 +153,34 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
             producer_id=producer_id,
             producer_epoch=producer_epoch,
             base_sequence=base_sequence,
+            is_transactional=transactional,
         )
         timestamps = [r[0] for r in records]
+        attributes = int(compression) | (_TRANSACTIONAL if transactional else 0)
         header = BatchHeader(
-            0, 0, len(data) - 12, -1, 2, 0, int(compression), len(records) - 1,
+            0, 0, len(data) - 12, -1, 2, 0, attributes, len(records) - 1,
             timestamps[0], max(timestamps), producer_id, producer_epoch, base_sequence,
             len(records),
         )
         if self.config.compact and any(r[1] is None for r in records):
             self._refuse_keyless(data, [header])  # raises, naming the record
         return self._append(data, [header], keys_checked=True)
+
+    def append_marker(
+        self, producer_id: int, producer_epoch: int, *, commit: bool, coordinator_epoch: int = 0
+    ) -> AppendResult:
+        """Append a transaction marker: a control batch ending ``producer_id``'s
+        transaction in this partition (COMMIT or ABORT), as Kafka's WriteTxnMarkers.
+
+        Raises:
+            InvalidProducerEpochError: the producer has a newer epoch here.
+            LogFailedError, StoreClosedError.
+        """
+        data = encode_marker(
+            producer_id, producer_epoch, commit=commit, coordinator_epoch=coordinator_epoch,
+            timestamp=self._now(),
+        )
+        return self._append(data, list(scan(data)), keys_checked=True)
 
     def append_batches(
         self, data: bytes | bytearray | memoryview, *, validate: bool = True
@@ -196,6 +220,11 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
                 )
             if validate:
                 check_batch_records(buf, h)
+            if h.attributes & _CONTROL:
+                raise InvalidRecordError(
+                    f"record batch at position {h.position} is a control batch: transaction "
+                    f"markers are written by the transaction coordinator, not appended"
+                )
         return self._append(buf, headers)
 
     def _append(
@@ -219,11 +248,26 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
             self._refuse_keyless(buf, headers)
         first = headers[0]
         idempotent = first.producer_id >= 0 and first.base_sequence >= 0
-        if len(headers) > 1 and any(h.producer_id >= 0 and h.base_sequence >= 0 for h in headers):
+        marker = bool(first.attributes & _CONTROL)
+        if len(headers) > 1 and any(
+            (h.producer_id >= 0 and h.base_sequence >= 0) or h.attributes & _TXN_OR_CONTROL
+            for h in headers
+        ):
             raise InvalidRecordError(
                 f"append of {len(headers)} record batches refused: one of them is an "
-                f"idempotent producer's (producer id and base sequence >= 0), which must "
-                f"come alone (append it by itself, as Kafka takes one batch per partition)"
+                f"idempotent producer's (producer id and base sequence >= 0) or a "
+                f"transaction's, which must come alone (append it by itself, as Kafka "
+                f"takes one batch per partition)"
+            )
+        if marker and first.producer_id < 0:
+            raise InvalidRecordError(
+                "control batch refused: a transaction marker names its producer id"
+            )
+        if first.attributes & _TXN_OR_CONTROL and not (idempotent or marker):
+            raise InvalidRecordError(
+                f"transactional record batch refused: it has no producer id and sequence "
+                f"(producer id {first.producer_id}, base sequence {first.base_sequence}); "
+                f"a transactional producer is an idempotent one"
             )
         with self._exclusive():
             now = self._now()
@@ -239,7 +283,9 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
                 # at the log end the head names: a writer dying after this leaves no
                 # snapshot past what the next writer keeps (it cuts what was not committed)
                 self._snapshot_in_segment(durable=False)
-            if idempotent:
+            if marker:
+                state.check_marker(first)
+            elif idempotent:
                 if state.expiry_due(now):
                     state.remove_expired(now)
                 prior = state.check(first)
@@ -271,6 +317,8 @@ class PartitionLog(ProducerTracking, IntervalFlushing, LogCompaction):
             self._flush_per_policy(now)
             if idempotent:
                 state.append(placed[0])
+            elif marker:
+                state.end_transaction(placed[0])
             else:  # inline ProducerState.advance: the hot path of plain appends
                 state.end_offset = offset
                 state.unsnapshotted += len(placed)

@@ -18,6 +18,14 @@ batch passes ([K] ``S/ProducerAppendInfo.java`` ``checkProducerEpoch``/``checkSe
   nothing of (new, expired, or all its batches deleted) may start at any sequence, as in
   Kafka; anything else is :class:`~logstore.errors.OutOfOrderSequenceError`
   (OUT_OF_ORDER_SEQUENCE_NUMBER);
+* **transactions** (KIP-98): a transactional batch (attribute bit 4) opens its producer's
+  transaction in the partition if none is open (:attr:`ProducerState.ongoing` remembers
+  its first offset); a control batch of the producer (a COMMIT or ABORT marker, bit 5)
+  closes it, and, with a newer epoch (a transaction aborted because a new instance of
+  the producer fenced the old one), sets the producer's epoch, so the old instance's
+  batches are refused from then on. The first offset of the oldest open transaction is
+  the partition's *first unstable offset*: the last stable offset (LSO) of
+  ``read_committed`` readers. An open transaction's producer is never expired;
 * memory is bounded: a producer whose last timestamp is ``expiration_ms`` old
   (Kafka's ``producer.id.expiration.ms``, one day) is forgotten, checked when the state
   is loaded and then every 10 minutes (``producer.id.expiration.check.interval.ms``);
@@ -32,7 +40,10 @@ A :class:`ProducerState` covers the log's batches below :attr:`~ProducerState.en
 
     {"offset": 1200, "producers": [[producer_id, epoch, last_timestamp,
         [[first_sequence, last_sequence, first_offset, last_offset, max_timestamp], ...]],
-        ...]}
+        ...], "ongoing": [[producer_id, first_offset], ...]}
+
+(``ongoing``: the open transactions, absent when there is none, as in snapshots of
+logstore before transactions; a producer whose only news is a marker has no batches).
 
 (producers least recently used first, batches oldest first). Kafka's snapshot keeps one
 batch per producer; this one keeps all five, so a retry is recognised after a restart
@@ -71,6 +82,8 @@ SNAPSHOT_KIND = "producer-snapshot"
 INT32_MAX = 2**31 - 1
 _INT16 = (-(2**15), 2**15 - 1)
 _INT64_MAX = 2**63 - 1
+TRANSACTIONAL = 0x10
+"""The isTransactional bit of a batch's attributes."""
 
 
 def increment_sequence(sequence: int, increment: int) -> int:
@@ -149,6 +162,8 @@ class ProducerState:
         self.unsnapshotted = 0
         """Batches applied since then (the log writes a snapshot every so many)."""
         self.checked_expiry_ms: int | None = None
+        self.ongoing: dict[int, int] = {}
+        """Open transactions: producer id -> the first offset of its transaction here."""
         self.name = name
         self.expiration_ms = expiration_ms
         self.max_producers = max_producers
@@ -168,6 +183,10 @@ class ProducerState:
         entry = self.producers.get(pid)
         if entry is None:
             return None  # nothing known of it: any sequence (Kafka's empty entry)
+        if not entry.batches:  # only a marker is known of it: it set the epoch
+            if epoch < entry.epoch:
+                self._fenced(pid, epoch, entry.epoch)
+            return None
         if epoch == entry.epoch and first == entry.batches[-1].last_sequence + 1:
             return None  # the usual case: the next batch (no retained one starts there)
         if epoch == entry.epoch:
@@ -177,12 +196,7 @@ class ProducerState:
                     return meta
         where = f"partition {self.name}" if self.name else "append"
         if epoch < entry.epoch:
-            raise InvalidProducerEpochError(
-                f"{where}: batch of producer {pid} refused: its epoch {epoch} is older "
-                f"than epoch {entry.epoch}, which the partition has from that producer id "
-                f"(a newer instance of the producer fenced this one; stop this one)",
-                pid,
-            )
+            self._fenced(pid, epoch, entry.epoch)
         if epoch != entry.epoch:
             if first != 0 and entry.epoch != -1:
                 raise OutOfOrderSequenceError(
@@ -204,6 +218,29 @@ class ProducerState:
             )
         return None
 
+    def _fenced(self, pid: int, epoch: int, current: int) -> None:
+        where = f"partition {self.name}" if self.name else "append"
+        raise InvalidProducerEpochError(
+            f"{where}: batch of producer {pid} refused: its epoch {epoch} is older "
+            f"than epoch {current}, which the partition has from that producer id "
+            f"(a newer instance of the producer fenced this one; stop this one)",
+            pid,
+        )
+
+    def check_marker(self, batch: BatchHeader) -> None:
+        """Check a transaction marker (control batch) before it is appended.
+
+        Raises:
+            InvalidProducerEpochError: its epoch is older than the producer's.
+        """
+        entry = self.producers.get(batch.producer_id)
+        if entry is not None and batch.producer_epoch < entry.epoch:
+            self._fenced(batch.producer_id, batch.producer_epoch, entry.epoch)
+
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest open transaction (None: none is open)."""
+        return min(self.ongoing.values()) if self.ongoing else None
+
     # ------------------------------------------------------------------ updates
 
     def append(self, batch: BatchHeader) -> None:
@@ -218,7 +255,7 @@ class ProducerState:
         if entry is None:
             producers[pid] = ProducerEntry(batch.producer_epoch, [meta], batch.max_timestamp)
             if len(producers) > self.max_producers:
-                producers.popitem(last=False)
+                self._evict_one()
         elif entry.epoch == batch.producer_epoch:  # ProducerEntry.add, inlined
             entry.batches.append(meta)
             entry.last_timestamp = batch.max_timestamp
@@ -226,14 +263,45 @@ class ProducerState:
         else:
             entry.add(batch.producer_epoch, meta)
             producers.move_to_end(pid)
+        if batch.attributes & TRANSACTIONAL and pid not in self.ongoing:
+            self.ongoing[pid] = offset
         self.end_offset = offset + delta + 1
         self.unsnapshotted += 1
+
+    def end_transaction(self, batch: BatchHeader) -> None:
+        """Apply transaction marker ``batch`` (a control batch), written at its
+        ``base_offset``: its producer's transaction here is closed; a newer epoch is
+        the producer's from now on."""
+        pid, epoch = batch.producer_id, batch.producer_epoch
+        self.ongoing.pop(pid, None)
+        entry = self.producers.get(pid)
+        if entry is None:
+            self.producers[pid] = ProducerEntry(epoch, [], batch.max_timestamp)
+            if len(self.producers) > self.max_producers:
+                self._evict_one()
+        else:
+            if epoch > entry.epoch:
+                entry.epoch = epoch
+                entry.batches.clear()
+            entry.last_timestamp = max(entry.last_timestamp, batch.max_timestamp)
+            self.producers.move_to_end(pid)
+        self.end_offset = batch.next_offset
+        self.unsnapshotted += 1
+
+    def _evict_one(self) -> None:
+        """Forget the least recently used producer without an open transaction."""
+        for pid in self.producers:
+            if pid not in self.ongoing:
+                del self.producers[pid]
+                return
 
     def replay(self, batch: BatchHeader) -> None:
         """Apply any batch of the log, in order (only idempotent data batches change
         what is known of producers)."""
         if batch.producer_id >= 0 and batch.base_sequence >= 0 and not batch.is_control:
             self.append(batch)
+        elif batch.is_control and batch.producer_id >= 0:
+            self.end_transaction(batch)
         else:
             self.end_offset = batch.next_offset
             self.unsnapshotted += 1
@@ -249,6 +317,7 @@ class ProducerState:
         a log whose batches cannot be replayed: every producer is then new, and may
         start at any sequence)."""
         self.producers.clear()
+        self.ongoing.clear()
         self.end_offset = end_offset
 
     def truncate_head(self, log_start_offset: int) -> None:
@@ -257,6 +326,8 @@ class ProducerState:
         self.log_start_offset = log_start_offset
         gone = []
         for pid, entry in self.producers.items():
+            if not entry.batches or pid in self.ongoing:
+                continue  # known by a marker only (expires), or in a transaction
             if entry.batches[-1].last_offset < log_start_offset:
                 gone.append(pid)
             elif entry.batches[0].last_offset < log_start_offset:
@@ -274,7 +345,10 @@ class ProducerState:
         (Kafka's ``isProducerExpired``)."""
         self.checked_expiry_ms = now_ms
         limit = self.expiration_ms
-        gone = [p for p, e in self.producers.items() if now_ms - e.last_timestamp >= limit]
+        gone = [
+            p for p, e in self.producers.items()
+            if now_ms - e.last_timestamp >= limit and p not in self.ongoing
+        ]
         for pid in gone:
             del self.producers[pid]
 
@@ -286,9 +360,10 @@ class ProducerState:
             [pid, e.epoch, e.last_timestamp, [list(b) for b in e.batches]]
             for pid, e in self.producers.items()
         ]
-        return json.dumps(
-            {"offset": self.end_offset, "producers": producers}, separators=(",", ":")
-        ).encode("ascii")
+        payload: dict[str, Any] = {"offset": self.end_offset, "producers": producers}
+        if self.ongoing:
+            payload["ongoing"] = [[pid, first] for pid, first in self.ongoing.items()]
+        return json.dumps(payload, separators=(",", ":")).encode("ascii")
 
     @classmethod
     def decode(
@@ -309,7 +384,9 @@ class ProducerState:
         state = cls(offset, name=name, expiration_ms=expiration_ms, max_producers=max_producers)
         try:
             data = json.loads(payload)
-            if not isinstance(data, dict) or set(data) != {"offset", "producers"}:
+            if not isinstance(data, dict) or not (
+                {"offset", "producers"} <= set(data) <= {"offset", "producers", "ongoing"}
+            ):
                 raise ValueError("not an object with offset and producers")
             if data["offset"] != offset or type(data["offset"]) is not int:
                 raise ValueError(f"it holds offset {data['offset']!r}, its name {offset}")
@@ -319,9 +396,15 @@ class ProducerState:
                 _int(epoch, "epoch", *_INT16)
                 _int(last_timestamp, "timestamp", -_INT64_MAX, _INT64_MAX)
                 metas = [_batch(b, offset) for b in _list(batches, "batches")]
-                if not 1 <= len(metas) <= NUM_BATCHES_TO_RETAIN or pid in state.producers:
+                if not 0 <= len(metas) <= NUM_BATCHES_TO_RETAIN or pid in state.producers:
                     raise ValueError(f"producer {pid} has {len(metas)} batches or repeats")
                 state.producers[pid] = ProducerEntry(epoch, metas, last_timestamp)
+            for item in _list(data.get("ongoing", []), "ongoing"):
+                pid, first = _list(item, "open transaction", 2)
+                _int(first, "offset", 0, offset - 1)
+                if pid not in state.producers or pid in state.ongoing:
+                    raise ValueError(f"open transaction of unknown producer {pid!r}")
+                state.ongoing[pid] = first
         except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
             raise CorruptionError(
                 f"producer snapshot {path} is damaged: {err} (it is ignored: the producer "

@@ -97,15 +97,19 @@ class ProducerTracking(LogReads):
         self._producer_state = state
         return state
 
-    def _load_producers(self, current: ProducerState | None, end: int) -> ProducerState:
+    def _load_producers(
+        self, current: ProducerState | None, end: int, *, reader: bool = False
+    ) -> ProducerState:
         """The state from the newest readable snapshot at or below ``end`` (or
-        ``current``, if that is newer), replayed up to ``end``."""
+        ``current``, if that is newer), replayed up to ``end``. A ``reader`` (a
+        ``read_committed`` read, without the writer lock) changes no file."""
         first_base = self._segments[0].base_offset
         usable = None
         if current is not None and first_base <= current.end_offset <= end:
             usable = current
         offsets = self._snapshot_offsets()
-        self._remove_snapshots(o for o in offsets if o > end)  # stale: offsets lost since
+        if not reader:
+            self._remove_snapshots(o for o in offsets if o > end)  # stale: offsets lost since
         state: ProducerState | None = None
         for offset in reversed(offsets):
             if offset > end:
@@ -118,7 +122,8 @@ class ProducerTracking(LogReads):
                 continue
             except CorruptionError as err:
                 log.warning("ignoring a damaged producer snapshot: %s", err)
-                self._remove_snapshots([offset])
+                if not reader:
+                    self._remove_snapshots([offset])
                 continue
             state.remove_expired(self._now())
             break
@@ -137,7 +142,7 @@ class ProducerTracking(LogReads):
             state = ProducerState(start, name=self.directory)
             state.checked_expiry_ms = self._now()
         self._replay_producers(state, end)
-        if fresh:
+        if fresh and not reader:
             self._producer_state = state
             self._snapshot_in_segment(durable=False)  # the replay bound applies once
         return state

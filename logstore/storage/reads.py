@@ -7,6 +7,7 @@ segments) and retries when a segment file it had listed is gone.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Any
 
 from logstore.errors import CorruptRecordError, OffsetOutOfRangeError
@@ -86,38 +87,40 @@ class LogReads(ProcessSharing):
             with self._lock:
                 self._check_open()
                 self._refresh_locked()
-                while True:
-                    self._check_offset(offset)
-                    try:
-                        found = self._locate(offset)
-                        if found is None:
-                            return []
-                        seg, first = found
-                        wanted = max_bytes
-                        if (
-                            max_records is not None
-                            and first.last_offset - offset + 1 >= max_records
-                        ):
-                            wanted = 1  # the first batch holds all that is wanted: only it
-                        data = seg.read_from(first.position, wanted)
-                    except FileNotFoundError as err:
-                        self._segment_vanished(err)
-                        continue
-                    break
-            try:
-                out = _decode(data, offset, max_records, record_type, topic_partition)
-            except CorruptRecordError as err:
-                position = first.position + (err.position or 0)
-                raise CorruptRecordError(
-                    f"{seg.log_path}: corrupt record batch at position {position}: {err}",
-                    seg.log_path,
-                    position,
-                ) from err
+                found = self._batches_at(offset, max_records, max_bytes)
+            if found is None:
+                return []
+            seg, first, data = found
+            out = _decode_in(seg, first, data, offset, max_records, record_type, topic_partition)
             if out or not data:
                 return out
             # Only control batches, or records the cleaner removed (a compacted batch keeps
             # its offsets): go on after them, as a Kafka consumer skips to a batch's end.
             offset = _end_of(data)
+
+    def _batches_at(
+        self, offset: int, max_records: int | None, max_bytes: int
+    ) -> tuple[Segment, BatchHeader, bytes] | None:
+        """The segment, first batch and whole batches (about ``max_bytes``, or only the
+        first if it holds ``max_records``) from the batch holding ``offset`` (None: at the
+        end). The lock is held and the head followed.
+
+        Raises:
+            OffsetOutOfRangeError: as :meth:`read`.
+        """
+        while True:
+            self._check_offset(offset)
+            try:
+                found = self._locate(offset)
+                if found is None:
+                    return None
+                seg, first = found
+                wanted = max_bytes
+                if max_records is not None and first.last_offset - offset + 1 >= max_records:
+                    wanted = 1  # the first batch holds all that is wanted: only it
+                return seg, first, seg.read_from(first.position, wanted)
+            except FileNotFoundError as err:
+                self._segment_vanished(err)
 
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
@@ -144,19 +147,45 @@ class LogReads(ProcessSharing):
         return None
 
 
+def _decode_in(
+    seg: Segment,
+    first: BatchHeader,
+    data: bytes,
+    offset: int,
+    max_records: int | None,
+    record_type: type[Any],
+    topic_partition: tuple[str, int] | None,
+    skip: Callable[[BatchHeader], bool] | None = None,
+) -> list[Any]:
+    """:func:`_decode` of ``data``, read from ``seg`` at ``first``'s position: damage
+    is reported at its file position."""
+    try:
+        return _decode(data, offset, max_records, record_type, topic_partition, skip)
+    except CorruptRecordError as err:
+        position = first.position + (err.position or 0)
+        raise CorruptRecordError(
+            f"{seg.log_path}: corrupt record batch at position {position}: {err}",
+            seg.log_path,
+            position,
+        ) from err
+
+
 def _decode(
     data: bytes,
     offset: int,
     max_records: int | None,
     record_type: type[Any],
     topic_partition: tuple[str, int] | None,
+    skip: Callable[[BatchHeader], bool] | None = None,
 ) -> list[Any]:
     """The records from ``offset`` on in the whole batches ``data`` (CRC-checked; control
-    records skipped), at most ``max_records``."""
+    records skipped, and the batches ``skip`` says), at most ``max_records``."""
     out: list[Any] = []
     limit = max_records
     for header in scan(data, verify=True):
         if header.is_control or header.last_offset < offset:
+            continue
+        if skip is not None and skip(header):
             continue
         out += decode_batch_records(
             data,

@@ -148,11 +148,10 @@ def test_keyless_records_go_and_control_and_transactional_batches_stay_whole(
     )
     put(log, clock, None, b"no key")
     log.reconfigure(compacted(segment_bytes=10_000))
-    txn = encode_batch([(T0, b"t", b"1", ()), (T0, b"t", b"2", ())], is_transactional=True)
+    txn = encode_batch([(T0, b"t", b"1", ()), (T0, b"t", b"2", ())], is_transactional=True,
+                       producer_id=5, producer_epoch=0, base_sequence=0)
     log.append_batches(txn)  # 1-2: kept whole, duplicate key included
-    control = encode_batch([(T0, b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x00", ())],
-                           is_control=True, is_transactional=True)
-    log.append_batches(control)  # 3
+    log.append_marker(5, 0, commit=False)  # 3
     put(log, clock, b"t", b"3")  # 4: newer than the transaction's, which stays anyway
     log.roll()
     log.compact(force=True)

@@ -227,7 +227,8 @@ def test_replay_applies_only_idempotent_data_batches() -> None:
     state.replay(_batch(pid=7, sequence=-1, offset=3))  # a producer id without sequences
     state.replay(_batch(pid=8, epoch=0, sequence=-1, offset=4, control=True))
     state.replay(_batch(pid=9, sequence=4, count=2, offset=5))
-    assert list(state.producers) == [9]
+    # a transaction marker makes its producer known (its epoch fences older ones)
+    assert list(state.producers) == [8, 9] and not state.producers[8].batches
     assert state.end_offset == 7 and state.unsnapshotted == 4
     state.advance(12, 2)  # plain batches appended
     assert state.end_offset == 12 and state.unsnapshotted == 6
@@ -268,7 +269,7 @@ def test_encode_decode_round_trips_every_producer_in_order() -> None:
         b'{"offset": 10, "producers": [[1, 0, 5]]}',
         b'{"offset": 10, "producers": [[-1, 0, 5, [[0, 0, 0, 0, 5]]]]}',
         b'{"offset": 10, "producers": [[1, 40000, 5, [[0, 0, 0, 0, 5]]]]}',
-        b'{"offset": 10, "producers": [[1, 0, 5, []]]}',
+        b'{"offset": 10, "producers": [], "ongoing": [[1, 4]]}',
         b'{"offset": 10, "producers": [[1, 0, 5, [[0, 0, 0, 10, 5]]]]}',  # past its offset
         b'{"offset": 10, "producers": [[1, 0, 5, [[0, 0, 3, 2, 5]]]]}',
         b'{"offset": 10, "producers": [[1, 0, 5, [[0, false, 0, 0, 5]]]]}',
