@@ -12,6 +12,7 @@ from logstore.client.aio import AsyncConsumer, AsyncProducer
 from logstore.client.batches import RecordFuture
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
+from logstore.client.transactions import TransactionalProducer
 from logstore.config import TopicConfig
 from logstore.embedded import Store, open
 from logstore.errors import (
@@ -25,8 +26,10 @@ from logstore.errors import (
     IllegalGenerationError,
     InvalidConfigError,
     InvalidProducerEpochError,
+    InvalidProducerIdMappingError,
     InvalidRecordError,
     InvalidTopicError,
+    InvalidTxnStateError,
     LogFailedError,
     LogstoreError,
     NoOffsetError,
@@ -35,6 +38,7 @@ from logstore.errors import (
     OutOfOrderSequenceError,
     PartitionLimitError,
     PartitionNotFoundError,
+    ProducerFencedError,
     ProducerStateError,
     ReadOnlyStoreError,
     RebalanceInProgressError,
@@ -44,7 +48,10 @@ from logstore.errors import (
     StoreLockedError,
     TopicExistsError,
     TopicNotFoundError,
+    TransactionAbortableError,
+    TransactionError,
     UnknownMemberIdError,
+    UnstableOffsetCommitError,
 )
 from logstore.storage.compaction import CompactionState, CompactionStats
 from logstore.storage.files import FileSystem
@@ -87,8 +94,10 @@ __all__ = [
     "IllegalGenerationError",
     "InvalidConfigError",
     "InvalidProducerEpochError",
+    "InvalidProducerIdMappingError",
     "InvalidRecordError",
     "InvalidTopicError",
+    "InvalidTxnStateError",
     "LogFailedError",
     "LogstoreError",
     "NoOffsetError",
@@ -102,6 +111,7 @@ __all__ = [
     "PartitionLog",
     "PartitionNotFoundError",
     "Producer",
+    "ProducerFencedError",
     "ProducerStateError",
     "ReadOnlyStoreError",
     "RebalanceInProgressError",
@@ -121,7 +131,11 @@ __all__ = [
     "TopicExistsError",
     "TopicNotFoundError",
     "TopicPartition",
+    "TransactionAbortableError",
+    "TransactionError",
+    "TransactionalProducer",
     "UnknownMemberIdError",
+    "UnstableOffsetCommitError",
     "__version__",
     "open",
     "verify_store",

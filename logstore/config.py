@@ -45,6 +45,13 @@ DEFAULT_MIN_CLEANABLE_DIRTY_RATIO = 0.5  # Kafka's min.cleanable.dirty.ratio
 DEFAULT_DELETE_RETENTION_MS = 24 * 3600 * 1000  # Kafka's delete.retention.ms (1 day)
 MAX_COMPACTION_LAG_NONE = 2**63 - 1  # Kafka's max.compaction.lag.ms default (Long.MAX_VALUE)
 PARTITIONERS = ("murmur3", "murmur2")
+READ_UNCOMMITTED = "read_uncommitted"
+READ_COMMITTED = "read_committed"
+ISOLATION_LEVELS = (READ_UNCOMMITTED, READ_COMMITTED)
+"""A consumer's ``isolation_level`` (Kafka's ``isolation.level``): ``read_committed``
+reads stop at the last stable offset and skip aborted transactions' records."""
+DEFAULT_TRANSACTION_TIMEOUT_MS = 60_000
+"""The Java producer's ``transaction.timeout.ms`` default."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -28,6 +28,12 @@
     ├── ProducerStateError        .producer_id  (an idempotent batch refused; .kafka_code)
     │   ├── InvalidProducerEpochError  (an older epoch than the partition has seen: fenced)
     │   └── OutOfOrderSequenceError    (a sequence that does not follow the producer's last)
+    ├── TransactionError          .transactional_id  (a transaction request refused; .kafka_code)
+    │   ├── ProducerFencedError        (a newer instance took the transactional id: stop)
+    │   ├── InvalidTxnStateError       (not allowed in the transaction's state)
+    │   ├── InvalidProducerIdMappingError  (the producer id is not the transactional id's)
+    │   ├── TransactionAbortableError  (a send in the transaction failed: abort it)
+    │   └── UnstableOffsetCommitError  (a transaction holds offsets of the group: retry)
     └── CorruptionError           .path .position
         ├── CorruptRecordError
         └── CorruptIndexError     (indexes are rebuilt automatically on open)
@@ -234,6 +240,53 @@ class CommitFailedError(GroupError):
     another member reads them, and only it may commit their offsets."""
 
     kafka_code = 22
+
+
+class TransactionError(LogstoreError):
+    """A transaction request the transaction coordinator (or the producer) refused.
+    ``kafka_code`` is Kafka's error code for it (the wire server answers with it)."""
+
+    kafka_code = -1
+
+    def __init__(self, message: str, transactional_id: str | None = None) -> None:
+        super().__init__(message)
+        self.transactional_id = transactional_id
+
+
+class ProducerFencedError(TransactionError):
+    """A newer producer with the same transactional id initialised (or the
+    transaction timed out and was aborted): this one must stop (Kafka's
+    PRODUCER_FENCED / INVALID_PRODUCER_EPOCH)."""
+
+    kafka_code = 90
+
+
+class InvalidTxnStateError(TransactionError):
+    """The request does not fit the transaction's state, e.g. a commit of an aborted
+    transaction or a send outside one (Kafka's INVALID_TXN_STATE)."""
+
+    kafka_code = 48
+
+
+class InvalidProducerIdMappingError(TransactionError):
+    """The producer id is not the one the transactional id has (Kafka's
+    INVALID_PRODUCER_ID_MAPPING): call ``init_transactions()`` first."""
+
+    kafka_code = 49
+
+
+class TransactionAbortableError(TransactionError):
+    """A record sent in the transaction could not be written: the transaction can only
+    be aborted (``abort_transaction()``), then tried again."""
+
+    kafka_code = 48
+
+
+class UnstableOffsetCommitError(TransactionError):
+    """A transaction still open holds offsets of this group for these partitions
+    (Kafka's UNSTABLE_OFFSET_COMMIT, KIP-447): retry once it ends."""
+
+    kafka_code = 88
 
 
 class CorruptionError(LogstoreError):

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from logstore.config import TopicConfig
+from logstore.backend.txn import TransactionRequests, committed_isolation
+from logstore.config import (
+    READ_UNCOMMITTED,
+    TopicConfig,
+)
 from logstore.errors import (
     LogstoreError,
     OffsetOutOfRangeError,
@@ -57,7 +60,7 @@ _WAIT_RECHECK_S = 0.05
 least this often anyway (a safety net: a watch that could not be added, say)."""
 
 
-class LocalBackend:
+class LocalBackend(TransactionRequests):  # transactions: logstore.backend.txn
     """The :class:`~logstore.client.backend.Backend` of an embedded store. Thread-safe.
 
     Use :func:`backend_for` (one backend per store); the store must stay open while
@@ -135,9 +138,6 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ produce
 
-    def init_producer_id(self) -> tuple[int, int]:
-        return secrets.randbits(63), 0
-
     def append(
         self,
         tp: TopicPartition,
@@ -148,6 +148,7 @@ class LocalBackend:
         producer_id: int = -1,
         producer_epoch: int = -1,
         base_sequence: int = -1,
+        transactional: bool = False,
     ) -> AppendResult:
         topic = self._incarnation(tp.topic, topic_id)
         try:
@@ -157,6 +158,7 @@ class LocalBackend:
                 producer_id=producer_id,
                 producer_epoch=producer_epoch,
                 base_sequence=base_sequence,
+                transactional=transactional,
             )
         except TopicNotFoundError as err:
             raise topic.deleted(err) from err
@@ -208,10 +210,12 @@ class LocalBackend:
         max_bytes: int,
         max_wait_ms: int = 0,
         member: GroupMember | None = None,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> dict[TopicPartition, list[ConsumerRecord] | LogstoreError]:
         if member is not None:
             self.check_member(member)
-        out = self._fetch_once(positions, max_records, max_bytes)
+        committed = committed_isolation(isolation_level)
+        out = self._fetch_once(positions, max_records, max_bytes, committed)
         if max_wait_ms <= 0 or any(out.values()):
             return out
         # Wait for an append: this process's wake the event at once; other processes'
@@ -229,7 +233,7 @@ class LocalBackend:
             pause = _WAIT_FIRST_S
             while True:
                 event.clear()
-                out = self._fetch_once(positions, max_records, max_bytes)
+                out = self._fetch_once(positions, max_records, max_bytes, committed)
                 left = deadline - time.monotonic()
                 if any(out.values()) or left <= 0:
                     return out
@@ -247,14 +251,19 @@ class LocalBackend:
                             del self._waiting[tp]
 
     def _fetch_once(
-        self, positions: Mapping[TopicPartition, int], max_records: int, max_bytes: int
+        self,
+        positions: Mapping[TopicPartition, int],
+        max_records: int,
+        max_bytes: int,
+        committed: bool = False,
     ) -> dict[TopicPartition, list[ConsumerRecord] | LogstoreError]:
         out: dict[TopicPartition, list[ConsumerRecord] | LogstoreError] = {}
         store = self._store
         for tp, offset in positions.items():
             plog = store.topic(tp.topic).partition(tp.partition)
+            read = plog.read_committed if committed else plog.read_records
             try:
-                out[tp] = plog.read_records(
+                out[tp] = read(
                     offset,
                     max_records,
                     max_bytes,
@@ -265,12 +274,25 @@ class LocalBackend:
                 out[tp] = err
         return out
 
-    def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
+    def fetch_batches(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        max_bytes: int,
+        isolation_level: str = READ_UNCOMMITTED,
+    ) -> FetchResult:
         plog = self._store.topic(tp.topic).partition(tp.partition)
+        if committed_isolation(isolation_level):
+            return plog.read_stable(offset, max_bytes)
         return plog.read(offset, max_bytes, partial_tail=True)
 
-    def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
+    def offset_range(
+        self, tp: TopicPartition, isolation_level: str = READ_UNCOMMITTED
+    ) -> tuple[int, int]:
         plog = self._store.topic(tp.topic).partition(tp.partition)
+        if committed_isolation(isolation_level):
+            stable = plog.last_stable_offset()
+            return plog.log_start_offset, stable
         plog.refresh()
         return plog.log_start_offset, plog.log_end_offset
 
@@ -289,6 +311,7 @@ class LocalBackend:
     def committed_offsets(
         self, group: str, tps: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, CommittedOffset]:
+        self._txns.settle_group(group)  # UnstableOffsetCommitError while one holds them
         offsets = self._store.offsets
         if tps is None:
             return offsets.group_offsets(group)

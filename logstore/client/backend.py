@@ -17,8 +17,11 @@ method                     Kafka request
 ``topic_config``           DescribeConfigs (a topic's)
 ``append``                 Produce (records the client batched)
 ``append_batch``           Produce (a RecordBatch v2 the caller encoded)
-``init_producer_id``       InitProducerId
-``fetch``                  Fetch (``max_wait_ms`` long polling)
+``init_producer_id``       InitProducerId (with a transactional id: fences older instances)
+``add_partitions_to_txn``  AddPartitionsToTxn
+``txn_offset_commit``      AddOffsetsToTxn + TxnOffsetCommit
+``end_txn``                EndTxn (the coordinator writes the markers: WriteTxnMarkers)
+``fetch``                  Fetch (``max_wait_ms`` long polling; isolation level)
 ``fetch_batches``          Fetch (the stored batches, as a broker sends them)
 ``add_append_listener``    (none: how a server learns of new records to wake fetches)
 ``offset_range``           ListOffsets (earliest, latest)
@@ -55,7 +58,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from logstore.backend import backend_for
-from logstore.config import TopicConfig
+from logstore.config import DEFAULT_TRANSACTION_TIMEOUT_MS, READ_UNCOMMITTED, TopicConfig
 from logstore.errors import LogstoreError
 from logstore.store import Store
 from logstore.types import (
@@ -137,8 +140,59 @@ class Backend(Protocol):
 
     # ------------------------------------------------------------------ produce
 
-    def init_producer_id(self) -> tuple[int, int]:
-        """A new idempotent producer's ``(producer_id, producer_epoch)``."""
+    def init_producer_id(
+        self,
+        transactional_id: str | None = None,
+        transaction_timeout_ms: int = DEFAULT_TRANSACTION_TIMEOUT_MS,
+    ) -> tuple[int, int]:
+        """A new idempotent producer's ``(producer_id, producer_epoch)``. With a
+        ``transactional_id``: that id's producer id and a new epoch; older instances of
+        it are fenced and their open transaction aborted."""
+        ...
+
+    def add_partitions_to_txn(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        tps: Sequence[TopicPartition],
+    ) -> None:
+        """Add ``tps`` to the producer's open transaction (opening one if none is),
+        before it writes there.
+
+        Raises:
+            ProducerFencedError, InvalidProducerIdMappingError, TopicNotFoundError.
+        """
+        ...
+
+    def txn_offset_commit(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        group: str,
+        offsets: Mapping[TopicPartition, tuple[int, str]],
+        *,
+        member: GroupMember | None = None,
+    ) -> None:
+        """Commit ``group``'s ``offsets`` with the open transaction: visible only if it
+        commits. With ``member``: refused if it was fenced from its group (KIP-447).
+
+        Raises:
+            ProducerFencedError, InvalidProducerIdMappingError,
+            IllegalGenerationError, UnknownMemberIdError.
+        """
+        ...
+
+    def end_txn(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, *, commit: bool
+    ) -> None:
+        """Commit or abort the producer's open transaction: markers in its partitions,
+        its offsets committed (a commit), all or nothing.
+
+        Raises:
+            ProducerFencedError, InvalidProducerIdMappingError, InvalidTxnStateError.
+        """
         ...
 
     def append(
@@ -151,9 +205,12 @@ class Backend(Protocol):
         producer_id: int = -1,
         producer_epoch: int = -1,
         base_sequence: int = -1,
+        transactional: bool = False,
     ) -> AppendResult:
         """Append ``records`` to ``tp`` as one batch; a batch whose producer id and
         sequence were already written is not written again (idempotence).
+        ``transactional``: in the producer's open transaction (``read_committed``
+        readers see it once the transaction commits).
 
         ``topic_id`` is the incarnation the records were sent to: if the topic was
         deleted (and maybe created again) since, nothing is written.
@@ -181,11 +238,13 @@ class Backend(Protocol):
         max_bytes: int,
         max_wait_ms: int = 0,
         member: GroupMember | None = None,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> dict[TopicPartition, PartitionFetch]:
         """Records of each partition from its offset in ``positions`` on: at most
         ``max_records`` and about ``max_bytes`` (at least one batch) per partition.
         Waits up to ``max_wait_ms`` until some partition has a record (the answer may
-        omit partitions with none).
+        omit partitions with none). ``read_committed``: only records below the last
+        stable offset, none of aborted transactions.
 
         Raises:
             IllegalGenerationError, UnknownMemberIdError: ``member`` is not (any longer)
@@ -194,11 +253,19 @@ class Backend(Protocol):
         """
         ...
 
-    def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
+    def fetch_batches(
+        self,
+        tp: TopicPartition,
+        offset: int,
+        max_bytes: int,
+        isolation_level: str = READ_UNCOMMITTED,
+    ) -> FetchResult:
         """The record batches of ``tp`` as stored, from the one holding ``offset`` on, as a
         broker answers a Fetch: about ``max_bytes`` of them, at least one whole batch, and
         maybe the start of one more cut at ``max_bytes`` (the reader drops it and fetches it
-        again), with the partition's high watermark and log start offset. The first batch
+        again), with the partition's high watermark and log start offset
+        (``read_committed``: up to the last stable offset, with it and the aborted
+        transactions among the batches: the reader drops those). The first batch
         may begin before ``offset`` (the reader skips those records). At the high
         watermark the bytes are empty.
 
@@ -219,8 +286,11 @@ class Backend(Protocol):
         """Ask the listeners to hear of appends other processes make to ``tps`` too."""
         ...
 
-    def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
-        """``(log_start_offset, high_watermark)`` of ``tp``."""
+    def offset_range(
+        self, tp: TopicPartition, isolation_level: str = READ_UNCOMMITTED
+    ) -> tuple[int, int]:
+        """``(log_start_offset, high_watermark)`` of ``tp`` (``read_committed``: the
+        last stable offset instead of the high watermark)."""
         ...
 
     def offset_for_timestamp(

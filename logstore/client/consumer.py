@@ -98,6 +98,9 @@ class Consumer(ConsumerCore):
             re-created one read in its new incarnation, within it.
         group_instance_id: a static member's id (Kafka's ``group.instance.id``): a new
             member with the same id takes its place.
+        isolation_level: "read_uncommitted" (Kafka's default: every record) or
+            "read_committed": only records of committed transactions (and those written
+            outside transactions), up to the last stable offset; aborted ones skipped.
     """
 
     # ------------------------------------------------------------------ positions
@@ -127,7 +130,7 @@ class Consumer(ConsumerCore):
 
     def seek_to_end(self, *tps: TopicPartition) -> None:
         for tp in tps or tuple(self._assigned):
-            self.seek(tp, self._backend.offset_range(TopicPartition(*tp))[1])
+            self.seek(tp, self._starts.end(TopicPartition(*tp))[1])
 
     def offsets_for_times(
         self, timestamps: Mapping[TopicPartition, int]
@@ -217,7 +220,7 @@ class Consumer(ConsumerCore):
         )
 
     def _reset_out_of_range(self, tp: TopicPartition) -> None:
-        start, end = self._backend.offset_range(tp)
+        start, end = self._starts.end(tp)
         self._positions[tp] = self._starts.reset(tp, start, end)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:

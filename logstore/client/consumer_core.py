@@ -23,6 +23,7 @@ from logstore.client.membership import Membership
 from logstore.client.positions import OFFSET_RESETS, StartingPoints
 from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
 from logstore.client.topics import Change, TopicView
+from logstore.config import ISOLATION_LEVELS, READ_UNCOMMITTED
 from logstore.errors import (
     CommitFailedError,
     FencedInstanceIdError,
@@ -33,7 +34,7 @@ from logstore.errors import (
     TopicNotFoundError,
     UnknownMemberIdError,
 )
-from logstore.types import TopicMetadata, TopicPartition
+from logstore.types import GroupMember, TopicMetadata, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store
@@ -71,7 +72,12 @@ class ConsumerCore:
         member_id: str | None = None,
         metadata_max_age_ms: int = DEFAULT_METADATA_MAX_AGE_MS,
         group_instance_id: str | None = None,
+        isolation_level: str = READ_UNCOMMITTED,
     ) -> None:
+        if isolation_level not in ISOLATION_LEVELS:
+            raise InvalidConfigError(
+                f"isolation_level={isolation_level!r} is not one of {ISOLATION_LEVELS}"
+            )
         if auto_offset_reset not in OFFSET_RESETS:
             raise InvalidConfigError(
                 f"auto_offset_reset={auto_offset_reset!r} is not one of {OFFSET_RESETS}"
@@ -113,7 +119,8 @@ class ConsumerCore:
         self._positions: dict[TopicPartition, int] = {}
         self.handout = Handout(self._positions)
         """Which fetched records iteration hands out (shared with the asyncio twin)."""
-        self._fetcher = Fetcher(self._backend, fetch_max_bytes)
+        self.isolation_level = isolation_level
+        self._fetcher = Fetcher(self._backend, fetch_max_bytes, isolation_level)
         self._assigned: list[TopicPartition] = []
         self._subscription: list[str] = []
         self._paused: set[TopicPartition] = set()
@@ -123,7 +130,8 @@ class ConsumerCore:
         self.metadata_max_age_ms = metadata_max_age_ms
         self._topics = TopicView(self._backend, metadata_max_age_ms)
         self._starts = StartingPoints(
-            self._backend, group_id, auto_offset_reset, self._topics, self._learn
+            self._backend, group_id, auto_offset_reset, self._topics, self._learn,
+            isolation_level,
         )
         self._lock = threading.RLock()
         if topics is not None:
@@ -132,6 +140,21 @@ class ConsumerCore:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def group_metadata(self) -> GroupMember:
+        """Who this consumer is in its group now (Kafka's ``groupMetadata()``): pass it
+        to :meth:`TransactionalProducer.send_offsets_to_transaction
+        <logstore.client.transactions.TransactionalProducer.send_offsets_to_transaction>`
+        so a consumer fenced by a rebalance cannot commit (KIP-447).
+
+        Raises:
+            InvalidConfigError: the consumer has no ``group_id``.
+        """
+        if self.group_id is None:
+            raise InvalidConfigError("group_metadata() needs a consumer with a group_id")
+        membership = self._membership
+        member = None if membership is None else membership.member
+        return member or GroupMember(self.group_id, self._member_id, -1)
 
     @property
     def member_id(self) -> str:

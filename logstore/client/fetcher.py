@@ -13,6 +13,7 @@ from typing import Any
 
 from logstore.client.backend import Backend
 from logstore.client.handout import Run
+from logstore.config import READ_UNCOMMITTED
 from logstore.errors import LogstoreError, OffsetOutOfRangeError
 from logstore.types import GroupMember, TopicPartition
 
@@ -26,9 +27,12 @@ megabytes for every partition."""
 class Fetcher:
     """Fetches for one consumer and buffers what a poll does not take."""
 
-    def __init__(self, backend: Backend, max_bytes: int) -> None:
+    def __init__(
+        self, backend: Backend, max_bytes: int, isolation_level: str = READ_UNCOMMITTED
+    ) -> None:
         self._backend = backend
         self.max_bytes = max_bytes
+        self.isolation_level = isolation_level
         # per partition: [records, index of the next one to hand out]
         self._buffers: dict[TopicPartition, list[Any]] = {}
         self._next = 0
@@ -119,6 +123,7 @@ class Fetcher:
             max_bytes=self.max_bytes,
             max_wait_ms=wait_ms,
             member=member,
+            isolation_level=self.isolation_level,
         )
         for tp, answer in answers.items():
             if isinstance(answer, OffsetOutOfRangeError):

@@ -139,6 +139,7 @@ class Producer:
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._sender: threading.Thread | None = None
+        self._transactional = False  # a TransactionalProducer's batches are in its transaction
         self._clock_ms = self._backend.now_ms
         # the wall clock read inline (no call through the backend) when it is the clock
         self._system_clock = bool(getattr(self._backend, "uses_system_clock", False))
@@ -328,6 +329,7 @@ class Producer:
                 sequence = self._sequences.get(tp, 0)
                 self._sequences[tp] = (sequence + count) % (2**31)
                 producer_id, epoch = self.producer_id, self._producer_epoch
+            self._before_write(tp)
             for attempt in range(self.retries + 1):
                 try:
                     result = self._backend.append(
@@ -338,6 +340,7 @@ class Producer:
                         producer_id=producer_id,
                         producer_epoch=epoch,
                         base_sequence=sequence if producer_id >= 0 else -1,
+                        transactional=self._transactional,
                     )
                     break
                 except (StorageError, LogFailedError):
@@ -367,6 +370,11 @@ class Producer:
             batch.event.set()
             if batch.callbacks:
                 batch.run_callbacks()
+
+    def _before_write(self, tp: tuple[str, int]) -> None:
+        """What must happen before a batch goes to ``tp`` (nothing, for a producer
+        outside transactions; a transactional one adds the partition to its
+        transaction)."""
 
     def _give_back(self, tp: tuple[str, int], sequence: int, count: int) -> None:
         """A batch refused before anything was written (too large, a deleted topic, ...):

@@ -29,13 +29,12 @@ from typing import Self
 
 from logstore.config import TopicConfig
 from logstore.errors import (
-    InvalidRecordError,
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
 from logstore.records import RecordInput, encode_batch, scan
 from logstore.records.control import encode_marker
-from logstore.records.validate import check_batch_records
+from logstore.storage.appendcheck import TRANSACTIONAL, check_whole_batches, producer_kind
 from logstore.storage.checkpoint import read_checkpoint
 from logstore.storage.compacting import LogCompaction
 from logstore.storage.files import DEFAULT_FS, FileSystem
@@ -65,9 +64,6 @@ from logstore.types import (
 
 _INT32_MAX = 2**31 - 1
 _BASE_OFFSET = struct.Struct(">q")
-_CONTROL = 0x20
-_TRANSACTIONAL = 0x10
-_TXN_OR_CONTROL = 0x30
 _log = logging.getLogger(__name__)
 
 
@@ -156,7 +152,7 @@ class PartitionLog(StableReads, IntervalFlushing, LogCompaction):
             is_transactional=transactional,
         )
         timestamps = [r[0] for r in records]
-        attributes = int(compression) | (_TRANSACTIONAL if transactional else 0)
+        attributes = int(compression) | (TRANSACTIONAL if transactional else 0)
         header = BatchHeader(
             0, 0, len(data) - 12, -1, 2, 0, attributes, len(records) - 1,
             timestamps[0], max(timestamps), producer_id, producer_epoch, base_sequence,
@@ -176,10 +172,8 @@ class PartitionLog(StableReads, IntervalFlushing, LogCompaction):
             InvalidProducerEpochError: the producer has a newer epoch here.
             LogFailedError, StoreClosedError.
         """
-        data = encode_marker(
-            producer_id, producer_epoch, commit=commit, coordinator_epoch=coordinator_epoch,
-            timestamp=self._now(),
-        )
+        data = encode_marker(producer_id, producer_epoch, commit=commit,
+                             coordinator_epoch=coordinator_epoch, timestamp=self._now())
         return self._append(data, list(scan(data)), keys_checked=True)
 
     def append_batches(
@@ -205,26 +199,7 @@ class PartitionLog(StableReads, IntervalFlushing, LogCompaction):
             RecordTooLargeError: a batch is larger than ``max_message_bytes``.
         """
         buf = memoryview(data)
-        headers = list(scan(buf, verify=validate))
-        end = headers[-1].position + headers[-1].size if headers else 0
-        if not headers or end != len(buf):
-            raise InvalidRecordError(
-                f"append needs whole record batches: {len(buf) - end} of {len(buf)} bytes "
-                f"are not a whole batch"
-            )
-        for h in headers:
-            if h.records_count < 1 or h.last_offset_delta != h.records_count - 1:
-                raise InvalidRecordError(
-                    f"record batch at position {h.position} has {h.records_count} records "
-                    f"but lastOffsetDelta {h.last_offset_delta} (expected records - 1)"
-                )
-            if validate:
-                check_batch_records(buf, h)
-            if h.attributes & _CONTROL:
-                raise InvalidRecordError(
-                    f"record batch at position {h.position} is a control batch: transaction "
-                    f"markers are written by the transaction coordinator, not appended"
-                )
+        headers = check_whole_batches(buf, validate=validate)
         return self._append(buf, headers)
 
     def _append(
@@ -247,28 +222,7 @@ class PartitionLog(StableReads, IntervalFlushing, LogCompaction):
         if self.config.compact and not keys_checked:
             self._refuse_keyless(buf, headers)
         first = headers[0]
-        idempotent = first.producer_id >= 0 and first.base_sequence >= 0
-        marker = bool(first.attributes & _CONTROL)
-        if len(headers) > 1 and any(
-            (h.producer_id >= 0 and h.base_sequence >= 0) or h.attributes & _TXN_OR_CONTROL
-            for h in headers
-        ):
-            raise InvalidRecordError(
-                f"append of {len(headers)} record batches refused: one of them is an "
-                f"idempotent producer's (producer id and base sequence >= 0) or a "
-                f"transaction's, which must come alone (append it by itself, as Kafka "
-                f"takes one batch per partition)"
-            )
-        if marker and first.producer_id < 0:
-            raise InvalidRecordError(
-                "control batch refused: a transaction marker names its producer id"
-            )
-        if first.attributes & _TXN_OR_CONTROL and not (idempotent or marker):
-            raise InvalidRecordError(
-                f"transactional record batch refused: it has no producer id and sequence "
-                f"(producer id {first.producer_id}, base sequence {first.base_sequence}); "
-                f"a transactional producer is an idempotent one"
-            )
+        idempotent, marker = producer_kind(headers)
         with self._exclusive():
             now = self._now()
             base = offset = self.log_end_offset

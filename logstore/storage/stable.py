@@ -38,10 +38,6 @@ from logstore.storage.producing import SNAPSHOT_INTERVAL_BATCHES, ProducerTracki
 from logstore.storage.reads import _decode_in, _end_of
 from logstore.types import BatchHeader, FetchResult, Record
 
-READ_COMMITTED = "read_committed"
-READ_UNCOMMITTED = "read_uncommitted"
-ISOLATION_LEVELS = (READ_UNCOMMITTED, READ_COMMITTED)
-
 
 class AbortedScan:
     """The aborted transactions of a partition from offset :attr:`start` on, as far as

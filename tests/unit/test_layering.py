@@ -76,7 +76,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("topics", ("logstore.topic", "logstore.metadata", "logstore.groups")),
     ("store", (
         "logstore.store", "logstore.storedir", "logstore.registry", "logstore.topictable",
-        "logstore.verify", "logstore.maintenance",
+        "logstore.verify", "logstore.maintenance", "logstore.transactions",
     )),
     ("backend", ("logstore.backend",)),
     ("client", ("logstore.client",)),
