@@ -11,6 +11,7 @@ from .bench import bench
 from .commands import consume, topics
 from .datadir import INIT_KEY, MAX_PARTITIONS_KEY
 from .demo import demo
+from .dlq import dlq
 from .groups import groups
 from .inspect import inspect, verify
 from .maintain import compact, maintain
@@ -79,6 +80,7 @@ cli.add_command(maintain)
 cli.add_command(demo)
 cli.add_command(serve_command)
 cli.add_command(users)
+cli.add_command(dlq)
 
 
 def main() -> None:
