@@ -1,7 +1,7 @@
 """Throughput of RetryingConsumer against a plain consumer loop that commits after each
 poll of 100 records (the same at-least-once commit cadence): no-op handler, one partition.
 
-    .venv/bin/python .notes/retry_bench.py [--runs 3] [--records 20000]
+    .venv/bin/python benchmarks/bench_retry.py [--runs 3] [--records 20000]
 """
 
 from __future__ import annotations
@@ -67,10 +67,10 @@ def main() -> None:
                 baseline(store, args.records))
             results.setdefault("RetryingConsumer, all succeed", []).append(
                 retrying(store, args.records, None))
-            results.setdefault("RetryingConsumer, 1% poison (retry topic 0 ms, then DLQ)", []).append(
-                retrying(store, args.records, 100))
+            poison = "RetryingConsumer, 1% poison (retry topic 0 ms, then DLQ)"
+            results.setdefault(poison, []).append(retrying(store, args.records, 100))
     base = statistics.median(results["plain consumer, commit per poll of 100"])
-    print("| loop | records/s (median of %d) | vs baseline |" % args.runs)
+    print(f"| loop | records/s (median of {args.runs}) | vs baseline |")
     print("| --- | ---: | ---: |")
     for name, values in results.items():
         m = statistics.median(values)
