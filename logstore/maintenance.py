@@ -5,7 +5,8 @@ What Kafka's broker does on its own (the log cleaner threads, the retention chec
 :func:`logstore.open` starts one daemon :class:`Maintenance` thread per store opened with
 write access (``maintenance=False`` turns it off; ``logstore maintain`` runs the same
 loop in a process of its own). Every ``interval_ms`` (15 s: Kafka's cleaner backoff) it
-runs the cleaner on each partition of the compacted topics that is due
+aborts the transactions open past their timeout (Kafka's transaction coordinator does
+so every 10 s), runs the cleaner on each partition of the compacted topics that is due
 (:meth:`~logstore.storage.log.PartitionLog.compact`), and every ``retention_check_ms``
 (5 minutes, Kafka's default) it applies retention to the topics whose policy deletes
 and which set ``retention_ms`` or ``retention_bytes``. ``flush="interval"`` fsyncs have
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from logstore.errors import InvalidConfigError, LogstoreError, StoreClosedError
 from logstore.storage.compaction import CompactionStats
 from logstore.storage.log import PartitionLog
+from logstore.transactions import transactions_for
 
 if TYPE_CHECKING:
     from logstore.store import Store
@@ -53,6 +55,8 @@ class MaintenanceReport(NamedTuple):
     compacted: dict[tuple[str, int], CompactionStats]
     segments_deleted: int
     failures: int
+    transactions_ended: int = 0
+    """Transactions aborted at their timeout, or finished after their process died."""
 
 
 def _partitions(store: Store, *, compacted: bool) -> Iterator[tuple[str, int, PartitionLog]]:
@@ -111,7 +115,14 @@ def maintain_once(
     retention; ``stop`` set ends it between two partitions. Failures are logged and
     counted, not raised."""
     compacted: dict[tuple[str, int], CompactionStats] = {}
-    failures = deleted = 0
+    failures = deleted = ended = 0
+    try:
+        ended = transactions_for(store).abort_expired()
+    except StoreClosedError:
+        raise
+    except (LogstoreError, OSError) as err:
+        failures += 1
+        log.warning("aborting timed-out transactions failed (tried again later): %s", err)
     for name, p, plog in _partitions(store, compacted=True):
         if stop is not None and stop.is_set():
             break
@@ -137,7 +148,7 @@ def maintain_once(
             except (LogstoreError, OSError) as err:
                 failures += 1
                 log.warning("retention of %s-%d failed (tried again later): %s", name, p, err)
-    return MaintenanceReport(compacted, deleted, failures)
+    return MaintenanceReport(compacted, deleted, failures, ended)
 
 
 class Maintenance:

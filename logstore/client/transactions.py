@@ -182,8 +182,10 @@ class TransactionalProducer(Producer):
         self._require(_IN_TRANSACTION, "commit_transaction()")
         self.flush()
         error = self._txn_error
-        if isinstance(error, InvalidProducerEpochError):
+        if isinstance(error, InvalidProducerEpochError | ProducerFencedError):
             self._txn_state = _FENCED
+            if isinstance(error, ProducerFencedError):
+                raise error
             raise ProducerFencedError(
                 f"producer of transactional id {self.transactional_id!r} was fenced: "
                 f"{error}", self.transactional_id,
