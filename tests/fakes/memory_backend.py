@@ -25,6 +25,10 @@ What it models:
 
 Time: ``clock`` gives record timestamps (``now_ms``); ``monotonic`` (seconds) drives the
 session and rebalance timeouts, so tests can move either by hand.
+
+What it does not model: transactions (a transactional request raises
+InvalidConfigError; ``read_committed`` reads are the same as ``read_uncommitted``, as
+on a store no transactional producer wrote to) and share groups.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from logstore.client.backend import PartitionFetch, RecordTuple
 from logstore.config import TopicConfig
@@ -275,7 +279,11 @@ class MemoryBackend:
 
     # ------------------------------------------------------------------ produce
 
-    def init_producer_id(self) -> tuple[int, int]:
+    def init_producer_id(
+        self, transactional_id: str | None = None, transaction_timeout_ms: int = 60_000
+    ) -> tuple[int, int]:
+        if transactional_id is not None:
+            self._no_transactions()
         with self._cond:
             self._next_producer_id += 1
             return self._next_producer_id, 0
@@ -290,7 +298,10 @@ class MemoryBackend:
         producer_id: int = -1,
         producer_epoch: int = -1,
         base_sequence: int = -1,
+        transactional: bool = False,
     ) -> AppendResult:
+        if transactional:
+            self._no_transactions()
         if not records:
             raise InvalidRecordError("an append needs at least one record")
         encoded = encode_batch(
@@ -368,6 +379,26 @@ class MemoryBackend:
             count = last.last_offset - first.base_offset + 1
             return AppendResult(first.base_offset, last.last_offset, last.log_append_time, count)
 
+    def _no_transactions(self) -> NoReturn:
+        raise InvalidConfigError("MemoryBackend models no transactions")
+
+    def add_partitions_to_txn(
+        self, transactional_id: str, producer_id: int, producer_epoch: int,
+        tps: Sequence[TopicPartition],
+    ) -> None:
+        self._no_transactions()
+
+    def txn_offset_commit(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, group: str,
+        offsets: Mapping[TopicPartition, tuple[int, str]], *, member: GroupMember | None = None,
+    ) -> None:
+        self._no_transactions()
+
+    def end_txn(
+        self, transactional_id: str, producer_id: int, producer_epoch: int, *, commit: bool
+    ) -> None:
+        self._no_transactions()
+
     # ------------------------------------------------------------------ fetch
 
     def fetch(
@@ -378,7 +409,9 @@ class MemoryBackend:
         max_bytes: int,
         max_wait_ms: int = 0,
         member: GroupMember | None = None,
+        isolation_level: str = "read_uncommitted",
     ) -> dict[TopicPartition, PartitionFetch]:
+        # no transactions: every record is committed, the LSO is the high watermark
         deadline = self._monotonic() + max_wait_ms / 1000
         with self._cond:
             while True:
@@ -413,7 +446,10 @@ class MemoryBackend:
                 out[tp] = found
         return out
 
-    def fetch_batches(self, tp: TopicPartition, offset: int, max_bytes: int) -> FetchResult:
+    def fetch_batches(
+        self, tp: TopicPartition, offset: int, max_bytes: int,
+        isolation_level: str = "read_uncommitted",
+    ) -> FetchResult:
         with self._cond:
             part = self._partition(tp)
             if not part.log_start_offset <= offset <= part.log_end_offset:
@@ -438,7 +474,9 @@ class MemoryBackend:
     def watch_appends(self, tps: Iterable[TopicPartition]) -> None:
         """Nothing to do: every append goes through this object."""
 
-    def offset_range(self, tp: TopicPartition) -> tuple[int, int]:
+    def offset_range(
+        self, tp: TopicPartition, isolation_level: str = "read_uncommitted"
+    ) -> tuple[int, int]:
         with self._cond:
             part = self._partition(tp)
             return part.log_start_offset, part.log_end_offset
