@@ -400,9 +400,14 @@ class ConsumerCore:
             log.warning("auto-commit of group %r failed: %s", self.group_id, err)
 
     def _maybe_auto_commit(self) -> None:
+        """The interval's auto-commit, unless this member is mid-rebalance: a commit then
+        carries the generation it is leaving and would be refused (Kafka's consumer
+        cannot commit while its JoinGroup is in flight either); it is made once the
+        rebalance completes (partitions that move away are committed as they go)."""
         if (
             self.enable_auto_commit
             and (time.monotonic() - self._last_commit) * 1000 >= self.auto_commit_interval_ms
+            and not (self._membership is not None and self._membership.rebalancing)
         ):
             self._auto_commit(list(self._assigned))
             self._last_commit = time.monotonic()
