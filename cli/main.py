@@ -19,6 +19,7 @@ from .produce import produce
 from .repair import repair
 from .replay import replay
 from .serve import serve_command
+from .share import share_groups
 from .transactions import transactions
 from .users import users
 
@@ -81,6 +82,7 @@ cli.add_command(maintain)
 cli.add_command(demo)
 cli.add_command(serve_command)
 cli.add_command(users)
+cli.add_command(share_groups)
 cli.add_command(dlq)
 cli.add_command(transactions)
 

@@ -12,6 +12,12 @@ from logstore.client.aio import AsyncConsumer, AsyncProducer
 from logstore.client.batches import RecordFuture
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
+from logstore.client.share import (
+    AcknowledgeType,
+    ShareConsumer,
+    ShareConsumerStateError,
+    ShareRecord,
+)
 from logstore.client.transactions import TransactionalProducer
 from logstore.config import TopicConfig
 from logstore.embedded import Store, open
@@ -30,6 +36,7 @@ from logstore.errors import (
     InvalidRecordError,
     InvalidTopicError,
     InvalidTxnStateError,
+    LockExpiredError,
     LogFailedError,
     LogstoreError,
     NoOffsetError,
@@ -42,7 +49,11 @@ from logstore.errors import (
     ProducerStateError,
     ReadOnlyStoreError,
     RebalanceInProgressError,
+    RecordNotHeldError,
     RecordTooLargeError,
+    ShareAcknowledgeError,
+    ShareGroupConfigError,
+    ShareGroupError,
     StorageError,
     StoreClosedError,
     StoreLockedError,
@@ -51,6 +62,7 @@ from logstore.errors import (
     TransactionAbortableError,
     TransactionError,
     UnknownMemberIdError,
+    UnknownShareRecordError,
     UnstableOffsetCommitError,
 )
 from logstore.storage.compaction import CompactionState, CompactionStats
@@ -73,6 +85,7 @@ from logstore.verify import StoreReport, verify_store
 __version__ = "0.1.0"
 
 __all__ = [
+    "AcknowledgeType",
     "AppendResult",
     "AsyncConsumer",
     "AsyncProducer",
@@ -98,6 +111,7 @@ __all__ = [
     "InvalidRecordError",
     "InvalidTopicError",
     "InvalidTxnStateError",
+    "LockExpiredError",
     "LogFailedError",
     "LogstoreError",
     "NoOffsetError",
@@ -118,7 +132,14 @@ __all__ = [
     "Record",
     "RecordFuture",
     "RecordMetadata",
+    "RecordNotHeldError",
     "RecordTooLargeError",
+    "ShareAcknowledgeError",
+    "ShareConsumer",
+    "ShareConsumerStateError",
+    "ShareGroupConfigError",
+    "ShareGroupError",
+    "ShareRecord",
     "StorageError",
     "Store",
     "StoreClosedError",
@@ -135,6 +156,7 @@ __all__ = [
     "TransactionError",
     "TransactionalProducer",
     "UnknownMemberIdError",
+    "UnknownShareRecordError",
     "UnstableOffsetCommitError",
     "__version__",
     "open",

@@ -24,7 +24,13 @@
     │   ├── UnknownMemberIdError      (not (any longer) a member: fenced)
     │   ├── FencedInstanceIdError     (another member took this group.instance.id)
     │   ├── GroupNotEmptyError        (live members; stop them first)
-    │   └── CommitFailedError         (partitions this member does not own any longer)
+    │   ├── CommitFailedError         (partitions this member does not own any longer)
+    │   └── ShareGroupError           (a share-group request refused)
+    │       ├── ShareGroupConfigError      (also InvalidConfigError: settings differ)
+    │       └── ShareAcknowledgeError      .topic .partition .offset
+    │           ├── UnknownShareRecordError
+    │           ├── RecordNotHeldError
+    │           └── LockExpiredError
     ├── ProducerStateError        .producer_id  (an idempotent batch refused; .kafka_code)
     │   ├── InvalidProducerEpochError  (an older epoch than the partition has seen: fenced)
     │   └── OutOfOrderSequenceError    (a sequence that does not follow the producer's last)
@@ -287,6 +293,43 @@ class UnstableOffsetCommitError(TransactionError):
     (Kafka's UNSTABLE_OFFSET_COMMIT, KIP-447): retry once it ends."""
 
     kafka_code = 88
+
+
+class ShareGroupError(GroupError):
+    """A share-group request the coordinator refused."""
+
+
+class ShareGroupConfigError(ShareGroupError, InvalidConfigError):
+    """A member asked for settings that differ from the share group's (they are the
+    group's, fixed when it is first used)."""
+
+
+class ShareAcknowledgeError(ShareGroupError):
+    """An acknowledgement refused (Kafka's INVALID_RECORD_STATE); others of the same
+    request were applied. ``.topic``, ``.partition``, ``.offset`` name the record."""
+
+    kafka_code = 121
+
+    def __init__(
+        self, message: str, group: str, topic: str, partition: int, offset: int
+    ) -> None:
+        super().__init__(message, group)
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+
+
+class UnknownShareRecordError(ShareAcknowledgeError):
+    """The group never handed out that offset (past its end offset, or not a record)."""
+
+
+class RecordNotHeldError(ShareAcknowledgeError):
+    """Another member holds the record, or it is finished (acknowledged or archived)."""
+
+
+class LockExpiredError(ShareAcknowledgeError):
+    """The member's lock on the record expired: it is available again, was delivered
+    again (maybe to another member) or archived."""
 
 
 class CorruptionError(LogstoreError):

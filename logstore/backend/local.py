@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from logstore.backend.share_methods import ShareGroupMethods
 from logstore.backend.txn import TransactionRequests, committed_isolation
 from logstore.config import (
     READ_UNCOMMITTED,
@@ -60,7 +61,7 @@ _WAIT_RECHECK_S = 0.05
 least this often anyway (a safety net: a watch that could not be added, say)."""
 
 
-class LocalBackend(TransactionRequests):  # transactions: logstore.backend.txn
+class LocalBackend(ShareGroupMethods, TransactionRequests):
     """The :class:`~logstore.client.backend.Backend` of an embedded store. Thread-safe.
 
     Use :func:`backend_for` (one backend per store); the store must stay open while

@@ -37,6 +37,11 @@ method                     Kafka request
 ``describe_group``         DescribeGroups
 ``list_groups``            ListGroups
 ``delete_group``           DeleteGroups
+``share_join``             ShareGroupHeartbeat (the share group's settings)
+``share_acquire``          ShareFetch (records acquired under a lock; acknowledgements ride on it)
+``share_acknowledge``      ShareAcknowledge
+``describe_share_group``   ShareGroupDescribe
+``list_share_groups``      ListGroups (type share)
 =========================  ==============================================
 
 The group methods are Kafka's classic group protocol: the coordinator knows members,
@@ -414,6 +419,58 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release what the backend holds for its clients (idempotent)."""
+        ...
+
+    # ---- share groups (KIP-932: per-record acknowledgement; logstore.client.share)
+
+    def share_join(
+        self,
+        group: str,
+        *,
+        lock_timeout_ms: int | None = None,
+        max_delivery_attempts: int | None = None,
+        dead_letter_topic: str | None = None,
+        max_record_locks: int | None = None,
+    ) -> dict[str, Any]:
+        """Share group ``group``'s settings (the four keys above), after checking that
+        those asked for (None: "the group's") agree; a new group takes them.
+
+        Raises:
+            ShareGroupConfigError (an InvalidConfigError): a setting differs.
+        """
+        ...
+
+    def share_acquire(
+        self, group: str, member_id: str, topics: Sequence[str], *, max_records: int,
+        wait_ms: int = 0,
+        acks: Sequence[tuple[TopicPartition, int, int, int, str | None, str | None]] = (),
+    ) -> tuple[list[tuple[ConsumerRecord, int]], list[LogstoreError]]:
+        """Apply ``acks`` (as :meth:`share_acknowledge`), then lock up to ``max_records``
+        records of ``topics`` for ``member_id`` for the group's lock timeout (Kafka's
+        ShareFetch). Returns ``(record, delivery_count)`` each (waiting up to ``wait_ms``
+        for some) and the refused acknowledgements' errors."""
+        ...
+
+    def share_acknowledge(
+        self,
+        group: str,
+        member_id: str,
+        acks: Sequence[tuple[TopicPartition, int, int, int, str | None, str | None]],
+    ) -> list[LogstoreError]:
+        """Apply ``(tp, offset, delivery_count, type, error_class, error_message)`` acks
+        (type: 1 accept, 2 release, 3 reject, Kafka's numbers). Returns the refused ones'
+        errors (ShareAcknowledgeError: unknown offset, not held, lock expired); the
+        others are applied."""
+        ...
+
+    def describe_share_group(self, group: str) -> dict[str, Any]:
+        """Settings and per share-partition ``start_offset``, ``end_offset``, counts of
+        ``acquired``/``available``/``acknowledged``/``archived`` records and the
+        ``oldest_lock_deadline_ms`` (JSON-able; ``known`` False: no such group)."""
+        ...
+
+    def list_share_groups(self) -> list[str]:
+        """The share groups."""
         ...
 
 
