@@ -147,6 +147,8 @@ class TransactionCoordinator:
         self._dir = os.path.join(store.path, TXN_DIR)
         self._mutexes: dict[str, threading.RLock] = {}
         self._mutex = threading.Lock()
+        self._txn_of: dict[int, str] = {}
+        """Producer id -> transactional id, as last seen (refreshed on a miss)."""
 
     # ------------------------------------------------------------------ files
 
@@ -214,6 +216,7 @@ class TransactionCoordinator:
                 st.timeout_ms = timeout_ms
             st.state = EMPTY
             self._store_state(st)
+            self._txn_of[st.producer_id] = txn_id
             return st.producer_id, st.epoch
 
     def add_partitions(
@@ -281,10 +284,7 @@ class TransactionCoordinator:
                 self._complete(st)
                 return
             if st.state in _IDLE:
-                done = COMPLETE_COMMIT if commit else COMPLETE_ABORT
-                if st.state not in (EMPTY, done) and st.partitions:
-                    raise self._wrong_state(st, "commit" if commit else "abort")
-                return
+                return  # nothing added since the last end (or a retried end): no-op
             self._decide(st, commit=commit)
             self._complete(st)
 
@@ -343,6 +343,38 @@ class TransactionCoordinator:
                     self._abort_expired_locked(fresh)
                     changed += 1
         return changed
+
+    def verify_append(self, producer_id: int, epoch: int, tp: TopicPartition) -> None:
+        """Before a transactional batch is appended to ``tp``: the producer's transaction
+        must be open, at that epoch, with ``tp`` added (Kafka 4's KIP-890 verification).
+        Without it a producer fenced or done with its transaction could open one in a
+        partition that no coordinator would ever end (a "hanging" transaction holding
+        the LSO back for good).
+
+        Raises:
+            ProducerFencedError, InvalidTxnStateError, InvalidProducerIdMappingError.
+        """
+        txn_id = self._txn_of.get(producer_id)
+        st = self._read(txn_id) if txn_id is not None else None
+        if st is None or st.producer_id != producer_id:
+            self._txn_of = {s.producer_id: s.transactional_id for s in self.states()}
+            txn_id = self._txn_of.get(producer_id)
+            st = self._read(txn_id) if txn_id is not None else None
+        if st is None or txn_id is None:
+            raise InvalidProducerIdMappingError(
+                f"transactional batch of producer id {producer_id} refused: no "
+                f"transactional id has that producer id (call init_transactions() first)"
+            )
+        self._check(st, txn_id, producer_id, epoch)
+        if st.state != ONGOING or not any(
+            t == tp.topic and p == tp.partition for t, _, p in st.partitions
+        ):
+            raise InvalidTxnStateError(
+                f"transactional batch of {txn_id!r} to {tp.topic}-{tp.partition} refused: "
+                f"the partition is not in an open transaction of it (state {st.state}; add "
+                f"it first: AddPartitionsToTxn)",
+                txn_id,
+            )
 
     def last_partitions(self, txn_id: str) -> list[tuple[str, str | None, int]]:
         """The partitions of ``txn_id``'s last (or open) transaction."""

@@ -33,6 +33,7 @@ from logstore.errors import (
 )
 from logstore.groups import GroupCoordinator
 from logstore.groups.state import Liveness
+from logstore.records import decode_header
 from logstore.storage.head import HEAD_NAME
 from logstore.storage.watch import ChangeWatcher
 from logstore.store import Store
@@ -152,6 +153,8 @@ class LocalBackend(ShareGroupMethods, TransactionRequests):
         transactional: bool = False,
     ) -> AppendResult:
         topic = self._incarnation(tp.topic, topic_id)
+        if transactional:
+            self._txns.verify_append(producer_id, producer_epoch, tp)
         try:
             result = topic.partition(tp.partition).append_records(
                 records,
@@ -168,6 +171,9 @@ class LocalBackend(ShareGroupMethods, TransactionRequests):
 
     def append_batch(self, tp: TopicPartition, batch: bytes) -> AppendResult:
         topic = self._store.topic(tp.topic)
+        header = decode_header(batch)
+        if header is not None and header.is_transactional and not header.is_control:
+            self._txns.verify_append(header.producer_id, header.producer_epoch, tp)
         try:
             result = topic.partition(tp.partition).append_batches(batch)
         except TopicNotFoundError as err:

@@ -188,3 +188,25 @@ def test_the_transaction_state_survives_a_reopen(tmp_path: Path) -> None:
         again.commit_transaction()
         assert _values(store, "out") == [b"next"]
         again.close()
+
+
+def test_a_transactional_append_outside_an_open_transaction_is_refused(
+    store: logstore.Store,
+) -> None:
+    backend = backend_for(store)
+    producer_id, epoch = backend.init_producer_id("t8")
+    tp = TopicPartition("out", 0)
+    record = [(T0, b"k", b"v", ())]
+    topic_id = store.topic("out").topic_id
+    with pytest.raises(InvalidTxnStateError, match="not in an open transaction"):
+        backend.append(tp, record, topic_id=topic_id, producer_id=producer_id,
+                       producer_epoch=epoch, base_sequence=0, transactional=True)
+    backend.add_partitions_to_txn("t8", producer_id, epoch, [tp])
+    with pytest.raises(ProducerFencedError):
+        backend.append(tp, record, topic_id=topic_id, producer_id=producer_id,
+                       producer_epoch=epoch - 1, base_sequence=0, transactional=True)
+    backend.append(tp, record, topic_id=topic_id, producer_id=producer_id,
+                   producer_epoch=epoch, base_sequence=0, transactional=True)
+    assert store.topic("out").partition(0).last_stable_offset() == 0  # open
+    backend.end_txn("t8", producer_id, epoch, commit=False)
+    assert _values(store, "out") == []
