@@ -61,7 +61,8 @@ KAFKA_API_VERSIONS = {
 LOGSTORE_API_VERSIONS = {
     0: (0, 8), 1: (4, 11), 2: (1, 5), 3: (0, 6), 8: (2, 7), 9: (1, 5), 10: (0, 2), 11: (0, 5),
     12: (0, 3), 13: (0, 3), 14: (0, 3), 15: (0, 4), 16: (0, 2), 18: (0, 2), 19: (2, 4),
-    20: (1, 3), 22: (0, 1), 32: (1, 3), 37: (0, 1), 42: (0, 1),
+    20: (1, 3), 22: (0, 1), 24: (0, 2), 25: (0, 2), 26: (0, 2), 28: (0, 2), 32: (1, 3),
+    37: (0, 1), 42: (0, 1),
 }
 """What ``logstore serve`` (without SASL) advertises: the last non-flexible version of
 each API it implements (Produce from v0, as Kafka 4 does, for librdkafka's codec checks)."""
@@ -89,12 +90,13 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
     "ApiVersions.api_keys": Difference(
         kafka="77 APIs up to their latest versions (KAFKA_API_VERSIONS), flexible ones too",
         logstore=LOGSTORE_API_VERSIONS,
-        why="logstore implements the 20 APIs a producer, a consumer group and topic admin "
-            "need, each up to its last non-flexible version (no tagged fields, compact "
-            "encodings or header v2); clients negotiate down. Missing that clients may "
-            "use: OffsetForLeaderEpoch (23; not asked, since Metadata v6 carries no leader "
-            "epochs), DeleteRecords (21), AlterConfigs/IncrementalAlterConfigs (33, 44), "
-            "DescribeCluster (60), transactions (24-26, 28) and KIP-848 groups (68, 69).",
+        why="logstore implements the 24 APIs a producer (transactional too), a consumer "
+            "group and topic admin need, each up to its last non-flexible version (no "
+            "tagged fields, compact encodings or header v2); clients negotiate down. "
+            "Missing that clients may use: OffsetForLeaderEpoch (23; not asked, since "
+            "Metadata v6 carries no leader epochs), DeleteRecords (21), "
+            "AlterConfigs/IncrementalAlterConfigs (33, 44), DescribeCluster (60), "
+            "DescribeTransactions/ListTransactions (65, 66) and KIP-848 groups (68, 69).",
     ),
     "kafka-python's inferred broker version": Difference(
         kafka="(4, 3): the newest release kafka-python knows, from Kafka 4.4's ApiVersions",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from logstore.server.context import ServerContext
-from logstore.server.handlers import data, groups, meta
+from logstore.server.handlers import data, groups, meta, txn
 from logstore.server.protocol.codec import Obj
 
 Handler = Callable[[ServerContext, int, Obj], Awaitable[Obj | None]]
@@ -31,11 +31,15 @@ HANDLERS: dict[int, Handler] = {
     18: meta.api_versions,
     19: meta.create_topics,
     20: meta.delete_topics,
-    22: meta.init_producer_id,
+    22: txn.init_producer_id,
+    24: txn.add_partitions_to_txn,
+    25: txn.add_offsets_to_txn,
+    26: txn.end_txn,
+    28: txn.txn_offset_commit,
     32: meta.describe_configs,
     37: meta.create_partitions,
     42: groups.delete_groups,
 }
 """Handlers by API key (SASL's 17 and 36 are the connection's own)."""
 
-__all__ = ["HANDLERS", "Handler", "data", "groups", "meta"]
+__all__ = ["HANDLERS", "Handler", "data", "groups", "meta", "txn"]

@@ -4,6 +4,13 @@ Produce appends each partition's RecordBatch bytes as the client sent them (CRC 
 header checked, offsets assigned in place by the log); Fetch answers with the batches as
 they are stored, never re-encoded. A fetch with too little to answer waits for an append
 (:class:`~logstore.server.context.AppendNotices`), not for a timer.
+
+Transactions: a transactional producer's batches (attribute bit 4) are appended as any
+idempotent producer's (the log opens its transaction in the partition); control batches
+(transaction markers) are refused with INVALID_RECORD, since only the transaction
+coordinator writes them. A ``read_committed`` Fetch (isolation level 1) answers up to
+the last stable offset, with the aborted transactions among its batches (the client
+drops their records); ListOffsets' latest offset is then the last stable offset too.
 """
 
 from __future__ import annotations
@@ -11,7 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from logstore.errors import LogstoreError, OffsetOutOfRangeError
+from logstore.config import READ_COMMITTED, READ_UNCOMMITTED
+from logstore.errors import LogstoreError, OffsetOutOfRangeError, ProducerFencedError
 from logstore.server.context import ServerContext
 from logstore.server.protocol.codec import Obj
 from logstore.server.protocol.codes import ErrorCode, code_of
@@ -29,10 +37,6 @@ FALLBACK_POLL_S = 0.05
 
 
 async def produce(ctx: ServerContext, version: int, req: Obj) -> Obj | None:
-    if req["transactional_id"] is not None:
-        log.warning("refusing a transactional produce (transactional.id %r): transactions "
-                    "are not supported", req["transactional_id"])
-        return _produce_refused(req, ErrorCode.INVALID_REQUEST, "transactions are not supported")
     work = [
         (TopicPartition(t["name"], p["index"]), p["records"])
         for t in req["topic_data"]
@@ -66,6 +70,8 @@ def _append_all(ctx: ServerContext, work: list[tuple[TopicPartition, Any]]) -> l
                 start, _ = backend.offset_range(tp)
         except LogstoreError as err:
             code = code_of(err)
+            if isinstance(err, ProducerFencedError):  # Produce's word for it, as Kafka's
+                code = ErrorCode.INVALID_PRODUCER_EPOCH
             level = logging.DEBUG if code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION else logging.INFO
             log.log(level, "produce to %s-%d refused: %s", tp.topic, tp.partition, err)
             out.append(_failed(code, str(err)))
@@ -83,22 +89,6 @@ def _failed(code: ErrorCode, message: str) -> Obj:
     return {"error_code": code, "base_offset": -1, "error_message": message}
 
 
-def _produce_refused(req: Obj, code: ErrorCode, message: str) -> Obj | None:
-    if req["acks"] == 0:
-        return None
-    return {
-        "responses": [
-            {
-                "name": t["name"],
-                "partition_responses": [
-                    {"index": p["index"], **_failed(code, message)} for p in t["partition_data"]
-                ],
-            }
-            for t in req["topic_data"]
-        ],
-    }
-
-
 # --------------------------------------------------------------------------- fetch
 
 
@@ -108,13 +98,14 @@ async def fetch(ctx: ServerContext, version: int, req: Obj) -> Obj:
         for t in req["topics"]
         for p in t["partitions"]
     ]
+    isolation = isolation_of(req)
     max_bytes = min(max(req["max_bytes"], 0) or 0x7FFFFFFF, ctx.config.max_inflight_bytes)
     min_bytes = req["min_bytes"]
     deadline = ctx.loop.time() + max(0, req["max_wait_ms"]) / 1000
     tps = [tp for tp, _, _ in wanted]
     while True:
         seen = ctx.appends.snapshot(tps)
-        answers, size, failed = await ctx.run(_read_all, ctx, wanted, max_bytes)
+        answers, size, failed = await ctx.run(_read_all, ctx, wanted, max_bytes, isolation)
         left = deadline - ctx.loop.time()
         if size >= min_bytes or failed or left <= 0 or not wanted:
             break
@@ -133,36 +124,58 @@ async def fetch(ctx: ServerContext, version: int, req: Obj) -> Obj:
     }
 
 
+def isolation_of(req: Obj) -> str:
+    """The isolation level a Fetch or ListOffsets asks for (1: ``read_committed``; the
+    versions before the field read uncommitted)."""
+    return READ_COMMITTED if req.get("isolation_level") == 1 else READ_UNCOMMITTED
+
+
 def _read_all(
-    ctx: ServerContext, wanted: list[tuple[TopicPartition, int, int]], max_bytes: int
+    ctx: ServerContext,
+    wanted: list[tuple[TopicPartition, int, int]],
+    max_bytes: int,
+    isolation: str = READ_UNCOMMITTED,
 ) -> tuple[list[Obj], int, bool]:
     """Read every partition (in a worker thread): answers in request order, the record
     bytes in all, and whether a partition failed (a fetch with an error answers now)."""
     backend = ctx.backend
+    committed = isolation == READ_COMMITTED
     out: list[Obj] = []
     size = 0
     failed = False
     for tp, offset, partition_max in wanted:
-        answer: Obj = {"partition_index": tp.partition, "aborted_transactions": None}
+        # Kafka answers null aborted transactions to read_uncommitted fetches
+        answer: Obj = {"partition_index": tp.partition,
+                       "aborted_transactions": [] if committed else None}
         try:
             budget = min(partition_max, max_bytes - size)
             if budget <= 0:
                 start, hw = backend.offset_range(tp)
-                answer.update(high_watermark=hw, last_stable_offset=hw, log_start_offset=start,
-                              records=b"")
+                stable = backend.offset_range(tp, isolation)[1] if committed else hw
+                answer.update(high_watermark=hw, last_stable_offset=stable,
+                              log_start_offset=start, records=b"")
             else:
-                found = backend.fetch_batches(tp, offset, budget)
+                found = backend.fetch_batches(tp, offset, budget, isolation)
                 records = found.records
+                aborted = found.aborted
                 if size and len(records) > budget:
-                    records = b""  # only the first partition may exceed the budget
+                    records, aborted = b"", ()  # only the first partition may exceed it
                 size += len(records)
                 answer.update(
                     error_code=0,
                     high_watermark=found.high_watermark,
-                    last_stable_offset=found.high_watermark,  # no transactions: LSO = HW
+                    # read_uncommitted readers do not use the LSO: not looked up for
+                    # them; -1: a backend without transactions (its LSO is the HW)
+                    last_stable_offset=(found.last_stable_offset
+                                        if committed and found.last_stable_offset >= 0
+                                        else found.high_watermark),
                     log_start_offset=found.log_start_offset,
                     records=records,
                 )
+                if committed:
+                    answer["aborted_transactions"] = [
+                        {"producer_id": pid, "first_offset": first} for pid, first in aborted
+                    ]
         except OffsetOutOfRangeError as err:
             failed = True
             answer.update(error_code=ErrorCode.OFFSET_OUT_OF_RANGE,
@@ -186,14 +199,18 @@ async def list_offsets(ctx: ServerContext, version: int, req: Obj) -> Obj:
         for t in req["topics"]
         for p in t["partitions"]
     ]
-    answers = await ctx.run(_list_all, ctx, wanted)
+    answers = await ctx.run(_list_all, ctx, wanted, isolation_of(req))
     topics: dict[str, list[Obj]] = {}
     for (name, _, _), answer in zip(wanted, answers, strict=True):
         topics.setdefault(name, []).append(answer)
     return {"topics": [{"name": name, "partitions": parts} for name, parts in topics.items()]}
 
 
-def _list_all(ctx: ServerContext, wanted: list[tuple[str, int, int]]) -> list[Obj]:
+def _list_all(
+    ctx: ServerContext, wanted: list[tuple[str, int, int]], isolation: str
+) -> list[Obj]:
+    """Answer every partition (in a worker thread); ``read_committed``: the latest
+    offset is the last stable offset."""
     backend = ctx.backend
     out: list[Obj] = []
     for name, partition, timestamp in wanted:
@@ -201,7 +218,7 @@ def _list_all(ctx: ServerContext, wanted: list[tuple[str, int, int]]) -> list[Ob
         answer: Obj = {"partition_index": partition, "timestamp": -1, "offset": -1}
         try:
             if timestamp in (LATEST, EARLIEST):
-                start, end = backend.offset_range(tp)
+                start, end = backend.offset_range(tp, isolation)
                 answer["offset"] = end if timestamp == LATEST else start
             elif timestamp >= 0:
                 found = backend.offset_for_timestamp(tp, timestamp)

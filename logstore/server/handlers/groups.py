@@ -21,6 +21,7 @@ from logstore.errors import (
     LogstoreError,
     TopicNotFoundError,
     UnknownMemberIdError,
+    UnstableOffsetCommitError,
 )
 from logstore.server.context import ServerContext
 from logstore.server.protocol.codec import Obj
@@ -246,6 +247,11 @@ async def offset_fetch(ctx: ServerContext, version: int, req: Obj) -> Obj:
     ]
     try:
         found = await ctx.run(_committed, ctx, group, wanted)
+    except UnstableOffsetCommitError as err:
+        # an open transaction holds offsets of the group: the client asks again later
+        # (Kafka: per partition, v7+ with require_stable; v2+ carry a top-level code too)
+        log.debug("offsets of group %r are unstable: %s", group, err)
+        return _unstable(wanted)
     except LogstoreError as err:
         return {"error_code": code_of(err), "topics": []}
     topics: dict[str, list[Obj]] = {}
@@ -257,6 +263,22 @@ async def offset_fetch(ctx: ServerContext, version: int, req: Obj) -> Obj:
         })
     return {
         "error_code": 0,
+        "topics": [{"name": name, "partitions": parts} for name, parts in topics.items()],
+    }
+
+
+def _unstable(wanted: list[TopicPartition] | None) -> Obj:
+    """OffsetFetch's answer while a transaction holds the group's offsets: every
+    partition asked with UNSTABLE_OFFSET_COMMIT (all of them: the top-level code)."""
+    code = ErrorCode.UNSTABLE_OFFSET_COMMIT
+    topics: dict[str, list[Obj]] = {}
+    for tp in wanted or ():
+        topics.setdefault(tp.topic, []).append({
+            "partition_index": tp.partition, "committed_offset": -1, "metadata": "",
+            "error_code": code,
+        })
+    return {
+        "error_code": code if wanted is None else 0,
         "topics": [{"name": name, "partitions": parts} for name, parts in topics.items()],
     }
 

@@ -1,6 +1,6 @@
-"""ApiVersions, Metadata, FindCoordinator, topic administration, DescribeConfigs and
-InitProducerId: everything about the cluster (of one node) rather than records or
-groups."""
+"""ApiVersions, Metadata, FindCoordinator, topic administration and DescribeConfigs:
+everything about the cluster (of one node) rather than records, groups or transactions
+(InitProducerId is in :mod:`logstore.server.handlers.txn`)."""
 
 from __future__ import annotations
 
@@ -97,10 +97,16 @@ def _auto_create(ctx: ServerContext, name: str) -> TopicMetadata:
         return ctx.backend.topic_metadata(name)
 
 
+KEY_TYPES = (0, 1)
+"""FindCoordinator's key types this node coordinates: groups (0) and transactional ids
+(1); it is every one's coordinator."""
+
+
 async def find_coordinator(ctx: ServerContext, version: int, req: Obj) -> Obj:
-    if req.get("key_type", 0) != 0:
-        return {"error_code": ErrorCode.COORDINATOR_NOT_AVAILABLE, "node_id": -1, "host": "",
-                "port": -1, "error_message": "transactions are not supported"}
+    key_type = req.get("key_type", 0)
+    if key_type not in KEY_TYPES:
+        return {"error_code": ErrorCode.INVALID_REQUEST, "node_id": -1, "host": "",
+                "port": -1, "error_message": f"unknown coordinator key type {key_type}"}
     return {"error_code": 0, "error_message": None, "node_id": ctx.node_id, "host": ctx.host,
             "port": ctx.port}
 
@@ -247,11 +253,3 @@ def _broker_configs(ctx: ServerContext) -> dict[str, str]:
         "group.max.session.timeout.ms": str(c.group_max_session_timeout_ms),
     }
 
-
-async def init_producer_id(ctx: ServerContext, version: int, req: Obj) -> Obj:
-    if req["transactional_id"] is not None:
-        log.warning("refusing InitProducerId for transactional.id %r: transactions are not "
-                    "supported", req["transactional_id"])
-        return {"error_code": ErrorCode.INVALID_REQUEST, "producer_id": -1, "producer_epoch": -1}
-    producer_id, epoch = await ctx.run(ctx.backend.init_producer_id)
-    return {"error_code": 0, "producer_id": producer_id, "producer_epoch": epoch}
