@@ -45,6 +45,7 @@ CompleteAbort      the last transaction aborted (then as Empty)
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import threading
@@ -70,6 +71,8 @@ from logstore.types import GroupMember, TopicPartition
 
 if TYPE_CHECKING:
     from logstore.store import Store
+
+log = logging.getLogger(__name__)
 
 TXN_DIR = "__transactions"
 STATE_KIND = "txn-state"
@@ -284,7 +287,11 @@ class TransactionCoordinator:
                 self._complete(st)
                 return
             if st.state in _IDLE:
-                return  # nothing added since the last end (or a retried end): no-op
+                done = COMPLETE_COMMIT if commit else COMPLETE_ABORT
+                if st.state not in (EMPTY, done):
+                    # (a producer ends a transaction it added nothing to without asking)
+                    raise self._wrong_state(st, "commit" if commit else "abort")
+                return  # a retried end, or nothing ever begun: answered again
             self._decide(st, commit=commit)
             self._complete(st)
 
@@ -327,11 +334,8 @@ class TransactionCoordinator:
         except (FileNotFoundError, StorageError):
             return 0
         changed = 0
-        for name in names:
-            if not name.endswith(".state") or name.startswith("~"):
-                continue
-            st = self._read(group_from_dir_name(name[: -len(".state")]))
-            if st is None or not (st.state in _PREPARED or (
+        for st in self._each_state(names):
+            if not (st.state in _PREPARED or (
                 st.state == ONGOING and self._expired(st)
             )):
                 continue
@@ -387,13 +391,21 @@ class TransactionCoordinator:
             names = self._fs.listdir(self._dir)
         except (FileNotFoundError, StorageError):
             return []
-        out = []
-        for name in sorted(names):
-            if name.endswith(".state") and not name.startswith("~"):
+        return list(self._each_state(sorted(names)))
+
+    def _each_state(self, names: list[str]) -> Iterator[TxnState]:
+        """The states of the state files among ``names``; a damaged one is skipped with
+        an ERROR (one bad file must not stop timeouts or listings of the others)."""
+        for name in names:
+            if not name.endswith(".state") or name.startswith("~"):
+                continue
+            try:
                 st = self._read(group_from_dir_name(name[: -len(".state")]))
-                if st is not None:
-                    out.append(st)
-        return out
+            except CorruptionError as err:
+                log.error("skipping a damaged transaction state: %s", err)
+                continue
+            if st is not None:
+                yield st
 
     # ------------------------------------------------------------------ transitions
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 _UNINITIALIZED = "uninitialized"
 _READY = "ready"
 _IN_TRANSACTION = "in transaction"
+_ENDING = "ending its transaction"
 _FENCED = "fenced"
 
 
@@ -94,6 +95,7 @@ class TransactionalProducer(Producer):
         self._txn_state = _UNINITIALIZED
         self._txn_partitions: set[tuple[str, int]] = set()
         self._txn_error: BaseException | None = None
+        self._offsets_sent = False
         self._txn_lock = threading.Lock()
 
     # ------------------------------------------------------------------ the API
@@ -121,6 +123,7 @@ class TransactionalProducer(Producer):
         with self._txn_lock:
             self._txn_partitions.clear()
             self._txn_error = None
+            self._offsets_sent = False
         self._txn_state = _IN_TRANSACTION
 
     def send(
@@ -163,6 +166,8 @@ class TransactionalProducer(Producer):
         else:
             group = group_metadata.group
             member = group_metadata if group_metadata.generation >= 0 else None
+        with self._txn_lock:
+            self._offsets_sent = True  # (even if refused: the end request then tells)
         self._call(
             self._backend.txn_offset_commit,
             self.transactional_id, self.producer_id, self._producer_epoch, group, chosen,
@@ -179,9 +184,18 @@ class TransactionalProducer(Producer):
             ProducerFencedError: another instance took the transactional id (or the
                 transaction timed out): close this producer.
         """
+        if self._txn_state == _ENDING:  # a commit that failed in its end request: again
+            self._txn_state = _IN_TRANSACTION
         self._require(_IN_TRANSACTION, "commit_transaction()")
-        self.flush()
+        self._txn_state = _ENDING  # from here on send() refuses (its batch would miss)
+        try:
+            self.flush()
+        except BaseException:
+            self._txn_state = _IN_TRANSACTION
+            raise
         error = self._txn_error
+        if error is not None:
+            self._txn_state = _IN_TRANSACTION  # abort it
         if isinstance(error, InvalidProducerEpochError | ProducerFencedError):
             self._txn_state = _FENCED
             if isinstance(error, ProducerFencedError):
@@ -201,7 +215,10 @@ class TransactionalProducer(Producer):
     def abort_transaction(self) -> None:
         """Abort the transaction: its records stay in the log, never seen by
         ``read_committed`` readers; its offsets are not committed."""
+        if self._txn_state == _ENDING:  # a commit that failed in its end request
+            self._txn_state = _IN_TRANSACTION
         self._require(_IN_TRANSACTION, "abort_transaction()")
+        self._txn_state = _ENDING
         self.flush()
         self._end(commit=False)
         if self._txn_error is not None:
@@ -229,6 +246,7 @@ class TransactionalProducer(Producer):
                 _UNINITIALIZED: "call init_transactions() first",
                 _READY: "call begin_transaction() first",
                 _IN_TRANSACTION: "commit or abort the open transaction first",
+                _ENDING: "the transaction is being committed or aborted",
             }[self._txn_state]
             raise InvalidTxnStateError(
                 f"{what} is not allowed now: the producer is {self._txn_state} ({hint})",
@@ -243,10 +261,14 @@ class TransactionalProducer(Producer):
             raise
 
     def _end(self, *, commit: bool) -> None:
-        self._call(
-            self._backend.end_txn,
-            self.transactional_id, self.producer_id, self._producer_epoch, commit=commit,
-        )
+        with self._txn_lock:
+            added = bool(self._txn_partitions) or self._offsets_sent
+        if added:  # (a transaction nothing was added to is the producer's alone: Kafka's
+            # producers send no EndTxn for it either)
+            self._call(
+                self._backend.end_txn,
+                self.transactional_id, self.producer_id, self._producer_epoch, commit=commit,
+            )
         self._txn_state = _READY
 
     def _before_write(self, tp: tuple[str, int]) -> None:

@@ -210,3 +210,39 @@ def test_a_transactional_append_outside_an_open_transaction_is_refused(
     assert store.topic("out").partition(0).last_stable_offset() == 0  # open
     backend.end_txn("t8", producer_id, epoch, commit=False)
     assert _values(store, "out") == []
+
+
+def test_ends_that_contradict_the_last_outcome_are_refused(store: logstore.Store) -> None:
+    backend = backend_for(store)
+    p = TransactionalProducer(store, "t9")
+    p.init_transactions()
+    p.begin_transaction()
+    p.send("out", b"x", partition=0)
+    p.commit_transaction()
+    p.begin_transaction()  # nothing added: the producer ends it without asking
+    p.abort_transaction()
+    backend.end_txn("t9", p.producer_id, p._producer_epoch, commit=True)  # a retry: fine
+    with pytest.raises(InvalidTxnStateError, match="CompleteCommit"):
+        backend.end_txn("t9", p.producer_id, p._producer_epoch, commit=False)
+    p.close()
+
+
+def test_a_damaged_state_file_does_not_stop_the_others(store: logstore.Store) -> None:
+    good = TransactionalProducer(store, "good", transaction_timeout_ms=1)
+    good.init_transactions()
+    good.begin_transaction()
+    good.send("out", b"x", partition=0)
+    good.flush()
+    damaged = TransactionalProducer(store, "damaged")
+    damaged.init_transactions()
+    state = Path(store.path) / "__transactions" / "damaged.state"
+    state.write_bytes(b"garbage")
+    import time
+
+    time.sleep(0.01)
+    coordinator = transactions_for(store)
+    assert coordinator.abort_expired() == 1  # "good" timed out; "damaged" skipped
+    assert [st.transactional_id for st in coordinator.states()] == ["good"]
+    good._txn_state = "ready"
+    good.close()
+    damaged.close()

@@ -208,12 +208,17 @@ class TransactionsMachine(RuleBasedStateMachine):
         self._end(tid, "committed")
         if data.draw(st.booleans()):
             # it was only paused: it resumes and writes on in the transaction it thinks
-            # is still open, to a partition it added (so without adding it again)
-            partition = min(written)
+            # is still open, to a partition it added (so without adding it again), as a
+            # client that does not check its own state would (logstore's producer refuses
+            # sends while it ends a transaction; the store must refuse them anyway)
+            tp = TopicPartition("t", min(written))
             stale = inst.producer
             with pytest.raises(TransactionError):
-                stale.send("t", b"stale", partition=partition)
-                stale.commit_transaction()
+                backend_for(self.store).append(
+                    tp, [(0, b"k", b"stale", ())], topic_id=self.store.topic("t").topic_id,
+                    producer_id=stale.producer_id, producer_epoch=stale._producer_epoch,
+                    base_sequence=1000, transactional=True,
+                )
         self.instances.pop(tid)  # gone (its object is never used again)
 
     @precondition(lambda self: self.zombies)
