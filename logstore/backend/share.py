@@ -382,6 +382,7 @@ class ShareCoordinator:
                     out += self._read_redelivered(plog, tp, st, again)
                 room = min(st.room(settings), max_records - len(out))
                 if room > 0:
+                    seen_end = plog.log_end_offset  # (read_records reads at least this far)
                     try:
                         new = plog.read_records(
                             st.end_offset, room, record_type=ConsumerRecord,
@@ -392,6 +393,10 @@ class ShareCoordinator:
                             plog.log_start_offset
                         )
                         new = []
+                    if not new:
+                        # only control batches (transaction markers) or a compacted
+                        # stretch up to the end: nothing to hand out there, ever
+                        st.pass_empty(seen_end)
                     if new:
                         got = st.acquire_new(
                             [r.offset for r in new], new[-1].offset + 1, member, now, settings
@@ -453,29 +458,48 @@ class ShareCoordinator:
             if found is None:
                 continue  # the log no longer holds it
             target = settings.dead_letter_topic or dead_letter_topic(tp.topic)
-            if not store.has_topic(target):
-                store.create_topic(
-                    target, store.topic(tp.topic).config.partitions, exist_ok=True
+            source = store.topic(tp.topic).config
+            try:
+                if not store.has_topic(target):
+                    store.create_topic(  # (any record of the source fits it)
+                        target, source.partitions, exist_ok=True,
+                        max_message_bytes=source.max_message_bytes,
+                    )
+                self._dead_letter(group, target, tp, archived, found, now)
+            except LogstoreError as err:
+                # Not raised: the group's every change would fail on it for good. The
+                # record stays archived, and in its source log at its offset.
+                log.error(
+                    "share group %r: cannot dead-letter %s-%d offset %d to %r (%s): it is "
+                    "archived without a dead letter; it is still in %s-%d at that offset",
+                    group, tp.topic, tp.partition, archived.offset, target, err, tp.topic,
+                    tp.partition,
                 )
-            topic = store.topic(target)
-            partition = tp.partition % topic.config.partitions
-            headers = [*found.headers, *(
-                (name, value.encode()) for name, value in (
-                    (DLQ_ORIGINAL_TOPIC, tp.topic),
-                    (DLQ_ORIGINAL_PARTITION, str(tp.partition)),
-                    (DLQ_ORIGINAL_OFFSET, str(archived.offset)),
-                    (DLQ_ORIGINAL_TIMESTAMP, str(found.timestamp)),
-                    (DLQ_ERROR_CLASS, archived.error_class),
-                    (DLQ_ERROR_MESSAGE, archived.error_message),
-                    (DLQ_ATTEMPTS, str(archived.delivery_count)),
-                )
-            )]
-            topic.partition(partition).append_records([(now, found.key, found.value, headers)])
-            log.info("share group %r: %s-%d offset %d dead-lettered to %s-%d after %d "
-                     "deliveries", group, tp.topic, tp.partition, archived.offset, target,
-                     partition, archived.delivery_count)
-            if self._on_append is not None:
-                self._on_append(TopicPartition(target, partition))
+
+    def _dead_letter(
+        self, group: str, target: str, tp: TopicPartition, archived: Archived,
+        found: ConsumerRecord, now: int,
+    ) -> None:
+        """Append one dead letter (the topic exists)."""
+        topic = self._store.topic(target)
+        partition = tp.partition % topic.config.partitions
+        headers = [*found.headers, *(
+            (name, value.encode()) for name, value in (
+                (DLQ_ORIGINAL_TOPIC, tp.topic),
+                (DLQ_ORIGINAL_PARTITION, str(tp.partition)),
+                (DLQ_ORIGINAL_OFFSET, str(archived.offset)),
+                (DLQ_ORIGINAL_TIMESTAMP, str(found.timestamp)),
+                (DLQ_ERROR_CLASS, archived.error_class),
+                (DLQ_ERROR_MESSAGE, archived.error_message),
+                (DLQ_ATTEMPTS, str(archived.delivery_count)),
+            )
+        )]
+        topic.partition(partition).append_records([(now, found.key, found.value, headers)])
+        log.info("share group %r: %s-%d offset %d dead-lettered to %s-%d after %d "
+                 "deliveries", group, tp.topic, tp.partition, archived.offset, target,
+                 partition, archived.delivery_count)
+        if self._on_append is not None:
+            self._on_append(TopicPartition(target, partition))
 
     def close(self) -> None:
         with self._lock:

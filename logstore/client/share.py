@@ -210,8 +210,9 @@ class ShareConsumer:
                 acknowledged already.
         """
         self._check_open()
+        kind = AcknowledgeType(type)  # (checked before the record leaves ``held``)
         key = (TopicPartition(record.topic, record.partition), record.offset)
-        held = self._delivered.pop(key, None)
+        held = self._delivered.get(key)
         if held is None or held.delivery_count != record.delivery_count:
             raise ShareConsumerStateError(
                 f"share consumer {self.member_id!r}: {record.topic}-{record.partition} "
@@ -226,7 +227,8 @@ class ShareConsumer:
             error_class, message = "Error", error
         else:
             error_class = message = None
-        self._acks[key] = (held, AcknowledgeType(type), error_class, message)
+        del self._delivered[key]
+        self._acks[key] = (held, kind, error_class, message)
 
     def commit(self) -> list[LogstoreError]:
         """Send the pending acknowledgements now (in implicit mode, the records of the

@@ -313,6 +313,14 @@ class SharePartitionState:
         self.end_offset = max(self.end_offset, next_end)
         return out
 
+    def pass_empty(self, next_end: int) -> None:
+        """Offsets up to ``next_end`` hold no record to hand out (control batches, a
+        compacted stretch): move the end offset, and the start over them if nothing
+        unfinished is before."""
+        if next_end > self.end_offset:
+            self.end_offset = next_end
+            self._advance()
+
     def acknowledge(
         self, group: str, topic: str, partition: int, member: str, offset: int,
         delivery_count: int, ack: AckType, error: tuple[str, str] | None, now_ms: int,

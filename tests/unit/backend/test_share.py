@@ -307,3 +307,38 @@ def test_share_state_log_is_compacted_and_reads_the_same_after(
     with logstore.open(path, clock=clock) as s, closing(ShareCoordinator(s, clock)) as c:
         assert c.describe("g") == before
         assert acquire(c, "g", "m2", ["jobs"], 5) == []
+
+
+def test_share_a_dead_letter_that_cannot_be_written_does_not_stop_the_group(
+    coord: ShareCoordinator, jobs: logstore.Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    jobs.create_topic("jobs.dlq", 1, max_message_bytes=64)  # too small for the letter
+    acquire(coord, "g", "m1", ["jobs"], 1)
+    with caplog.at_level("ERROR", logger="logstore.backend.share"):
+        assert coord.acknowledge("g", "m1", [(TP, 0, 1, REJECT, "KeyError", "no")]) == []
+    assert "cannot dead-letter jobs-0 offset 0" in caplog.text
+    assert offsets(acquire(coord, "g", "m1", ["jobs"], 2)) == [(1, 1), (2, 1)]  # goes on
+    assert coord.describe("g")["partitions"][0]["start_offset"] == 1  # 0 is archived
+
+
+def test_share_a_partition_ending_in_transaction_markers_is_passed_over(
+    store: logstore.Store, clock: FakeClock
+) -> None:
+    store.create_topic("tx", 1)
+    producer = logstore.TransactionalProducer(store, "share-tx")
+    producer.init_transactions()
+    for commit in (True, False):
+        producer.begin_transaction()
+        producer.send("tx", b"v", key=b"k")
+        producer.commit_transaction() if commit else producer.abort_transaction()
+    producer.close()
+    assert store.topic("tx").partition(0).log_end_offset == 4  # 2 records, 2 markers
+    with closing(ShareCoordinator(store, clock)) as c:
+        got, _ = c.acquire("g", "m", ["tx"], max_records=10)
+        tp = TopicPartition("tx", 0)
+        acks = [(tp, r.offset, n, ACCEPT, None, None) for r, n in got]
+        assert c.acknowledge("g", "m", acks) == []
+        c.acquire("g", "m", ["tx"], max_records=10)
+        p = c.describe("g")["partitions"][0]
+        assert (p["start_offset"], p["end_offset"]) == (4, 4)  # past the trailing marker
+        assert not c._may_acquire("g", [tp])  # idle: no change to make
