@@ -13,10 +13,13 @@ message ids were processed, so the repeat is recognised::
         consumer.commit()
 
 **Where the marks live: SQLite** (a file the caller names, e.g. beside the store's data
-directory), rather than a compacted topic keyed by id. Three reasons: (1) checking and
-marking is one ``INSERT OR IGNORE`` under SQLite's write lock, so two processes racing on
-one id cannot both see it as new, where a topic would need every process to replay the
-whole topic into memory and still race between check and append; (2) a side effect that
+directory), rather than a compacted topic keyed by id. Three reasons: (1) with ``conn``,
+checking and marking is one ``INSERT OR IGNORE`` under SQLite's write lock, so two
+processes racing on one id cannot both see it as new (without ``conn`` the check comes
+before the side effect and the mark after it: two processes handling the same id at the
+same moment, say a member still working on a partition the group just gave to another,
+may both see it as new), where a topic would need every process to replay the whole
+topic into memory and still race between check and append; (2) a side effect that
 is itself a SQLite write can share the mark's transaction (:meth:`ProcessedKeys.once`
 with ``conn``), which closes the crash window completely; (3) the bound (expiry and
 size) is one indexed ``DELETE``, with no cleaner to wait for.
@@ -170,7 +173,9 @@ class ProcessedKeys:
         the block marks nothing. With ``conn`` (from :meth:`connect`), the mark is written
         at once in ``conn``'s transaction, which commits when the block ends (so the side
         effect's writes on ``conn`` and the mark commit together) or rolls back if it
-        raises; a second process on the same id waits for that transaction.
+        raises; a second process waits for that transaction (SQLite's write lock covers
+        the whole database, whatever the id: keep such blocks short). Only the ``conn``
+        form keeps two processes handling the same id at once from both seeing it as new.
         """
         self._check_open()
         if conn is None:

@@ -34,15 +34,19 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import TYPE_CHECKING, NamedTuple, Self
 
 from logstore.client.backend import Backend, resolve_backend
+from logstore.client.batches import RecordFuture
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
 from logstore.errors import (
     CommitFailedError,
     InvalidConfigError,
+    LogFailedError,
     LogstoreError,
+    StorageError,
     StoreClosedError,
 )
 from logstore.patterns.replies import (
@@ -72,6 +76,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_MS = 30_000
 _POLL_SLICE_MS = 50  # the reply reader looks at its deadlines at least this often
+_BACKSTOP_S = 5.0  # request() stops waiting this long after its deadline, whatever happens
 
 Handler = Callable[[ConsumerRecord], "bytes | tuple[bytes | None, HeadersArg] | None"]
 """A responder's handler: the reply's value, or ``(value, headers)``."""
@@ -183,9 +188,19 @@ class Requester:
             RemoteHandlerError: the responder's handler raised.
             TopicNotFoundError, InvalidRecordError: the request could not be sent.
         """
-        return self.request_async(
+        timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
+        future = self.request_async(
             topic, value, key=key, headers=headers, timeout_ms=timeout_ms
-        ).result()
+        )
+        try:  # the reader thread times requests out; this is only a backstop
+            return future.result(timeout_ms / 1000 + _BACKSTOP_S)
+        except FutureTimeoutError:
+            if self._finish(future.correlation_id, error=RequestTimeoutError(
+                future.correlation_id, topic, timeout_ms
+            )):
+                log.error("requester %s: the reply reader did not time out request %s; "
+                          "timed out by the caller", self.reply_topic, future.correlation_id)
+            return future.result(0)
 
     def request_async(
         self,
@@ -262,12 +277,20 @@ class Requester:
                 self._fail_all(err)
                 self._closed.wait(0.1)
                 continue
+            except Exception:  # never let the reader die: requests would wait forever
+                log.exception("requester %s: reading replies failed", self.reply_topic)
+                self._closed.wait(0.1)
+                self._expire()
+                continue
             for record in records:
                 cid = header_text(record, CORRELATION_ID)
                 if cid is None or not self._finish(cid, reply=record):
                     self.dropped += 1
                     if self.on_dropped is not None:
-                        self.on_dropped(record)
+                        try:
+                            self.on_dropped(record)
+                        except Exception:
+                            log.exception("requester %s: on_dropped raised", self.reply_topic)
             self._expire()
 
     def _wait_ms(self) -> int:
@@ -367,7 +390,7 @@ class Responder:
         """Answer the requests one poll returns (waiting up to ``timeout_ms``), then
         commit; returns how many were answered."""
         records = self._consumer.poll(timeout_ms=timeout_ms)
-        sent = []  # the replies' futures
+        sent: list[tuple[ConsumerRecord, RecordFuture]] = []  # the replies in flight
         for record in records:
             cid = header_text(record, CORRELATION_ID)
             reply_topic = header_text(record, REPLY_TOPIC)
@@ -382,23 +405,35 @@ class Responder:
             value, headers = self._answer(record)
             headers.append((CORRELATION_ID, cid.encode()))
             try:
-                sent.append(self._producer.send(
+                sent.append((record, self._producer.send(
                     reply_topic, value, key=cid.encode(), headers=headers,
                     partition=None if partition is None else int(partition),
-                ))
+                )))
             except (LogstoreError, ValueError) as err:  # e.g. the requester is gone
                 log.warning("responder %s: reply to %s failed: %s", self.group, reply_topic, err)
-        for future in sent:
+        # A reply that failed to be written for a reason that may pass (a failed write)
+        # is answered again: its request is read again, nothing from it on is committed.
+        # One that cannot be written (its requester's topic is gone) is dropped.
+        again: dict[TopicPartition, int] = {}
+        answered = 0
+        for record, future in sent:
             error = future.exception()
-            if error is not None:
-                log.warning("responder %s: a reply was not written: %s", self.group, error)
+            if error is None:
+                answered += 1
+                continue
+            log.warning("responder %s: a reply was not written: %s", self.group, error)
+            tp = TopicPartition(record.topic, record.partition)
+            if isinstance(error, StorageError | LogFailedError) and tp not in again:
+                again[tp] = record.offset
         if records:
+            for tp, offset in again.items():
+                self._consumer.seek(tp, offset)
             try:
                 self._consumer.commit()
             except CommitFailedError as err:  # moved in a rebalance: the new owner repeats
                 log.info("responder %s: commit refused: %s", self.group, err)
-        self.handled += len(sent)
-        return len(sent)
+        self.handled += answered
+        return answered
 
     def _answer(self, record: ConsumerRecord) -> tuple[bytes | None, list[Header]]:
         try:

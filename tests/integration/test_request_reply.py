@@ -239,3 +239,22 @@ def test_request_reply_bad_reply_partition_is_refused(store: logstore.Store) -> 
     store.create_topic("replies", partitions=2)
     with pytest.raises(InvalidConfigError, match="reply_partition=5"):
         Requester(store, reply_topic="replies", reply_partition=5)
+
+
+def test_request_reply_a_raising_on_dropped_does_not_stop_the_reply_reader(
+    store: logstore.Store,
+) -> None:
+    called = threading.Event()
+
+    def on_dropped(record: ConsumerRecord) -> None:
+        called.set()
+        raise RuntimeError("a bug in the application's callback")
+
+    with Responder(store, "rpc", "svc", echo).start(), Requester(
+        store, on_dropped=on_dropped
+    ) as requester, store.producer() as producer:
+        producer.send(requester.reply_topic, b"stray", headers={CORRELATION_ID: b"f" * 32})
+        producer.flush()
+        assert called.wait(10)
+        reply = requester.request("rpc", b"still here", timeout_ms=10_000)
+        assert reply.value == b"STILL HERE"
