@@ -267,6 +267,11 @@ class Consumer(ConsumerCore):
     def resume(self, *tps: TopicPartition) -> None:
         self._paused.difference_update(TopicPartition(*tp) for tp in tps)
 
+    def paused(self) -> list[TopicPartition]:
+        """The partitions :meth:`pause` paused and :meth:`resume` did not resume yet
+        (Kafka's ``paused()``)."""
+        return sorted(self._paused)
+
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:

@@ -191,9 +191,10 @@ class PriorityConsumer:
             if level is None or self._level_of[tp.topic] == level
         })  # go on after what was handed out (the level's buffer is empty)
         consumer = self.consumer
+        already = set(consumer.paused())  # the application's own pauses stay
         others = [
             tp for tp in consumer.assignment()
-            if level is not None and self._level_of[tp.topic] != level
+            if level is not None and self._level_of[tp.topic] != level and tp not in already
         ]
         consumer.pause(*others)
         try:

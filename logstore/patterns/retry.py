@@ -233,9 +233,11 @@ class RetryingConsumer:
             for record in records:
                 firsts.setdefault(TopicPartition(record.topic, record.partition), record.offset)
             for tp, offset in firsts.items():
-                if tp not in self._paused:
-                    with contextlib.suppress(LogstoreError):
-                        self._consumer.seek(tp, offset)
+                # a paused partition too: its head was sought to a record not due yet, but
+                # an earlier record of this poll may have failed to reach its retry topic
+                # (it stays paused, so that record waits for the head's due time at most)
+                with contextlib.suppress(LogstoreError):
+                    self._consumer.seek(tp, offset)
             raise
         return stats
 

@@ -236,4 +236,7 @@ def test_pause_inside_the_loop_stops_that_partition_at_once(
                 consumer.pause(paused)
         assert [g for g in got if g[0] == paused.partition] == [got[0]]
         assert consumer.position(paused) == got[0][1] + 1
+        assert consumer.paused() == [paused]
+        consumer.resume(paused)
+        assert consumer.paused() == []
         assert len(got) == 1 + 1200  # all of the other partition
