@@ -124,6 +124,7 @@ class ShareCoordinator:
             raise
         self._lock = threading.RLock()
         self._flocks: dict[str, LockFile] = {}
+        self._mutexes: dict[str, threading.Lock] = {}
         self._settings: dict[str, ShareSettings] = {}
         self._partitions: dict[StateKey, SharePartitionState] = {}
         self._applied = self._log.log_start_offset
@@ -134,15 +135,21 @@ class ShareCoordinator:
 
     @contextlib.contextmanager
     def _locked(self, group: str) -> Iterator[None]:
+        """Hold ``group``'s lock: its thread mutex, then its file lock (waited for
+        without holding the coordinator's own lock, so a group another process holds
+        stalls only its own members), then the coordinator's lock for the change."""
         with self._lock:
+            mutex = self._mutexes.setdefault(group, threading.Lock())
             flock = self._flocks.get(group)
             if flock is None:
                 path = os.path.join(self._locks_dir, group_dir_name(group) + ".lock")
                 flock = self._flocks[group] = self._store.fs.lock_file(path)
+        with mutex:
             flock.acquire()
             try:
-                self._catch_up()
-                yield
+                with self._lock:
+                    self._catch_up()
+                    yield
             finally:
                 flock.release()
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Self
 
@@ -60,6 +61,9 @@ log = logging.getLogger(__name__)
 AcknowledgementMode = Literal["implicit", "explicit"]
 DEFAULT_MAX_RECORDS = 500  # Kafka's max.poll.records
 
+
+_FAILED_KEPT = 1000
+"""How many refused acknowledgements a consumer keeps for the application to read."""
 
 class AcknowledgeType(enum.IntEnum):
     """How a record is acknowledged (Kafka's ``AcknowledgeType``, wire numbers)."""
@@ -156,7 +160,9 @@ class ShareConsumer:
             self._backend.topic_metadata(topic)  # TopicNotFoundError now, not at poll
         self._delivered: dict[_Key, ShareRecord] = {}
         self._acks: dict[_Key, tuple[ShareRecord, AcknowledgeType, str | None, str | None]] = {}
-        self.failed_acknowledgements: list[LogstoreError] = []
+        self.failed_acknowledgements: deque[LogstoreError] = deque(maxlen=_FAILED_KEPT)
+        """The last refusals of acknowledgements a poll sent (the newest
+        :data:`_FAILED_KEPT`; clear it once read)."""
         """Acknowledgements a ``poll()`` sent that were refused (the application may
         read and clear it)."""
         self._closed = False
@@ -187,7 +193,7 @@ class ShareConsumer:
             wait_ms=timeout_ms, acks=acks,
         )
         self._acks.clear()  # only once sent: a failed request (StorageError) keeps them
-        self.failed_acknowledgements += self._refused(errors)
+        self.failed_acknowledgements.extend(self._refused(errors))
         records = [ShareRecord(*record, count) for record, count in got]
         for record in records:
             self._delivered[(TopicPartition(record.topic, record.partition), record.offset)] = (
