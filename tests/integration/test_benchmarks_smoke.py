@@ -51,3 +51,14 @@ def test_compaction_benchmark_quick_run_completes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| compaction | cleaner pass 1: throughput (bytes in / s) |" in proc.stdout
     assert (tmp_path / "out.json").exists()
+
+
+def test_transactions_benchmark_quick_run_completes() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_transactions.py"), "--quick"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("at-least-once, poll of 100", "exactly-once, poll of 1000",
+                 "read the exactly-once output, read_committed"):
+        assert f"| {name} |" in proc.stdout, name
