@@ -7,7 +7,8 @@ import json
 
 import click
 
-from logstore.transactions import ONGOING, TxnState, transactions_for
+from logstore.groups.txn_state import ONGOING, TxnState
+from logstore.transactions import transactions_for
 
 from .common import format_time, table, user_errors
 from .datadir import open_store

@@ -44,7 +44,6 @@ CompleteAbort      the last transaction aborted (then as Empty)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -52,7 +51,6 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from logstore.errors import (
@@ -66,6 +64,18 @@ from logstore.errors import (
     UnstableOffsetCommitError,
 )
 from logstore.groups.files import group_dir_name, group_from_dir_name
+from logstore.groups.txn_state import (
+    COMPLETE_ABORT,
+    COMPLETE_COMMIT,
+    EMPTY,
+    IDLE,
+    ONGOING,
+    PREPARE_ABORT,
+    PREPARE_COMMIT,
+    PREPARED,
+    OffsetRow,
+    TxnState,
+)
 from logstore.storage import statefile
 from logstore.types import GroupMember, TopicPartition
 
@@ -81,60 +91,7 @@ MAX_TRANSACTION_TIMEOUT_MS = 900_000
 MAX_EPOCH = 32_766
 """Past this epoch the id gets a new producer id at epoch 0 (Kafka's rule: int16)."""
 
-EMPTY = "Empty"
-ONGOING = "Ongoing"
-PREPARE_COMMIT = "PrepareCommit"
-PREPARE_ABORT = "PrepareAbort"
-COMPLETE_COMMIT = "CompleteCommit"
-COMPLETE_ABORT = "CompleteAbort"
-_IDLE = (EMPTY, COMPLETE_COMMIT, COMPLETE_ABORT)
-_PREPARED = (PREPARE_COMMIT, PREPARE_ABORT)
-
 MemberCheck = Callable[[GroupMember], None]
-OffsetRow = tuple[str, "str | None", int, int, str]
-"""``(topic, topic id, partition, offset, metadata)``: one offset a transaction commits."""
-
-
-@dataclass
-class TxnState:
-    """One transactional id's state (see the module docstring)."""
-
-    transactional_id: str
-    producer_id: int
-    epoch: int
-    timeout_ms: int
-    state: str = EMPTY
-    partitions: list[tuple[str, str | None, int]] = field(default_factory=list)
-    """``(topic, topic id, partition)`` the open transaction wrote or may write to."""
-    offsets: dict[str, list[OffsetRow]] = field(default_factory=dict)
-    """Per group: ``(topic, topic id, partition, offset, metadata)`` to commit."""
-    started_ms: int = 0
-    updated_ms: int = 0
-
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode("utf-8")
-
-    @classmethod
-    def from_json(cls, payload: bytes, path: str) -> TxnState:
-        try:
-            data = json.loads(payload)
-            st = cls(**data)
-            st.partitions = [(t, i, int(p)) for t, i, p in st.partitions]
-            st.offsets = {
-                g: [(t, i, int(p), int(o), str(m)) for t, i, p, o, m in rows]
-                for g, rows in st.offsets.items()
-            }
-            if st.state not in (*_IDLE, ONGOING, *_PREPARED):
-                raise ValueError(f"unknown state {st.state!r}")
-            return st
-        except (ValueError, TypeError) as err:
-            raise CorruptionError(
-                f"transaction state {path} is damaged: {err} (delete it to forget the "
-                f"transactional id; its open transaction, if any, then times out nowhere: "
-                f"check `logstore transactions list`)",
-                path,
-                0,
-            ) from err
 
 
 class TransactionCoordinator:
@@ -169,13 +126,20 @@ class TransactionCoordinator:
         with self._mutex:
             mutex = self._mutexes.setdefault(txn_id, threading.RLock())
         with mutex:
-            self._fs.mkdir(self._dir, exist_ok=True)
+            self._make_dir(self._dir)
             lock = self._fs.lock_file(self._path(txn_id, ".lock"))
             try:
                 lock.acquire()
                 yield self._read(txn_id)
             finally:
                 lock.close()
+
+    def _make_dir(self, path: str) -> None:
+        """Create directory ``path`` if missing, durably: fsynced into its parent (else a
+        power cut could drop it, and every state or entry in it)."""
+        if not self._fs.dir_exists(path):
+            self._fs.mkdir(path, exist_ok=True)
+            self._fs.fsync_dir(os.path.dirname(path) or ".")
 
     def _read(self, txn_id: str) -> TxnState | None:
         path = self._path(txn_id, ".state")
@@ -209,7 +173,7 @@ class TransactionCoordinator:
             if st is None:
                 st = TxnState(txn_id, secrets.randbits(63), 0, timeout_ms)
             else:
-                if st.state in _PREPARED:
+                if st.state in PREPARED:
                     self._complete(st)
                 if st.state == ONGOING:
                     st.epoch += 1  # (<= 32767) the abort's markers fence the old instance
@@ -261,8 +225,8 @@ class TransactionCoordinator:
             self._open(st)
             pending = self._pending_dir(group)
             if not self._fs.dir_exists(pending):
-                self._fs.mkdir(os.path.dirname(pending), exist_ok=True)
-                self._fs.mkdir(pending, exist_ok=True)
+                self._make_dir(os.path.dirname(pending))
+                self._make_dir(pending)
             marker = os.path.join(pending, group_dir_name(txn_id))
             if not self._fs.exists(marker):
                 with self._fs.open(marker, create=True):
@@ -281,12 +245,12 @@ class TransactionCoordinator:
         answered again; ending no transaction is a no-op, as Kafka's empty commit)."""
         with self._locked(txn_id) as found:
             st = self._check(found, txn_id, producer_id, epoch)
-            if st.state in _PREPARED:
+            if st.state in PREPARED:
                 if (st.state == PREPARE_COMMIT) != commit:
                     raise self._wrong_state(st, "commit" if commit else "abort")
                 self._complete(st)
                 return
-            if st.state in _IDLE:
+            if st.state in IDLE:
                 done = COMPLETE_COMMIT if commit else COMPLETE_ABORT
                 if st.state not in (EMPTY, done):
                     # (a producer ends a transaction it added nothing to without asking)
@@ -322,7 +286,7 @@ class TransactionCoordinator:
                             txn_id,
                         )
                     self._abort_expired_locked(st)
-                elif st is not None and st.state in _PREPARED:
+                elif st is not None and st.state in PREPARED:
                     self._complete(st)
                 self._unlink(os.path.join(pending, name))
 
@@ -335,12 +299,12 @@ class TransactionCoordinator:
             return 0
         changed = 0
         for st in self._each_state(names):
-            if not (st.state in _PREPARED or (
+            if not (st.state in PREPARED or (
                 st.state == ONGOING and self._expired(st)
             )):
                 continue
             with self._locked(st.transactional_id) as fresh:
-                if fresh is not None and fresh.state in _PREPARED:
+                if fresh is not None and fresh.state in PREPARED:
                     self._complete(fresh)
                     changed += 1
                 elif fresh is not None and fresh.state == ONGOING and self._expired(fresh):
@@ -428,7 +392,7 @@ class TransactionCoordinator:
         return st
 
     def _open(self, st: TxnState) -> None:
-        if st.state in _PREPARED:
+        if st.state in PREPARED:
             self._complete(st)
         if st.state != ONGOING:
             st.state, st.partitions, st.offsets = ONGOING, [], {}

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from logstore.backend.share_dlq import write_dead_letters
 from logstore.config import DEFAULT_DELETE_RETENTION_MS, TopicConfig
 from logstore.errors import (
     LogstoreError,
@@ -48,16 +49,6 @@ from logstore.groups.share_state import (
     decode_key,
     partition_key,
     settings_key,
-)
-from logstore.headers import (
-    DLQ_ATTEMPTS,
-    DLQ_ERROR_CLASS,
-    DLQ_ERROR_MESSAGE,
-    DLQ_ORIGINAL_OFFSET,
-    DLQ_ORIGINAL_PARTITION,
-    DLQ_ORIGINAL_TIMESTAMP,
-    DLQ_ORIGINAL_TOPIC,
-    dead_letter_topic,
 )
 from logstore.storage.files import LockFile
 from logstore.storage.log import PartitionLog
@@ -409,7 +400,10 @@ class ShareCoordinator:
                             [r.offset for r in new], new[-1].offset + 1, member, now, settings
                         )
                         out += [(r, a.delivery_count) for r, a in zip(new, got, strict=True)]
-            self._dead_letters(group, settings, dead)
+            write_dead_letters(
+                self._store, group, settings, dead, self._clock.now_ms(), self._on_append,
+                lambda plog, tp, offset: self._read_offsets(plog, tp, [offset]).get(offset),
+            )
             changed = {(group, tp.topic, tp.partition): st for tp, st in states.items()
                        if st != self._partitions.get((group, tp.topic, tp.partition))}
             self._write([(partition_key(*key), st.encode()) for key, st in changed.items()],
@@ -449,64 +443,6 @@ class ShareCoordinator:
             while i < len(offsets) and offsets[i] <= last:
                 i += 1
         return found
-
-    # ------------------------------------------------------------------ dead letters
-
-    def _dead_letters(
-        self, group: str, settings: ShareSettings, dead: list[tuple[TopicPartition, Archived]]
-    ) -> None:
-        """Append the archived records to their dead-letter topic (before the state that
-        archived them: a crash in between writes them again, never loses them)."""
-        store = self._store
-        now = self._clock.now_ms()
-        for tp, archived in dead:
-            plog = store.topic(tp.topic).partition(tp.partition)
-            found = self._read_offsets(plog, tp, [archived.offset]).get(archived.offset)
-            if found is None:
-                continue  # the log no longer holds it
-            target = settings.dead_letter_topic or dead_letter_topic(tp.topic)
-            source = store.topic(tp.topic).config
-            try:
-                if not store.has_topic(target):
-                    store.create_topic(  # (any record of the source fits it)
-                        target, source.partitions, exist_ok=True,
-                        max_message_bytes=source.max_message_bytes,
-                    )
-                self._dead_letter(group, target, tp, archived, found, now)
-            except LogstoreError as err:
-                # Not raised: the group's every change would fail on it for good. The
-                # record stays archived, and in its source log at its offset.
-                log.error(
-                    "share group %r: cannot dead-letter %s-%d offset %d to %r (%s): it is "
-                    "archived without a dead letter; it is still in %s-%d at that offset",
-                    group, tp.topic, tp.partition, archived.offset, target, err, tp.topic,
-                    tp.partition,
-                )
-
-    def _dead_letter(
-        self, group: str, target: str, tp: TopicPartition, archived: Archived,
-        found: ConsumerRecord, now: int,
-    ) -> None:
-        """Append one dead letter (the topic exists)."""
-        topic = self._store.topic(target)
-        partition = tp.partition % topic.config.partitions
-        headers = [*found.headers, *(
-            (name, value.encode()) for name, value in (
-                (DLQ_ORIGINAL_TOPIC, tp.topic),
-                (DLQ_ORIGINAL_PARTITION, str(tp.partition)),
-                (DLQ_ORIGINAL_OFFSET, str(archived.offset)),
-                (DLQ_ORIGINAL_TIMESTAMP, str(found.timestamp)),
-                (DLQ_ERROR_CLASS, archived.error_class),
-                (DLQ_ERROR_MESSAGE, archived.error_message),
-                (DLQ_ATTEMPTS, str(archived.delivery_count)),
-            )
-        )]
-        topic.partition(partition).append_records([(now, found.key, found.value, headers)])
-        log.info("share group %r: %s-%d offset %d dead-lettered to %s-%d after %d "
-                 "deliveries", group, tp.topic, tp.partition, archived.offset, target,
-                 partition, archived.delivery_count)
-        if self._on_append is not None:
-            self._on_append(TopicPartition(target, partition))
 
     def close(self) -> None:
         with self._lock:
