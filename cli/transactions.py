@@ -16,7 +16,13 @@ from .datadir import open_store
 
 @click.group("transactions")
 def transactions() -> None:
-    """Transactional producers' state: which transactions are open, decided or done."""
+    """Transactional producers' state: which transactions are open, decided or done.
+
+    \b
+    Examples:
+      logstore transactions list
+      logstore transactions abort-expired
+    """
 
 
 @transactions.command("list")
@@ -63,7 +69,13 @@ def list_transactions(data_dir: str, as_json: bool) -> None:
 def abort_expired(data_dir: str) -> None:
     """Abort the transactions open past their timeout and finish the decided ones whose
     process died, now (the maintenance thread of every writable process does it every
-    15 s)."""
+    15 s).
+
+    \b
+    Examples:
+      logstore transactions abort-expired
+      logstore --data-dir /var/lib/app/events transactions abort-expired
+    """
     with open_store(data_dir, maintenance=False) as store:
         ended = transactions_for(store).abort_expired()
     click.echo(f"{ended} transaction(s) ended")

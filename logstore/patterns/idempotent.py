@@ -39,6 +39,11 @@ back), so the next delivery tries again.
 message replayed after its mark expired is processed again: choose ``ttl_ms`` longer than
 the longest replay you expect (a ``reset_offsets`` to a week ago needs more than a week).
 
+**Outside the I/O seam.** The marks file is SQLite's: SQLite reads and writes it
+itself, not through :mod:`logstore.storage.files`, so the fault-injection tests of the
+store do not cover it (SQLite's own are the reference). It lives where the caller names
+it, not in a store's directory.
+
 Message ids: :func:`record_id` takes a header the producer set (a business id, the same
 on a re-send), else ``topic/partition/offset`` (the same on a redelivery, but not for a
 record produced twice, nor after the topic is deleted and created again).
@@ -155,7 +160,8 @@ class ProcessedKeys:
 
     def _check_same_database(self, conn: sqlite3.Connection) -> None:
         files = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
-        if not files or os.path.realpath(files[0]) != os.path.realpath(self.filename):
+        # (names compared as written, made absolute: no file system call here)
+        if not files or os.path.abspath(files[0]) != os.path.abspath(self.filename):
             raise InvalidConfigError(
                 f"once(id, conn): conn is on {files[0] if files else '?'!r}, not on "
                 f"{self.filename!r}: open it with keys.connect() so the side effect and "
