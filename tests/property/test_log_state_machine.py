@@ -374,6 +374,7 @@ class LogMachine(RuleBasedStateMachine):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@pytest.mark.slow  # (the codecs' twin tests hold the two codecs to the same bytes)
 def test_partition_log_matches_list_model(tmp_path):
     counter = itertools.count()
     run_state_machine_as_test(

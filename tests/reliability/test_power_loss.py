@@ -60,7 +60,7 @@ from tests.reliability.crashfs import (
 from tests.reliability.limits import time_limit
 
 CI = os.environ.get("CI") == "true"
-STATE_BUDGET = 3000 if CI else 1000
+STATE_BUDGET = 2000 if CI else 1000
 """Distinct crash states checked per workload (a seeded sample when there are more)."""
 OPEN_TIMEOUT_S = 5.0
 SEED = 20_240_517

@@ -140,17 +140,19 @@ def commit_many(scratch: Path, commits: int, per_commit: int, keys: int) -> str:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.soak  # 45 s; the default run holds the bound with the two below
 def test_a_million_commits_of_one_partition_stay_under_the_bound(scratch: Path) -> None:
     print(commit_many(scratch, 1_000_000, 1, 1))
 
 
+@pytest.mark.slow  # (a storage bound: the pure-Python codec pass leaves it out)
 def test_a_million_records_in_commits_of_50_partitions_stay_under_the_bound(
     scratch: Path,
 ) -> None:
     print(commit_many(scratch, 20_000, 50, 50))
 
 
+@pytest.mark.slow  # (a storage bound: the pure-Python codec pass leaves it out)
 def test_many_live_offsets_in_small_segments_stay_under_the_bound(
     scratch: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -984,6 +984,7 @@ def test_partition_log_flush_interval_fsyncs_at_most_every_flush_ms(tmp_path: Pa
     log.close()
 
 
+@pytest.mark.slow  # 10 s of timing, the same on either codec: not in the pure-Python pass
 def test_partition_log_flush_interval_syncs_off_the_append_path(tmp_path: Path) -> None:
     """An append returns before its fsync: the flusher thread makes it, and the recovery
     point follows once it is done."""
