@@ -94,7 +94,11 @@ def test_slow_loris_is_cut_off_and_does_not_slow_others(tmp_path: Path) -> None:
         try:
             assert max(_ok(server) for _ in range(5)) < 1.0
             slow.settimeout(10)
-            assert slow.recv(1) == b""  # closed after request_timeout_ms
+            try:  # closed after request_timeout_ms
+                closed = slow.recv(1) == b""
+            except ConnectionResetError:
+                closed = True  # a trickled byte met the closed socket: the kernel sent RST
+            assert closed
         finally:
             stop.set()
             feeder.join()
