@@ -62,7 +62,7 @@ SETTINGS = settings(
     settings.default,
     # up to 80 steps of real file I/O each, with cleaner passes that rewrite segments:
     # about 0.2 s an example (fsync is skipped, see CrashFS): ~30 s here, ~45 s on CI
-    max_examples=200 if CI else 150,
+    max_examples=150,
     stateful_step_count=80,
     deadline=None,
     # "explain" replays a failing run many times over: minutes of file I/O for little gain

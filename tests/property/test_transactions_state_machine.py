@@ -307,7 +307,7 @@ def test_transactions_against_the_model() -> None:
     run_state_machine_as_test(
         TransactionsMachine,
         settings=settings(
-            max_examples=60 if CI else 25,
+            max_examples=40 if CI else 25,
             stateful_step_count=50,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -83,7 +83,7 @@ from tests.reliability.test_power_loss import (
 )
 
 CI = os.environ.get("CI") == "true"
-STATE_BUDGET = 1000 if CI else 600
+STATE_BUDGET = 600
 """Distinct crash states checked (a seeded sample past it): about 20 s with CI=true."""
 TOPIC = "out"
 INPUT = TopicPartition("in", 0)
