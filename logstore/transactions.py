@@ -193,10 +193,10 @@ class TransactionCoordinator:
         to ``tps``; durable before the producer writes there."""
         with self._locked(txn_id) as found:
             st = self._check(found, txn_id, producer_id, epoch)
-            self._open(st)
+            opened = self._open(st)
             known = {(t, p) for t, _, p in st.partitions}
             new = [tp for tp in tps if (tp.topic, tp.partition) not in known]
-            if not new and st.state == ONGOING and st.updated_ms:
+            if not new and not opened:
                 return
             for tp in new:
                 topic_id = self._store.topic(tp.topic).topic_id  # TopicNotFoundError
@@ -240,24 +240,27 @@ class TransactionCoordinator:
             st.offsets[group] = sorted(rows.values())
             self._store_state(st)
 
-    def end_transaction(self, txn_id: str, producer_id: int, epoch: int, *, commit: bool) -> None:
+    def end_transaction(
+        self, txn_id: str, producer_id: int, epoch: int, *, commit: bool
+    ) -> list[TopicPartition]:
         """EndTxn: commit or abort the open transaction (a retry of the same end is
-        answered again; ending no transaction is a no-op, as Kafka's empty commit)."""
+        answered again; ending no transaction is a no-op, as Kafka's empty commit).
+        Returns the partitions the transaction's markers went to."""
         with self._locked(txn_id) as found:
             st = self._check(found, txn_id, producer_id, epoch)
-            if st.state in PREPARED:
-                if (st.state == PREPARE_COMMIT) != commit:
-                    raise self._wrong_state(st, "commit" if commit else "abort")
-                self._complete(st)
-                return
             if st.state in IDLE:
                 done = COMPLETE_COMMIT if commit else COMPLETE_ABORT
                 if st.state not in (EMPTY, done):
                     # (a producer ends a transaction it added nothing to without asking)
                     raise self._wrong_state(st, "commit" if commit else "abort")
-                return  # a retried end, or nothing ever begun: answered again
-            self._decide(st, commit=commit)
+                return []  # a retried end, or nothing ever begun: answered again
+            if st.state in PREPARED:
+                if (st.state == PREPARE_COMMIT) != commit:
+                    raise self._wrong_state(st, "commit" if commit else "abort")
+            else:
+                self._decide(st, commit=commit)
             self._complete(st)
+            return [TopicPartition(t, p) for t, _, p in st.partitions]
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -344,11 +347,6 @@ class TransactionCoordinator:
                 txn_id,
             )
 
-    def last_partitions(self, txn_id: str) -> list[tuple[str, str | None, int]]:
-        """The partitions of ``txn_id``'s last (or open) transaction."""
-        st = self._read(txn_id)
-        return [] if st is None else list(st.partitions)
-
     def states(self) -> list[TxnState]:
         """Every transactional id's state (``logstore transactions list``)."""
         try:
@@ -391,13 +389,16 @@ class TransactionCoordinator:
             )
         return st
 
-    def _open(self, st: TxnState) -> None:
+    def _open(self, st: TxnState) -> bool:
+        """Open a transaction unless one is (finishing a decided one first); returns
+        whether it opened one (not stored yet)."""
         if st.state in PREPARED:
             self._complete(st)
-        if st.state != ONGOING:
-            st.state, st.partitions, st.offsets = ONGOING, [], {}
-            st.started_ms = self._now()
-            st.updated_ms = 0
+        if st.state == ONGOING:
+            return False
+        st.state, st.partitions, st.offsets = ONGOING, [], {}
+        st.started_ms = self._now()
+        return True
 
     def _bump(self, st: TxnState) -> None:
         """A new epoch for a new instance (an open transaction's epochs are at most

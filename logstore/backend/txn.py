@@ -82,6 +82,8 @@ class TransactionRequests:
     def end_txn(
         self, transactional_id: str, producer_id: int, producer_epoch: int, *, commit: bool
     ) -> None:
-        self._txns.end_transaction(transactional_id, producer_id, producer_epoch, commit=commit)
-        for topic, _, partition in self._txns.last_partitions(transactional_id):
-            self._appended(TopicPartition(topic, partition))  # the markers move the LSO
+        ended = self._txns.end_transaction(
+            transactional_id, producer_id, producer_epoch, commit=commit
+        )
+        for tp in ended:
+            self._appended(tp)  # the markers move the LSO: wake the fetches waiting there

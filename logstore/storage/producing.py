@@ -82,19 +82,26 @@ class ProducerTracking(LogReads):
     def _producers_at_end(self) -> ProducerState:
         """The producer state, covering every batch below the log end: loaded or caught
         up with other processes' appends first (the writer lock is held)."""
-        state = self._producer_state
-        end = self.log_end_offset
+        state = self._caught_up(self._producer_state, self.log_end_offset)
+        if state.log_start_offset != self.log_start_offset:
+            state.truncate_head(self.log_start_offset)
+        self._producer_state = state
+        return state
+
+    def _caught_up(
+        self, state: ProducerState | None, end: int, *, reader: bool = False
+    ) -> ProducerState:
+        """``state`` (None: none yet) brought up to ``end``: the batches since replayed,
+        or, when it is missing, out of the log's range or more than a snapshot interval
+        behind, loaded anew (:meth:`_load_producers`)."""
         if (
             state is None
             or not self._segments[0].base_offset <= state.end_offset <= end
             or end - state.end_offset > SNAPSHOT_INTERVAL_BATCHES
         ):
-            state = self._load_producers(state, end)
-        elif state.end_offset < end:
+            return self._load_producers(state, end, reader=reader)
+        if state.end_offset < end:
             self._replay_producers(state, end)
-        if state.log_start_offset != self.log_start_offset:
-            state.truncate_head(self.log_start_offset)
-        self._producer_state = state
         return state
 
     def _load_producers(

@@ -34,7 +34,7 @@ from logstore.records import scan
 from logstore.records.control import ControlType, control_type
 from logstore.storage.batches import walk_batches
 from logstore.storage.producers import ProducerState
-from logstore.storage.producing import SNAPSHOT_INTERVAL_BATCHES, ProducerTracking
+from logstore.storage.producing import ProducerTracking
 from logstore.storage.reads import _decode_in, _end_of
 from logstore.types import BatchHeader, FetchResult, Record
 
@@ -131,17 +131,7 @@ class StableReads(ProducerTracking):
         state = self._producer_state
         if state is not None and state.end_offset == end:
             return state
-        view = self._txn_view
-        first_base = self._segments[0].base_offset
-        if (
-            view is None
-            or not first_base <= view.end_offset <= end
-            or end - view.end_offset > SNAPSHOT_INTERVAL_BATCHES
-        ):
-            view = self._load_producers(view, end, reader=True)
-        elif view.end_offset < end:
-            self._replay_producers(view, end)
-        self._txn_view = view
+        self._txn_view = view = self._caught_up(self._txn_view, end, reader=True)
         return view
 
     def read_committed(
