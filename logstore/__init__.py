@@ -19,9 +19,11 @@ from logstore.client.share import (
     ShareRecord,
 )
 from logstore.client.transactions import TransactionalProducer
+from logstore.cluster import KafkaStore
 from logstore.config import TopicConfig
 from logstore.embedded import Store, open
 from logstore.errors import (
+    ClusterError,
     CommitFailedError,
     CorruptIndexError,
     CorruptionError,
@@ -64,6 +66,7 @@ from logstore.errors import (
     UnknownMemberIdError,
     UnknownShareRecordError,
     UnstableOffsetCommitError,
+    UnsupportedOperationError,
 )
 from logstore.storage.compaction import CompactionState, CompactionStats
 from logstore.storage.files import FileSystem
@@ -89,6 +92,7 @@ __all__ = [
     "AppendResult",
     "AsyncConsumer",
     "AsyncProducer",
+    "ClusterError",
     "CommitFailedError",
     "CompactionState",
     "CompactionStats",
@@ -111,6 +115,7 @@ __all__ = [
     "InvalidRecordError",
     "InvalidTopicError",
     "InvalidTxnStateError",
+    "KafkaStore",
     "LockExpiredError",
     "LogFailedError",
     "LogstoreError",
@@ -158,6 +163,7 @@ __all__ = [
     "UnknownMemberIdError",
     "UnknownShareRecordError",
     "UnstableOffsetCommitError",
+    "UnsupportedOperationError",
     "__version__",
     "open",
     "verify_store",

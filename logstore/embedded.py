@@ -16,6 +16,7 @@ from logstore import store as _storage
 from logstore.client import admin
 from logstore.client.consumer import Consumer
 from logstore.client.producer import Producer
+from logstore.cluster import KafkaStore
 from logstore.config import DEFAULT_MAX_PARTITIONS
 from logstore.maintenance import Maintenance
 from logstore.storage.files import DEFAULT_FS, FileSystem
@@ -78,6 +79,12 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
     """Open the store in directory ``path``. Other processes (and other Store objects)
     may open it too, unless ``exclusive``.
 
+    A ``kafka://host:port[,host:port...][?setting=value&...]`` address instead of a
+    directory opens a Kafka cluster: a :class:`~logstore.cluster.KafkaStore` with the
+    same producers, consumers, topic and group calls (the storage-level calls of a
+    directory are not there; only ``clock`` applies). Type checkers see a Store here:
+    annotate such a call's result as KafkaStore (or call ``KafkaStore(url)``).
+
     Args:
         path: the store's directory. A missing one is made (unless ``create`` is False);
             a missing or empty one becomes a store (``store.json`` is written).
@@ -103,6 +110,8 @@ def open(  # mirrors sqlite3.connect and lmdb.open: the package's entry point
         StoreLockedError: ``exclusive`` conflicts with another open ``Store``.
         ReadOnlyStoreError: (later) a write on a store opened ``read_only``.
     """
+    if isinstance(path, str) and path.startswith("kafka://"):
+        return KafkaStore(path, clock=clock)  # type: ignore[return-value]  # see above
     store = Store(
         path,
         create=create,

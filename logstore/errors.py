@@ -197,6 +197,23 @@ class LogFailedError(LogstoreError):
     """
 
 
+class ClusterError(StorageError):
+    """A request to a Kafka cluster failed: no broker answered in time, or one answered
+    with an error logstore has no more precise type for. ``code`` is Kafka's (librdkafka's)
+    error name, e.g. ``"_TRANSPORT"`` or ``"NOT_LEADER_OR_FOLLOWER"``. A producer retries
+    it, as it retries a failed write to a local store."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnsupportedOperationError(LogstoreError):
+    """What was asked cannot be done on this backend: a local-only tool (``inspect``,
+    ``verify``) on a Kafka cluster, or a feature one backend lacks (the message names the
+    alternative)."""
+
+
 class GroupError(LogstoreError):
     """A consumer-group request the coordinator refused. ``kafka_code`` is Kafka's error
     code for it (the wire server answers with it)."""

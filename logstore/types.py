@@ -130,6 +130,10 @@ class AppendResult(NamedTuple):
     log_start_offset: int = -1
     """The partition's log start offset as the append left it (-1: not known), which
     Kafka's Produce answer carries."""
+    offsets: Sequence[int] | None = None
+    """Each record's offset when they are not ``base_offset, base_offset + 1, ...``
+    (a Kafka cluster's producer may send one append in several requests, between other
+    producers' records); None: contiguous."""
 
 
 class FetchResult(NamedTuple):

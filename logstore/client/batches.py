@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from logstore.errors import LogstoreError
@@ -55,9 +55,8 @@ class RecordFuture(tuple[Any, int]):
                 raise TimeoutError(f"record not written within {timeout} s")
         if batch.error is not None:
             raise batch.error
-        assert batch.base_offset is not None  # set with event when no error
         ts = batch.records[index][0]
-        return RecordMetadata(batch.topic, batch.partition, batch.base_offset + index, ts)
+        return RecordMetadata(batch.topic, batch.partition, batch.offset_of(index), ts)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
@@ -90,6 +89,7 @@ class ProducerBatch(BatchBuilder):  # type: ignore[misc]  # the compiled or the 
         "created",
         "error",
         "event",
+        "offsets",
         "partition",
         "producer",
         "topic",
@@ -106,7 +106,15 @@ class ProducerBatch(BatchBuilder):  # type: ignore[misc]  # the compiled or the 
         self.event = threading.Event()
         self.error: BaseException | None = None
         self.base_offset: int | None = None
+        self.offsets: Sequence[int] | None = None  # when not contiguous (AppendResult's)
         self.callbacks: list[tuple[int, Callable[..., Any]]] = []
+
+    def offset_of(self, index: int) -> int:
+        """The offset the record at ``index`` was written at (once written)."""
+        if self.offsets is not None:
+            return self.offsets[index]
+        assert self.base_offset is not None  # set with the event when there is no error
+        return self.base_offset + index
 
     def run_callbacks(self) -> None:
         with self.producer._lock:
@@ -116,8 +124,7 @@ class ProducerBatch(BatchBuilder):  # type: ignore[misc]  # the compiled or the 
                 if self.error is not None:
                     fn(None, self.error)
                 else:
-                    assert self.base_offset is not None
-                    offset, ts = self.base_offset + index, self.records[index][0]
+                    offset, ts = self.offset_of(index), self.records[index][0]
                     fn(RecordMetadata(self.topic, self.partition, offset, ts), None)
             except Exception:
                 log.exception("a producer callback for %s-%d raised", self.topic, self.partition)

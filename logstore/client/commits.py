@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 
 from logstore.client.backend import Backend
-from logstore.client.membership import Membership
+from logstore.client.membership import GroupMembership
 from logstore.errors import (
     CommitFailedError,
     FencedInstanceIdError,
@@ -23,7 +23,7 @@ def commit_offsets(
     backend: Backend,
     group: str,
     chosen: Mapping[TopicPartition, tuple[int, str]],
-    membership: Membership | None,
+    membership: GroupMembership | None,
     fenced: Fenced,
 ) -> None:
     """Commit ``chosen`` for ``group``; as ``membership``'s member if there is one (the

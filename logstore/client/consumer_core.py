@@ -19,7 +19,7 @@ from logstore.client.backend import Backend, resolve_backend
 from logstore.client.commits import commit_offsets
 from logstore.client.fetcher import Fetcher
 from logstore.client.handout import Handout
-from logstore.client.membership import Membership
+from logstore.client.membership import GroupMembership, membership_for
 from logstore.client.positions import OFFSET_RESETS, StartingPoints
 from logstore.client.producer import DEFAULT_METADATA_MAX_AGE_MS
 from logstore.client.topics import Change, TopicView
@@ -126,7 +126,7 @@ class ConsumerCore:
         self._paused: set[TopicPartition] = set()
         self._closed = False
         self._last_commit = time.monotonic()
-        self._membership: Membership | None = None
+        self._membership: GroupMembership | None = None
         self.metadata_max_age_ms = metadata_max_age_ms
         self._topics = TopicView(self._backend, metadata_max_age_ms)
         self._starts = StartingPoints(
@@ -202,7 +202,7 @@ class ConsumerCore:
             self._on_change(name, self._topics.note(topic))
         self._subscription = names
         if self._membership is None:
-            self._membership = Membership(
+            self._membership = membership_for(
                 self._backend,
                 self.group_id,
                 self._member_id,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from logstore.client.assignors import ASSIGNORS
 from logstore.client.backend import Backend
@@ -60,6 +60,46 @@ PROTOCOL_TYPE = "consumer"
 Callback = Callable[[list[TopicPartition]], object]
 Phase = Literal["unjoined", "joining", "syncing", "stable", "fenced"]
 FENCING_ERRORS = (IllegalGenerationError, UnknownMemberIdError, FencedInstanceIdError)
+
+
+class GroupMembership(Protocol):
+    """What a consumer needs of its group membership: :class:`Membership` (the classic
+    protocol through the backend seam), or what a backend that runs membership itself
+    offers through ``managed_membership`` (:class:`~logstore.backend.kafka_groups.
+    KafkaMembership`: librdkafka's). The methods are :class:`Membership`'s."""
+
+    group: str
+
+    @property
+    def member_id(self) -> str: ...
+    @property
+    def assignment(self) -> list[TopicPartition]: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def member(self) -> GroupMember | None: ...
+    @property
+    def rebalancing(self) -> bool: ...
+    def subscribe(self, topics: list[str]) -> None: ...
+    def request_rejoin(self) -> None: ...
+    def poll(
+        self, *, on_revoke: Callback, on_assign: Callback, on_lost: Callback,
+        wait_ms: int = 0,
+    ) -> None: ...
+    def leave(self, *, on_revoke: Callback) -> None: ...
+    def catch_up(self) -> bool: ...
+    def transient(self, error: GroupError) -> bool: ...
+    def lose(self, error: GroupError, *, on_lost: Callback) -> None: ...
+
+
+def membership_for(backend: Backend, group: str, member_id: str, **options: Any) -> GroupMembership:
+    """The membership of a new member of ``group``: the backend's own if it runs group
+    membership itself (it has ``managed_membership``: a Kafka cluster's librdkafka),
+    else :class:`Membership` over the backend's group requests."""
+    managed = getattr(backend, "managed_membership", None)
+    if managed is not None:
+        return managed(group, member_id, **options)  # type: ignore[no-any-return]
+    return Membership(backend, group, member_id, **options)
 
 
 def assign_cooperatively(

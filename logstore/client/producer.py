@@ -351,7 +351,7 @@ class Producer:
                         count, batch.topic, batch.partition,
                     )
                     time.sleep(self.retry_backoff_ms / 1000)
-            batch.base_offset = result.base_offset
+            batch.base_offset, batch.offsets = result.base_offset, result.offsets
         except TopicNotFoundError as err:
             with self._lock:  # the next send() looks the topic up again
                 cached = self._topics.get(batch.topic)

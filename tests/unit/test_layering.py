@@ -7,8 +7,8 @@ below it, never from one above:
 rank  layer       packages and modules
 ====  ==========  ====================================================================
 0     base        ``logstore.errors``, ``logstore.types``, ``logstore.config``,
-                  ``logstore.partitioner``, ``logstore.headers`` (importable by every
-                  layer)
+                  ``logstore.partitioner``, ``logstore.headers``,
+                  ``logstore.kafka_configs`` (importable by every layer)
 1     records     ``logstore.records`` (the RecordBatch v2 codec)
 2     storage     ``logstore.storage`` (segments, partition logs, files)
 3     topics      ``logstore.topic``, ``logstore.metadata``, ``logstore.groups``
@@ -18,7 +18,8 @@ rank  layer       packages and modules
 6     client      ``logstore.client`` (producer, consumer, admin, the Backend Protocol)
 7     patterns    ``logstore.patterns`` (retries, request-reply, priorities: clients only)
 8     server      ``logstore.server`` (the Kafka wire-protocol server)
-9     facade      ``logstore`` (``logstore/__init__.py``), ``logstore.embedded``
+9     facade      ``logstore`` (``logstore/__init__.py``), ``logstore.embedded``,
+                  ``logstore.cluster``
 10    cli         ``logstore_cli`` (``cli/``)
 ====  ==========  ====================================================================
 
@@ -69,7 +70,7 @@ CLI_PACKAGE = "logstore_cli"  # cli/ is installed under this name (pyproject.tom
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", (
         "logstore.errors", "logstore.types", "logstore.config", "logstore.partitioner",
-        "logstore.headers",
+        "logstore.headers", "logstore.kafka_configs",
     )),
     ("records", ("logstore.records",)),
     ("storage", ("logstore.storage",)),
@@ -82,7 +83,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("client", ("logstore.client",)),
     ("patterns", ("logstore.patterns",)),
     ("server", ("logstore.server",)),
-    ("facade", ("logstore", "logstore.embedded")),
+    ("facade", ("logstore", "logstore.embedded", "logstore.cluster")),
     ("cli", (CLI_PACKAGE,)),
 ]
 """Layers lowest first: ``(name, module prefixes)``. To add a store-level module, add its

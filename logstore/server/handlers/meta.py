@@ -13,11 +13,11 @@ from logstore.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
+from logstore.kafka_configs import describe, to_topic_config
 from logstore.server.context import ServerContext
 from logstore.server.protocol.apis import supported_versions
 from logstore.server.protocol.codec import Obj
 from logstore.server.protocol.codes import ErrorCode, code_of
-from logstore.server.topic_configs import describe, to_topic_config
 from logstore.types import TopicMetadata
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,9 @@ Kafka value is what logstore does anyway (``compression.type=producer``,
 other value of them, and any unknown name, is refused (Kafka's INVALID_CONFIG) rather
 than silently ignored.
 
-No I/O happens here.
+The wire server uses both directions (CreateTopics, DescribeConfigs); the Kafka-cluster
+backend too, the other way round (:func:`to_kafka` for the topics it creates,
+:func:`to_topic_config` for the settings a topic has). No I/O happens here.
 """
 
 from __future__ import annotations
@@ -145,4 +147,34 @@ def describe(config: TopicConfig) -> list[ConfigEntry]:
     out.append(ConfigEntry(PARTITIONER, config.partitioner, False,
                            config.partitioner == default.partitioner))
     out += [ConfigEntry(name, value, True, True) for name, value in FIXED.items()]
+    return out
+
+
+def to_kafka(fields: Mapping[str, Any]) -> dict[str, str]:
+    """Kafka's names and values for :class:`TopicConfig` ``fields`` (the inverse of
+    :func:`to_topic_config`), for creating a topic on a Kafka cluster. ``partitioner``
+    is left out: Kafka has no such topic setting (the caller decides).
+
+    Raises:
+        InvalidConfigError: an unknown field or a bad value (the message names it).
+    """
+    config = TopicConfig().replace(**fields)  # validates: the message names the field
+    names = {field: kafka for kafka, field in _INTS.items()}
+    out: dict[str, str] = {}
+    for field in fields:
+        if field in names:
+            out[names[field]] = str(getattr(config, field))
+        elif field == "cleanup_policy":
+            out["cleanup.policy"] = config.cleanup_policy
+        elif field == "min_cleanable_dirty_ratio":
+            out[DIRTY_RATIO] = str(config.min_cleanable_dirty_ratio)
+        elif field in ("flush", "flush_ms"):
+            messages = "1" if config.flush == "always" else str(LONG_MAX)
+            ms = str(config.flush_ms) if config.flush == "interval" else str(LONG_MAX)
+            out.update({"flush.messages": messages, "flush.ms": ms})
+        elif field not in ("partitioner", "partitions"):
+            raise InvalidConfigError(
+                f"topic config {field!r} has no Kafka name (it cannot be set on a Kafka "
+                f"cluster)"
+            )
     return out
