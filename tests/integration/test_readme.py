@@ -10,8 +10,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import logstore
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -107,3 +110,26 @@ def test_dev_runs_the_logstore_command() -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("logstore, version")
+
+
+@pytest.mark.kafka
+def test_the_kafka_cluster_recipe_runs_on_a_real_broker(tmp_path: Path, kafka_broker: Any) -> None:
+    """The chapter "Outgrowing one machine" defines ``on_a_cluster(bootstrap)``: call it on
+    the session's broker (its topic and group are the recipe's own; they are deleted after)."""
+    [block] = [b for b in _python_blocks() if "def on_a_cluster(" in b]
+    script = block + f"\non_a_cluster({kafka_broker.bootstrap!r})\n"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", script], check=False, cwd=tmp_path, capture_output=True,
+            text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[-1] == "0"  # the group's lag after its commit
+        assert any(line.endswith("b'{\"id\": 1}'") for line in lines[:-1])
+    finally:
+        with logstore.KafkaStore(f"kafka://{kafka_broker.bootstrap}") as cluster:
+            for group in ("billing",):
+                cluster.delete_group(group)
+            if cluster.has_topic("orders"):
+                cluster.delete_topic("orders")
