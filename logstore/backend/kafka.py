@@ -96,6 +96,7 @@ in the address keeps an embedded store's layout (a topic mirrored from one, say)
 DEFAULT_TIMEOUT_MS = 30_000
 _MAX_FETCH_SESSIONS = 32
 _SESSION_IDLE_S = 60.0
+_APPEND_METADATA_TTL_S = 1.0
 _CATCH_UP_S = 1.0
 """How long a fetch that does not wait may still wait for records the partition has but
 librdkafka has not fetched yet (its first fetch after an assign or a seek)."""
@@ -215,6 +216,7 @@ class KafkaBackend:
         self._members: dict[str, KafkaMembership] = {}
         self._producer_ids = itertools.count(1)
         self._appended: dict[tuple[TopicPartition, int], tuple[int, int, AppendResult]] = {}
+        self._append_meta: dict[str, tuple[float, TopicMetadata]] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -433,7 +435,11 @@ class KafkaBackend:
                 done = self._appended.get((tp, producer_id))
             if done is not None and done[0] == base_sequence and done[1] == len(records):
                 return done[2]
-        meta = self.topic_metadata(tp.topic)
+        meta = self._append_metadata(tp.topic)
+        if (topic_id is not None and meta.topic_id != topic_id) or not (
+            0 <= tp.partition < meta.partitions
+        ):
+            meta = self._append_metadata(tp.topic, fresh=True)  # it may have just changed
         if topic_id is not None and meta.topic_id != topic_id:
             raise TopicNotFoundError(
                 f"topic {tp.topic!r} was deleted and created again since the records were "
@@ -449,6 +455,20 @@ class KafkaBackend:
             with self._lock:
                 self._appended[(tp, producer_id)] = (base_sequence, len(records), result)
         return result
+
+    def _append_metadata(self, topic: str, *, fresh: bool = False) -> TopicMetadata:
+        """Topic ``topic``'s metadata for checking an append, asked at most every
+        :data:`_APPEND_METADATA_TTL_S` (two admin requests per batch would halve a
+        producer's throughput), and again before an append is refused."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._append_meta.get(topic)
+        if cached is not None and not fresh and now - cached[0] < _APPEND_METADATA_TTL_S:
+            return cached[1]
+        meta = self.topic_metadata(topic)
+        with self._lock:
+            self._append_meta[topic] = (now, meta)
+        return meta
 
     def _send(
         self, tp: TopicPartition, records: Sequence[Record], meta: TopicMetadata
