@@ -96,6 +96,11 @@ in the address keeps an embedded store's layout (a topic mirrored from one, say)
 DEFAULT_TIMEOUT_MS = 30_000
 _MAX_FETCH_SESSIONS = 32
 _SESSION_IDLE_S = 60.0
+_UNASKED_S = 30.0
+"""A fetch session stops reading a partition nobody asked it for in this long."""
+_BUFFERED_MAX = 20_000
+"""A fetch session pauses a partition with this many records read ahead and not asked
+for (a reader paused it, or reads others first), resuming it at half."""
 _APPEND_METADATA_TTL_S = 1.0
 _CATCH_UP_S = 1.0
 """How long a fetch that does not wait may still wait for records the partition has but
@@ -537,20 +542,21 @@ class KafkaBackend:
             session.release()
 
     def _session(self, positions: Mapping[TopicPartition, int], isolation: str) -> _FetchSession:
-        """A free fetch session, preferably the one that read these partitions last and
-        left off where ``positions`` start."""
+        """A free fetch session for ``positions``: the one that left off there (a reader
+        goes on), else one that reads none of these partitions (they are added to it),
+        else a new one; at the most sessions, the least recently used is re-aimed."""
         wanted = frozenset(positions)
         with self._lock:
             self._check_open()
             free = [s for s in self._sessions if not s.busy and s.isolation == isolation]
             best = next((s for s in free if s.continues(positions)), None)
-            best = best or next((s for s in free if s.assigned == wanted), None)
-            best = best or (free[0] if free else None)
-            if best is None:
-                if len(self._sessions) >= _MAX_FETCH_SESSIONS:
-                    self._drop_idle_locked()
+            best = best or next((s for s in free if not s.assigned & wanted), None)
+            if best is None and (len(self._sessions) < _MAX_FETCH_SESSIONS or not free):
+                self._drop_idle_locked()
                 best = _FetchSession(self, isolation)
                 self._sessions.append(best)
+            if best is None:
+                best = min(free, key=lambda s: s.last_used)
             best.busy = True
             return best
 
@@ -867,12 +873,19 @@ class _FetchSession:
         self.next: dict[TopicPartition, int] = {}
         self.buffered: dict[TopicPartition, deque[ConsumerRecord | _Failure]] = {}
         self.waited: dict[TopicPartition, tuple[int, int]] = {}
+        self.asked: dict[TopicPartition, float] = {}
+        self.paused: set[TopicPartition] = set()
         self.busy = False
         self.last_used = time.monotonic()
 
     def continues(self, positions: Mapping[TopicPartition, int]) -> bool:
-        return self.assigned == frozenset(positions) and all(
-            self.next.get(tp) == offset for tp, offset in positions.items()
+        """Whether a fetch of ``positions`` goes on where this session left off: every
+        partition asked for is assigned here at the offset it will deliver next (a
+        reader may ask for fewer partitions than before: those it still has records of
+        are left out; their prefetched records stay)."""
+        return all(
+            tp in self.assigned and self.next.get(tp) == offset
+            for tp, offset in positions.items()
         )
 
     def release(self) -> None:
@@ -883,15 +896,27 @@ class _FetchSession:
         with contextlib.suppress(RuntimeError):  # already closed
             self.consumer.close()
 
-    def _reset(self, positions: Mapping[TopicPartition, int]) -> None:
+    def _aim(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Read ``positions`` from the offsets given: partitions new to the session are
+        added, those at another offset re-added there (their prefetched records
+        dropped), the others left as they are; partitions nobody asked for in
+        :data:`_UNASKED_S` are removed."""
         ck = confluent()
-        self.consumer.assign([
-            ck.TopicPartition(tp.topic, tp.partition, offset) for tp, offset in positions.items()
-        ])
-        self.assigned = frozenset(positions)
-        self.next = dict(positions)
-        self.buffered = {}
-        self.waited = {}
+        now = time.monotonic()
+        stale = [tp for tp in self.assigned
+                 if tp not in positions and now - self.asked.get(tp, 0) > _UNASKED_S]
+        moved = [tp for tp, offset in positions.items()
+                 if tp in self.assigned and self.next.get(tp) != offset]
+        for tp in stale + moved:
+            self._forget(tp)
+        add = [tp for tp in positions if tp not in self.assigned]
+        if add:
+            self.consumer.incremental_assign(
+                [ck.TopicPartition(tp.topic, tp.partition, positions[tp]) for tp in add]
+            )
+        self.assigned = self.assigned | frozenset(add)
+        for tp in add:
+            self.next[tp] = positions[tp]
 
     def fetch(
         self,
@@ -904,10 +929,13 @@ class _FetchSession:
         for tp in positions:
             if tp.partition < 0:
                 raise PartitionNotFoundError(f"{tp.topic} has no partition {tp.partition}")
+        now = time.monotonic()
+        for tp in positions:
+            self.asked[tp] = now
         if not self.continues(positions):
-            self._reset(positions)
+            self._aim(positions)
         out: dict[TopicPartition, list[ConsumerRecord] | LogstoreError] = {}
-        self._drain(out, max_records, max_bytes, backend)
+        self._drain(out, max_records, max_bytes, backend, positions)
         deadline = time.monotonic() + max(0, max_wait_ms) / 1000
         while not out:
             wait = max(0.0, deadline - time.monotonic())
@@ -917,7 +945,8 @@ class _FetchSession:
             first = self.consumer.poll(wait)
             if first is not None:
                 self._take([first, *self.consumer.consume(max_records * len(positions), 0)])
-                self._drain(out, max_records, max_bytes, backend)
+                self._bound()
+                self._drain(out, max_records, max_bytes, backend, positions)
             elif time.monotonic() >= deadline:
                 break
         return out
@@ -947,22 +976,32 @@ class _FetchSession:
         return False
 
     def _take(self, messages: list[Any]) -> None:
-        ck = confluent()
+        """Queue librdkafka's ``messages`` per partition as records (the hot loop of a
+        fetch: one tuple per message, no per-message lookups beyond the partition's)."""
+        missing = confluent().TIMESTAMP_NOT_AVAILABLE
+        buffered, assigned = self.buffered, self.assigned
+        new = tuple.__new__
+        queues: dict[tuple[str, int], deque[ConsumerRecord | _Failure] | None] = {}
         for msg in messages:
-            tp = TopicPartition(msg.topic(), msg.partition())
+            key = (msg.topic(), msg.partition())
+            if key in queues:
+                queue = queues[key]
+            else:
+                tp = TopicPartition(*key)
+                queue = queues[key] = (
+                    buffered.setdefault(tp, deque()) if tp in assigned else None
+                )
+            if queue is None:
+                continue
             err = msg.error()
             if err is not None:
-                if tp in self.assigned:
-                    self.buffered.setdefault(tp, deque()).append(_Failure(err))
-                continue
-            if tp not in self.assigned:
+                queue.append(_Failure(err))
                 continue
             kind, ts = msg.timestamp()
-            self.buffered.setdefault(tp, deque()).append(ConsumerRecord(
-                tp.topic, tp.partition, msg.offset(),
-                ts if kind != ck.TIMESTAMP_NOT_AVAILABLE else -1,
-                msg.key(), msg.value(), tuple(msg.headers() or ()),
-            ))
+            queue.append(new(ConsumerRecord, (
+                key[0], key[1], msg.offset(), -1 if kind == missing else ts,
+                msg.key(), msg.value(), msg.headers() or (),
+            )))
 
     def _drain(
         self,
@@ -970,8 +1009,12 @@ class _FetchSession:
         max_records: int,
         max_bytes: int,
         backend: KafkaBackend,
+        asked: Iterable[TopicPartition],
     ) -> None:
-        for tp, queue in list(self.buffered.items()):
+        for tp in asked:
+            queue = self.buffered.get(tp)
+            if not queue:
+                continue
             taken: list[ConsumerRecord] = []
             size = 0
             while queue and len(taken) < max_records:
@@ -994,10 +1037,32 @@ class _FetchSession:
                 self.waited.pop(tp, None)
 
     def _forget(self, tp: TopicPartition) -> None:
-        """After an error the consumer's position in ``tp`` is unknown: the next fetch
-        re-assigns."""
+        """After an error (or when ``tp`` is removed or moved) the position in ``tp`` is
+        unknown here: the next fetch of it re-adds it at the offset asked for."""
         self.next.pop(tp, None)
         self.buffered.pop(tp, None)
+        self.waited.pop(tp, None)
+        self.paused.discard(tp)  # (a partition unassigned is not paused any more)
+        if tp in self.assigned:
+            self.assigned = self.assigned - {tp}
+            self.consumer.incremental_unassign(
+                [confluent().TopicPartition(tp.topic, tp.partition)]
+            )
+
+    def _bound(self) -> None:
+        """Pause the partitions whose records pile up unread here (a reader that stopped
+        asking for one, say: paused it), resume those drained to half the bound."""
+        ck = confluent()
+        full = [tp for tp, q in self.buffered.items()
+                if tp not in self.paused and len(q) > _BUFFERED_MAX]
+        drained = [tp for tp in self.paused
+                   if len(self.buffered.get(tp, ())) <= _BUFFERED_MAX // 2]
+        if full:
+            self.consumer.pause([ck.TopicPartition(tp.topic, tp.partition) for tp in full])
+            self.paused.update(full)
+        if drained:
+            self.consumer.resume([ck.TopicPartition(tp.topic, tp.partition) for tp in drained])
+            self.paused.difference_update(drained)
 
 
 class _Failure:

@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import confluent_kafka
 import pytest
 
@@ -163,3 +166,42 @@ def test_topic_configs_map_to_kafka_names_and_back() -> None:
     assert to_kafka({"partitioner": "murmur2", "partitions": 3}) == {}
     with pytest.raises(InvalidConfigError, match="retention_ms"):
         to_kafka({"retention_ms": "long"})
+
+
+@pytest.mark.kafka
+def test_readers_of_one_partition_at_different_offsets_each_get_their_records(
+    kafka_broker: Any,
+) -> None:
+    """Fetch sessions are shared by the backend's readers: two consumers taking turns on
+    one partition, far apart, and a third reading two partitions one at a time, each
+    get exactly the records from their own position on."""
+    topic = f"readers-{uuid.uuid4().hex[:8]}"
+    with KafkaStore(f"kafka://{kafka_broker.bootstrap}") as cluster:
+        cluster.create_topic(topic, 2)
+        try:
+            with cluster.producer(linger_ms=5) as producer:
+                for i in range(3000):
+                    producer.send(topic, b"%d" % i, partition=i % 2)
+            tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+            early = cluster.consumer(max_poll_records=100)
+            late = cluster.consumer(max_poll_records=100)
+            early.assign([tp0])
+            late.assign([tp0])
+            early.seek(tp0, 0)
+            late.seek(tp0, 1000)
+            got: dict[str, list[int]] = {"early": [], "late": []}
+            while len(got["early"]) < 500 or len(got["late"]) < 500:
+                got["early"] += [r.offset for r in early.poll(timeout_ms=1000)]
+                got["late"] += [r.offset for r in late.poll(timeout_ms=1000)]
+            assert got["early"][:500] == list(range(500))
+            assert got["late"][:500] == list(range(1000, 1500))
+            both = cluster.consumer(max_poll_records=50, auto_offset_reset="earliest")
+            both.assign([tp0, tp1])
+            seen: list[tuple[int, int]] = []
+            while len(seen) < 3000:
+                seen += [(r.partition, r.offset) for r in both.poll(timeout_ms=1000)]
+            assert sorted(seen) == [(p, o) for p in (0, 1) for o in range(1500)]
+            for consumer in (early, late, both):
+                consumer.close()
+        finally:
+            cluster.delete_topic(topic)
