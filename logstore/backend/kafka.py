@@ -101,6 +101,9 @@ _UNASKED_S = 30.0
 _BUFFERED_MAX = 20_000
 """A fetch session pauses a partition with this many records read ahead and not asked
 for (a reader paused it, or reads others first), resuming it at half."""
+_APPENDED_KEPT = 10_000
+"""How many partitions' last appends (per producer) the backend remembers, to answer a
+retried one without sending it again."""
 _APPEND_METADATA_TTL_S = 1.0
 _CATCH_UP_S = 1.0
 """How long a fetch that does not wait may still wait for records the partition has but
@@ -458,7 +461,10 @@ class KafkaBackend:
         result = self._send(tp, records, meta)
         if producer_id >= 0:
             with self._lock:
+                self._appended.pop((tp, producer_id), None)  # to the end: the newest
                 self._appended[(tp, producer_id)] = (base_sequence, len(records), result)
+                while len(self._appended) > _APPENDED_KEPT:  # the oldest producers' first
+                    del self._appended[next(iter(self._appended))]
         return result
 
     def _append_metadata(self, topic: str, *, fresh: bool = False) -> TopicMetadata:
