@@ -149,6 +149,12 @@ class KafkaStore:
         self._check_open()
         return self.backend.topic_config(name)
 
+    def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
+        """Set ``changes`` (:class:`~logstore.config.TopicConfig` fields) on topic
+        ``name``, as Kafka's topic configs; returns its configuration."""
+        self._check_open()
+        return self.backend.alter_topic(name, **changes)
+
     # ------------------------------------------------------------------ groups
 
     def list_groups(self) -> list[str]:

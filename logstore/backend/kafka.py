@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from logstore.backend.kafka_groups import KafkaMembership
-from logstore.backend.rdkafka import confluent, kafka_error
+from logstore.backend.rdkafka import confluent, kafka_error, leader_moving
 from logstore.config import READ_COMMITTED, READ_UNCOMMITTED, TopicConfig
 from logstore.errors import (
     ClusterError,
@@ -269,10 +269,17 @@ class KafkaBackend:
     def _describe(self, topic: str) -> Any:
         ck = confluent()
         if not topic or any(c in topic for c in "\x00/\\"):
-            raise TopicNotFoundError(f"topic {topic!r} does not exist on {self.bootstrap_servers}")
+            raise TopicNotFoundError(
+                f"unknown topic {topic!r} on {self.bootstrap_servers} (create it first)"
+            )
         futures = self._admin.describe_topics(ck.TopicCollection([topic]),
                                               request_timeout=self.timeout_s)
-        return self._wait(futures[topic], f"topic {topic!r}")
+        try:
+            return self._wait(futures[topic], f"topic {topic!r}")
+        except TopicNotFoundError:
+            raise TopicNotFoundError(
+                f"unknown topic {topic!r} on {self.bootstrap_servers} (create it first)"
+            ) from None
 
     def _configs(self, topic: str, *, dynamic_only: bool = False) -> dict[str, str]:
         ck = confluent()
@@ -322,6 +329,11 @@ class KafkaBackend:
             try:
                 meta = self.topic_metadata(name)
                 if ready(meta):
+                    spec = confluent().admin.OffsetSpec.latest()
+                    self._list_offsets(  # every partition has a leader that answers
+                        {TopicPartition(name, p): spec for p in range(meta.partitions)},
+                        f"the new partitions of topic {name!r}",
+                    )
                     return meta
             except TopicNotFoundError:
                 pass
@@ -355,6 +367,38 @@ class KafkaBackend:
                                                 request_timeout=self.timeout_s)
         self._wait(futures[name], f"adding partitions to topic {name!r}")
         return self._until_visible(name, lambda meta: meta.partitions >= total)
+
+    def alter_topic(self, name: str, **changes: Any) -> TopicConfig:
+        """Set ``changes`` (TopicConfig fields) on topic ``name`` (Kafka's
+        IncrementalAlterConfigs: the other settings stay); returns its config.
+
+        Raises:
+            TopicNotFoundError; InvalidConfigError: a field Kafka has no name for or
+                refuses, or ``partitions`` (grown with :meth:`add_partitions`).
+        """
+        self._check_open()
+        ck = confluent()
+        if "partitions" in changes:
+            raise InvalidConfigError(
+                "partitions are added with add_partitions ('topics add-partitions'), not altered"
+            )
+        if changes.get("partitioner", self._partitioner) != self._partitioner:
+            raise InvalidConfigError(
+                f"partitioner={changes['partitioner']!r}: on a Kafka cluster it is the "
+                f"backend's {PARTITIONER_SETTING} ({self._partitioner!r})"
+            )
+        self._describe(name)  # TopicNotFoundError
+        entries = [
+            ck.admin.ConfigEntry(k, v, incremental_operation=ck.admin.AlterConfigOpType.SET)
+            for k, v in to_kafka(changes).items()
+        ]
+        if entries:
+            resource = ck.admin.ConfigResource(ck.admin.ResourceType.TOPIC, name,
+                                               incremental_configs=entries)
+            futures = self._admin.incremental_alter_configs([resource],
+                                                            request_timeout=self.timeout_s)
+            self._wait(futures[resource], f"altering topic {name!r}")
+        return self.topic_config(name)
 
     def topic_config(self, name: str) -> TopicConfig:
         """Topic ``name``'s settings that logstore knows (those set on the topic; Kafka's
@@ -587,34 +631,53 @@ class KafkaBackend:
         self, tp: TopicPartition, isolation_level: str = READ_UNCOMMITTED
     ) -> tuple[int, int]:
         self._check_open()
-        ck = confluent()
-        spec = ck.admin.OffsetSpec
-        level = ck.IsolationLevel.READ_COMMITTED if isolation_level == READ_COMMITTED \
-            else ck.IsolationLevel.READ_UNCOMMITTED
-        key = ck.TopicPartition(tp.topic, tp.partition)
-        out = []
-        for which in (spec.earliest(), spec.latest()):
-            futures = self._admin.list_offsets({key: which}, isolation_level=level,
-                                               request_timeout=self.timeout_s)
-            [future] = futures.values()
-            out.append(self._wait(future, f"the offsets of {tp.topic}-{tp.partition}").offset)
-        return out[0], out[1]
+        spec = confluent().admin.OffsetSpec
+        what = f"the offsets of {tp.topic}-{tp.partition}"
+        start = self._list_offsets({tp: spec.earliest()}, what, isolation_level)[tp].offset
+        end = self._list_offsets({tp: spec.latest()}, what, isolation_level)[tp].offset
+        return start, end
 
     def offset_for_timestamp(
         self, tp: TopicPartition, timestamp: int
     ) -> OffsetAndTimestamp | None:
         self._check_open()
-        ck = confluent()
-        key = ck.TopicPartition(tp.topic, tp.partition)
-        futures = self._admin.list_offsets(
-            {key: ck.admin.OffsetSpec.for_timestamp(timestamp)},
-            request_timeout=self.timeout_s,
-        )
-        [future] = futures.values()
-        found = self._wait(future, f"the offset of {tp.topic}-{tp.partition} at {timestamp}")
+        spec = confluent().admin.OffsetSpec.for_timestamp(timestamp)
+        found = self._list_offsets(
+            {tp: spec}, f"the offset of {tp.topic}-{tp.partition} at {timestamp}"
+        )[tp]
         if found.offset < 0:
             return None
         return OffsetAndTimestamp(found.offset, found.timestamp)
+
+    def _list_offsets(
+        self, specs: Mapping[TopicPartition, Any], what: str,
+        isolation_level: str = READ_UNCOMMITTED,
+    ) -> dict[TopicPartition, Any]:
+        """Kafka's ListOffsets for ``specs``, asked again while a partition's leader is
+        moving (just created, a broker restarting: NOT_LEADER_OR_FOLLOWER for some tens
+        of milliseconds), up to the request timeout."""
+        ck = confluent()
+        level = ck.IsolationLevel.READ_COMMITTED if isolation_level == READ_COMMITTED \
+            else ck.IsolationLevel.READ_UNCOMMITTED
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            futures = self._admin.list_offsets(
+                {ck.TopicPartition(tp.topic, tp.partition): spec for tp, spec in specs.items()},
+                isolation_level=level, request_timeout=self.timeout_s,
+            )
+            try:
+                return {
+                    TopicPartition(key.topic, key.partition): future.result(self.timeout_s)
+                    for key, future in futures.items()
+                }
+            except ck.KafkaException as exc:
+                err = exc.args[0]
+                if not leader_moving(err) or time.monotonic() > deadline:
+                    raise kafka_error(err, what) from None
+            except TimeoutError:
+                raise ClusterError(f"{what}: no answer from {self.bootstrap_servers} within "
+                                   f"{self.timeout_s:g} s", "_TIMED_OUT") from None
+            time.sleep(0.02)
 
     # ------------------------------------------------------------------ offsets
 

@@ -48,6 +48,16 @@ def confluent() -> Any:
     return _confluent_kafka
 
 
+def leader_moving(err: Any) -> bool:
+    """Whether librdkafka's ``err`` says a partition's leader is changing (a new
+    partition's first election, a broker restarting): worth asking again shortly."""
+    k = confluent().KafkaError
+    return bool(err.code() in (
+        k.NOT_LEADER_FOR_PARTITION, k.LEADER_NOT_AVAILABLE,
+        k.FENCED_LEADER_EPOCH, k.UNKNOWN_LEADER_EPOCH,
+    ))
+
+
 def kafka_error(err: Any, what: str) -> LogstoreError:
     """The logstore error for librdkafka's ``err`` (a KafkaError) while doing ``what``."""
     ck = confluent()

@@ -205,3 +205,26 @@ def test_readers_of_one_partition_at_different_offsets_each_get_their_records(
                 consumer.close()
         finally:
             cluster.delete_topic(topic)
+
+
+@pytest.mark.kafka
+def test_a_new_topic_answers_offsets_at_once_and_can_be_altered(kafka_broker: Any) -> None:
+    """create_topic returns once every partition's leader answers (right after a
+    create, ListOffsets fails with NOT_LEADER_FOR_PARTITION for tens of ms)."""
+    with KafkaStore(f"kafka://{kafka_broker.bootstrap}") as cluster:
+        names = [f"fresh-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+        try:
+            for name in names:
+                cluster.create_topic(name, 3)
+                assert [cluster.backend.offset_range(TopicPartition(name, p))
+                        for p in range(3)] == [(0, 0)] * 3
+            config = cluster.alter_topic(names[0], retention_ms=123_456)
+            assert config.retention_ms == 123_456
+            assert cluster.topic_config(names[0]).retention_ms == 123_456
+            with pytest.raises(InvalidConfigError, match="add_partitions"):
+                cluster.alter_topic(names[0], partitions=5)
+            with pytest.raises(TopicNotFoundError, match="create it first"):
+                cluster.alter_topic("no-such-topic-here", retention_ms=1)
+        finally:
+            for name in names:
+                cluster.delete_topic(name)
