@@ -27,9 +27,10 @@ import click
 import logstore
 from logstore import TopicPartition
 
+from .cluster import backend_of, open_target
 from .commands import _config_pairs
 from .common import progress, user_errors
-from .datadir import open_store
+from .partitions import spans
 
 MB = 1024 * 1024  # kafka-producer-perf-test's MB
 MAX_LATENCY_SAMPLES = 1_000_000  # 8 MB of doubles
@@ -46,7 +47,8 @@ clock = time.perf_counter
 
 @click.group()
 def bench() -> None:
-    """Measure produce and consume throughput and latency on this store.
+    """Measure produce and consume throughput and latency on this store (a data
+    directory, or with --bootstrap-server a Kafka cluster).
 
     \b
     Examples:
@@ -82,7 +84,7 @@ def bench() -> None:
 @click.pass_obj
 @user_errors
 def bench_produce(
-    data_dir: str,
+    target: str,
     topic: str,
     records: int,
     record_size: int,
@@ -126,11 +128,10 @@ def bench_produce(
     if batch_size is not None:
         options["batch_bytes"] = batch_size
 
-    with open_store(data_dir) as store:
+    with open_target(target) as store:
         created = not store.has_topic(topic)
-        num_partitions = store.create_topic(
-            topic, partitions, exist_ok=True, **settings
-        ).num_partitions
+        store.create_topic(topic, partitions, exist_ok=True, **settings)
+        num_partitions = backend_of(store).topic_metadata(topic).partitions
         with store.producer(**options) as producer:
             batch_bytes = producer.batch_bytes
             sent, elapsed, latencies, errors = _produce(
@@ -262,7 +263,7 @@ def _key_bytes(keys: list[bytes], sent: int) -> int:
 @click.pass_obj
 @user_errors
 def bench_consume(
-    data_dir: str,
+    target: str,
     topic: str,
     records: int | None,
     max_records_per_poll: int,
@@ -284,9 +285,9 @@ def bench_consume(
     _at_least("--records", records, 1)
     _at_least("--max-records-per-poll", max_records_per_poll, 1)
     _at_least("--timeout-ms", timeout_ms, 0)
-    with open_store(data_dir) as store:
-        parts = store.describe_topic(topic).partitions
-        available = sum(p.log_end_offset - p.log_start_offset for p in parts)
+    with open_target(target) as store:
+        parts = spans(backend_of(store), topic)
+        available = sum(p.end - p.start for p in parts)
         if records is None:
             if not available:
                 raise click.ClickException(f"topic {topic!r} is empty: nothing to consume")

@@ -1,8 +1,10 @@
 """``logstore topics ...`` and ``logstore consume`` (``produce`` is in ``produce.py``).
 
-Built on the public ``logstore`` API only. A user error (unknown topic, bad offset, a
-store locked by another exclusive user) prints one line on stderr and
-exits non-zero; there is never a traceback.
+Built on the public ``logstore`` API only, through the client API (the backend seam), so
+the same code serves a data directory and a Kafka cluster (``--bootstrap-server``); only
+``topics describe``'s bytes and segments, and compaction state, are a data directory's.
+A user error (unknown topic, bad offset, a store locked by another exclusive user)
+prints one line on stderr and exits non-zero; there is never a traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import click
 
 import logstore
 from logstore import CompactionState, TopicPartition
+from logstore.client.backend import Backend
 
+from .cluster import AnyStore, backend_of, open_target
 from .common import TIME_HELP, parse_time, table, until_interrupted, user_errors
-from .datadir import open_store
+from .partitions import Span, check_partition, spans
 
 
 def _config_pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -64,7 +68,7 @@ def topics() -> None:
 @click.pass_obj
 @user_errors
 def topics_create(
-    data_dir: str, name: str, partitions: int, config: tuple[str, ...], if_not_exists: bool
+    target: str, name: str, partitions: int, config: tuple[str, ...], if_not_exists: bool
 ) -> None:
     """Create topic NAME.
 
@@ -84,13 +88,13 @@ def topics_create(
     settings = _config_pairs(config)
     if "partitions" in settings:
         raise click.ClickException("give the partition count with --partitions, not --config")
-    with open_store(data_dir) as store:
+    with open_target(target) as store:
         try:
             store.create_topic(name, partitions, **settings)
         except logstore.PartitionLimitError as err:
             raise _partition_limit(err) from None
         except logstore.TopicExistsError:
-            existing = store.topic(name).num_partitions
+            existing = backend_of(store).topic_metadata(name).partitions
             if not if_not_exists:
                 raise click.ClickException(
                     f"topic {name!r} already exists, with {existing} partition(s) (add "
@@ -106,16 +110,16 @@ def topics_create(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
 @user_errors
-def topics_list(data_dir: str, as_json: bool) -> None:
+def topics_list(target: str, as_json: bool) -> None:
     """List the topics.
 
     \b
     Example:
       logstore topics list --json
     """
-    with open_store(data_dir, read_only_ok=True) as store:
-        names = store.list_topics()
-        rows = [(n, store.topic(n).num_partitions) for n in names]
+    with open_target(target, read_only_ok=True) as store:
+        backend = backend_of(store)
+        rows = [(n, backend.topic_metadata(n).partitions) for n in store.list_topics()]
     if as_json:
         click.echo(json.dumps([{"name": n, "partitions": p} for n, p in rows]))
         return
@@ -127,43 +131,74 @@ def topics_list(data_dir: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
 @user_errors
-def topics_describe(data_dir: str, name: str, as_json: bool) -> None:
-    """Partitions (start and end offsets, bytes, segments) and config of topic NAME.
+def topics_describe(target: str, name: str, as_json: bool) -> None:
+    """Partitions (start and end offsets; on a data directory also bytes, segments and
+    compaction state) and config of topic NAME.
+
+    On a Kafka cluster the config shows the settings made on the topic (the others are
+    the brokers' defaults); bytes and segments are local-only (the brokers keep the files).
 
     \b
     Example:
       logstore topics describe orders
     """
-    with open_store(data_dir, read_only_ok=True) as store:
-        described = store.describe_topic(name)
-    config = described.config.to_dict()
+    with open_target(target, read_only_ok=True) as store:
+        backend = backend_of(store)
+        parts = spans(backend, name)
+        settings = backend.topic_config(name)
+        files = (None if isinstance(store, logstore.KafkaStore)
+                 else {p.partition: p for p in store.describe_topic(name).partitions})
+    config = settings.to_dict()
+    config["partitions"] = len(parts)
+    if files is None:  # the cluster's: only what was set on the topic is logstore's
+        defaults = logstore.TopicConfig().to_dict()
+        config = {k: v for k, v in config.items() if k == "partitions" or v != defaults[k]}
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "name": described.name,
-                    "config": config,
-                    "partitions": [
-                        {**p._asdict(), "compaction": p.compaction and p.compaction.to_dict()}
-                        for p in described.partitions
-                    ],
-                }
-            )
-        )
+        click.echo(json.dumps({
+            "name": name,
+            "config": config,
+            "partitions": [_partition_json(p, files) for p in parts],
+        }))
         return
-    click.echo(f"topic {described.name}")
-    compacted = described.config.compact
-    table(
-        ["PARTITION", "START", "END", "RECORDS", "BYTES", "SEGMENTS"]
-        + (["DIRTY", "CLEANED-TO", "RECLAIMED"] if compacted else []),
-        [
-            [str(p.partition), str(p.log_start_offset), str(p.log_end_offset),
-             str(p.log_end_offset - p.log_start_offset), f"{p.size_bytes:,}", str(p.segments)]
-            + (_compaction_cells(p.compaction) if compacted else [])
-            for p in described.partitions
-        ],
-    )
-    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in config.items()))
+    click.echo(f"topic {name}")
+    compacted = files is not None and settings.compact
+    header = ["PARTITION", "START", "END", "RECORDS"]
+    if files is not None:
+        header += ["BYTES", "SEGMENTS"] + (["DIRTY", "CLEANED-TO", "RECLAIMED"]
+                                           if compacted else [])
+    rows = []
+    for p in parts:
+        row = [str(p.partition), str(p.start), str(p.end), str(p.end - p.start)]
+        if files is not None:
+            info = files[p.partition]
+            row += [f"{info.size_bytes:,}", str(info.segments)]
+            row += _compaction_cells(info.compaction) if compacted else []
+        rows.append(row)
+    table(header, rows)
+    shown = ", ".join(f"{k}={v}" for k, v in config.items())
+    if files is None:
+        click.echo(f"config (set on the topic; the rest are the brokers' defaults): {shown}")
+        click.echo("bytes, segments and compaction state: local-only (the cluster's brokers "
+                   "keep the files; kafka-log-dirs.sh --describe shows their sizes)")
+    else:
+        click.echo("config: " + shown)
+
+
+def _partition_json(
+    span: Span, files: dict[int, logstore.PartitionInfo] | None
+) -> dict[str, object]:
+    """One partition for ``topics describe --json`` (bytes, segments and compaction are
+    None on a cluster: local-only)."""
+    info = None if files is None else files[span.partition]
+    return {
+        "partition": span.partition,
+        "log_start_offset": span.start,
+        "log_end_offset": span.end,
+        "size_bytes": None if info is None else info.size_bytes,
+        "segments": None if info is None else info.segments,
+        "compaction": None if info is None or info.compaction is None
+        else info.compaction.to_dict(),
+    }
 
 
 def _compaction_cells(state: CompactionState | None) -> list[str]:
@@ -179,7 +214,7 @@ def _compaction_cells(state: CompactionState | None) -> list[str]:
 @click.option("--config", "-c", multiple=True, required=True, help="NAME=VALUE to change.")
 @click.pass_obj
 @user_errors
-def topics_alter(data_dir: str, name: str, config: tuple[str, ...]) -> None:
+def topics_alter(target: str, name: str, config: tuple[str, ...]) -> None:
     """Change settings of topic NAME.
 
     \b
@@ -192,8 +227,15 @@ def topics_alter(data_dir: str, name: str, config: tuple[str, ...]) -> None:
             f"the partition count is not a setting to alter: use 'logstore topics "
             f"add-partitions {name} --total N' (partitions can only be added)"
         )
-    with open_store(data_dir) as store:
-        store.alter_topic(name, **changes)
+    with open_target(target) as store:
+        # a KafkaStore without alter_topic (yet): say so rather than fail on the attribute
+        alter = getattr(store, "alter_topic", None)
+        if alter is None:
+            raise click.ClickException(
+                "topics alter is not available on a Kafka cluster yet: use kafka-configs.sh "
+                f"--alter --entity-type topics --entity-name {name} --add-config NAME=VALUE"
+            )
+        alter(name, **changes)
     click.echo(f"altered topic {name!r}: {', '.join(config)}")
 
 
@@ -213,15 +255,15 @@ def _partition_limit(err: logstore.PartitionLimitError) -> click.ClickException:
 @click.option("--total", required=True, type=int, help="The new partition count.")
 @click.pass_obj
 @user_errors
-def topics_add_partitions(data_dir: str, name: str, total: int) -> None:
+def topics_add_partitions(target: str, name: str, total: int) -> None:
     """Grow topic NAME to --total partitions.
 
     \b
     Example:
       logstore topics add-partitions orders --total 8
     """
-    with open_store(data_dir) as store:
-        current = store.topic(name).num_partitions
+    with open_target(target) as store:
+        current = backend_of(store).topic_metadata(name).partitions
         if total <= current:
             raise click.ClickException(
                 f"topic {name!r} has {current} partition(s): --total must be more than "
@@ -238,14 +280,14 @@ def topics_add_partitions(data_dir: str, name: str, total: int) -> None:
 @click.argument("name")
 @click.pass_obj
 @user_errors
-def topics_delete(data_dir: str, name: str) -> None:
+def topics_delete(target: str, name: str) -> None:
     """Delete topic NAME and all its records.
 
     \b
     Example:
       logstore topics delete orders
     """
-    with open_store(data_dir) as store:
+    with open_target(target) as store:
         store.delete_topic(name)
     click.echo(f"deleted topic {name!r}")
 
@@ -278,7 +320,7 @@ def topics_delete(data_dir: str, name: str) -> None:
 @click.pass_obj
 @user_errors
 def consume(
-    data_dir: str,
+    target: str,
     topic: str,
     group: str | None,
     from_beginning: bool,
@@ -330,8 +372,8 @@ def consume(
         out.write(b"".join(render_record(r, fmt, fields) for r in records))
         out.flush()
 
-    with until_interrupted(*_STOP_SIGNALS) as stopped, open_store(
-        data_dir, read_only_ok=group is None
+    with until_interrupted(*_STOP_SIGNALS) as stopped, open_target(
+        target, read_only_ok=group is None
     ) as store:
         _consume(store, topic, group, from_beginning, offset, start_ms, partition,
                  max_messages, follow, emit, stopped.is_set, commit_interval_ms / 1000)
@@ -343,7 +385,7 @@ leaves its group."""
 
 
 def _consume(
-    store: logstore.Store,
+    store: AnyStore,
     topic: str,
     group: str | None,
     from_beginning: bool,
@@ -398,14 +440,18 @@ def _consume(
             unprinted.pop(tp, None)
             committed.pop(tp, None)
 
+    backend = backend_of(store)
     reset = "earliest" if from_beginning else "latest"
+    if partition is not None:
+        check_partition(backend, topic, partition)
     consumer = store.consumer(
         group_id=group, auto_offset_reset=reset, enable_auto_commit=False,
         on_assign=on_assign, on_revoke=on_revoke if group is not None else None,
     )
     try:
         parts = (
-            [partition] if partition is not None else range(store.topic(topic).num_partitions)
+            [partition] if partition is not None
+            else range(backend.topic_metadata(topic).partitions)
         )
         if group is not None and partition is None:
             consumer.subscribe([topic])
@@ -413,7 +459,7 @@ def _consume(
             consumer.assign([TopicPartition(topic, p) for p in parts])
             if offset is not None and partition is not None:
                 consumer.seek(TopicPartition(topic, partition), _check_offset(
-                    store, topic, partition, offset))
+                    backend, topic, partition, offset))
             elif start_ms is not None:
                 consumer.seek_to_timestamp(start_ms)
             elif from_beginning and group is None:
@@ -446,7 +492,7 @@ def _consume(
                     + ("; waiting for one" if follow else ""), err=True,
                 )
                 told_idle = True
-            if not follow and _caught_up(store, consumer):
+            if not follow and _caught_up(backend, consumer):
                 break
     finally:
         try:
@@ -456,24 +502,19 @@ def _consume(
             consumer.close()
 
 
-def _check_offset(store: logstore.Store, topic: str, partition: int, offset: int) -> int:
-    plog = store.partition(topic, partition)
-    plog.refresh()
-    if not plog.log_start_offset <= offset <= plog.log_end_offset:
+def _check_offset(backend: Backend, topic: str, partition: int, offset: int) -> int:
+    start, end = backend.offset_range(TopicPartition(topic, partition))
+    if not start <= offset <= end:
         raise click.ClickException(
             f"offset {offset} is outside partition {topic}-{partition}'s range "
-            f"[{plog.log_start_offset}, {plog.log_end_offset}]: pick an offset inside it"
+            f"[{start}, {end}]: pick an offset inside it"
         )
     return offset
 
 
-def _caught_up(store: logstore.Store, consumer: logstore.Consumer) -> bool:
-    for tp in consumer.assignment():
-        plog = store.partition(tp.topic, tp.partition)
-        plog.refresh()
-        if consumer.position(tp) < plog.log_end_offset:
-            return False
-    return True
+def _caught_up(backend: Backend, consumer: logstore.Consumer) -> bool:
+    return all(consumer.position(tp) >= backend.offset_range(tp)[1]
+               for tp in consumer.assignment())
 
 
 class Fields(NamedTuple):

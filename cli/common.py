@@ -67,7 +67,7 @@ def describe(err: Exception) -> str:
             f"verify', or a program that opened the store exclusively): try again when it "
             f"is done"
         )
-    if isinstance(err, logstore.RecordTooLargeError):
+    if isinstance(err, logstore.RecordTooLargeError) and err.size >= 0:
         return (
             f"a record batch of {err.size} bytes is over the topic's max_message_bytes "
             f"({err.limit}): send smaller records, or raise the limit with 'logstore topics "
@@ -76,7 +76,14 @@ def describe(err: Exception) -> str:
     if isinstance(err, logstore.LogFailedError):  # each command opens the store anew
         return str(err).replace("close and reopen the store to recover",
                                 "run the command again to recover")
+    if isinstance(err, logstore.ClusterError) and err.code in _UNREACHABLE:
+        return (f"{err} (check --bootstrap-server, or LOGSTORE_BOOTSTRAP_SERVERS, and that "
+                f"the cluster is up)")
     return str(err)
+
+
+_UNREACHABLE = ("_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE")
+"""librdkafka's codes of a ClusterError that means no broker answered."""
 
 
 def os_error(err: OSError) -> click.ClickException | click.exceptions.Exit:

@@ -19,15 +19,15 @@ from collections.abc import Iterable, Sequence
 
 import click
 
-import logstore
 from logstore import headers as h
 from logstore.client.admin import current_offsets
-from logstore.client.backend import resolve_backend
+from logstore.client.backend import Backend
 from logstore.patterns.retry_policy import own_headers
-from logstore.types import TopicPartition
+from logstore.types import ConsumerRecord, TopicPartition
 
+from .cluster import backend_of, open_target
 from .common import format_time, table, user_errors
-from .datadir import open_store
+from .partitions import read_range, spans
 
 REDRIVE_GROUP = "logstore-redrive"
 MAX_STATE_CHARS = 4096  # Kafka's offset.metadata.max.bytes: the commit metadata's limit
@@ -51,7 +51,7 @@ def dlq() -> None:
 class _Letter:
     """One record of a dead-letter topic and what its headers say."""
 
-    def __init__(self, partition: int, record: logstore.Record) -> None:
+    def __init__(self, partition: int, record: ConsumerRecord) -> None:
         self.partition = partition
         self.record = record
         found = {k: v for k, v in record.headers}
@@ -112,18 +112,9 @@ def _preview(text: str | None, chars: int = PREVIEW_CHARS) -> str:
     return text if len(text) <= chars else text[: chars - 3] + "..."
 
 
-def _read_all(store: logstore.Store, topic: str) -> list[_Letter]:
-    out = []
-    for info in store.describe_topic(topic).partitions:
-        offset = info.log_start_offset
-        while offset < info.log_end_offset:
-            records = store.read(topic, info.partition, offset)
-            if not records:
-                break
-            out += [_Letter(info.partition, r) for r in records
-                    if r.offset < info.log_end_offset]
-            offset = records[-1].offset + 1
-    return out
+def _read_all(backend: Backend, topic: str) -> list[_Letter]:
+    return [_Letter(span.partition, record) for span in spans(backend, topic)
+            for record in read_range(backend, topic, span.partition, span.start, span.end)]
 
 
 # ---------------------------------------------------------------------- re-drive state
@@ -150,10 +141,10 @@ def _format_state(done: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def _redriven(store: logstore.Store, topic: str) -> dict[int, tuple[int, set[int]]]:
+def _redriven(backend: Backend, topic: str) -> dict[int, tuple[int, set[int]]]:
     """Per partition of ``topic``: the committed offset and the re-driven ones above."""
     out = {}
-    for tp, c in current_offsets(store, REDRIVE_GROUP).items():
+    for tp, c in current_offsets(backend, REDRIVE_GROUP).items():
         if tp.topic == topic:
             out[tp.partition] = (c.offset, _parse_state(c.offset, c.metadata))
     return out
@@ -173,7 +164,7 @@ def _is_redriven(state: dict[int, tuple[int, set[int]]], letter: _Letter) -> boo
               help="Show at most N dead letters (the oldest of each partition first).")
 @click.pass_obj
 @user_errors
-def dlq_list(data_dir: str, topic: str, as_json: bool, limit: int | None) -> None:
+def dlq_list(store_target: str, topic: str, as_json: bool, limit: int | None) -> None:
     """List the dead letters of TOPIC: where each came from, after how many attempts,
     the error, a preview of its key and value, and whether it was re-driven.
 
@@ -181,9 +172,10 @@ def dlq_list(data_dir: str, topic: str, as_json: bool, limit: int | None) -> Non
     Example:
       logstore dlq list orders.dlq --limit 20
     """
-    with open_store(data_dir, must_exist=True) as store:
-        letters = _read_all(store, topic)
-        state = _redriven(store, topic)
+    with open_target(store_target, must_exist=True) as store:
+        backend = backend_of(store)
+        letters = _read_all(backend, topic)
+        state = _redriven(backend, topic)
     _check_dead_letters(topic, letters)
     letters = letters[:limit] if limit is not None else letters
     if as_json:
@@ -250,7 +242,7 @@ def _choose(
 @click.pass_obj
 @user_errors
 def dlq_redrive(
-    data_dir: str, topic: str, offsets: tuple[str, ...], redrive_all: bool,
+    store_target: str, topic: str, offsets: tuple[str, ...], redrive_all: bool,
     target: str | None, yes: bool,
 ) -> None:
     """Send dead letters of TOPIC back to their original topic (or --to TOPIC), with
@@ -264,10 +256,11 @@ def dlq_redrive(
     """
     if bool(offsets) == redrive_all:
         raise click.UsageError("give either --offset PARTITION:OFFSET (one or more) or --all")
-    with open_store(data_dir, must_exist=True) as store:
-        letters = _read_all(store, topic)
-        partitions = len(store.describe_topic(topic).partitions)
-        state = _redriven(store, topic)
+    with open_target(store_target, must_exist=True) as store:
+        backend = backend_of(store)
+        letters = _read_all(backend, topic)
+        partitions = backend.topic_metadata(topic).partitions
+        state = _redriven(backend, topic)
         if redrive_all:
             chosen = [x for x in letters if not _is_redriven(state, x)]
         else:
@@ -279,7 +272,7 @@ def dlq_redrive(
         if not chosen:
             click.echo(f"nothing to re-drive in {topic!r}")
             return
-        routes = _routes(store, topic, chosen, target)
+        routes = _routes(backend, topic, chosen, target)
         counts: dict[str, int] = {}
         for _, name, _ in routes:
             counts[name] = counts.get(name, 0) + 1
@@ -287,7 +280,7 @@ def dlq_redrive(
         if not yes:
             click.confirm(f"re-drive {len(chosen)} dead letter(s) of {topic!r} to {where}?",
                           abort=True)
-        new_state = _after(state, chosen, store, topic)
+        new_state = _after(state, chosen, backend, topic)
         with store.producer() as producer:
             futures = [
                 producer.send(name, x.record.value, x.record.key,
@@ -297,12 +290,12 @@ def dlq_redrive(
             producer.flush()
             for future in futures:
                 future.result()
-        resolve_backend(store).commit_offsets(REDRIVE_GROUP, new_state)
+        backend.commit_offsets(REDRIVE_GROUP, new_state)
     click.echo(f"re-drove {len(chosen)} dead letter(s) of {topic!r} to {where}")
 
 
 def _routes(
-    store: logstore.Store, topic: str, chosen: list[_Letter], target: str | None
+    backend: Backend, topic: str, chosen: list[_Letter], target: str | None
 ) -> list[tuple[_Letter, str, int | None]]:
     """Where each letter goes: its topic and partition (its original partition when it
     goes back to its original topic and that still has it, else by its key). Refuses,
@@ -320,7 +313,7 @@ def _routes(
     for x in chosen:
         name = target or x.fields[h.DLQ_ORIGINAL_TOPIC] or topic  # (never empty: see above)
         if name not in sizes:
-            sizes[name] = len(store.describe_topic(name).partitions)  # exists?
+            sizes[name] = backend.topic_metadata(name).partitions  # exists?
         original = _int(x.fields[h.DLQ_ORIGINAL_PARTITION])
         same = name == x.fields[h.DLQ_ORIGINAL_TOPIC]
         keep = same and original is not None and original < sizes[name]
@@ -329,11 +322,11 @@ def _routes(
 
 
 def _after(
-    state: dict[int, tuple[int, set[int]]], chosen: list[_Letter], store: logstore.Store,
+    state: dict[int, tuple[int, set[int]]], chosen: list[_Letter], backend: Backend,
     topic: str,
 ) -> dict[TopicPartition, tuple[int, str]]:
     """The commits that record ``chosen`` as re-driven too."""
-    starts = {i.partition: i.log_start_offset for i in store.describe_topic(topic).partitions}
+    starts = {span.partition: span.start for span in spans(backend, topic)}
     out = {}
     for partition in sorted({x.partition for x in chosen}):
         committed, above = state.get(partition, (0, set()))

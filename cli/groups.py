@@ -8,11 +8,10 @@ import time
 
 import click
 
-import logstore
 from logstore import TopicPartition
 
+from .cluster import AnyStore, open_target
 from .common import TIME_HELP, parse_time, table, user_errors
-from .datadir import open_store
 
 
 @click.group()
@@ -29,7 +28,7 @@ def groups() -> None:
     """
 
 
-def _known(store: logstore.Store, group: str) -> None:
+def _known(store: AnyStore, group: str) -> None:
     if group not in store.list_groups():
         raise click.ClickException(
             f"consumer group {group!r} does not exist (see 'logstore groups list')"
@@ -40,14 +39,14 @@ def _known(store: logstore.Store, group: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
 @user_errors
-def groups_list(data_dir: str, as_json: bool) -> None:
+def groups_list(target: str, as_json: bool) -> None:
     """List the consumer groups: state, live members and total lag.
 
     \b
     Example:
       logstore groups list --json
     """
-    with open_store(data_dir, must_exist=True) as store:
+    with open_target(target, must_exist=True) as store:
         described = [store.describe_group(g) for g in store.list_groups()]
     if as_json:
         click.echo(json.dumps([
@@ -64,14 +63,14 @@ def groups_list(data_dir: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
 @user_errors
-def groups_describe(data_dir: str, group: str, as_json: bool) -> None:
+def groups_describe(target: str, group: str, as_json: bool) -> None:
     """Per partition: committed offset, log end, lag and owning member of GROUP.
 
     \b
     Example:
       logstore groups describe billing
     """
-    with open_store(data_dir, must_exist=True) as store:
+    with open_target(target, must_exist=True) as store:
         _known(store, group)
         d = store.describe_group(group)
     if as_json:
@@ -81,8 +80,10 @@ def groups_describe(data_dir: str, group: str, as_json: bool) -> None:
             "partitions": [p._asdict() for p in d.partitions], "lag": d.total_lag,
         }))
         return
-    click.echo(f"group {d.group}: {d.state}, generation {d.generation}, "
-               f"{len(d.members)} live member(s), total lag {d.total_lag}")
+    # (a Kafka cluster's DescribeGroups does not tell the generation: -1)
+    generation = f"generation {d.generation}, " if d.generation >= 0 else ""
+    click.echo(f"group {d.group}: {d.state}, {generation}{len(d.members)} live member(s), "
+               f"total lag {d.total_lag}")
     table(
         ["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "OWNER"],
         [[p.topic, str(p.partition), "-" if p.committed is None else str(p.committed),
@@ -111,7 +112,7 @@ def groups_describe(data_dir: str, group: str, as_json: bool) -> None:
 @click.pass_obj
 @user_errors
 def groups_reset_offsets(
-    data_dir: str,
+    target: str,
     group: str,
     topics: tuple[str, ...],
     to_earliest: bool,
@@ -142,7 +143,7 @@ def groups_reset_offsets(
     if to_datetime is not None:
         ms = parse_time(to_datetime, int(time.time() * 1000), "--to-datetime")
         when = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    with open_store(data_dir) as store:
+    with open_target(target) as store:
         if not topics:
             _known(store, group)
         before = {
@@ -174,14 +175,14 @@ def groups_reset_offsets(
 @click.argument("group")
 @click.pass_obj
 @user_errors
-def groups_delete(data_dir: str, group: str) -> None:
+def groups_delete(target: str, group: str) -> None:
     """Delete inactive GROUP: its committed offsets and membership files.
 
     \b
     Example:
       logstore groups delete billing
     """
-    with open_store(data_dir) as store:
+    with open_target(target) as store:
         _known(store, group)
         store.delete_group(group)
     click.echo(f"deleted group {group!r}")

@@ -8,6 +8,7 @@ import logstore
 from logstore.config import DEFAULT_MAX_PARTITIONS, MAX_PARTITIONS
 
 from .bench import bench
+from .cluster import LogstoreGroup, choose_target
 from .commands import consume, topics
 from .datadir import INIT_KEY, MAX_PARTITIONS_KEY
 from .demo import demo
@@ -24,13 +25,30 @@ from .transactions import transactions
 from .users import users
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LogstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     default="data",
     envvar="LOGSTORE_DATA_DIR",
     show_default=True,
-    help="The store's directory (also from LOGSTORE_DATA_DIR).",
+    help="The store's directory (also from LOGSTORE_DATA_DIR); or --bootstrap-server.",
+)
+@click.option(
+    "--bootstrap-server",
+    envvar="LOGSTORE_BOOTSTRAP_SERVERS",
+    metavar="HOST:PORT[,HOST:PORT]",
+    help="Use a Kafka cluster instead of a data directory (also from "
+    "LOGSTORE_BOOTSTRAP_SERVERS); a kafka://HOST:PORT?name=value address may carry "
+    "librdkafka settings. topics, produce, consume, groups, replay, bench and dlq work on "
+    "it; the commands about a data directory's files are local-only.",
+)
+@click.option(
+    "--kafka-config",
+    "-X",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A librdkafka setting for --bootstrap-server (repeatable), e.g. "
+    "security.protocol=SASL_SSL.",
 )
 @click.option(
     "--init",
@@ -48,7 +66,14 @@ from .users import users
 )
 @click.version_option(logstore.__version__, prog_name="logstore")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: str, init: bool, max_partitions: int) -> None:
+def cli(
+    ctx: click.Context,
+    data_dir: str,
+    bootstrap_server: str | None,
+    kafka_config: tuple[str, ...],
+    init: bool,
+    max_partitions: int,
+) -> None:
     """An embedded, Kafka-format, append-only partitioned log store.
 
     \b
@@ -62,8 +87,9 @@ def cli(ctx: click.Context, data_dir: str, init: bool, max_partitions: int) -> N
       logstore --data-dir /tmp/store verify
       logstore serve --port 9092                       # for any Kafka client
       logstore --data-dir ~/project --init topics create events   # a non-empty directory
+      logstore --bootstrap-server kafka1:9092 groups describe billing   # a Kafka cluster
     """
-    ctx.obj = data_dir
+    ctx.obj = choose_target(ctx, data_dir, bootstrap_server, kafka_config)
     ctx.meta[INIT_KEY] = init
     ctx.meta[MAX_PARTITIONS_KEY] = max_partitions
 

@@ -23,8 +23,9 @@ import click
 
 import logstore
 
+from .cluster import backend_of, open_target
 from .common import describe, progress, until_interrupted, user_errors
-from .datadir import open_store
+from .partitions import check_partition
 
 INTERRUPTED_EXIT = 130
 """Exit status after Ctrl-C: 128 + SIGINT, as a shell reports for a command it stopped."""
@@ -69,7 +70,7 @@ class _Stop(NamedTuple):
 @click.pass_obj
 @user_errors
 def produce(
-    data_dir: str,
+    target: str,
     topic: str,
     path: str | None,
     key_separator: str | None,
@@ -116,10 +117,13 @@ def produce(
     separator = None if key_separator is None else key_separator.encode()
     delivery = _Delivery(skip_bad_lines)
     stopped: _Stop | None = None
-    with until_interrupted() as interrupted, open_store(data_dir) as store:
-        store.topic(topic)  # an unknown topic is one line, before any input is read
-        if partition is not None:
-            store.partition(topic, partition)  # no such partition: one line
+    with until_interrupted() as interrupted, open_target(target) as store:
+        # an unknown topic or partition is one line, before any input is read
+        backend = backend_of(store)
+        if partition is None:
+            backend.topic_metadata(topic)
+        else:
+            check_partition(backend, topic, partition)
         stream = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
         try:
             total = os.fstat(stream.fileno()).st_size if path else 0
@@ -295,6 +299,8 @@ class _Delivery:
 
 
 def _too_large(err: logstore.RecordTooLargeError) -> str:
+    if err.size < 0:  # a broker's refusal: it tells no sizes
+        return f"the line is too large: {err}"
     return (
         f"the line is too large: its record takes {err.size} bytes, over the topic's "
         f"max_message_bytes ({err.limit}; raise it with 'logstore topics alter TOPIC -c "

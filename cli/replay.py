@@ -5,13 +5,13 @@ from __future__ import annotations
 import heapq
 import sys
 import time
-from collections.abc import Iterator
 
 import click
 
-import logstore
-from logstore import ConsumerRecord
+from logstore import TopicPartition
+from logstore.client.backend import Backend
 
+from .cluster import backend_of, open_target
 from .commands import Fields, render_record
 from .common import (
     TIME_HELP,
@@ -22,45 +22,26 @@ from .common import (
     until_interrupted,
     user_errors,
 )
-from .datadir import open_store
-
-_CHUNK = 2000
-
-
-def _partition_records(
-    store: logstore.Store, topic: str, partition: int, start: int, stop: int
-) -> Iterator[ConsumerRecord]:
-    plog = store.partition(topic, partition)
-    offset = start
-    while offset < stop:
-        records = plog.read_records(
-            offset, max_records=min(_CHUNK, stop - offset), record_type=ConsumerRecord,
-            topic_partition=(topic, partition),
-        )
-        if not records:
-            return
-        yield from records
-        offset = records[-1].offset + 1
+from .partitions import read_range, spans
 
 
 def _bounds(
-    store: logstore.Store, topic: str, from_ms: int, to_ms: int | None
+    backend: Backend, topic: str, from_ms: int, to_ms: int | None
 ) -> dict[int, tuple[int, int]]:
     """Each partition's offsets [first at or after from_ms, first at or after to_ms), or
     up to its end now (a replay into the same topic must not chase its own output)."""
     out = {}
-    for info in store.describe_topic(topic).partitions:
-        plog = store.partition(topic, info.partition)
-        end = info.log_end_offset
-        start = plog.offset_for_timestamp(from_ms)
-        if start is None:
+    for span in spans(backend, topic):
+        tp = TopicPartition(topic, span.partition)
+        found = backend.offset_for_timestamp(tp, from_ms)
+        if found is None:
             continue
-        stop = end
+        start, stop = max(found.offset, span.start), span.end
         if to_ms is not None:
-            found = plog.offset_for_timestamp(to_ms)
-            stop = end if found is None else min(found, end)
+            until = backend.offset_for_timestamp(tp, to_ms)
+            stop = stop if until is None else min(until.offset, stop)
         if start < stop:
-            out[info.partition] = (start, stop)
+            out[span.partition] = (start, stop)
     return out
 
 
@@ -81,7 +62,7 @@ def _bounds(
 @click.pass_obj
 @user_errors
 def replay(
-    data_dir: str,
+    target: str,
     topic: str,
     from_time: str,
     to_time: str | None,
@@ -112,12 +93,13 @@ def replay(
         raise click.ClickException(
             f"--to-time {to_time!r} is not after --from-time {from_time!r}"
         )
-    with until_interrupted() as interrupted, open_store(data_dir, must_exist=True) as store:
+    with until_interrupted() as interrupted, open_target(target, must_exist=True) as store:
+        backend = backend_of(store)
         if dest is not None:
-            store.topic(dest)  # exists, or TopicNotFoundError says so
-        bounds = _bounds(store, topic, from_ms, to_ms)
+            backend.topic_metadata(dest)  # exists, or TopicNotFoundError says so
+        bounds = _bounds(backend, topic, from_ms, to_ms)
         total = sum(stop - start for start, stop in bounds.values())
-        streams = [_partition_records(store, topic, p, start, stop)
+        streams = [read_range(backend, topic, p, start, stop)
                    for p, (start, stop) in sorted(bounds.items())]
         merged = heapq.merge(*streams, key=lambda r: (r.timestamp, r.partition, r.offset))
         count, first_ts, last_ts, started = 0, None, None, time.monotonic()
