@@ -228,14 +228,7 @@ def topics_alter(target: str, name: str, config: tuple[str, ...]) -> None:
             f"add-partitions {name} --total N' (partitions can only be added)"
         )
     with open_target(target) as store:
-        # a KafkaStore without alter_topic (yet): say so rather than fail on the attribute
-        alter = getattr(store, "alter_topic", None)
-        if alter is None:
-            raise click.ClickException(
-                "topics alter is not available on a Kafka cluster yet: use kafka-configs.sh "
-                f"--alter --entity-type topics --entity-name {name} --add-config NAME=VALUE"
-            )
-        alter(name, **changes)
+        store.alter_topic(name, **changes)
     click.echo(f"altered topic {name!r}: {', '.join(config)}")
 
 
