@@ -28,7 +28,7 @@ What follows from librdkafka running it (README, "Kafka cluster backend"):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from logstore.backend.rdkafka import confluent, kafka_error
 from logstore.errors import (
@@ -40,8 +40,14 @@ from logstore.errors import (
 )
 from logstore.types import GroupMember, TopicPartition
 
-if TYPE_CHECKING:
-    from logstore.backend.kafka import KafkaBackend
+
+class MemberHost(Protocol):
+    """What a member needs of its backend (:class:`~logstore.backend.kafka.KafkaBackend`):
+    the settings of a new librdkafka client, and routing of its members' commits."""
+
+    def client_settings(self, **overrides: str) -> dict[str, str]: ...
+
+    def register_member(self, member_id: str, membership: KafkaMembership | None) -> None: ...
 
 Callback = Callable[[list[TopicPartition]], object]
 
@@ -69,7 +75,7 @@ class KafkaMembership:
 
     def __init__(
         self,
-        backend: KafkaBackend,
+        backend: MemberHost,
         group: str,
         member_id: str,
         *,

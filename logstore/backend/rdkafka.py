@@ -8,7 +8,7 @@ missing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from logstore.errors import (
     ClusterError,
@@ -46,6 +46,12 @@ def confluent() -> Any:
             "a kafka:// backend needs confluent-kafka: pip install 'logstore[kafka]'"
         )
     return _confluent_kafka
+
+
+def unsupported(what: str, instead: str) -> NoReturn:
+    """Raise UnsupportedOperationError: ``what`` cannot be done on a Kafka cluster
+    through the backend (``instead`` names the way round)."""
+    raise UnsupportedOperationError(f"{what} is not available on a Kafka cluster ({instead})")
 
 
 def leader_moving(err: Any) -> bool:

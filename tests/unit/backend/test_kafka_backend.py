@@ -228,3 +228,31 @@ def test_a_new_topic_answers_offsets_at_once_and_can_be_altered(kafka_broker: An
         finally:
             for name in names:
                 cluster.delete_topic(name)
+
+
+@pytest.mark.kafka
+def test_a_large_fetch_reads_to_the_end_and_answers_are_full(kafka_broker: Any) -> None:
+    """Regressions: a partition paused because more than the read-ahead bound was
+    buffered stayed paused once drained (the next fetch waited in vain); and an answer
+    cut at ``max_records`` left one record for an answer of its own (2000, 1, 2000, 1)."""
+    topic = f"large-{uuid.uuid4().hex[:8]}"
+    with KafkaStore(f"kafka://{kafka_broker.bootstrap}") as cluster:
+        cluster.create_topic(topic, 1)
+        try:
+            with cluster.producer(linger_ms=5) as producer:
+                for _ in range(30_000):
+                    producer.send(topic, b"x" * 100, partition=0)
+            tp = TopicPartition(topic, 0)
+            for max_records, full in ((50_000, None), (2_000, 2_000)):
+                sizes, position = [], 0
+                while position < 30_000:
+                    got = cluster.backend.fetch({tp: position}, max_records=max_records,
+                                                max_bytes=64 << 20, max_wait_ms=2000)
+                    records = got.get(tp, [])
+                    assert isinstance(records, list) and records, (max_records, position)
+                    sizes.append(len(records))
+                    position = records[-1].offset + 1
+                if full is not None:  # 15 full answers, give or take a few cut short
+                    assert len(sizes) <= 20, sizes  # (the bug took 30: 2000, 1, 2000, 1...)
+        finally:
+            cluster.delete_topic(topic)
