@@ -16,6 +16,7 @@ from .dlq import dlq
 from .groups import groups
 from .inspect import inspect, verify
 from .maintain import compact, maintain
+from .mirror import mirror
 from .produce import produce
 from .repair import repair
 from .replay import replay
@@ -111,6 +112,7 @@ cli.add_command(users)
 cli.add_command(share_groups)
 cli.add_command(dlq)
 cli.add_command(transactions)
+cli.add_command(mirror)
 
 
 def main() -> None:
