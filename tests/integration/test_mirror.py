@@ -253,8 +253,9 @@ def test_mirror_command_resumes_after_sigkill_and_stops_cleanly_on_sigterm(
         if i < 2:
             proc.kill()
             assert proc.wait(10) == -signal.SIGKILL
-        else:
-            time.sleep(0.5)
+        else:  # SIGTERM once it has caught up (it is following: its handler is in place,
+            # however slowly it started on a loaded machine)
+            _until_copied(dst, 5000 + 300 * (i + 1))
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=20)
             assert proc.returncode == 0, err
@@ -263,6 +264,25 @@ def test_mirror_command_resumes_after_sigkill_and_stops_cleanly_on_sigterm(
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert_mirrored(src, dst)
+
+
+def _until_copied(dst: Path, records: int, timeout_s: float = 60) -> None:
+    """Wait until ``dst`` holds ``records`` records of the topic (a following mirror has
+    copied them)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if dst.exists():
+            with logstore.open(dst, maintenance=False) as store:
+                if store.has_topic(TOPIC):
+                    backend = backend_for(store)
+                    held = sum(
+                        backend.offset_range(logstore.TopicPartition(TOPIC, p))[1]
+                        for p in range(backend.topic_metadata(TOPIC).partitions)
+                    )
+                    if held >= records:
+                        return
+        assert time.monotonic() < deadline, f"the mirror did not copy {records} records"
+        time.sleep(0.1)
 
 
 @pytest.mark.soak
