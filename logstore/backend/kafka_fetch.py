@@ -127,9 +127,11 @@ class FetchSession:
         while not out:
             self._bound()  # (a partition paused for its read-ahead, drained now, resumes)
             wait = max(0.0, deadline - time.monotonic())
-            if wait == 0 and self._behind(positions, backend):
+            if wait == 0 and self._behind(positions, backend, out):
                 wait = CATCH_UP_S  # records exist: librdkafka is fetching them
                 deadline = time.monotonic() + wait
+            if out:  # a position out of range, answered at once
+                break
             first = self.consumer.poll(wait)
             if first is not None:
                 self._take([first, *self.consumer.consume(wanted, 0)])
@@ -139,25 +141,37 @@ class FetchSession:
         self._bound()
         return out
 
-    def _behind(self, positions: Mapping[TopicPartition, int], backend: KafkaBackend) -> bool:
+    def _behind(
+        self,
+        positions: Mapping[TopicPartition, int],
+        backend: KafkaBackend,
+        out: dict[TopicPartition, list[ConsumerRecord] | LogstoreError],
+    ) -> bool:
         """Whether some partition has records at or after the offset asked for, by the
         high watermark librdkafka last heard (asked once after an assign): an answer
         without records would then only mean librdkafka has not fetched them yet (a
         store answers a fetch that does not wait with the records it has). Waited for
         in vain once (the offsets up to the high watermark hold no record for the
         reader: transaction markers, an aborted transaction), the same position and
-        high watermark are not waited for again."""
+        high watermark are not waited for again. A position outside the partition's
+        offsets (asked of the broker again, not from what librdkafka last heard) is
+        answered OffsetOutOfRangeError in ``out`` at once, as a store answers it (not
+        when librdkafka's fetch of it comes back)."""
         ck = confluent()
         for tp, offset in positions.items():
             key = ck.TopicPartition(tp.topic, tp.partition)
             try:
-                _, high = self.consumer.get_watermark_offsets(key, cached=True)
-                if high < 0:
-                    _, high = self.consumer.get_watermark_offsets(
+                low, high = self.consumer.get_watermark_offsets(key, cached=True)
+                if high < 0 or not low <= offset <= high:
+                    low, high = self.consumer.get_watermark_offsets(
                         key, timeout=backend.timeout_s, cached=False
                     )
             except ck.KafkaException:
                 continue
+            if not low <= offset <= high:
+                out[tp] = OffsetOutOfRangeError(offset, low, high)
+                self._forget(tp)
+                return False
             if offset < high and self.waited.get(tp) != (offset, high):
                 self.waited[tp] = (offset, high)
                 return True

@@ -59,7 +59,7 @@ def test_a_group_of_two_processes_shares_every_record_once(
     topic, group = _name("t"), _name("g")
     cluster.create_topic(topic, 4)
     acks = _produce(url, topic, producers=2, count=500)
-    consumers = [start("consume", url, topic, group, 3000, 10_000, 50) for _ in range(2)]
+    consumers = [start("consume", url, topic, group, 5000, 10_000, 50) for _ in range(2)]
     outputs = []
     for consumer in consumers:
         out, err = consumer.communicate(timeout=120)
@@ -126,7 +126,7 @@ def test_seek_by_timestamp_and_resume_from_a_commit_across_processes(
             records += consumer.poll(timeout_ms=200, max_records=4 - len(records))
         assert [r.offset for r in records] == [11, 12, 13, 14]
         consumer.commit()
-    other = start("consume", url, topic, group, 2000, 10_000, 50)
+    other = start("consume", url, topic, group, 6000, 10_000, 50)
     out, err = other.communicate(timeout=60)
     assert other.returncode == 0, err
     assert [o for _, o, _ in _rows(out)] == list(range(15, 20))
