@@ -10,18 +10,37 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import logstore
 
 ROOT = Path(__file__).resolve().parents[2]
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _none_left_running() -> Iterator[None]:
+    """Kill and reap the workers a failed test left (else one is reaped, with a
+    ResourceWarning, during a later test of the same process, failing that one)."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        if proc.stdout is not None and not proc.stdout.closed:
+            proc.communicate(timeout=30)
 
 
 def _start(*args: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "tests.integration.compaction_worker", *map(str, args)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def _result(proc: subprocess.Popen[str]) -> dict[str, object]:

@@ -15,9 +15,13 @@ from tests.integration.workers import Worker
 RETRY_WORKER = str(Path(__file__).with_name("retry_worker.py"))
 
 
+def _spawn(data: Path, ledger: Path, idle_ms: int) -> Worker:
+    return Worker([sys.executable, RETRY_WORKER, str(data), "jobs", "workers",
+                   str(ledger), str(idle_ms)])
+
+
 def _start(data: Path, ledger: Path, idle_ms: int) -> Worker:
-    worker = Worker([sys.executable, RETRY_WORKER, str(data), "jobs", "workers",
-                     str(ledger), str(idle_ms)])
+    worker = _spawn(data, ledger, idle_ms)
     worker.wait_ready()
     return worker
 
@@ -39,18 +43,28 @@ def test_retry_worker_killed_mid_run_loses_no_record(tmp_path: Path) -> None:
         with store.producer() as producer:
             for i, value in enumerate(values):
                 producer.send("jobs", value.encode(), key=b"k%d" % i)
-    victim = _start(data, ledger, 60_000)
-    other = _start(data, ledger, 1500)
-    deadline = time.monotonic() + 30
-    while len(_handled(ledger)) < 60 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)
-    victim.communicate(timeout=30)
-    assert len(set(_handled(ledger))) < len(values) - 16  # killed mid-run
-    successor = _start(data, ledger, 1500)
-    for worker in (other, successor):
-        _, err = worker.communicate(timeout=60)
-        assert worker.returncode == 0, err
+    # both started at once: one started after the other was ready could find it (nearly)
+    # done, the start of a process taking long on a busy machine (a parallel test run)
+    victim, other = _spawn(data, ledger, 60_000), _spawn(data, ledger, 1500)
+    workers = [victim, other]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        deadline = time.monotonic() + 30
+        while len(_handled(ledger)) < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=30)
+        assert len(set(_handled(ledger))) < len(values) - 16  # killed mid-run
+        workers.append(_start(data, ledger, 1500))  # the successor
+        for worker in workers[1:]:
+            _, err = worker.communicate(timeout=60)
+            assert worker.returncode == 0, err
+    finally:  # none left running (to be reaped in another test) when an assertion fails
+        for worker in workers:
+            if worker.running():
+                worker.kill()
+                worker.communicate(timeout=30)
     with logstore.open(data) as store:
         dead = []
         for p in range(len(store.describe_topic("jobs.dlq").partitions)):

@@ -441,7 +441,9 @@ def test_store_create_topic_writes_nothing_outside_data_dir_when_name_is_absolut
     assert not (tmp_path / "outside-0").exists()
 
 
-@pytest.mark.parametrize("name", [object(), None, b"bytes", 5], ids=repr)
+# ids: repr, but not an object's address (pytest-xdist's workers must collect the same ids)
+@pytest.mark.parametrize("name", [object(), None, b"bytes", 5],
+                         ids=lambda v: "object()" if type(v) is object else repr(v))
 def test_store_create_topic_raises_invalid_topic_when_name_not_str(
     tmp_path: Path, name: object
 ) -> None:
