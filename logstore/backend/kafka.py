@@ -56,7 +56,7 @@ from logstore.backend.kafka_url import (
     is_kafka_url,
     parse_kafka_url,
 )
-from logstore.backend.rdkafka import confluent, kafka_error, leader_moving, unsupported
+from logstore.backend.rdkafka import LEADER_MOVING, confluent, kafka_error, unsupported
 from logstore.config import READ_COMMITTED, READ_UNCOMMITTED, TopicConfig
 from logstore.errors import (
     ClusterError,
@@ -434,16 +434,12 @@ class KafkaBackend(KafkaProducing, KafkaGroupRequests):
             )
             try:
                 return {
-                    TopicPartition(key.topic, key.partition): future.result(self.timeout_s)
+                    TopicPartition(key.topic, key.partition): self._wait(future, what)
                     for key, future in futures.items()
                 }
-            except ck.KafkaException as exc:
-                err = exc.args[0]
-                if not leader_moving(err) or time.monotonic() > deadline:
-                    raise kafka_error(err, what) from None
-            except TimeoutError:
-                raise ClusterError(f"{what}: no answer from {self.bootstrap_servers} within "
-                                   f"{self.timeout_s:g} s", "_TIMED_OUT") from None
+            except ClusterError as err:
+                if err.code not in LEADER_MOVING or time.monotonic() > deadline:
+                    raise
             time.sleep(0.02)
 
     def close(self) -> None:

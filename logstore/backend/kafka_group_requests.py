@@ -173,16 +173,13 @@ class KafkaGroupRequests:
         members = []
         for member in found.members:
             parts = member.assignment.topic_partitions if member.assignment else []
-            by_topic: dict[str, list[int]] = {}  # (a topic's partitions, as librdkafka lists them)
-            for part in parts:
-                by_topic.setdefault(part.topic, []).append(part.partition)
             members.append(MemberInfo(
                 member.member_id,
                 member.group_instance_id,
                 b"",
-                encode_assignment(Assignment(sorted(
-                    TopicPartition(t, p) for t, ps in by_topic.items() for p in ps
-                ))),
+                encode_assignment(Assignment(
+                    sorted(TopicPartition(p.topic, p.partition) for p in parts)
+                )),
             ))
         if state == "Dead" and not members:
             return GroupInfo(group, "Dead", "", "", -1, None, ())

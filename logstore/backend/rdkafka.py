@@ -54,14 +54,12 @@ def unsupported(what: str, instead: str) -> NoReturn:
     raise UnsupportedOperationError(f"{what} is not available on a Kafka cluster ({instead})")
 
 
-def leader_moving(err: Any) -> bool:
-    """Whether librdkafka's ``err`` says a partition's leader is changing (a new
-    partition's first election, a broker restarting): worth asking again shortly."""
-    k = confluent().KafkaError
-    return bool(err.code() in (
-        k.NOT_LEADER_FOR_PARTITION, k.LEADER_NOT_AVAILABLE,
-        k.FENCED_LEADER_EPOCH, k.UNKNOWN_LEADER_EPOCH,
-    ))
+LEADER_MOVING = frozenset({
+    "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "FENCED_LEADER_EPOCH",
+    "UNKNOWN_LEADER_EPOCH",
+})
+"""The codes (``ClusterError.code``) that say a partition's leader is changing (a new
+partition's first election, a broker restarting): worth asking again shortly."""
 
 
 def kafka_error(err: Any, what: str) -> LogstoreError:

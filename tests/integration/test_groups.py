@@ -9,21 +9,11 @@ from pathlib import Path
 
 import logstore
 from logstore.types import TopicPartition
-from tests.integration.workers import rows, start
+from tests.integration.workers import produce_all, rows, start
 
 
 def _rows(output: str) -> list[tuple[int, int, str]]:
     return rows(output, "rec", "ack")
-
-
-def _produce(data: Path, topic: str, producers: int, count: int) -> list[tuple[int, int, str]]:
-    procs = [start("produce", data, topic, f"p{i}", count) for i in range(producers)]
-    acks = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        acks += _rows(out)
-    return acks
 
 
 def _read_all(plog: logstore.PartitionLog) -> list[logstore.Record]:
@@ -51,7 +41,7 @@ def test_group_of_three_processes_consumes_every_record_exactly_once(tmp_path: P
     with logstore.open(data) as store:
         store.create_topic("t", 4, flush="interval")
     consumers = [start("consume", data, "t", "g", 3000) for _ in range(3)]
-    acks = _produce(data, "t", producers=3, count=800)
+    acks = produce_all(data, "t", producers=3, count=800)
     outputs = [c.communicate(timeout=120)[0] for c in consumers]
     rows = [r for out in outputs for r in _rows(out)]
     assert Counter((p, o) for p, o, _ in rows) == Counter((p, o) for p, o, _ in acks)
@@ -65,7 +55,7 @@ def test_two_groups_each_receive_everything(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with logstore.open(data) as store:
         store.create_topic("t", 4, flush="never")
-    acks = _produce(data, "t", producers=1, count=500)
+    acks = produce_all(data, "t", producers=1, count=500)
     a = start("consume", data, "t", "group-a", 800)
     b = start("consume", data, "t", "group-b", 800)
     got_a = _rows(a.communicate(timeout=120)[0])
@@ -79,7 +69,7 @@ def test_killed_member_partitions_move_and_nothing_is_lost(tmp_path: Path) -> No
     data = tmp_path / "data"
     with logstore.open(data) as store:
         store.create_topic("t", 4, flush="never")
-    acks = _produce(data, "t", producers=2, count=1500)
+    acks = produce_all(data, "t", producers=2, count=1500)
     session_ms = 1500
     survivor = start("consume", data, "t", "g", 4000, session_ms, 20)
     victim = start("consume", data, "t", "g", 4000, session_ms, 20)

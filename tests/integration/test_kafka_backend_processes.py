@@ -16,7 +16,7 @@ import pytest
 
 import logstore
 from logstore.cluster import KafkaStore
-from tests.integration.workers import rows, start
+from tests.integration.workers import produce_all, rows, start
 from tests.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.kafka
@@ -43,22 +43,12 @@ def _rows(output: str) -> list[tuple[int, int, str]]:
     return rows(output, "rec", "ack")
 
 
-def _produce(url: str, topic: str, producers: int, count: int) -> list[tuple[int, int, str]]:
-    procs = [start("produce", url, topic, f"p{i}", count) for i in range(producers)]
-    acks = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        acks += _rows(out)
-    return acks
-
-
 def test_a_group_of_two_processes_shares_every_record_once(
     url: str, cluster: KafkaStore
 ) -> None:
     topic, group = _name("t"), _name("g")
     cluster.create_topic(topic, 4)
-    acks = _produce(url, topic, producers=2, count=500)
+    acks = produce_all(url, topic, producers=2, count=500)
     consumers = [start("consume", url, topic, group, 5000, 10_000, 50) for _ in range(2)]
     outputs = []
     for consumer in consumers:
@@ -81,7 +71,7 @@ def test_a_killed_member_s_partitions_move_and_nothing_is_lost(
 ) -> None:
     topic, group = _name("t"), _name("g")
     cluster.create_topic(topic, 4)
-    acks = _produce(url, topic, producers=2, count=1500)
+    acks = produce_all(url, topic, producers=2, count=1500)
     session_ms = 6000  # the broker's minimum (group.min.session.timeout.ms)
     survivor = start("consume", url, topic, group, 9000, session_ms, 20)
     victim = start("consume", url, topic, group, 9000, session_ms, 20)

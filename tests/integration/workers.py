@@ -138,3 +138,19 @@ def rows(output: str, *kinds: str) -> list[tuple[int, int, str]]:
         if len(parts) == 4 and parts[0] in kinds:
             found.append((int(parts[1]), int(parts[2]), parts[3]))
     return found
+
+
+def produce_all(
+    target: str | Path, topic: str, producers: int, count: int
+) -> list[tuple[int, int, str]]:
+    """Run ``producers`` "produce" workers of ``count`` records each on ``target`` (a data
+    directory or a ``kafka://`` address); the ``(partition, offset, value)`` of every
+    acknowledged record."""
+    procs = [start("produce", target, topic, f"p{i}", count) for i in range(producers)]
+    acks = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        acks += rows(out, "rec", "ack")
+    return acks
+
