@@ -1,0 +1,347 @@
+"""Dead letters: reading them, remembering which were re-driven, and re-driving them (the
+library under ``logstore dlq`` and the web console's dead-letter view).
+
+Dead letters are the records :class:`~logstore.patterns.retry.RetryingConsumer` wrote to
+a dead-letter topic, with the ``logstore.dlq.*`` headers of :mod:`logstore.headers`.
+
+What was re-driven is kept as the committed offsets of the consumer group
+:data:`REDRIVE_GROUP`, one per dead-letter partition: the committed offset is the first
+offset not re-driven yet (every one below it was), and its commit metadata lists the
+re-driven offsets above it (``"5,7-9"``), so re-driving chosen offsets out of order is
+remembered too. Deleting that group forgets it. A re-drive commits after the producer
+flushed the records, so a crash in between sends them again on the next re-drive
+(at-least-once), never loses one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from logstore import headers as h
+from logstore.client.admin import current_offsets
+from logstore.client.backend import Backend
+from logstore.client.producer import Producer
+from logstore.errors import (
+    InvalidConfigError,
+    LogstoreError,
+    OffsetOutOfRangeError,
+    PartitionNotFoundError,
+)
+from logstore.patterns.retry_policy import own_headers
+from logstore.types import ConsumerRecord, TopicPartition
+
+REDRIVE_GROUP = "logstore-redrive"
+MAX_STATE_CHARS = 4096  # Kafka's offset.metadata.max.bytes: the commit metadata's limit
+FETCH_BYTES = 1 << 20
+
+
+class LetterNotFoundError(LogstoreError, LookupError):
+    """No record at a ``PARTITION:OFFSET`` asked for (the message says what the
+    partition holds)."""
+
+
+class NotDeadLettersError(InvalidConfigError):
+    """Records asked to be re-driven (or listed as dead letters) lack the
+    ``logstore.dlq.original.topic`` header, so where they came from is unknown."""
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", errors="backslashreplace")
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
+
+
+class DeadLetter:
+    """One record of a dead-letter topic and what its headers say."""
+
+    def __init__(self, partition: int, record: ConsumerRecord) -> None:
+        self.partition = partition
+        self.record = record
+        found = {k: v for k, v in record.headers}
+        self.fields: dict[str, str | None] = {k: _text(found.get(k)) for k in h.DLQ_HEADERS}
+
+    @property
+    def is_dead_letter(self) -> bool:
+        return self.fields[h.DLQ_ORIGINAL_TOPIC] is not None
+
+    @property
+    def where(self) -> str:
+        """``PARTITION:OFFSET``, how a letter is named."""
+        return f"{self.partition}:{self.record.offset}"
+
+    @property
+    def original_topic(self) -> str | None:
+        return self.fields[h.DLQ_ORIGINAL_TOPIC]
+
+    @property
+    def original_partition(self) -> int | None:
+        return _int(self.fields[h.DLQ_ORIGINAL_PARTITION])
+
+    def summary(self) -> dict[str, object]:
+        """What the headers say, as JSON-ready values."""
+        f = self.fields
+        return {
+            "original": {"topic": f[h.DLQ_ORIGINAL_TOPIC],
+                         "partition": _int(f[h.DLQ_ORIGINAL_PARTITION]),
+                         "offset": _int(f[h.DLQ_ORIGINAL_OFFSET]),
+                         "timestamp": _int(f[h.DLQ_ORIGINAL_TIMESTAMP])},
+            "attempts": _int(f[h.DLQ_ATTEMPTS]),
+            "error_class": f[h.DLQ_ERROR_CLASS], "error_message": f[h.DLQ_ERROR_MESSAGE],
+        }
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def letters_of(
+    backend: Backend, topic: str, after: tuple[int, int] | None = None
+) -> Iterator[DeadLetter]:
+    """The records of ``topic``, partition by partition, oldest first; from
+    ``after = (partition, offset)`` on (that record included) when given.
+
+    Raises:
+        TopicNotFoundError: there is no such topic.
+    """
+    count = backend.topic_metadata(topic).partitions
+    first_partition, first_offset = after if after is not None else (0, 0)
+    for partition in range(max(0, first_partition), count):
+        tp = TopicPartition(topic, partition)
+        start, end = backend.offset_range(tp)
+        offset = max(start, first_offset) if partition == first_partition else start
+        while offset < end:
+            answer = backend.fetch({tp: offset}, max_records=500, max_bytes=FETCH_BYTES)
+            found = answer.get(tp, [])
+            if isinstance(found, OffsetOutOfRangeError):  # retention moved the start
+                offset = backend.offset_range(tp)[0]
+                continue
+            if isinstance(found, Exception):
+                raise found
+            if not found:
+                break
+            for record in found:
+                if record.offset < end:
+                    yield DeadLetter(partition, record)
+            offset = found[-1].offset + 1
+
+
+def parse_where(text: str, topic: str, partitions: int) -> tuple[int, int]:
+    """``PARTITION:OFFSET`` (or ``OFFSET`` in a topic of one partition) as a pair.
+
+    Raises:
+        InvalidConfigError: not that shape, or no such partition.
+    """
+    part, sep, off = text.rpartition(":")
+    try:
+        partition = int(part) if sep else 0
+        offset = int(off)
+    except ValueError:
+        raise InvalidConfigError(f"{text!r} is not PARTITION:OFFSET (e.g. 0:12)") from None
+    if not sep and partitions > 1:
+        raise InvalidConfigError(
+            f"{text!r} needs its partition: {topic!r} has {partitions} (use "
+            f"PARTITION:OFFSET, e.g. 0:{offset})")
+    if not 0 <= partition < partitions:
+        raise PartitionNotFoundError(
+            f"{topic!r} has no partition {partition} (it has 0..{partitions - 1})")
+    return partition, offset
+
+
+def find_letters(
+    backend: Backend, topic: str, wheres: Sequence[tuple[int, int]]
+) -> list[DeadLetter]:
+    """The records at ``wheres`` (``(partition, offset)`` pairs, each once, in the order
+    given), read one by one.
+
+    Raises:
+        LetterNotFoundError: no record at one of them (the message says what the
+            partition holds).
+    """
+    out: list[DeadLetter] = []
+    for partition, offset in dict.fromkeys(wheres):
+        tp = TopicPartition(topic, partition)
+        start, end = backend.offset_range(tp)
+        record = None
+        if start <= offset < end:
+            answer = backend.fetch({tp: offset}, max_records=1, max_bytes=FETCH_BYTES)
+            found = answer.get(tp, [])
+            if not isinstance(found, Exception) and found and found[0].offset == offset:
+                record = found[0]
+        if record is None:
+            span = f"offsets {start}..{end - 1}" if end > start else "no records"
+            raise LetterNotFoundError(
+                f"offset {offset} is out of range: partition {partition} of {topic!r} "
+                f"holds {span}")
+        out.append(DeadLetter(partition, record))
+    return out
+
+
+# ---------------------------------------------------------------------- re-drive state
+
+
+def _parse_state(offset: int, metadata: str) -> set[int]:
+    """The re-driven offsets at or above the committed ``offset``."""
+    done: set[int] = set()
+    for part in filter(None, metadata.split(",")):
+        low, _, high = part.partition("-")
+        try:
+            done.update(range(int(low), int(high or low) + 1))
+        except ValueError:
+            continue  # not ours: ignore it
+    return {o for o in done if o >= offset}
+
+
+def _format_state(done: Iterable[int]) -> str:
+    parts: list[str] = []
+    for o in sorted(done):
+        if parts and parts[-1].split("-")[-1] == str(o - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{o}"
+        else:
+            parts.append(str(o))
+    return ",".join(parts)
+
+
+@dataclass
+class RedriveState:
+    """Per partition of a dead-letter topic: the committed offset of
+    :data:`REDRIVE_GROUP` and the re-driven offsets above it."""
+
+    topic: str
+    partitions: dict[int, tuple[int, set[int]]] = field(default_factory=dict)
+
+    def is_redriven(self, letter: DeadLetter) -> bool:
+        committed, above = self.partitions.get(letter.partition, (0, set()))
+        return letter.record.offset < committed or letter.record.offset in above
+
+    def redriven_count(self, partition: int, start: int, end: int) -> int:
+        """How many offsets in ``[start, end)`` of ``partition`` were re-driven."""
+        committed, above = self.partitions.get(partition, (0, set()))
+        below = max(0, min(committed, end) - start)
+        return below + sum(1 for o in above if max(start, committed) <= o < end)
+
+    def after(
+        self, chosen: Sequence[DeadLetter], starts: dict[int, int]
+    ) -> dict[TopicPartition, tuple[int, str]]:
+        """The commits that record ``chosen`` as re-driven too (``starts``: each
+        partition's log start offset).
+
+        Raises:
+            InvalidConfigError: too many scattered offsets to fit the commit metadata.
+        """
+        out = {}
+        for partition in sorted({x.partition for x in chosen}):
+            committed, above = self.partitions.get(partition, (0, set()))
+            above = above | {x.record.offset for x in chosen if x.partition == partition}
+            committed = max(committed, starts[partition])
+            while committed in above:
+                committed += 1
+            metadata = _format_state(o for o in above if o > committed)
+            if len(metadata) > MAX_STATE_CHARS:
+                raise InvalidConfigError(
+                    f"too many scattered re-driven offsets in partition {partition} of "
+                    f"{self.topic!r} to remember: re-drive the ones before them first "
+                    f"(or all)")
+            out[TopicPartition(self.topic, partition)] = (committed, metadata)
+        return out
+
+
+def redrive_state(backend: Backend, topic: str) -> RedriveState:
+    """What was re-driven of ``topic`` so far."""
+    state = RedriveState(topic)
+    for tp, c in current_offsets(backend, REDRIVE_GROUP).items():
+        if tp.topic == topic:
+            state.partitions[tp.partition] = (c.offset, _parse_state(c.offset, c.metadata))
+    return state
+
+
+# ---------------------------------------------------------------------- re-drive
+
+
+@dataclass
+class RedrivePlan:
+    """Where each chosen letter goes, before anything is sent."""
+
+    topic: str
+    routes: list[tuple[DeadLetter, str, int | None]]
+    """Each letter, the topic it goes to and its partition (None: by its key)."""
+    skipped: list[DeadLetter]
+    """Letters asked for that were re-driven already (left out)."""
+    state: RedriveState
+
+    @property
+    def letters(self) -> list[DeadLetter]:
+        return [x for x, _, _ in self.routes]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many letters go to each topic."""
+        out: dict[str, int] = {}
+        for _, name, _ in self.routes:
+            out[name] = out.get(name, 0) + 1
+        return dict(sorted(out.items()))
+
+
+def plan_redrive(
+    backend: Backend, topic: str, chosen: Sequence[DeadLetter] | None,
+    target: str | None = None,
+) -> RedrivePlan:
+    """Plan re-driving ``chosen`` letters of ``topic`` (None: every letter not re-driven
+    yet) to their original topic and partition (the partition when it goes back to its
+    original topic and that still has it, else by its key), or to ``target``.
+
+    Raises:
+        NotDeadLettersError: a chosen record has no original topic and no ``target``.
+        TopicNotFoundError: a topic to send to does not exist.
+    """
+    state = redrive_state(backend, topic)
+    letters = list(letters_of(backend, topic)) if chosen is None else list(chosen)
+    skipped = [x for x in letters if state.is_redriven(x)]
+    pending = [x for x in letters if not state.is_redriven(x)]
+    missing = [x.where for x in pending if not x.is_dead_letter]
+    if missing and target is None:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise NotDeadLettersError(
+            f"{len(missing)} record(s) of {topic!r} ({shown}) have no "
+            f"{h.DLQ_ORIGINAL_TOPIC} header, so their original topic is unknown: they are "
+            f"not dead letters (give a topic to send them to: --to TOPIC)"
+        )
+    sizes: dict[str, int] = {}
+    routes: list[tuple[DeadLetter, str, int | None]] = []
+    for x in pending:
+        name = target or x.original_topic or topic  # (never empty: see above)
+        if name not in sizes:
+            sizes[name] = backend.topic_metadata(name).partitions  # exists?
+        original = x.original_partition
+        same = name == x.original_topic
+        keep = same and original is not None and original < sizes[name]
+        routes.append((x, name, original if keep else None))
+    return RedrivePlan(topic, routes, skipped if chosen is not None else [], state)
+
+
+def execute_redrive(backend: Backend, plan: RedrivePlan) -> None:
+    """Send the plan's letters with their original key, value and headers (the
+    dead-letter headers dropped), then remember them as re-driven.
+
+    Raises:
+        InvalidConfigError: too many scattered offsets to remember (nothing sent).
+    """
+    if not plan.routes:
+        return
+    starts = {p: backend.offset_range(TopicPartition(plan.topic, p))[0]
+              for p in {x.partition for x in plan.letters}}
+    commits = plan.state.after(plan.letters, starts)
+    with Producer(backend) as producer:
+        futures = [
+            producer.send(name, x.record.value, x.record.key,
+                          list(own_headers(x.record.headers)), partition=partition)
+            for x, name, partition in plan.routes
+        ]
+        producer.flush()
+        for future in futures:
+            future.result()
+    backend.commit_offsets(REDRIVE_GROUP, commits)
