@@ -28,7 +28,7 @@ AnyStore = logstore.Store | logstore.KafkaStore
 """What a command that works on both kinds of target opens."""
 
 CLUSTER_COMMANDS = frozenset(
-    {"topics", "produce", "consume", "groups", "replay", "bench", "dlq", "mirror"}
+    {"topics", "produce", "consume", "groups", "replay", "bench", "dlq", "mirror", "ui"}
 )
 """The commands that do not refuse ``--bootstrap-server``: those that work on a cluster, and
 ``mirror``, which names its own stores (SRC and DST)."""

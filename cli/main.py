@@ -23,6 +23,7 @@ from .replay import replay
 from .serve import serve_command
 from .share import share_groups
 from .transactions import transactions
+from .ui import ui
 from .users import users
 
 
@@ -40,7 +41,7 @@ from .users import users
     metavar="HOST:PORT[,HOST:PORT]",
     help="Use a Kafka cluster instead of a data directory (also from "
     "LOGSTORE_BOOTSTRAP_SERVERS); a kafka://HOST:PORT?name=value address may carry "
-    "librdkafka settings. topics, produce, consume, groups, replay, bench and dlq work on "
+    "librdkafka settings. topics, produce, consume, groups, replay, bench, dlq and ui work on "
     "it; the commands about a data directory's files are local-only.",
 )
 @click.option(
@@ -87,6 +88,7 @@ def cli(
       logstore replay orders --from-time 1h --max-speed
       logstore --data-dir /tmp/store verify
       logstore serve --port 9092                       # for any Kafka client
+      logstore ui                                      # a web console on :8080
       logstore --data-dir ~/project --init topics create events   # a non-empty directory
       logstore --bootstrap-server kafka1:9092 groups describe billing   # a Kafka cluster
     """
@@ -113,6 +115,7 @@ cli.add_command(share_groups)
 cli.add_command(dlq)
 cli.add_command(transactions)
 cli.add_command(mirror)
+cli.add_command(ui)
 
 
 def main() -> None:

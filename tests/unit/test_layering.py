@@ -18,9 +18,11 @@ rank  layer       packages and modules
 6     client      ``logstore.client`` (producer, consumer, admin, the Backend Protocol)
 7     patterns    ``logstore.patterns`` (retries, request-reply, priorities: clients only)
 8     server      ``logstore.server`` (the Kafka wire-protocol server)
-9     facade      ``logstore`` (``logstore/__init__.py``), ``logstore.embedded``,
+9     ui          ``logstore.ui`` (the web console: clients, patterns, and a data
+                  directory's storage-level store for its files)
+10    facade      ``logstore`` (``logstore/__init__.py``), ``logstore.embedded``,
                   ``logstore.cluster``
-10    cli         ``logstore_cli`` (``cli/``)
+11    cli         ``logstore_cli`` (``cli/``)
 ====  ==========  ====================================================================
 
 A module belongs to the layer of the longest name in the table that is it or a package
@@ -83,6 +85,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("client", ("logstore.client",)),
     ("patterns", ("logstore.patterns",)),
     ("server", ("logstore.server",)),
+    ("ui", ("logstore.ui",)),
     ("facade", ("logstore", "logstore.embedded", "logstore.cluster")),
     ("cli", (CLI_PACKAGE,)),
 ]
@@ -298,12 +301,13 @@ def test_layers_are_ordered_as_issue_12_says() -> None:
     ranks = {name: rank for rank, (name, _) in enumerate(LAYERS)}
 
     order = ["base", "records", "storage", "topics", "store", "backend", "client", "patterns",
-             "server", "facade", "cli"]
+             "server", "ui", "facade", "cli"]
     assert sorted(ranks, key=ranks.__getitem__) == order
     assert layer_of("logstore.storage.segment") == (ranks["storage"], "storage")
     assert layer_of("logstore") == (ranks["facade"], "facade")
     assert layer_of("logstore.client.backend") == (ranks["client"], "client")
     assert layer_of("logstore.embedded") == (ranks["facade"], "facade")
+    assert layer_of("logstore.ui.app") == (ranks["ui"], "ui")
     assert layer_of("logstore.nothing") is None  # "logstore" is the facade module only
     assert layer_of("elsewhere") is None
 
