@@ -6,12 +6,13 @@ the share-group requests a Kafka cluster does not serve through this backend."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from logstore.backend.kafka_groups import KafkaMembership
-from logstore.backend.rdkafka import confluent, kafka_error, unsupported
-from logstore.errors import TopicNotFoundError, UnknownMemberIdError
+from logstore.backend.rdkafka import COORDINATOR_MOVING, confluent, kafka_error, unsupported
+from logstore.errors import ClusterError, TopicNotFoundError, UnknownMemberIdError
 from logstore.records.consumer_protocol import Assignment, encode_assignment
 from logstore.types import (
     CommittedOffset,
@@ -21,6 +22,8 @@ from logstore.types import (
     MemberInfo,
     TopicPartition,
 )
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     pass
@@ -65,9 +68,13 @@ class KafkaGroupRequests:
         if asked == []:
             return {}
         request = ck.ConsumerGroupTopicPartitions(group, asked)
-        futures = self._admin.list_consumer_group_offsets([request], require_stable=True,
-                                                          request_timeout=self.timeout_s)
-        answer = self._wait(futures[group], f"the offsets of group {group!r}")
+
+        def ask() -> Any:
+            futures = self._admin.list_consumer_group_offsets(
+                [request], require_stable=True, request_timeout=self.timeout_s)
+            return self._wait(futures[group], f"the offsets of group {group!r}")
+
+        answer = self._while_coordinator_moves(ask)
         ids: dict[str, str | None] = {}
         out = {}
         for found in answer.topic_partitions:
@@ -116,13 +123,29 @@ class KafkaGroupRequests:
             ck.TopicPartition(tp.topic, tp.partition, offset, metadata=metadata)
             for tp, (offset, metadata) in offsets.items()
         ])
-        futures = self._admin.alter_consumer_group_offsets([request],
-                                                           request_timeout=self.timeout_s)
-        answer = self._wait(futures[group], f"committing offsets of group {group!r}")
-        for tp in answer.topic_partitions:
-            if tp.error is not None:
-                raise kafka_error(tp.error, f"committing {tp.topic}-{tp.partition} of "
-                                            f"group {group!r}")
+
+        def commit() -> None:
+            futures = self._admin.alter_consumer_group_offsets(
+                [request], request_timeout=self.timeout_s)
+            answer = self._wait(futures[group], f"committing offsets of group {group!r}")
+            for tp in answer.topic_partitions:
+                if tp.error is not None:
+                    raise kafka_error(tp.error, f"committing {tp.topic}-{tp.partition} of "
+                                                f"group {group!r}")
+
+        self._while_coordinator_moves(commit)
+
+    def _while_coordinator_moves(self, request: Callable[[], _T]) -> _T:
+        """``request()``, asked again while the group's coordinator moves or loads
+        (:data:`COORDINATOR_MOVING`), up to the request timeout."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return request()
+            except ClusterError as err:
+                if err.code not in COORDINATOR_MOVING or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
 
     def delete_offsets(self, group: str, tps: Iterable[TopicPartition]) -> NoReturn:
         unsupported("deleting a group's offsets of some partitions",

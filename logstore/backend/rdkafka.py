@@ -61,6 +61,12 @@ LEADER_MOVING = frozenset({
 """The codes (``ClusterError.code``) that say a partition's leader is changing (a new
 partition's first election, a broker restarting): worth asking again shortly."""
 
+COORDINATOR_MOVING = frozenset({
+    "NOT_COORDINATOR", "COORDINATOR_NOT_AVAILABLE", "COORDINATOR_LOAD_IN_PROGRESS",
+})
+"""The codes that say a group's coordinator is moving or still loading (a new cluster's
+``__consumer_offsets`` being made, a broker restarting): Kafka's clients ask again."""
+
 
 def kafka_error(err: Any, what: str) -> LogstoreError:
     """The logstore error for librdkafka's ``err`` (a KafkaError) while doing ``what``."""
