@@ -14,7 +14,9 @@ Safety, for a console bound to a local port:
   signatures, names and offsets by the console): bad input is a 4xx with
   ``{"error": code, "message": sentence}``, and nothing it names is ever a file path:
   topics and groups are looked up through the backend, static files come only from
-  ``static/``.
+  ``static/``;
+* every answer carries a Content-Security-Policy (the page's own scripts only, no
+  framing by other sites) and ``nosniff``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ STATIC = Path(__file__).with_name("static")
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 KEEPALIVE_S = 15.0
+SECURITY_HEADERS = {
+    # the page's own script and styles only (a record's value is text, never markup, and
+    # could not run if it were); no framing by another site (a click there must not
+    # confirm a change here)
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'"),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 NAME_MAX = 249  # Kafka's longest topic name; group names get the same bound here
 
 # (error type, HTTP status, code) — the first that matches wins, so subclasses first
@@ -167,7 +181,9 @@ def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False
             return _error(403, "origin_not_allowed",
                           f"a change from the page at {origin!r} is refused: only the "
                           f"console's own page may make changes")
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @app.exception_handler(LogstoreError)
     async def logstore_error(request: Request, err: LogstoreError) -> JSONResponse:

@@ -478,3 +478,11 @@ def test_openapi_document_lists_the_api(shared: Env) -> None:
     assert {"/api/topics", "/api/topics/{topic}/records", "/api/groups/{group}/lag/stream",
             "/api/topics/{topic}/dead-letters/redrive"} <= set(doc["paths"])
     assert shared.client.get("/docs").status_code == 404  # Swagger UI would need a CDN
+
+
+def test_answers_carry_security_headers(shared: Env) -> None:
+    for url in ["/", "/api/store", "/api/topics/nope"]:
+        answer = shared.client.get(url)
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+        assert answer.headers["x-content-type-options"] == "nosniff"
