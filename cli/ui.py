@@ -3,9 +3,13 @@ SIGTERM; on a data directory or, with ``--bootstrap-server``, a Kafka cluster.""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
+from collections.abc import Iterator
+from types import FrameType
 
 import click
 
@@ -53,8 +57,9 @@ def ui(target: str, host: str, port: int, allow_writes: bool, sample_interval: f
         listener = socket.create_server((host, port), family=_family(host), backlog=128)
     except OSError as err:
         raise click.ClickException(
-            f"cannot listen on {host}:{port}: {err.strerror or err} (choose another --port, "
-            f"or --port 0 for any free one)") from None
+            f"cannot listen on {host}:{port}: {_reason(err)} "
+            f"(choose another --port, or --port 0 for any free one; --host takes an address "
+            f"of this machine)") from None
     with listener, open_target(target, read_only_ok=True, must_exist=True,
                                maintenance=False) as store:
         if isinstance(store, logstore.KafkaStore):
@@ -72,9 +77,43 @@ def ui(target: str, host: str, port: int, allow_writes: bool, sample_interval: f
             sys.stdout.flush()
             config = uvicorn.Config(app, log_level="warning", access_log=False,
                                     timeout_graceful_shutdown=2)
-            uvicorn.Server(config).run(sockets=[listener])
+            _server_class()(config).run(sockets=[listener])
         finally:
             sampler.stop()
+
+
+def _server_class() -> type:
+    import uvicorn  # noqa: PLC0415  (the 'ui' extra: imported when the command runs)
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopped by SIGTERM or Ctrl-C like any command here: it
+        returns (so the store is closed), where uvicorn's own handlers would raise the
+        signal again after its shutdown and end the process by it."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self._stop)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def _stop(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit:  # a second signal: do not wait for open streams
+                self.force_exit = True
+            self.should_exit = True
+
+    return Server
+
+
+def _reason(err: OSError) -> str:
+    """What went wrong, without the address create_server appends (it is in the line)."""
+    if err.errno is not None and err.errno > 0:
+        return os.strerror(err.errno)
+    text = err.strerror or str(err)  # getaddrinfo's own (negative) codes
+    return text.split(" (while attempting", 1)[0]
 
 
 def _family(host: str) -> socket.AddressFamily:
