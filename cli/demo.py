@@ -173,5 +173,6 @@ def demo(data_dir: str, topic: str, events: int, workers: int) -> None:
     echo("explore (logstore is in .venv/bin: `source .venv/bin/activate` first, or run "
          "`./dev logstore ...`):")
     for command in (f"topics describe {topic}", f"groups describe {GROUP}",
-                    f"consume {topic} --from-time 5m --max-messages 5 --print-key"):
+                    f"consume {topic} --from-time 5m --max-messages 5 --print-key",
+                    "ui    # a web console: topics, records, the group's lag, on :8080"):
         echo(f"  logstore{where} {command}")
