@@ -3,8 +3,11 @@ errors (the pages themselves: test_browser.py, test_changes.py)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,9 @@ from click.testing import CliRunner
 
 import logstore
 from logstore_cli.main import cli
-from tests.ui.conftest import UiServer
+from tests.integration.workers import Worker
+from tests.kafka_broker import KafkaBroker
+from tests.ui.conftest import UiServer, logstore_command
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def test_serves_until_sigterm_and_says_where(data: Path) -> None:
         assert (status, answer["error"]) == (403, "read_only")
     finally:
         server.worker.send_signal(signal.SIGTERM)
-        out, err = server.worker.communicate(timeout=15)
+        _, err = server.worker.communicate(timeout=15)
     assert server.worker.returncode == 0, err
     assert "Traceback" not in err
 
@@ -71,3 +76,22 @@ def test_a_missing_store_is_not_made(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "nope"), "ui"])
     assert result.exit_code == 1 and "no store at" in result.output
     assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.kafka
+def test_serves_a_kafka_cluster(kafka_broker: KafkaBroker) -> None:
+    worker = Worker([*logstore_command(), "--bootstrap-server", kafka_broker.bootstrap, "ui",
+                     "--port", "0"])
+    try:
+        deadline = time.monotonic() + 60
+        while "\n" not in worker.output() and worker.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = worker.output().splitlines()[0]
+        assert line.startswith(f"logstore ui: serving kafka://{kafka_broker.bootstrap} on ")
+        url = line.split(" on ", 1)[1].split()[0]
+        with urllib.request.urlopen(url + "api/store", timeout=30) as answer:
+            assert json.load(answer)["kind"] == "kafka"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
