@@ -29,8 +29,10 @@ from logstore.patterns.dlq import (
     letters_of,
     parse_where,
     plan_redrive,
+    preview_redrive_all,
     redrive_state,
 )
+from logstore.patterns.dlq import redrive_all as redrive_all_letters
 from logstore.patterns.retry_policy import own_headers
 
 from .cluster import backend_of, open_target
@@ -111,7 +113,8 @@ def dlq_list(store_target: str, topic: str, as_json: bool, limit: int | None) ->
         backend = backend_of(store)
         letters = list(itertools.islice(letters_of(backend, topic), limit))
         state = redrive_state(backend, topic)
-    _check_dead_letters(topic, letters)
+        if letters and not any(x.is_dead_letter for x in letters):
+            _check_dead_letters(topic, backend)
     if as_json:
         click.echo(json.dumps([_as_json(x, state.is_redriven(x)) for x in letters]))
         return
@@ -119,10 +122,17 @@ def dlq_list(store_target: str, topic: str, as_json: bool, limit: int | None) ->
            "REDRIVEN"], [_row(x, state.is_redriven(x)) for x in letters])
 
 
-def _check_dead_letters(topic: str, letters: Sequence[DeadLetter]) -> None:
-    if letters and not any(x.is_dead_letter for x in letters):
+def _check_dead_letters(topic: str, backend: Backend) -> None:
+    """Refuses ``topic`` unless some record of it is a dead letter (read a fetch at a
+    time, stopping at the first)."""
+    count = 0
+    for x in letters_of(backend, topic):
+        if x.is_dead_letter:
+            return
+        count += 1
+    if count:
         raise click.ClickException(
-            f"topic {topic!r} holds no dead letters: none of its {len(letters)} record(s) "
+            f"topic {topic!r} holds no dead letters: none of its {count} record(s) "
             f"has the {h.DLQ_ORIGINAL_TOPIC} header (give the dead-letter topic, e.g. "
             f"'{topic}{h.DLQ_SUFFIX}')"
         )
@@ -168,17 +178,24 @@ def dlq_redrive(
         raise click.UsageError("give either --offset PARTITION:OFFSET (one or more) or --all")
     with open_target(store_target, must_exist=True) as store:
         backend = backend_of(store)
-        chosen = None if redrive_all else _choose(backend, topic, offsets)
-        plan = plan_redrive(backend, topic, chosen, target)
-        if plan.skipped:
-            click.echo(f"already re-driven, skipped: {', '.join(x.where for x in plan.skipped)}",
-                       err=True)
-        if not plan.routes:
+        if redrive_all:
+            preview = preview_redrive_all(backend, topic, target)
+            count, counts = preview.count, preview.counts
+        else:
+            plan = plan_redrive(backend, topic, _choose(backend, topic, offsets), target)
+            if plan.skipped:
+                click.echo("already re-driven, skipped: "
+                           f"{', '.join(x.where for x in plan.skipped)}", err=True)
+            count, counts = len(plan.routes), plan.counts
+        if not count:
             click.echo(f"nothing to re-drive in {topic!r}")
             return
-        where = ", ".join(f"{n} ({c})" for n, c in plan.counts.items())
+        where = ", ".join(f"{n} ({c})" for n, c in counts.items())
         if not yes:
-            click.confirm(f"re-drive {len(plan.routes)} dead letter(s) of {topic!r} to "
-                          f"{where}?", abort=True)
-        execute_redrive(backend, plan)
-    click.echo(f"re-drove {len(plan.routes)} dead letter(s) of {topic!r} to {where}")
+            click.confirm(f"re-drive {count} dead letter(s) of {topic!r} to {where}?",
+                          abort=True)
+        if redrive_all:  # exactly the letters counted (not those dead-lettered since)
+            redrive_all_letters(backend, topic, target, through=preview.through)
+        else:
+            execute_redrive(backend, plan)
+    click.echo(f"re-drove {count} dead letter(s) of {topic!r} to {where}")

@@ -8,8 +8,10 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -28,12 +30,19 @@ from .common import user_errors
 @click.option("--allow-writes", is_flag=True,
               help="Allow changes from the page (re-drive dead letters, reset offsets, "
               "delete): each still asks for a confirmation. Read-only without it.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Another name the console may be opened by (the Host a browser sends: a "
+              "name of this machine that points here); repeatable. Requests by any other "
+              "name are refused (DNS rebinding).")
 @click.option("--sample-interval", type=click.FloatRange(0.05, 3600), default=2.0,
               show_default=True, metavar="SECONDS",
               help="How often the console samples log ends and lag (rates, lag charts).")
 @click.pass_obj
 @user_errors
-def ui(target: str, host: str, port: int, allow_writes: bool, sample_interval: float) -> None:
+def ui(
+    target: str, host: str, port: int, allow_writes: bool, allowed_hosts: tuple[str, ...],
+    sample_interval: float,
+) -> None:
     """Serve a web console for the store: topics, a record browser, consumer groups with
     live lag charts, dead letters with re-drive; and its JSON API (/openapi.json).
 
@@ -68,44 +77,58 @@ def ui(target: str, host: str, port: int, allow_writes: bool, sample_interval: f
             shown, kind, local = os.path.abspath(target), "local", store
         console = Console(backend_of(store), kind=kind, target=shown, local=local)
         sampler = Sampler(console, interval=sample_interval).start()
+        stopping = threading.Event()
         try:
-            app = create_app(console, sampler, allow_writes=allow_writes, host=host)
-            bound = listener.getsockname()
-            where = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-            mode = "writes allowed" if allow_writes else "read-only"
-            click.echo(f"logstore ui: serving {shown} on http://{where}:{bound[1]}/ ({mode})")
-            sys.stdout.flush()
+            app = create_app(console, sampler, allow_writes=allow_writes, host=host,
+                             allowed_hosts=allowed_hosts, stopping=stopping)
             config = uvicorn.Config(app, log_level="warning", access_log=False,
                                     timeout_graceful_shutdown=2)
-            _server_class()(config).run(sockets=[listener])
+            server = _server_class()(config)
+            with _stopped_by_signals(server, stopping):  # from here on: a clean stop
+                bound = listener.getsockname()
+                where = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+                mode = "writes allowed" if allow_writes else "read-only"
+                click.echo(f"logstore ui: serving {shown} on http://{where}:{bound[1]}/ "
+                           f"({mode})")
+                sys.stdout.flush()
+                server.run(sockets=[listener])
         finally:
             sampler.stop()
 
 
-def _server_class() -> type:
+def _server_class() -> Any:
     import uvicorn  # noqa: PLC0415  (the 'ui' extra: imported when the command runs)
 
     class Server(uvicorn.Server):
-        """uvicorn's server, stopped by SIGTERM or Ctrl-C like any command here: it
-        returns (so the store is closed), where uvicorn's own handlers would raise the
-        signal again after its shutdown and end the process by it."""
+        """uvicorn's server without its own signal handlers (:func:`_stopped_by_signals`
+        installs the command's): uvicorn's raise the signal again after shutting down,
+        which would end the process by it before the store is closed."""
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            previous = {sig: signal.signal(sig, self._stop)
-                        for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-        def _stop(self, sig: int, frame: FrameType | None) -> None:
-            if self.should_exit:  # a second signal: do not wait for open streams
-                self.force_exit = True
-            self.should_exit = True
+            yield
 
     return Server
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(server: Any, stopping: threading.Event) -> Iterator[None]:
+    """SIGTERM and Ctrl-C stop ``server`` cleanly (its run returns, the store is closed,
+    exit status 0) while inside: ``stopping`` is set, so event streams end, then the
+    server is asked to exit; a second signal does not wait for open connections."""
+
+    def stop(sig: int, frame: FrameType | None) -> None:
+        stopping.set()
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _reason(err: OSError) -> str:

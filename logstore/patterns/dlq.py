@@ -15,7 +15,7 @@ flushed the records, so a crash in between sends them again on the next re-drive
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from logstore import headers as h
@@ -100,10 +100,13 @@ class DeadLetter:
 
 
 def letters_of(
-    backend: Backend, topic: str, after: tuple[int, int] | None = None
+    backend: Backend, topic: str, after: tuple[int, int] | None = None,
+    until: Mapping[int, int] | None = None,
 ) -> Iterator[DeadLetter]:
     """The records of ``topic``, partition by partition, oldest first; from
-    ``after = (partition, offset)`` on (that record included) when given.
+    ``after = (partition, offset)`` on (that record included) when given; below
+    ``until[partition]`` (an offset; a partition it leaves out is read to its end) when
+    given. Reads a bounded fetch at a time: whatever the topic holds, this holds ~1 MiB.
 
     Raises:
         TopicNotFoundError: there is no such topic.
@@ -113,6 +116,8 @@ def letters_of(
     for partition in range(max(0, first_partition), count):
         tp = TopicPartition(topic, partition)
         start, end = backend.offset_range(tp)
+        if until is not None and partition in until:
+            end = min(end, until[partition])
         offset = max(start, first_offset) if partition == first_partition else start
         while offset < end:
             answer = backend.fetch({tp: offset}, max_records=500, max_bytes=FETCH_BYTES)
@@ -286,41 +291,136 @@ class RedrivePlan:
         return dict(sorted(out.items()))
 
 
+class _Router:
+    """Where letters of ``topic`` go: their original topic and partition (the partition
+    when it goes back to its original topic and that still has it, else by its key), or
+    ``target``; checks each topic it names exists, once."""
+
+    def __init__(self, backend: Backend, topic: str, target: str | None) -> None:
+        self.backend = backend
+        self.topic = topic
+        self.target = target
+        self._sizes: dict[str, int] = {}
+        self._missing: list[str] = []
+        self._missing_count = 0
+
+    def route(self, x: DeadLetter) -> tuple[str, int | None] | None:
+        """``(topic, partition or None)``, or None for a record that is no dead letter
+        (without a target: :meth:`check` then refuses)."""
+        if not x.is_dead_letter and self.target is None:
+            self._missing_count += 1
+            if len(self._missing) < 5:
+                self._missing.append(x.where)
+            return None
+        name = self.target or x.original_topic or self.topic
+        if name not in self._sizes:
+            self._sizes[name] = self.backend.topic_metadata(name).partitions  # exists?
+        original = x.original_partition
+        keep = name == x.original_topic and original is not None and original < self._sizes[name]
+        return name, original if keep else None
+
+    def check(self) -> None:
+        """Raises NotDeadLettersError if a record routed had no original topic."""
+        if self._missing_count:
+            shown = ", ".join(self._missing) + (" ..." if self._missing_count > 5 else "")
+            raise NotDeadLettersError(
+                f"{self._missing_count} record(s) of {self.topic!r} ({shown}) have no "
+                f"{h.DLQ_ORIGINAL_TOPIC} header, so their original topic is unknown: they "
+                f"are not dead letters (give a topic to send them to: --to TOPIC)"
+            )
+
+
 def plan_redrive(
-    backend: Backend, topic: str, chosen: Sequence[DeadLetter] | None,
-    target: str | None = None,
+    backend: Backend, topic: str, chosen: Sequence[DeadLetter], target: str | None = None,
 ) -> RedrivePlan:
-    """Plan re-driving ``chosen`` letters of ``topic`` (None: every letter not re-driven
-    yet) to their original topic and partition (the partition when it goes back to its
-    original topic and that still has it, else by its key), or to ``target``.
+    """Plan re-driving the ``chosen`` letters of ``topic`` (those re-driven before are
+    left out: :attr:`RedrivePlan.skipped`) to their original topics, or ``target``.
 
     Raises:
         NotDeadLettersError: a chosen record has no original topic and no ``target``.
         TopicNotFoundError: a topic to send to does not exist.
     """
     state = redrive_state(backend, topic)
-    letters = list(letters_of(backend, topic)) if chosen is None else list(chosen)
-    skipped = [x for x in letters if state.is_redriven(x)]
-    pending = [x for x in letters if not state.is_redriven(x)]
-    missing = [x.where for x in pending if not x.is_dead_letter]
-    if missing and target is None:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise NotDeadLettersError(
-            f"{len(missing)} record(s) of {topic!r} ({shown}) have no "
-            f"{h.DLQ_ORIGINAL_TOPIC} header, so their original topic is unknown: they are "
-            f"not dead letters (give a topic to send them to: --to TOPIC)"
-        )
-    sizes: dict[str, int] = {}
+    router = _Router(backend, topic, target)
     routes: list[tuple[DeadLetter, str, int | None]] = []
-    for x in pending:
-        name = target or x.original_topic or topic  # (never empty: see above)
-        if name not in sizes:
-            sizes[name] = backend.topic_metadata(name).partitions  # exists?
-        original = x.original_partition
-        same = name == x.original_topic
-        keep = same and original is not None and original < sizes[name]
-        routes.append((x, name, original if keep else None))
-    return RedrivePlan(topic, routes, skipped if chosen is not None else [], state)
+    for x in chosen:
+        if not state.is_redriven(x):
+            where = router.route(x)
+            if where is not None:
+                routes.append((x, *where))
+    router.check()
+    return RedrivePlan(topic, routes, [x for x in chosen if state.is_redriven(x)], state)
+
+
+@dataclass
+class RedriveAll:
+    """What re-driving every pending letter of a topic does (or did)."""
+
+    counts: dict[str, int]
+    """How many letters go to each topic."""
+    through: dict[int, int]
+    """Per partition, the end offset the letters were taken below: a preview's, passed
+    back to :func:`redrive_all`, makes it send exactly the letters the preview counted
+    (not those dead-lettered since)."""
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts.values())
+
+
+def preview_redrive_all(
+    backend: Backend, topic: str, target: str | None = None,
+    through: Mapping[int, int] | None = None,
+) -> RedriveAll:
+    """Count what re-driving every letter of ``topic`` not re-driven yet (below
+    ``through``, else below each partition's end now) would send where, reading the
+    topic a bounded fetch at a time (nothing is kept but the counts).
+
+    Raises:
+        NotDeadLettersError: a pending record has no original topic and no ``target``.
+        TopicNotFoundError: a topic to send to does not exist.
+    """
+    state = redrive_state(backend, topic)
+    partitions = backend.topic_metadata(topic).partitions
+    ends = {p: backend.offset_range(TopicPartition(topic, p))[1] for p in range(partitions)}
+    if through is not None:
+        ends = {p: min(end, through.get(p, end)) for p, end in ends.items()}
+    router = _Router(backend, topic, target)
+    counts: dict[str, int] = {}
+    for x in letters_of(backend, topic, until=ends):
+        if not state.is_redriven(x):
+            where = router.route(x)
+            if where is not None:
+                counts[where[0]] = counts.get(where[0], 0) + 1
+    router.check()
+    return RedriveAll(dict(sorted(counts.items())), ends)
+
+
+def redrive_all(
+    backend: Backend, topic: str, target: str | None = None,
+    through: Mapping[int, int] | None = None, chunk: int = 500,
+) -> RedriveAll:
+    """Re-drive every letter of ``topic`` not re-driven yet (below ``through``, a
+    preview's, else below each partition's end now), ``chunk`` letters at a time: each
+    chunk is sent, then remembered, so memory stays bounded and a crash re-sends at most
+    one chunk on the next run (never loses one). Checks every letter first
+    (:func:`preview_redrive_all`): a refusal sends nothing.
+
+    Raises:
+        NotDeadLettersError, TopicNotFoundError: as :func:`preview_redrive_all`.
+    """
+    preview = preview_redrive_all(backend, topic, target, through)
+    state = redrive_state(backend, topic)
+    pending: list[DeadLetter] = []
+    for x in letters_of(backend, topic, until=preview.through):
+        if not state.is_redriven(x):
+            pending.append(x)
+        if len(pending) == chunk:
+            execute_redrive(backend, plan_redrive(backend, topic, pending, target))
+            pending = []
+    if pending:
+        execute_redrive(backend, plan_redrive(backend, topic, pending, target))
+    return preview
 
 
 def execute_redrive(backend: Backend, plan: RedrivePlan) -> None:

@@ -22,10 +22,13 @@ Safety, for a console bound to a local port:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import socket
+import threading
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,7 +55,9 @@ from logstore.errors import (
 )
 from logstore.patterns.dlq import LetterNotFoundError, NotDeadLettersError
 
-from .console import MAX_LIMIT, MAX_SCAN, Console, GroupNotFoundError, RecordFilter
+from .browse import MAX_LIMIT, MAX_SCAN
+from .console import Console, GroupNotFoundError
+from .payloads import RecordFilter
 from .sampler import Sampler, lag_event
 
 log = logging.getLogger(__name__)
@@ -99,6 +104,22 @@ class ReadOnlyConsoleError(LogstoreError):
 ERRORS.insert(0, (ReadOnlyConsoleError, 403, "read_only"))
 
 
+def _hostname(host_header: str) -> str:
+    """The name in a ``Host`` header, lower-cased ("" if it is malformed)."""
+    try:
+        return (urllib.parse.urlsplit(f"//{host_header}").hostname or "").lower()
+    except ValueError:  # "[::1", say
+        return ""
+
+
+def _netloc(origin: str) -> str | None:
+    """``host:port`` of an ``Origin`` header, lower-cased (None if it is malformed)."""
+    try:
+        return urllib.parse.urlsplit(origin).netloc.lower()
+    except ValueError:
+        return None
+
+
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status)
 
@@ -125,6 +146,11 @@ class RedriveBody(_Body):
     all: bool = Field(False, description="Every dead letter not re-driven yet")
     to: Annotated[str, Field(min_length=1, max_length=NAME_MAX)] | None = Field(
         None, description="Send them to this topic instead of their original one")
+    through: dict[Annotated[str, Field(pattern=r"^[0-9]{1,7}$")],
+                  Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = Field(
+        None, max_length=100_000,
+        description='With "all": only letters below these offsets (partition: offset), '
+                    "as a preview's confirm_with says")
     confirm: bool = Field(False, description="false: only say what would be re-driven")
 
 
@@ -144,10 +170,20 @@ Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
 # ---------------------------------------------------------------------- the app
 
 
-def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False,
-               host: str = "127.0.0.1") -> FastAPI:
-    """The console's ASGI app. ``host`` is the address it is bound to (the ``Host``
-    header must name it or localhost; a wildcard address allows any)."""
+def create_app(
+    console: Console, sampler: Sampler, *, allow_writes: bool = False,
+    host: str = "127.0.0.1", allowed_hosts: Iterable[str] = (),
+    stopping: threading.Event | None = None,
+) -> FastAPI:
+    """The console's ASGI app.
+
+    Args:
+        host: the address it is bound to. A request's ``Host`` must name it, localhost,
+            one of ``allowed_hosts``, or, when it is a wildcard (``0.0.0.0``, ``::``),
+            this machine's name or any IP address (a DNS-rebinding page comes by a name
+            of its own, never by an address).
+        stopping: set when the server is stopping: event streams end.
+    """
     try:
         version = metadata.version("logstore")
     except metadata.PackageNotFoundError:
@@ -160,7 +196,22 @@ def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False
                     "(POST) without `\"confirm\": true` only preview; confirmed, they need "
                     "`logstore ui --allow-writes`.",
     )
-    allowed = None if host in WILDCARD_HOSTS else LOCAL_HOSTS | {host.strip("[]")}
+    stopping = stopping or threading.Event()
+    wildcard = host in WILDCARD_HOSTS
+    allowed = {x.strip("[]").lower() for x in (*LOCAL_HOSTS, host, *allowed_hosts)}
+    if wildcard:
+        allowed |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+
+    def host_allowed(name: str) -> bool:
+        if name in allowed:
+            return True
+        if not wildcard:
+            return False
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ guards
 
@@ -169,15 +220,14 @@ def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         host_header = request.headers.get("host", "")
-        hostname = urllib.parse.urlsplit(f"//{host_header}").hostname or ""
-        if allowed is not None and hostname not in allowed:
+        if not host_allowed(_hostname(host_header)):
             return _error(400, "host_not_allowed",
                           f"Host {host_header!r} is not this console's address: open it as "
                           f"http://127.0.0.1 or http://localhost (or start logstore ui "
-                          f"with --host that name)")
+                          f"with --allowed-host that name)")
         origin = request.headers.get("origin")
         if (request.method not in ("GET", "HEAD", "OPTIONS") and origin is not None
-                and urllib.parse.urlsplit(origin).netloc != host_header):
+                and _netloc(origin) != host_header.lower()):
             return _error(403, "origin_not_allowed",
                           f"a change from the page at {origin!r} is refused: only the "
                           f"console's own page may make changes")
@@ -219,7 +269,8 @@ def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False
         """What the console shows: a data directory or a Kafka cluster."""
         return {"kind": console.kind, "target": console.target, "allow_writes": allow_writes,
                 "version": version, "sample_interval_s": sampler.interval,
-                "dead_letter_suffix": h.DLQ_SUFFIX}
+                "dead_letter_suffix": h.DLQ_SUFFIX,
+                "groups_unavailable": console.groups_unavailable}
 
     @app.get("/api/topics", tags=["topics"])
     def topics() -> dict[str, Any]:
@@ -305,7 +356,7 @@ def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False
         if not any(group in s.lags for s in sampler.samples()):
             await asyncio.to_thread(console.group_detail, group)  # 404 if none
         return StreamingResponse(
-            _lag_events(request, sampler, group, max_events),
+            _lag_events(request, sampler, group, max_events, stopping),
             media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
     @app.post("/api/groups/{group}/reset-offsets", tags=["groups"])
@@ -349,8 +400,12 @@ def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False
             raise InvalidConfigError('give either "letters": ["PARTITION:OFFSET", ...] or '
                                      '"all": true')
         check_writes(body.confirm)
+        if body.through is not None and not body.all:
+            raise InvalidConfigError('"through" goes with "all": true')
+        through = None if body.through is None else {
+            int(p): o for p, o in body.through.items()}
         return console.redrive(topic, letters=None if body.all else body.letters,
-                               target=body.to, confirm=body.confirm)
+                               target=body.to, confirm=body.confirm, through=through)
 
     # ------------------------------------------------------------------ the page
 
@@ -363,7 +418,8 @@ def create_app(console: Console, sampler: Sampler, *, allow_writes: bool = False
 
 
 async def _lag_events(
-    request: Request, sampler: Sampler, group: str, most: int | None
+    request: Request, sampler: Sampler, group: str, most: int | None,
+    stopping: threading.Event,
 ) -> AsyncIterator[str]:
     sent = 0
     latest = sampler.latest()
@@ -380,7 +436,7 @@ async def _lag_events(
                 sent += 1
                 quiet = 0.0
                 continue
-        if await request.is_disconnected():
+        if stopping.is_set() or await request.is_disconnected():
             return
         await asyncio.sleep(poll)
         quiet += poll

@@ -6,127 +6,72 @@ serves this as JSON.
 Everything goes through the clients' :class:`~logstore.client.backend.Backend`, so the
 console shows a data directory and a Kafka cluster alike; what only a data directory has
 (segment files, sizes, the log cleaner's state) comes from the storage-level store when
-there is one (``local``), and is None on a cluster.
+there is one (``local``), and is None on a cluster. The record browser is
+:mod:`.browse`; how a record is shown, :mod:`.payloads`.
 
-Memory is bounded whatever is asked: a page of records holds at most :data:`MAX_LIMIT`
-records, each key, value and header cut to :data:`TEXT_LIMIT` characters of text or
-:data:`HEX_LIMIT` bytes of hex, and a filtered scan reads at most ``max_scan`` records
-per request (the answer says where to go on).
+The sampler's thread and the request threads share one Console: each call to the backend
+(and to the local store) is made under one lock (:class:`Serialized`), one at a time,
+and never a whole page or re-drive under it, so a long request does not stop the others.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from logstore import headers as h
 from logstore.client.admin import describe_group, list_groups, reset_offsets
 from logstore.client.backend import Backend
-from logstore.errors import (
-    GroupError,
-    InvalidConfigError,
-    OffsetOutOfRangeError,
-    PartitionNotFoundError,
-)
+from logstore.errors import GroupError, InvalidConfigError, ReadOnlyStoreError
 from logstore.kafka_configs import describe as describe_config
 from logstore.patterns.dlq import (
-    REDRIVE_GROUP,
     DeadLetter,
     execute_redrive,
     find_letters,
     letters_of,
     parse_where,
     plan_redrive,
+    preview_redrive_all,
+    redrive_all,
     redrive_state,
 )
 from logstore.patterns.retry_policy import own_headers
-from logstore.types import ConsumerRecord, TopicPartition
+from logstore.types import TopicPartition
+
+from .browse import MAX_LIMIT, PAGE_CHARS, records_page
+from .payloads import MAX_HEADERS, NO_FILTER, RecordFilter, payload, shown_size
 
 if TYPE_CHECKING:
     from logstore.store import Store
 
-MAX_LIMIT = 500
-"""The most records (or dead letters) one page holds."""
-MAX_SCAN = 100_000
-"""The most records one filtered request may read."""
-TEXT_LIMIT = 64 * 1024
-"""Characters of a key, value or header shown as text (the rest is cut)."""
-HEX_LIMIT = 4 * 1024
-"""Bytes of a binary key, value or header shown as hex."""
-FETCH_BYTES = 1 << 20
-FETCH_RECORDS = 500
+INTERNAL_PREFIX = "__"
+"""Kafka's internal topics (``__consumer_offsets``...): shown, never deleted from here."""
 
 
 class GroupNotFoundError(GroupError, LookupError):
     """No consumer group of that name (no members and no committed offsets)."""
 
 
-def payload(data: bytes | None) -> dict[str, Any] | None:
-    """How a key, value or header value is shown: JSON (parsed), UTF-8 text, or binary
-    (hex); None stays None."""
-    if data is None:
-        return None
-    size = len(data)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and any(ord(c) < 32 and c not in "\t\n\r" for c in text):
-        text = None  # control characters: binary that happens to decode
-    if text is None:
-        shown = data[:HEX_LIMIT]
-        return {"size": size, "encoding": "binary", "text": None, "hex": shown.hex(),
-                "truncated": size > len(shown)}
-    out: dict[str, Any] = {"size": size, "encoding": "text", "text": text[:TEXT_LIMIT],
-                           "hex": None, "truncated": len(text) > TEXT_LIMIT}
-    if len(text) <= TEXT_LIMIT and text.lstrip()[:1] in ('{', '['):
-        try:
-            out["json"] = json.loads(text)
-            out["encoding"] = "json"
-        except (ValueError, RecursionError):
-            pass
-    return out
+class Serialized:
+    """``target`` with every method call made under ``lock``, one at a time: what the
+    console's threads call the backend (and the local store) through."""
 
+    def __init__(self, target: object, lock: threading.RLock) -> None:
+        self._target = target
+        self._lock = lock
 
-def _text(data: bytes | None) -> str:
-    return "" if data is None else data.decode("utf-8", errors="backslashreplace")
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._target, name)
+        if not callable(found):
+            return found
+        method = cast(Callable[..., Any], found)
 
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
 
-def record_json(record: ConsumerRecord) -> dict[str, Any]:
-    return {
-        "offset": record.offset, "timestamp": record.timestamp,
-        "key": payload(record.key), "value": payload(record.value),
-        "headers": [{"key": k, "value": payload(v)} for k, v in record.headers],
-    }
-
-
-@dataclass(frozen=True)
-class RecordFilter:
-    """Substrings a record must hold: in its key, its value, and a header (``NAME`` or
-    ``NAME=TEXT``) — all that are given."""
-
-    key: str | None = None
-    value: str | None = None
-    header: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return bool(self.key or self.value or self.header)
-
-    def matches(self, record: ConsumerRecord) -> bool:
-        if self.key and self.key not in _text(record.key):
-            return False
-        if self.value and self.value not in _text(record.value):
-            return False
-        if self.header:
-            name, sep, wanted = self.header.partition("=")
-            return any(k == name and (not sep or wanted in _text(v))
-                       for k, v in record.headers)
-        return True
+        return call
 
 
 class Console:
@@ -143,17 +88,18 @@ class Console:
     def __init__(
         self, backend: Backend, *, kind: str, target: str, local: Store | None = None
     ) -> None:
-        self.backend = backend
+        self._lock = threading.RLock()
+        self.backend = cast(Backend, Serialized(backend, self._lock))
         self.kind = kind
         self.target = target
-        self.local = local
-        self._lock = threading.RLock()  # one request to the backend at a time
+        self._local = local
+        self.groups_unavailable: str | None = None
+        """Why the groups cannot be read (a store opened read-only), else None."""
 
     # ------------------------------------------------------------------ topics
 
     def topic_names(self) -> list[str]:
-        with self._lock:
-            return sorted(self.backend.list_topics())
+        return sorted(self.backend.list_topics())
 
     def partitions(self, topic: str) -> list[tuple[int, int, int]]:
         """``(partition, start, end)`` of each partition of ``topic``.
@@ -161,10 +107,9 @@ class Console:
         Raises:
             TopicNotFoundError.
         """
-        with self._lock:
-            count = self.backend.topic_metadata(topic).partitions
-            return [(p, *self.backend.offset_range(TopicPartition(topic, p)))
-                    for p in range(count)]
+        count = self.backend.topic_metadata(topic).partitions
+        return [(p, *self.backend.offset_range(TopicPartition(topic, p)))
+                for p in range(count)]
 
     def end_offsets(self) -> dict[TopicPartition, int]:
         """Every partition's log end (high watermark), topics deleted meanwhile left out."""
@@ -178,11 +123,11 @@ class Console:
         return out
 
     def _local_partition(self, topic: str, partition: int) -> Any:
-        if self.local is None:
+        if self._local is None:
             return None
         try:
             with self._lock:
-                return self.local.partition(topic, partition)
+                return Serialized(self._local.partition(topic, partition), self._lock)
         except LookupError:
             return None
 
@@ -192,8 +137,7 @@ class Console:
 
     def topic_summary(self, topic: str) -> dict[str, Any]:
         parts = self.partitions(topic)
-        with self._lock:
-            config = self.backend.topic_config(topic)
+        config = self.backend.topic_config(topic)
         sizes = [self._size(topic, p) for p, _, _ in parts]
         return {
             "name": topic, "partitions": len(parts),
@@ -205,8 +149,7 @@ class Console:
 
     def topic_detail(self, topic: str) -> dict[str, Any]:
         parts = self.partitions(topic)
-        with self._lock:
-            config = self.backend.topic_config(topic)
+        config = self.backend.topic_config(topic)
         rows = []
         for p, start, end in parts:
             log = self._local_partition(topic, p)
@@ -236,10 +179,13 @@ class Console:
         }
 
     def delete_topic(self, topic: str, *, confirm: bool) -> dict[str, Any]:
+        if topic.startswith(INTERNAL_PREFIX):
+            raise InvalidConfigError(
+                f"{topic!r} is an internal topic (its name starts with "
+                f"{INTERNAL_PREFIX!r}): the console does not delete it")
         records = sum(end - start for _, start, end in self.partitions(topic))
         if confirm:
-            with self._lock:
-                self.backend.delete_topic(topic)
+            self.backend.delete_topic(topic)
         return {"done": confirm, "topic": topic, "records": records}
 
     # ------------------------------------------------------------------ records
@@ -247,100 +193,22 @@ class Console:
     def records(
         self, topic: str, partition: int, *, offset: int | None = None,
         timestamp: int | None = None, limit: int = 50,
-        where: RecordFilter = RecordFilter(), max_scan: int = 10_000,
+        where: RecordFilter = NO_FILTER, max_scan: int = 10_000,
     ) -> dict[str, Any]:
-        """A page of ``topic``'s ``partition``: from ``offset``, from the first record
-        at or after ``timestamp``, or from the start; at most ``limit`` records that
-        match ``where``, reading at most ``max_scan`` records.
-
-        Raises:
-            TopicNotFoundError, PartitionNotFoundError.
-            OffsetOutOfRangeError: ``offset`` outside ``[start, end]``.
-            InvalidConfigError: ``limit`` or ``max_scan`` out of bounds.
-        """
-        if not 1 <= limit <= MAX_LIMIT or not 1 <= max_scan <= MAX_SCAN:
-            raise InvalidConfigError(
-                f"limit={limit} and max_scan={max_scan} must be within 1..{MAX_LIMIT} and "
-                f"1..{MAX_SCAN}")
-        tp = TopicPartition(topic, partition)
-        start, end = self._range(tp)
-        if timestamp is not None:
-            with self._lock:
-                found = self.backend.offset_for_timestamp(tp, timestamp)
-            first = end if found is None else max(found.offset, start)
-        elif offset is not None:
-            if not start <= offset <= end:
-                raise OffsetOutOfRangeError(offset, start, end)
-            first = offset
-        else:
-            first = start
-        page: list[dict[str, Any]] = []
-        scanned = 0
-        position = first
-        for record in self._scan(tp, first, end, max_scan):
-            scanned += 1
-            position = record.offset + 1
-            if where.matches(record):
-                page.append(record_json(record))
-                if len(page) == limit:
-                    break
-        else:
-            if scanned < max_scan:
-                position = end  # read to the end (maybe past offsets that hold no record)
-        at_end = position >= end
-        return {
-            "topic": topic, "partition": partition, "start_offset": start, "end_offset": end,
-            "from_offset": first, "records": page,
-            "next_offset": None if at_end else position,
-            "prev_offset": (max(start, first - limit) if first > start and not where.active
-                            else None),
-            "scanned": scanned,
-            "scan_limited": scanned >= max_scan and len(page) < limit and not at_end,
-        }
-
-    def _range(self, tp: TopicPartition) -> tuple[int, int]:
-        with self._lock:
-            count = self.backend.topic_metadata(tp.topic).partitions
-            if not 0 <= tp.partition < count:
-                raise PartitionNotFoundError(
-                    f"topic {tp.topic!r} has no partition {tp.partition} (it has partitions "
-                    f"0..{count - 1})")
-            return self.backend.offset_range(tp)
-
-    def _scan(
-        self, tp: TopicPartition, first: int, end: int, most: int
-    ) -> Iterator[ConsumerRecord]:
-        """At most ``most`` records of ``tp`` in ``[first, end)``, a bounded fetch at a
-        time."""
-        offset, seen = first, 0
-        while offset < end and seen < most:
-            with self._lock:
-                answer = self.backend.fetch(
-                    {tp: offset}, max_records=min(FETCH_RECORDS, most - seen),
-                    max_bytes=FETCH_BYTES)
-            found = answer.get(tp, [])
-            if isinstance(found, OffsetOutOfRangeError):  # retention moved the start
-                offset = self._range(tp)[0]
-                if offset <= first:
-                    return
-                first = offset
-                continue
-            if isinstance(found, Exception):
-                raise found
-            if not found:
-                return
-            for record in found:
-                if record.offset >= end or seen >= most:
-                    return
-                seen += 1
-                yield record
-            offset = found[-1].offset + 1
+        """A page of the record browser: :func:`.browse.records_page`."""
+        return records_page(self.backend, topic, partition, offset=offset,
+                            timestamp=timestamp, limit=limit, where=where, max_scan=max_scan)
 
     # ------------------------------------------------------------------ groups
 
     def group_names(self) -> list[str]:
-        with self._lock:
+        """The groups; none on a store opened read-only (its groups' files are not
+        read then: :attr:`groups_unavailable` says so)."""
+        try:
             return sorted(list_groups(self.backend))
+        except ReadOnlyStoreError as err:
+            self.groups_unavailable = str(err)
+            return []
 
     def _check_group(self, group: str) -> None:
         if group not in self.group_names():
@@ -350,15 +218,13 @@ class Console:
 
     def group_lags(self, group: str) -> dict[TopicPartition, int | None]:
         """Each partition's lag (None: nothing committed)."""
-        with self._lock:
-            d = describe_group(self.backend, group)
+        d = describe_group(self.backend, group)
         return {TopicPartition(p.topic, p.partition): p.lag for p in d.partitions}
 
     def group_summaries(self) -> list[dict[str, Any]]:
         out = []
         for name in self.group_names():
-            with self._lock:
-                d = describe_group(self.backend, name)
+            d = describe_group(self.backend, name)
             out.append({"name": name, "state": d.state, "members": len(d.members),
                         "lag": d.total_lag,
                         "topics": sorted({p.topic for p in d.partitions})})
@@ -366,8 +232,7 @@ class Console:
 
     def group_detail(self, group: str) -> dict[str, Any]:
         self._check_group(group)
-        with self._lock:
-            d = describe_group(self.backend, group)
+        d = describe_group(self.backend, group)
         return {
             "name": group, "state": d.state, "generation": d.generation,
             "members": [{"member_id": m, "partitions": [
@@ -400,14 +265,18 @@ class Console:
                 f"to={to!r} {'needs' if needs_value else 'takes no'} value")
         when = None
         if to == "timestamp" and value is not None:
-            when = _dt.datetime.fromtimestamp(value / 1000, tz=_dt.UTC)
-        with self._lock:
-            before = {TopicPartition(p.topic, p.partition): p.committed
-                      for p in describe_group(self.backend, group).partitions}
-            after = reset_offsets(
-                self.backend, group, topics=topics, to_earliest=to == "earliest",
-                to_latest=to == "latest", to_datetime=when,
-                to_offset=value if to == "offset" else None, execute=confirm)
+            try:
+                when = _dt.datetime.fromtimestamp(value / 1000, tz=_dt.UTC)
+            except (ValueError, OverflowError, OSError):
+                raise InvalidConfigError(
+                    f"timestamp {value} (ms) is not a time this console can reset to "
+                    f"(give one before year 10000)") from None
+        before = {TopicPartition(p.topic, p.partition): p.committed
+                  for p in describe_group(self.backend, group).partitions}
+        after = reset_offsets(
+            self.backend, group, topics=topics, to_earliest=to == "earliest",
+            to_latest=to == "latest", to_datetime=when,
+            to_offset=value if to == "offset" else None, execute=confirm)
         return {"done": confirm, "offsets": [
             {"topic": tp.topic, "partition": tp.partition, "from": before.get(tp), "to": o}
             for tp, o in sorted(after.items())]}
@@ -415,8 +284,7 @@ class Console:
     def delete_group(self, group: str, *, confirm: bool) -> dict[str, Any]:
         self._check_group(group)
         if confirm:
-            with self._lock:
-                self.backend.delete_group(group)
+            self.backend.delete_group(group)
         return {"done": confirm, "group": group}
 
     # ------------------------------------------------------------------ dead letters
@@ -428,8 +296,7 @@ class Console:
                 continue
             try:
                 parts = self.partitions(name)
-                with self._lock:
-                    state = redrive_state(self.backend, name)
+                state = redrive_state(self.backend, name)
             except LookupError:
                 continue
             records = sum(end - start for _, start, end in parts)
@@ -441,57 +308,65 @@ class Console:
     def dead_letters(
         self, topic: str, *, cursor: str | None = None, limit: int = 50
     ) -> dict[str, Any]:
-        """A page of ``topic``'s dead letters from ``cursor`` (``PARTITION:OFFSET``)."""
+        """A page of ``topic``'s dead letters from ``cursor`` (``PARTITION:OFFSET``): at
+        most ``limit``, and about :data:`~.browse.PAGE_CHARS` characters."""
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidConfigError(f"limit={limit} must be within 1..{MAX_LIMIT}")
-        with self._lock:
-            partitions = self.backend.topic_metadata(topic).partitions
-            after = None if cursor is None else parse_where(cursor, topic, partitions)
-            state = redrive_state(self.backend, topic)
-            letters: list[DeadLetter] = []
-            following = None
-            for letter in letters_of(self.backend, topic, after):
-                if len(letters) == limit:
-                    following = letter.where
-                    break
-                letters.append(letter)
-        return {"topic": topic, "letters": [self._letter(x, state.is_redriven(x))
-                                            for x in letters],
-                "next_cursor": following}
+        partitions = self.backend.topic_metadata(topic).partitions
+        after = None if cursor is None else parse_where(cursor, topic, partitions)
+        state = redrive_state(self.backend, topic)
+        page: list[dict[str, Any]] = []
+        chars = 0
+        following = None
+        for letter in letters_of(self.backend, topic, after):
+            if len(page) == limit or chars >= PAGE_CHARS:
+                following = letter.where
+                break
+            shown = self._letter(letter, state.is_redriven(letter))
+            chars += shown_size(shown)
+            page.append(shown)
+        return {"topic": topic, "letters": page, "next_cursor": following}
 
     @staticmethod
     def _letter(letter: DeadLetter, redriven: bool) -> dict[str, Any]:
         record = letter.record
+        headers = list(own_headers(record.headers))
         return {
             "id": letter.where, "partition": letter.partition, "offset": record.offset,
             "timestamp": record.timestamp, **letter.summary(),
             "key": payload(record.key), "value": payload(record.value),
-            "headers": [{"key": k, "value": payload(v)} for k, v in own_headers(record.headers)],
+            "headers": [{"key": k, "value": payload(v)} for k, v in headers[:MAX_HEADERS]],
+            "headers_total": len(headers),
             "redriven": redriven,
         }
 
     def redrive(
         self, topic: str, *, letters: Sequence[str] | None, target: str | None,
-        confirm: bool,
+        confirm: bool, through: Mapping[int, int] | None = None,
     ) -> dict[str, Any]:
         """Preview (or, with ``confirm``, do) a re-drive of ``letters`` (``P:O`` names;
-        None: every letter not re-driven yet) to their original topics or ``target``.
+        None: every letter not re-driven yet, below ``through`` when given: a preview
+        answers it as ``confirm_with``, so the confirmed re-drive sends exactly the
+        letters the preview counted) to their original topics or ``target``.
 
         Raises:
             TopicNotFoundError, PartitionNotFoundError, LetterNotFoundError,
             NotDeadLettersError, InvalidConfigError.
         """
-        with self._lock:
-            chosen = None
-            if letters is not None:
-                partitions = self.backend.topic_metadata(topic).partitions
-                wheres = [parse_where(x, topic, partitions) for x in letters]
-                chosen = find_letters(self.backend, topic, wheres)
-            plan = plan_redrive(self.backend, topic, chosen, target)
-            if confirm:
-                execute_redrive(self.backend, plan)
+        if letters is None:
+            run = redrive_all if confirm else preview_redrive_all
+            done = run(self.backend, topic, target, through=through)
+            return {"done": confirm, "count": done.count, "routes": done.counts,
+                    "skipped": [],
+                    "confirm_with": {"through": {str(p): o for p, o in done.through.items()}}}
+        partitions = self.backend.topic_metadata(topic).partitions
+        wheres = [parse_where(x, topic, partitions) for x in letters]
+        plan = plan_redrive(self.backend, topic, find_letters(self.backend, topic, wheres),
+                            target)
+        if confirm:
+            execute_redrive(self.backend, plan)
         return {"done": confirm, "count": len(plan.routes), "routes": plan.counts,
                 "skipped": [x.where for x in plan.skipped]}
 
 
-__all__ = ["REDRIVE_GROUP", "Console", "GroupNotFoundError", "RecordFilter", "payload"]
+__all__ = ["Console", "GroupNotFoundError", "Serialized"]

@@ -261,6 +261,18 @@ def test_binary_values_show_as_a_hex_dump(page: Any, server: UiServer) -> None:
     assert page.get_by_test_id("record-key").first.inner_text() == "blob-0"
 
 
+def test_json_numbers_are_shown_as_written(page: Any, server: UiServer, data: Path) -> None:
+    # an id above 2**53 would be rounded by a parse into a JavaScript number
+    text = '{"id": 12345678901234567890123, "n": -1.5e3, "empty": {}, "s": "a,b:{c}"}'
+    with logstore.open(data) as store:
+        store.append("events", text.encode(), key=b"big")
+        end = store.describe_topic("events").partitions[0].log_end_offset
+    show(page, server, f"/topics/events/records?offset={end - 1}", "records")
+    value = page.get_by_test_id("record-value").first.inner_text()
+    assert value == ('{\n  "id": 12345678901234567890123,\n  "n": -1.5e3,\n  "empty": {},\n'
+                     '  "s": "a,b:{c}"\n}')
+
+
 def test_errors_show_in_the_banner(page: Any, server: UiServer) -> None:
     show(page, server, "/topics/nope", "topic")
     banner = page.get_by_test_id("error-banner")
@@ -353,7 +365,7 @@ def test_dead_letters_read_only(page: Any, server: UiServer) -> None:
     assert first.get_by_test_id("letter-original").inner_text() == "payments-0@0"
     assert "ValueError" in first.get_by_test_id("letter-error").inner_text()
     assert "card declined for b'pay-0'" in first.get_by_test_id("letter-error").inner_text()
-    assert first.get_by_test_id("letter-value").inner_text() == '{"payment":0,"amount":0}'
+    assert first.get_by_test_id("letter-value").inner_text() == '{"payment": 0, "amount": 0}'
     assert first.get_by_test_id("letter-redriven").inner_text() == "pending"
     assert page.get_by_test_id("redrive-selected").is_disabled()
     assert page.get_by_test_id("redrive-all").is_disabled()

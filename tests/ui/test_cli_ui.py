@@ -95,3 +95,25 @@ def test_serves_a_kafka_cluster(kafka_broker: KafkaBroker) -> None:
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
+
+
+def test_sigterm_with_a_lag_stream_open_stops_at_once(tmp_path: Path) -> None:
+    with logstore.open(tmp_path / "data") as store:
+        store.create_topic("orders")
+        store.append("orders", b"x")
+        with store.consumer(["orders"], group_id="billing") as consumer:
+            consumer.poll(timeout_ms=2000)
+            consumer.commit()
+    server = UiServer(tmp_path / "data")
+    url = server.url + "/api/groups/billing/lag/stream"
+    stream = urllib.request.urlopen(url, timeout=30)  # the group page's EventSource
+    try:
+        assert stream.readline().startswith(b"event: lag")
+        started = time.monotonic()
+        server.worker.send_signal(signal.SIGTERM)
+        _, err = server.worker.communicate(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        stream.close()
+    assert server.worker.returncode == 0 and "Traceback" not in err, err
+    assert took < 1.5, took  # the stream ends; uvicorn need not cancel it after 2 s

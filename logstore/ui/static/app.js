@@ -235,8 +235,9 @@ function confirmDialog(title, body, { confirmLabel = "Confirm", canConfirm = tru
 }
 
 // A change in two steps: POST the body (a preview: nothing changes), show what it would do,
-// and on Confirm POST it again with "confirm": true. `describe(preview)` gives the dialog's
-// body and whether there is anything to confirm; `done(result)` the line shown after.
+// and on Confirm POST it again with "confirm": true (and the preview's "confirm_with").
+// `describe(preview)` gives the dialog's body and whether there is anything to confirm;
+// `done(result)` the line shown after.
 async function twoStep({ title, url, body, describe, done, confirmLabel }) {
   clearBanners();
   let preview;
@@ -250,7 +251,9 @@ async function twoStep({ title, url, body, describe, done, confirmLabel }) {
   const ok = await confirmDialog(title, node, { confirmLabel, canConfirm });
   if (!ok) return null;
   try {
-    const result = await post(url, { ...body, confirm: true });
+    // the preview may pin what is confirmed to what it showed ("through": the letters
+    // counted, not those dead-lettered since)
+    const result = await post(url, { ...body, ...(preview.confirm_with || {}), confirm: true });
     showResult(done(result));
     return result;
   } catch (err) {
@@ -263,8 +266,50 @@ async function twoStep({ title, url, body, describe, done, confirmLabel }) {
 
 const JSON_TOKEN = /("(?:\\u[0-9a-fA-F]{4}|\\[^u]|[^\\"])*"(\s*:)?|\b(?:true|false|null)\b|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
 
-function jsonNode(value) {
-  const text = JSON.stringify(value, null, 2);
+// JSON re-indented from the record's own text (as JSON.stringify(v, null, 2) lays it out),
+// not from a parsed value: a number is shown as written, never rounded to a double
+// (an id above 2^53 stays exact), and keys keep their order and duplicates.
+function prettyJson(text) {
+  let out = "";
+  let depth = 0;
+  let i = 0;
+  const newline = () => `\n${"  ".repeat(depth)}`;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      out += text.slice(i, j + 1);
+      i = j + 1;
+      continue;
+    }
+    if (c === "{" || c === "[") {
+      let j = i + 1;
+      while (j < text.length && /\s/.test(text[j])) j += 1;
+      if (text[j] === (c === "{" ? "}" : "]")) { // empty: {} or []
+        out += c + text[j];
+        i = j + 1;
+        continue;
+      }
+      depth += 1;
+      out += c + newline();
+    } else if (c === "}" || c === "]") {
+      depth -= 1;
+      out += newline() + c;
+    } else if (c === ",") {
+      out += `,${newline()}`;
+    } else if (c === ":") {
+      out += ": ";
+    } else if (!/\s/.test(c)) {
+      out += c;
+    }
+    i += 1;
+  }
+  return out;
+}
+
+function jsonNode(source) {
+  const text = prettyJson(source);
   const pre = h("pre", { class: "payload payload-json", dataset: { encoding: "json" } });
   let last = 0;
   for (const m of text.matchAll(JSON_TOKEN)) {
@@ -300,7 +345,7 @@ function hexDump(hex) {
 function payloadNode(p, testid) {
   if (p === null || p === undefined) return h("span", { class: "null", testid }, "null");
   let node;
-  if (p.encoding === "json") node = jsonNode(p.json);
+  if (p.encoding === "json") node = jsonNode(p.text);
   else if (p.encoding === "binary") node = h("pre", { class: "payload payload-hex", dataset: { encoding: "binary" } }, hexDump(p.hex || ""));
   else node = h("pre", { class: "payload payload-text", dataset: { encoding: "text" } }, p.text);
   if (testid) node.dataset.testid = testid;
@@ -315,7 +360,7 @@ function payloadNode(p, testid) {
 function payloadPreview(p, max = 80) {
   if (p === null || p === undefined) return h("span", { class: "null" }, "null");
   let text;
-  if (p.encoding === "json") text = JSON.stringify(p.json);
+  if (p.encoding === "json") text = p.text.replace(/\s*\n\s*/g, " ");
   else if (p.encoding === "binary") text = `0x${(p.hex || "").slice(0, 32)}${p.size > 16 ? "…" : ""}`;
   else text = p.text || "";
   if (text.length > max) text = `${text.slice(0, max)}…`;

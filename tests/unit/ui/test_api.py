@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,9 @@ from logstore.patterns.retry import RetryingConsumer
 from logstore.patterns.retry_policy import RetryPolicy
 from logstore.types import ConsumerRecord, TopicPartition
 from logstore.ui.app import create_app
-from logstore.ui.console import HEX_LIMIT, TEXT_LIMIT, Console, payload
+from logstore.ui.browse import PAGE_CHARS
+from logstore.ui.console import Console
+from logstore.ui.payloads import HEX_LIMIT, MAX_HEADERS, MAX_JSON_DEPTH, TEXT_LIMIT, payload
 from logstore.ui.sampler import Sampler
 
 BASE = "http://127.0.0.1"
@@ -411,7 +414,8 @@ def test_dead_letters_list_and_pages(shared: Env) -> None:
 
 def test_redrive_needs_writes_and_confirmation(shared: Env) -> None:
     preview = shared.post("/api/topics/orders.dlq/dead-letters/redrive", {"all": True})
-    assert preview == {"done": False, "count": 4, "routes": {"orders": 4}, "skipped": []}
+    assert preview == {"done": False, "count": 4, "routes": {"orders": 4}, "skipped": [],
+                       "confirm_with": {"through": {"0": 2, "1": 2}}}
     refused = shared.post("/api/topics/orders.dlq/dead-letters/redrive",
                           {"all": True, "confirm": True}, status=403)
     assert refused["error"] == "read_only" and "--allow-writes" in refused["message"]
@@ -486,3 +490,142 @@ def test_answers_carry_security_headers(shared: Env) -> None:
         policy = answer.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["%zz=1", "offset=%ff", "offset=1e3", "limit=%00", "partition=0x1", "=", "&&&", "a=b=c",
+     "offset=1&offset=x", "key=%ff%fe", "header=%00=%00", "timestamp=-0", "max_scan=1.5",
+     "value=" + "x" * 30_000],
+)
+def test_malformed_query_strings_are_4xx_or_ignored(shared: Env, query: str) -> None:
+    answer = shared.client.get(f"/api/topics/orders/records?{query}")
+    assert answer.status_code in (200, 400, 422), answer.text
+    if answer.status_code != 200:
+        assert set(answer.json()) == {"error", "message"}
+
+
+
+# ---------------------------------------------------------------------- found in review
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b'["\\ud800"]', b"[NaN]", b'{"a": Infinity}', b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (
+        MAX_JSON_DEPTH + 1), b"[" * 100_000 + b"]" * 100_000, b'{"a": 1e999}'],
+    ids=["lone-surrogate", "nan", "infinity", "deep", "very-deep", "overflow"],
+)
+def test_json_that_cannot_go_back_as_json_is_shown_as_text(writable: Env, value: bytes) -> None:
+    shown = payload(value)
+    assert shown is not None and shown["encoding"] == "text" and "json" not in shown
+    writable.store.create_topic("odd")
+    with writable.store.producer() as producer:
+        producer.send("odd", value, key=value[:100], headers={"h": value[:100]})
+    page = writable.get("/api/topics/odd/records")
+    assert page["records"][0]["value"]["encoding"] in ("text", "json")
+    assert payload(b"[[1]]") == {"size": 5, "encoding": "json", "text": "[[1]]", "hex": None,
+                                 "truncated": False, "json": [[1]]}
+
+
+def test_headers_and_page_size_are_bounded(writable: Env) -> None:
+    writable.store.create_topic("wide")
+    with writable.store.producer() as producer:
+        producer.send("wide", b"v", headers=[(f"h{i}", b"") for i in range(MAX_HEADERS * 3)])
+        for _ in range(80):
+            producer.send("wide", b"x" * (TEXT_LIMIT - 1))
+    first = writable.get("/api/topics/wide/records", params={"limit": 1})["records"][0]
+    assert len(first["headers"]) == MAX_HEADERS and first["headers_total"] == MAX_HEADERS * 3
+    page = writable.get("/api/topics/wide/records", params={"limit": 500})
+    shown = len(page["records"])
+    assert 1 < shown < 81 and shown * TEXT_LIMIT <= PAGE_CHARS + 2 * TEXT_LIMIT
+    assert page["next_offset"] == page["records"][-1]["offset"] + 1  # goes on from there
+    assert not page["scan_limited"]
+
+
+def test_previous_page_counts_records_not_offsets(tmp_path: Path) -> None:
+    with logstore.open(tmp_path / "data") as store:
+        store.create_topic("kv", cleanup_policy="compact", segment_bytes=300)
+        with store.producer() as producer:
+            for i in range(60):
+                producer.send("kv", f"v{i}".encode(), key=f"k{i % 20 if i < 40 else i}".encode())
+        store.compact("kv", force=True, roll=True)
+    env = Env(tmp_path / "data", allow_writes=False)
+    try:
+        everything = [r["offset"] for r in env.get(
+            "/api/topics/kv/records", params={"limit": 500})["records"]]
+        assert len(everything) < 60  # compaction left gaps in the offsets
+        last = env.get("/api/topics/kv/records", params={"offset": everything[-5], "limit": 5})
+        back = env.get("/api/topics/kv/records",
+                       params={"offset": last["prev_offset"], "limit": 5})
+        assert [r["offset"] for r in back["records"]] == everything[-10:-5]  # no overlap
+        first = env.get("/api/topics/kv/records", params={"limit": 5})
+        assert first["prev_offset"] is None
+    finally:
+        env.close()
+
+
+def test_redrive_all_sends_what_the_preview_counted(writable: Env) -> None:
+    preview = writable.post("/api/topics/orders.dlq/dead-letters/redrive", {"all": True})
+    assert preview["count"] == 4
+    with writable.store.producer() as producer:  # one more dead-lettered meanwhile
+        producer.send("orders.dlq", b"late", headers={h.DLQ_ORIGINAL_TOPIC: b"orders"},
+                      partition=0)
+    done = writable.post("/api/topics/orders.dlq/dead-letters/redrive",
+                         {"all": True, "confirm": True, **preview["confirm_with"]})
+    assert done["count"] == 4
+    status = writable.get("/api/dead-letters")["topics"][0]
+    assert (status["records"], status["redriven"], status["pending"]) == (5, 4, 1)
+    assert writable.post("/api/topics/orders.dlq/dead-letters/redrive",
+                         {"letters": ["0:0"], "through": {"0": 1}}, status=422)
+
+
+def test_wildcard_bind_still_refuses_other_names(shared: Env) -> None:
+    app = create_app(shared.console, shared.sampler, host="0.0.0.0",
+                     allowed_hosts=["console.example"])
+    with TestClient(app, base_url=BASE) as client:
+        def status(host: str) -> int:
+            return client.get("/api/store", headers={"Host": host}).status_code
+
+        assert status("evil.example:8080") == 400  # a rebinding page's own name
+        assert status("10.1.2.3:8080") == 200 and status("[fe80::1]:8080") == 200
+        assert status("CONSOLE.example:8080") == 200 and status("localhost") == 200
+        assert status(socket.gethostname()) == 200
+
+
+@pytest.mark.parametrize("host", ["[::1", "[127.0.0.1]", "a:b:c", "", "%00"])
+def test_malformed_host_headers_are_refused(shared: Env, host: str) -> None:
+    answer = shared.client.get("/api/store", headers={"Host": host})
+    assert answer.status_code == 400 and answer.json()["error"] == "host_not_allowed"
+
+
+@pytest.mark.parametrize("origin", ["http://[x", "null", "http://127.0.0.1:1"])
+def test_malformed_or_foreign_origins_are_refused(shared: Env, origin: str) -> None:
+    answer = shared.client.post("/api/topics/orders/delete", json={},
+                                headers={"Origin": origin})
+    assert answer.status_code == 403 and answer.json()["error"] == "origin_not_allowed"
+
+
+def test_reset_to_a_time_past_year_9999_is_422(writable: Env) -> None:
+    answer = writable.post("/api/groups/billing/reset-offsets",
+                           {"to": "timestamp", "value": 253402300800000}, status=422)
+    assert "before year 10000" in answer["message"]
+
+
+def test_internal_topics_are_not_deleted(writable: Env) -> None:
+    # (a data directory has none by these names; a Kafka cluster's __consumer_offsets)
+    answer = writable.post("/api/topics/__consumer_offsets/delete", {"confirm": True},
+                           status=422)
+    assert "internal topic" in answer["message"]
+
+
+def test_a_read_only_store_shows_no_groups_and_says_why(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "data")
+    with logstore.open(path, read_only=True) as store:
+        console = Console(backend_for(store), kind="local", target=str(path), local=store)
+        sampler = Sampler(console, interval=0.05)
+        sampler.sample_now()
+        with TestClient(create_app(console, sampler), base_url=BASE) as client:
+            assert client.get("/api/groups").json() == {"groups": []}
+            info = client.get("/api/store").json()
+            assert "read-only" in info["groups_unavailable"]
+            assert client.get("/api/topics/orders/records").status_code == 200
