@@ -80,8 +80,13 @@ SECURITY_HEADERS = {
 }
 NAME_MAX = 249  # Kafka's longest topic name; group names get the same bound here
 
+class ReadOnlyConsoleError(LogstoreError):
+    """A change was confirmed on a console started without ``--allow-writes``."""
+
+
 # (error type, HTTP status, code) — the first that matches wins, so subclasses first
 ERRORS: list[tuple[type[Exception], int, str]] = [
+    (ReadOnlyConsoleError, 403, "read_only"),
     (TopicNotFoundError, 404, "topic_not_found"),
     (PartitionNotFoundError, 404, "partition_not_found"),
     (GroupNotFoundError, 404, "group_not_found"),
@@ -95,13 +100,6 @@ ERRORS: list[tuple[type[Exception], int, str]] = [
     (InvalidConfigError, 422, "invalid_request"),
     (ClusterError, 503, "cluster_unavailable"),
 ]
-
-
-class ReadOnlyConsoleError(LogstoreError):
-    """A change was confirmed on a console started without ``--allow-writes``."""
-
-
-ERRORS.insert(0, (ReadOnlyConsoleError, 403, "read_only"))
 
 
 def _hostname(host_header: str) -> str:
