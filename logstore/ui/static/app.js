@@ -749,6 +749,8 @@ async function pageGroups(ctx) {
   draw(await api("/api/groups"));
   if (!ctx.live()) return;
   setMain(pageHead("Consumer groups", null),
+    store && store.groups_unavailable
+      ? h("p", { class: "hint", testid: "groups-unavailable" }, store.groups_unavailable) : null,
     section(null, h("table", { class: "table", testid: "groups-table" },
       h("thead", {}, h("tr", {}, ["Group", "State", "Members", "Lag", "Topics"].map((x) => h("th", { class: thClass(x) }, x)))), body)));
   ctx.ready();
