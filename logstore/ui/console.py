@@ -63,13 +63,15 @@ class Serialized:
         self._lock = lock
 
     def __getattr__(self, name: str) -> Any:
-        found = getattr(self._target, name)
+        with self._lock:  # a property's getter runs here
+            found = getattr(self._target, name)
         if not callable(found):
             return found
         method = cast(Callable[..., Any], found)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return method(*args, **kwargs)
+            with self._lock:
+                return method(*args, **kwargs)
 
         return call
 

@@ -10,6 +10,8 @@ strict enough to be sent back as JSON (no NaN, no lone surrogates).
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,18 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e999: JSON has no infinity to send back
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+"""Control characters other than tab, newline and carriage return: binary."""
+
+
 def _depth(value: Any) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
@@ -43,12 +57,15 @@ def _depth(value: Any) -> int:
 
 
 def _parse_json(text: str) -> tuple[bool, Any]:
-    """``(True, value)`` if ``text`` is strict JSON that can be sent back as JSON."""
+    """``(True, value)`` if ``text`` is strict JSON that can be sent back as JSON (the
+    costly checks only where they can fail: nesting where there are many brackets, a
+    lone surrogate where there are escapes)."""
     try:
-        value = json.loads(text, parse_constant=_not_json)  # NaN, Infinity: not JSON
-        if _depth(value) > MAX_JSON_DEPTH:
+        value = _DECODER.decode(text)
+        if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
             return False, None
-        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        if "\\u" in text:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError, UnicodeEncodeError):
         return False, None
     return True, value
@@ -64,7 +81,7 @@ def payload(data: bytes | None) -> dict[str, Any] | None:
         text: str | None = data.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    if text is not None and any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+    if text is not None and _CONTROL.search(text):
         text = None  # control characters: binary that happens to decode
     if text is None:
         shown = data[:HEX_LIMIT]

@@ -35,6 +35,8 @@ class Sample:
     """Unix time, seconds."""
     ends: dict[TopicPartition, int] = field(default_factory=dict)
     lags: dict[str, dict[TopicPartition, int | None]] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    """Per topic, the sum of its partitions' ends (what produce rates compare)."""
 
 
 class Sampler:
@@ -86,9 +88,12 @@ class Sampler:
                 lags[group] = self.console.group_lags(group)
             except LookupError:  # deleted meanwhile
                 continue
+        totals: dict[str, int] = {}
+        for tp, end in ends.items():
+            totals[tp.topic] = totals.get(tp.topic, 0) + end
         with self._changed:
             self._seq += 1
-            sample = Sample(self._seq, time.time(), ends, lags)
+            sample = Sample(self._seq, time.time(), ends, lags, totals)
             self._samples.append(sample)
             self._changed.notify_all()
         return sample
@@ -124,19 +129,20 @@ class Sampler:
     def produce_rate(self, topic: str) -> float | None:
         """Records per second appended to ``topic`` over the last minute (None: fewer
         than two samples with it)."""
-        samples = self.samples()
-        if not samples:
-            return None
-        newest = samples[-1]
-        window = [s for s in samples if newest.time - s.time <= RATE_WINDOW_S]
-        first = next((s for s in window if any(tp.topic == topic for tp in s.ends)), None)
+        with self._changed:
+            if not self._samples:
+                return None
+            newest = self._samples[-1]
+            first = None
+            for sample in reversed(self._samples):  # newest first, a minute back at most
+                if newest.time - sample.time > RATE_WINDOW_S:
+                    break
+                if topic in sample.totals:
+                    first = sample
         if first is None or first is newest or newest.time <= first.time:
             return None
-
-        def total(s: Sample) -> int:
-            return sum(end for tp, end in s.ends.items() if tp.topic == topic)
-
-        return max(0, total(newest) - total(first)) / (newest.time - first.time)
+        grown = newest.totals.get(topic, 0) - first.totals[topic]
+        return max(0, grown) / (newest.time - first.time)
 
     def lag_history(self, group: str) -> dict[str, Any]:
         """The lag of ``group``'s partitions over the history, column by column."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from logstore.patterns.retry_policy import RetryPolicy
 from logstore.types import ConsumerRecord, TopicPartition
 from logstore.ui.app import create_app
 from logstore.ui.browse import PAGE_CHARS
-from logstore.ui.console import Console
+from logstore.ui.console import Console, Serialized
 from logstore.ui.payloads import HEX_LIMIT, MAX_HEADERS, MAX_JSON_DEPTH, TEXT_LIMIT, payload
 from logstore.ui.sampler import Sampler
 
@@ -629,3 +630,35 @@ def test_a_read_only_store_shows_no_groups_and_says_why(tmp_path: Path) -> None:
             info = client.get("/api/store").json()
             assert "read-only" in info["groups_unavailable"]
             assert client.get("/api/topics/orders/records").status_code == 200
+
+
+def test_serialized_makes_one_call_at_a_time() -> None:
+    class Target:
+        inside = 0
+        overlaps = 0
+
+        def work(self) -> None:
+            self.inside += 1
+            if self.inside > 1:
+                self.overlaps += 1
+            time.sleep(0.002)
+            self.inside -= 1
+
+        @property
+        def busy(self) -> int:
+            return self.inside
+
+    target = Target()
+    proxy: Any = Serialized(target, threading.RLock())
+
+    def hammer() -> None:
+        for _ in range(50):
+            proxy.work()
+            assert proxy.busy == 0  # a property is read under the lock too
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert target.overlaps == 0
