@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -61,4 +63,18 @@ def test_transactions_benchmark_quick_run_completes() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("at-least-once, poll of 100", "exactly-once, poll of 1000",
                  "read the exactly-once output, read_committed"):
+        assert f"| {name} |" in proc.stdout, name
+
+
+def test_ui_benchmark_quick_run_completes(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")  # the 'ui' extra
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_ui.py"), "--quick", "--runs", "1",
+         "--records", "5000", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("pages of 500 (next_offset), HTTP (logstore ui process)",
+                 "filtered scan matching nothing (max_scan=100,000), TestClient",
+                 "Sampler.sample_now(), 50 topics x 4 partitions, 20 groups"):
         assert f"| {name} |" in proc.stdout, name
