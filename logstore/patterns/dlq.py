@@ -326,7 +326,8 @@ class _Router:
             raise NotDeadLettersError(
                 f"{self._missing_count} record(s) of {self.topic!r} ({shown}) have no "
                 f"{h.DLQ_ORIGINAL_TOPIC} header, so their original topic is unknown: they "
-                f"are not dead letters (give a topic to send them to: --to TOPIC)"
+                f"are not dead letters (give a topic to send them to: --to TOPIC, or \"to\" "
+                f"in the console's API)"
             )
 
 
