@@ -662,3 +662,13 @@ def test_serialized_makes_one_call_at_a_time() -> None:
     for t in threads:
         t.join()
     assert target.overlaps == 0
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded",
+                                  "multipart/form-data; boundary=x"])
+def test_a_cross_site_form_cannot_make_a_change(writable: Env, kind: str) -> None:
+    # what a page of another site may send without asking (no Origin check needed)
+    answer = writable.client.post("/api/topics/blobs/delete", content=b'{"confirm": true}',
+                                  headers={"Content-Type": kind})
+    assert answer.status_code == 422, answer.text
+    assert writable.get("/api/topics/blobs")["records"] == 2
