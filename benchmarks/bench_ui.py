@@ -372,10 +372,15 @@ def page_parts(backend: Any, console: Any, mid: int, reps: int) -> dict[str, flo
         "dump_json": lambda: adapter.dump_json(adapter.validate_python(page)),
         "json.loads": lambda: json.loads(body),
     }
+    return median_times(steps, reps)
+
+
+def median_times(steps: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Each step's median time over ``reps`` calls (quiesced once: see prev_cost)."""
     out: dict[str, float] = {}
     for name, step in steps.items():
         times = []
-        with quiesced():  # once: see prev_cost
+        with quiesced():
             for _ in range(reps):
                 start = clock()
                 step()
@@ -396,16 +401,7 @@ def sampler_cost(sampler: Any, console: Any, backend: Any, reps: int) -> dict[st
         "end_offsets": console.end_offsets,
         "offset_range": lambda: [backend.offset_range(tp) for tp in tps],
     }
-    out: dict[str, float] = {}
-    for name, step in steps.items():
-        times = []
-        with quiesced():  # once: see prev_cost
-            for _ in range(reps):
-                start = clock()
-                step()
-                times.append(clock() - start)
-        out[name] = statistics.median(times)
-    return out
+    return median_times(steps, reps)
 
 
 # --------------------------------------------------------------------------- results
