@@ -1,15 +1,13 @@
 """A topic's partitions through the client API (the backend seam): the same requests on a
-data directory and on a Kafka cluster (Metadata, ListOffsets, Fetch)."""
+data directory and on a Kafka cluster (Metadata, ListOffsets); reading them is
+:func:`logstore.client.reading.read_partition`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import NamedTuple
 
-from logstore import ConsumerRecord, PartitionNotFoundError, TopicPartition
+from logstore import PartitionNotFoundError, TopicPartition
 from logstore.client.backend import Backend
-
-FETCH_BYTES = 1 << 20
 
 
 class Span(NamedTuple):
@@ -40,32 +38,3 @@ def check_partition(backend: Backend, topic: str, partition: int) -> None:
             f"topic {topic!r} has no partition {partition!r} (it has partitions "
             f"0..{count - 1})"
         )
-
-
-def read_range(
-    backend: Backend, topic: str, partition: int, start: int, stop: int, chunk: int = 2000
-) -> Iterator[ConsumerRecord]:
-    """The records of one partition with offsets in ``[start, stop)``, ``chunk`` at a
-    time; it ends early where the partition holds no more records below ``stop``
-    (transaction markers, say).
-
-    Raises:
-        OffsetOutOfRangeError: retention deleted the records meanwhile.
-    """
-    tp = TopicPartition(topic, partition)
-    offset = start
-    while offset < stop:
-        answer = backend.fetch({tp: offset}, max_records=min(chunk, stop - offset),
-                               max_bytes=FETCH_BYTES)
-        found = answer.get(tp, [])
-        if isinstance(found, Exception):
-            raise found
-        if not found:
-            return
-        for record in found:
-            if record.offset >= stop:
-                return
-            yield record
-        offset = found[-1].offset + 1
-
-

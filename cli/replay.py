@@ -10,6 +10,7 @@ import click
 
 from logstore import TopicPartition
 from logstore.client.backend import Backend
+from logstore.client.reading import read_partition
 
 from .cluster import backend_of, open_target
 from .commands import Fields, render_record
@@ -22,7 +23,7 @@ from .common import (
     until_interrupted,
     user_errors,
 )
-from .partitions import read_range, spans
+from .partitions import spans
 
 
 def _bounds(
@@ -99,7 +100,9 @@ def replay(
             backend.topic_metadata(dest)  # exists, or TopicNotFoundError says so
         bounds = _bounds(backend, topic, from_ms, to_ms)
         total = sum(stop - start for start, stop in bounds.values())
-        streams = [read_range(backend, topic, p, start, stop)
+        # (records that retention deletes meanwhile fail the replay: OffsetOutOfRangeError)
+        streams = [read_partition(backend, TopicPartition(topic, p), start, stop, chunk=2000,
+                                  skip_deleted=False)
                    for p, (start, stop) in sorted(bounds.items())]
         merged = heapq.merge(*streams, key=lambda r: (r.timestamp, r.partition, r.offset))
         count, first_ts, last_ts, started = 0, None, None, time.monotonic()

@@ -22,10 +22,10 @@ from logstore import headers as h
 from logstore.client.admin import current_offsets
 from logstore.client.backend import Backend
 from logstore.client.producer import Producer
+from logstore.client.reading import FETCH_BYTES, read_partition
 from logstore.errors import (
     InvalidConfigError,
     LogstoreError,
-    OffsetOutOfRangeError,
     PartitionNotFoundError,
 )
 from logstore.patterns.retry_policy import own_headers
@@ -33,7 +33,6 @@ from logstore.types import ConsumerRecord, TopicPartition
 
 REDRIVE_GROUP = "logstore-redrive"
 MAX_STATE_CHARS = 4096  # Kafka's offset.metadata.max.bytes: the commit metadata's limit
-FETCH_BYTES = 1 << 20
 
 
 class LetterNotFoundError(LogstoreError, LookupError):
@@ -119,20 +118,8 @@ def letters_of(
         if until is not None and partition in until:
             end = min(end, until[partition])
         offset = max(start, first_offset) if partition == first_partition else start
-        while offset < end:
-            answer = backend.fetch({tp: offset}, max_records=500, max_bytes=FETCH_BYTES)
-            found = answer.get(tp, [])
-            if isinstance(found, OffsetOutOfRangeError):  # retention moved the start
-                offset = backend.offset_range(tp)[0]
-                continue
-            if isinstance(found, Exception):
-                raise found
-            if not found:
-                break
-            for record in found:
-                if record.offset < end:
-                    yield DeadLetter(partition, record)
-            offset = found[-1].offset + 1
+        for record in read_partition(backend, tp, offset, end):
+            yield DeadLetter(partition, record)
 
 
 def parse_where(text: str, topic: str, partitions: int) -> tuple[int, int]:

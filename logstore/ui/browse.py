@@ -11,12 +11,12 @@ or of transaction markers, hold no record: counting offsets would overlap the pa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from logstore.client.backend import Backend
+from logstore.client.reading import read_partition
 from logstore.errors import InvalidConfigError, OffsetOutOfRangeError, PartitionNotFoundError
-from logstore.types import ConsumerRecord, TopicPartition
+from logstore.types import TopicPartition
 
 from .payloads import NO_FILTER, RecordFilter, record_json, shown_size
 
@@ -26,8 +26,6 @@ MAX_SCAN = 100_000
 """The most records one filtered request may read."""
 PAGE_CHARS = 4 * 1024 * 1024
 """About the most characters of keys, values and headers one page holds."""
-FETCH_BYTES = 1 << 20
-FETCH_RECORDS = 500
 
 
 def partition_range(backend: Backend, tp: TopicPartition) -> tuple[int, int]:
@@ -42,34 +40,6 @@ def partition_range(backend: Backend, tp: TopicPartition) -> tuple[int, int]:
             f"topic {tp.topic!r} has no partition {tp.partition} (it has partitions "
             f"0..{count - 1})")
     return backend.offset_range(tp)
-
-
-def scan(
-    backend: Backend, tp: TopicPartition, first: int, end: int, most: int
-) -> Iterator[ConsumerRecord]:
-    """At most ``most`` records of ``tp`` in ``[first, end)``, a bounded fetch at a time
-    (from the new start if retention deletes the first ones meanwhile)."""
-    offset, seen = first, 0
-    while offset < end and seen < most:
-        answer = backend.fetch({tp: offset}, max_records=min(FETCH_RECORDS, most - seen),
-                               max_bytes=FETCH_BYTES)
-        found = answer.get(tp, [])
-        if isinstance(found, OffsetOutOfRangeError):  # retention moved the start
-            start = backend.offset_range(tp)[0]
-            if start <= offset:
-                return
-            offset = start
-            continue
-        if isinstance(found, Exception):
-            raise found
-        if not found:
-            return
-        for record in found:
-            if record.offset >= end or seen >= most:
-                return
-            seen += 1
-            yield record
-        offset = found[-1].offset + 1
 
 
 def records_page(
@@ -105,7 +75,7 @@ def records_page(
     chars = scanned = 0
     position = first
     full = False
-    for record in scan(backend, tp, first, end, max_scan):
+    for record in read_partition(backend, tp, first, end, most=max_scan):
         scanned += 1
         position = record.offset + 1
         if where.matches(record):
@@ -118,7 +88,7 @@ def records_page(
     else:
         if scanned < max_scan:
             position = end  # read to the end (maybe past offsets that hold no record)
-    if full and position < end and not any(scan(backend, tp, position, end, 1)):
+    if full and position < end and not any(read_partition(backend, tp, position, end, most=1)):
         position = end  # only transaction markers (or nothing) left: no next page
     at_end = position >= end
     return {
@@ -140,7 +110,7 @@ def _previous(
     window = limit
     while True:
         low = max(start, first - window)
-        offsets = [r.offset for r in scan(backend, tp, low, first, MAX_SCAN)]
+        offsets = [r.offset for r in read_partition(backend, tp, low, first, most=MAX_SCAN)]
         if len(offsets) >= limit:
             return offsets[-limit]
         if low == start or window >= MAX_SCAN:

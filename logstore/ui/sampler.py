@@ -1,6 +1,6 @@
 """The console's clock: every ``interval`` seconds, each partition's log end and each
-group's lag, kept for a while (produce rates, the lag charts) and handed to whoever waits
-for the next one (the live chart's event stream).
+group's lag, kept for a while (produce rates, the lag charts); the live chart's event
+stream sends each new one (:attr:`Sampler.seq` numbers them).
 
 One thread samples; readers take copies under a lock. The history is bounded
 (``keep`` samples, 30 minutes at the default interval), so a console left open for days
@@ -51,7 +51,7 @@ class Sampler:
         self.console = console
         self.interval = interval
         self._samples: deque[Sample] = deque(maxlen=keep)
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seq = 0
@@ -67,8 +67,6 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        with self._changed:
-            self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -91,11 +89,10 @@ class Sampler:
         totals: dict[str, int] = {}
         for tp, end in ends.items():
             totals[tp.topic] = totals.get(tp.topic, 0) + end
-        with self._changed:
+        with self._lock:
             self._seq += 1
             sample = Sample(self._seq, time.time(), ends, lags, totals)
             self._samples.append(sample)
-            self._changed.notify_all()
         return sample
 
     # ------------------------------------------------------------------ reading
@@ -103,33 +100,21 @@ class Sampler:
     @property
     def seq(self) -> int:
         """The number of the latest sample (0: none yet)."""
-        with self._changed:
+        with self._lock:
             return self._seq
 
     def samples(self) -> list[Sample]:
-        with self._changed:
+        with self._lock:
             return list(self._samples)
 
     def latest(self) -> Sample | None:
-        with self._changed:
+        with self._lock:
             return self._samples[-1] if self._samples else None
-
-    def wait_after(self, seq: int, timeout: float) -> Sample | None:
-        """The latest sample if it is newer than ``seq``, waiting up to ``timeout``
-        seconds for one (None: none came, or the sampler stopped)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self._seq <= seq and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._changed.wait(left)
-            return self._samples[-1] if self._seq > seq and self._samples else None
 
     def produce_rate(self, topic: str) -> float | None:
         """Records per second appended to ``topic`` over the last minute (None: fewer
         than two samples with it)."""
-        with self._changed:
+        with self._lock:
             if not self._samples:
                 return None
             newest = self._samples[-1]

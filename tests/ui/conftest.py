@@ -228,3 +228,14 @@ def new_page(browser: Any) -> tuple[Any, Any, PageErrors]:
     context.set_default_timeout(10_000)
     page = context.new_page()
     return context, page, PageErrors(page)
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page for one test; the test fails if the page's script raised or logged
+    an error (test_browser.py shares one page per module instead)."""
+    context, page, errors = new_page(browser)
+    yield page
+    context.close()
+    unexpected = [x for x in errors.lines if "Failed to load resource" not in x]
+    assert not unexpected, unexpected

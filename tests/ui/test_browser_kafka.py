@@ -21,7 +21,7 @@ import logstore
 from logstore.types import TopicPartition
 from tests.integration.workers import Worker
 from tests.kafka_broker import KafkaBroker
-from tests.ui.conftest import logstore_command, new_page, screenshot_dir
+from tests.ui.conftest import logstore_command, screenshot_dir
 
 pytestmark = pytest.mark.kafka
 
@@ -55,14 +55,6 @@ def cluster(kafka_broker: KafkaBroker) -> Iterator[tuple[str, str]]:
         store.delete_topic(orders)
     finally:
         store.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context, page, errors = new_page(browser)
-    yield page
-    context.close()
-    assert not [x for x in errors.lines if "Failed to load resource" not in x], errors.lines
 
 
 def show(page: Any, url: str, name: str) -> None:

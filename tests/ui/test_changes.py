@@ -16,7 +16,7 @@ pytest.importorskip("playwright")
 from playwright.sync_api import expect
 
 import logstore
-from tests.ui.conftest import UiServer, make_store, new_page, screenshot_dir, values_of
+from tests.ui.conftest import UiServer, make_store, screenshot_dir, values_of
 
 pytestmark = pytest.mark.xdist_group("ui-browser-writes")
 
@@ -31,15 +31,6 @@ def server(data: Path) -> Iterator[UiServer]:
     ui = UiServer(data, "--allow-writes")
     yield ui
     ui.stop()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context, page, errors = new_page(browser)
-    yield page
-    context.close()
-    unexpected = [x for x in errors.lines if "Failed to load resource" not in x]
-    assert not unexpected, unexpected
 
 
 def show(page: Any, server: UiServer, route: str, name: str) -> None:
